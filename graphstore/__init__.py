@@ -1,0 +1,1 @@
+"""The public façade and command-line entry point of the graph store."""

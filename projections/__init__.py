@@ -1,0 +1,1 @@
+"""What is read: projectors over tenant streams (metagraph tables, flowgraph views). Issue 4."""

@@ -1,0 +1,332 @@
+"""The one place that talks to Honker: opening files, durability, errors, wake-ups.
+
+Honker 0.5.0 is alpha software, so everything this package relies on is here:
+
+* :func:`open_file` opens (or shares) one ``honker.Database`` per file per process,
+  applies the durability setting and the busy timeout to the writer connection;
+* :func:`translate_errors` maps Honker's bare ``RuntimeError`` to eventsourcing's
+  PEP 249 classes by reading the SQLite message;
+* :class:`Watcher` turns Honker's update watcher (``PRAGMA data_version`` polling, which
+  sees commits from every process) into thread-safe wake-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast
+
+import honker
+import structlog
+from eventsourcing.persistence import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    PersistenceError,
+    ProgrammingError,
+)
+
+__all__ = [
+    "Synchronous",
+    "TenantFile",
+    "Transaction",
+    "Watcher",
+    "open_file",
+    "release",
+    "translate_errors",
+]
+
+log = structlog.get_logger("streams")
+
+Synchronous = Literal["NORMAL", "FULL"]
+_SYNCHRONOUS_CODES = {"NORMAL": 1, "FULL": 2}
+
+
+class Transaction(Protocol):
+    """What a Honker write transaction offers (``BEGIN IMMEDIATE`` ... ``COMMIT``)."""
+
+    def execute(self, sql: str, params: Any = None) -> None: ...
+
+    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]: ...
+
+
+# --------------------------------------------------------------------------- errors
+
+# Ordered: the first matching fragment wins. Fragments are SQLite's own messages.
+_ERROR_CLASSES: tuple[tuple[str, type[PersistenceError]], ...] = (
+    ("constraint failed", IntegrityError),
+    ("database is locked", OperationalError),
+    ("database table is locked", OperationalError),
+    ("database is busy", OperationalError),
+    ("readonly database", OperationalError),
+    ("unable to open database", OperationalError),
+    ("disk i/o error", OperationalError),
+    ("database or disk is full", OperationalError),
+    ("interrupted", OperationalError),
+    ("database disk image is malformed", DatabaseError),
+    ("file is not a database", DatabaseError),
+    ("database is closed", InterfaceError),
+    ("datatype mismatch", DataError),
+    ("too big", DataError),
+    ("integer overflow", DataError),
+    ("no such table", ProgrammingError),
+    ("no such column", ProgrammingError),
+    ("no such function", ProgrammingError),
+    ("syntax error", ProgrammingError),
+    ("incomplete input", ProgrammingError),
+    ("wrong number of arguments", ProgrammingError),
+    ("already exists", ProgrammingError),
+    ("nested db.transaction()", ProgrammingError),
+    ("may not be changed inside a transaction", ProgrammingError),
+)
+
+
+def classify(message: str) -> type[PersistenceError]:
+    """The PEP 249 class for a Honker/SQLite error message (``DatabaseError`` if unknown)."""
+    lowered = message.lower()
+    for fragment, error_class in _ERROR_CLASSES:
+        if fragment in lowered:
+            return error_class
+    return DatabaseError
+
+
+def _advice(error_class: type[PersistenceError], message: str, path: Path) -> str:
+    if "locked" in message.lower() or "busy" in message.lower():
+        return (
+            f"{message} ({path}): another connection held the write lock for longer than "
+            "the busy timeout. Nothing of this transaction was written. Retry, raise "
+            "HONKER_BUSY_TIMEOUT (milliseconds), or shorten the other writer's transactions."
+        )
+    return f"{message} ({path})"
+
+
+@contextlib.contextmanager
+def translate_errors(path: Path) -> Iterator[None]:
+    """Re-raise Honker's ``RuntimeError`` as eventsourcing's PEP 249 error classes."""
+    try:
+        yield
+    except RuntimeError as exc:
+        message = str(exc)
+        error_class = classify(message)
+        raise error_class(_advice(error_class, message, path)) from exc
+
+
+# -------------------------------------------------------------------------- watcher
+
+
+@dataclass(eq=False)
+class Watcher:
+    """Wakes registered callbacks on every commit to the file, from any process.
+
+    One daemon thread runs an asyncio loop over ``Database.update_events()`` (Honker polls
+    ``PRAGMA data_version``, 1 ms by default). The thread starts with the first
+    registration and is stopped and joined by :meth:`stop`; the update iterator never
+    leaves that thread's loop (Honker binds it to the first loop that awaits it).
+    """
+
+    database: Any
+    path: Path
+    _callbacks: set[Callable[[], None]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+    _generation: int = 0
+    _thread: threading.Thread | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _task: asyncio.Task[None] | None = None
+    _started: threading.Event = field(default_factory=threading.Event)
+    _error: BaseException | None = None
+
+    @property
+    def generation(self) -> int:
+        """Counts the commits seen so far; compare two readings to detect a change."""
+        return self._generation
+
+    def add(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the watcher thread) after every commit."""
+        with self._lock:
+            self._callbacks.add(callback)
+            self._ensure_started()
+
+    def discard(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._callbacks.discard(callback)
+
+    def wait_for_change(self, generation: int, timeout: float) -> int:
+        """Block until a commit after ``generation`` or ``timeout``; return the generation."""
+        with self._lock:
+            self._ensure_started()
+        with self._changed:
+            self._changed.wait_for(lambda: self._generation != generation, timeout)
+            return self._generation
+
+    def _ensure_started(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"honker-watcher:{self.path.name}", daemon=True
+            )
+            self._thread.start()
+            self._started.wait()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            self._task = loop.create_task(self._follow())
+            self._started.set()
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:  # the watcher died: wake everyone, record why
+            self._error = exc
+            log.error("watcher stopped", path=str(self.path), error=str(exc))
+            self._tick()
+        finally:
+            self._started.set()
+            self._task = None
+            loop.close()
+            self._loop = None
+
+    async def _follow(self) -> None:
+        updates = self.database.update_events()
+        try:
+            async for _ in updates:
+                self._tick()
+        finally:
+            del updates  # never outlive this loop (see honker.md, pitfalls)
+
+    def _tick(self) -> None:
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+        with self._lock:
+            callbacks = list(self._callbacks)
+        for callback in callbacks:
+            callback()
+
+    def stop(self) -> None:
+        """Stop and join the watcher thread (idempotent)."""
+        with self._lock:
+            thread, loop, task = self._thread, self._loop, self._task
+            self._thread = None
+        if thread is None:
+            return
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(task.cancel)
+        thread.join()
+
+
+# ---------------------------------------------------------------------------- files
+
+
+@dataclass(eq=False)
+class TenantFile:
+    """One open Honker database file, shared by every recorder of this process."""
+
+    path: Path
+    database: Any
+    synchronous: Synchronous
+    busy_timeout_ms: int
+    watcher: Watcher
+    users: int = 0
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction: commit on clean exit, roll back on error (nothing written)."""
+        with translate_errors(self.path), self.database.transaction() as tx:
+            yield cast(Transaction, tx)
+
+    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """Read through Honker's reader pool: never blocks or joins a write transaction."""
+        with translate_errors(self.path):
+            return cast(list[dict[str, Any]], self.database.query(sql, params))
+
+    def writer_setting(self, pragma: str) -> Any:
+        """The writer connection's value of ``pragma`` (what commits actually use)."""
+        with self.transaction() as tx:
+            return next(iter(tx.query(f"PRAGMA {pragma}")[0].values()))
+
+
+_files: dict[Path, TenantFile] = {}
+_files_lock = threading.Lock()
+
+
+def _configure_writer(database: Any, path: Path, synchronous: str, busy_ms: int) -> None:
+    # Honker opens every connection with synchronous=NORMAL and busy_timeout=5000 and runs
+    # every write inside BEGIN IMMEDIATE, where "safety level may not be changed". So the
+    # writer leaves its (empty) transaction, sets the pragmas on its own connection, and
+    # begins again for Honker to commit. Readers never write, so their setting is moot.
+    with translate_errors(path), database.transaction() as tx:
+        tx.execute("COMMIT")
+        try:
+            tx.execute(f"PRAGMA synchronous = {synchronous}")
+            tx.query(f"PRAGMA busy_timeout = {int(busy_ms)}")
+        finally:
+            tx.execute("BEGIN IMMEDIATE")
+        got = tx.query("PRAGMA synchronous")[0]["synchronous"]
+    if got != _SYNCHRONOUS_CODES[synchronous]:
+        raise OperationalError(f"{path}: could not set synchronous={synchronous} (got {got})")
+
+
+def open_file(
+    path: str | Path,
+    *,
+    synchronous: Synchronous = "NORMAL",
+    busy_timeout_ms: int = 5000,
+    max_readers: int = 8,
+    watcher_poll_ms: int | None = None,
+) -> TenantFile:
+    """Open ``path`` (creating it), or share the handle this process already has open.
+
+    Every caller must :func:`release` what it opened. Two callers asking for different
+    durability settings for one file get an error instead of a silent downgrade.
+    """
+    if synchronous not in _SYNCHRONOUS_CODES:
+        raise ValueError(
+            f"HONKER_SYNCHRONOUS must be NORMAL or FULL, got {synchronous!r}: NORMAL "
+            "survives a process crash, FULL survives power loss too."
+        )
+    resolved = Path(path).resolve()
+    with _files_lock:
+        tenant_file = _files.get(resolved)
+        if tenant_file is None:
+            resolved.parent.mkdir(parents=True, exist_ok=True)
+            with translate_errors(resolved):
+                database = honker.open(
+                    str(resolved),
+                    max_readers=max_readers,
+                    watcher_poll_interval_ms=watcher_poll_ms,
+                )
+            _configure_writer(database, resolved, synchronous, busy_timeout_ms)
+            tenant_file = TenantFile(
+                resolved, database, synchronous, busy_timeout_ms, Watcher(database, resolved)
+            )
+            _files[resolved] = tenant_file
+            log.debug("opened", path=str(resolved), synchronous=synchronous)
+        elif tenant_file.synchronous != synchronous:
+            raise ValueError(
+                f"{resolved} is already open in this process with "
+                f"HONKER_SYNCHRONOUS={tenant_file.synchronous}; asked for {synchronous}. "
+                "Give every application sharing a file the same setting."
+            )
+        tenant_file.users += 1
+        return tenant_file
+
+
+def release(tenant_file: TenantFile) -> None:
+    """Drop one user; the last one stops the watcher thread, then closes the database."""
+    with _files_lock:
+        tenant_file.users -= 1
+        if tenant_file.users > 0:
+            return
+        _files.pop(tenant_file.path, None)
+    tenant_file.watcher.stop()
+    with contextlib.suppress(RuntimeError):
+        tenant_file.database.close()
+    log.debug("closed", path=str(tenant_file.path))

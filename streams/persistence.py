@@ -1,0 +1,688 @@
+"""The eventsourcing persistence module on Honker: ``PERSISTENCE_MODULE=streams.persistence``.
+
+Every stored event of an application is one row of the tenant file's Honker stream
+(``_honker_stream``, topic = the application's stream name) holding the event's
+:mod:`~streams.envelope`, plus one small index row ``(originator_id, originator_version)
+-> offset``. Both are written in ONE Honker transaction, so the events and the stream
+can never disagree, and the payload is stored once. The stream offset is the event's
+notification id. The index's primary key gives optimistic concurrency: a version
+conflict raises :class:`eventsourcing.persistence.IntegrityError` and rolls back the
+whole transaction, stream rows included.
+
+Tracking is Honker's own consumer offsets (``_honker_stream_consumers``): the consumer
+is the projection's (application's) name, the topic is the upstream stream. A tracking
+record and the view rows it guards commit in the same transaction.
+
+Settings (read by ``Application`` from its env, ``os.environ`` or the ``env`` argument,
+``<APPNAME>_`` prefixed keys first):
+
+``HONKER_DBNAME``        the tenant file (required); created if missing
+``HONKER_SYNCHRONOUS``   ``NORMAL`` (default) or ``FULL``: see README, "Durability"
+``HONKER_BUSY_TIMEOUT``  milliseconds a writer waits for the file's write lock (5000)
+``HONKER_STREAM``        the stream (topic) name; defaults to the application's name
+``HONKER_TENANT``        the tenant recorded in envelopes; defaults from the file name
+``HONKER_POLL_INTERVAL`` seconds between fallback polls when no wake arrives (1.0)
+``HONKER_WATCHER_POLL_MS`` Honker's commit-watcher cadence in ms (1)
+``CREATE_TABLE``         create tables on construction (yes)
+``ORIGINATOR_ID_TYPE``   ``uuid`` (default) or ``text``
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from threading import Event
+from time import monotonic
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
+
+import structlog
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InfrastructureFactory,
+    IntegrityError,
+    ListenNotifySubscription,
+    Notification,
+    ProcessRecorder,
+    Recorder,
+    StoredEvent,
+    Tracking,
+    TrackingRecorder,
+    WaitInterruptedError,
+)
+from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
+
+from streams import _honker, envelope
+from streams._honker import Synchronous, TenantFile, Transaction
+from streams.errors import ConfigurationError
+
+__all__ = [
+    "HonkerAggregateRecorder",
+    "HonkerApplicationRecorder",
+    "HonkerDatastore",
+    "HonkerFactory",
+    "HonkerProcessRecorder",
+    "HonkerSubscription",
+    "HonkerTrackingRecorder",
+]
+
+log = structlog.get_logger("streams")
+
+_ROWS_PER_STATEMENT = 250  # 3 parameters a row, far below SQLite's 32766 limit
+_NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def _values(rows: int, width: int) -> str:
+    row = "(" + ",".join("?" * width) + ")"
+    return ",".join([row] * rows)
+
+
+def tenant_from_path(path: Path) -> str:
+    """``tenant-acme.db`` -> ``acme``; any other file name -> its stem."""
+    stem = path.stem
+    return stem.removeprefix("tenant-") if stem.startswith("tenant-") else stem
+
+
+class HonkerDatastore:
+    """One application's view of a tenant file: settings, the shared file, subscriptions."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout_ms: int = 5000,
+        tenant: str | None = None,
+        poll_interval: float = 1.0,
+        watcher_poll_ms: int | None = None,
+        originator_id_type: str = "uuid",
+    ) -> None:
+        self.file: TenantFile = _honker.open_file(
+            path,
+            synchronous=synchronous,
+            busy_timeout_ms=busy_timeout_ms,
+            watcher_poll_ms=watcher_poll_ms,
+        )
+        self.path = self.file.path
+        self.tenant = tenant or tenant_from_path(self.path)
+        self.poll_interval = poll_interval
+        self.originator_id_type = originator_id_type
+        self._subscriptions: set[HonkerSubscription] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def watcher(self) -> _honker.Watcher:
+        return self.file.watcher
+
+    def transaction(self) -> Any:
+        """A Honker write transaction with errors mapped to PEP 249 classes."""
+        return self.file.transaction()
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """Read through the reader pool (never inside a write transaction)."""
+        return self.file.query(sql, list(params))
+
+    def to_originator_id(self, value: str) -> UUID | str:
+        return UUID(value) if self.originator_id_type == "uuid" else value
+
+    def track(self, subscription: HonkerSubscription) -> None:
+        with self._lock:
+            self._subscriptions.add(subscription)
+
+    def untrack(self, subscription: HonkerSubscription) -> None:
+        with self._lock:
+            self._subscriptions.discard(subscription)
+
+    def close(self) -> None:
+        """Stop and join every subscription's threads, then release the file."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            subscriptions = list(self._subscriptions)
+        for subscription in subscriptions:
+            subscription.stop()
+            subscription.join()
+        _honker.release(self.file)
+
+
+def _id_key(originator_id: UUID | str) -> bytes | str:
+    # UUIDs are indexed as their 16 bytes; text ids as text.
+    return originator_id.bytes if isinstance(originator_id, UUID) else originator_id
+
+
+class HonkerRecorder(Recorder):
+    """Base of every recorder: a datastore and the statements that create its tables."""
+
+    def __init__(self, datastore: HonkerDatastore, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.datastore = datastore
+
+    def construct_create_table_statements(self) -> list[str]:
+        return []
+
+    def create_table(self) -> None:
+        statements = self.construct_create_table_statements()
+        if statements:
+            with self.datastore.transaction() as tx:
+                for statement in statements:
+                    tx.execute(statement)
+
+
+class HonkerAggregateRecorder(HonkerRecorder, AggregateRecorder):
+    """Stores events in a table of their own (used for snapshots): no stream, no ids."""
+
+    def __init__(
+        self, datastore: HonkerDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore)
+        self.events_table_name = events_table_name
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            f'CREATE TABLE IF NOT EXISTS "{self.events_table_name}" ('
+            "originator_id BLOB NOT NULL, originator_version INTEGER NOT NULL, "
+            "topic TEXT NOT NULL, state BLOB NOT NULL, "
+            "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID"
+        ]
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self.datastore.transaction() as tx:
+            return self._insert_events(tx, stored_events, **kwargs)
+
+    def _insert_events(
+        self, tx: Transaction, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        for chunk in _chunks(stored_events, _ROWS_PER_STATEMENT):
+            params: list[Any] = []
+            for event in chunk:
+                params += [
+                    _id_key(event.originator_id),
+                    event.originator_version,
+                    event.topic,
+                    event.state,
+                ]
+            tx.execute(
+                f'INSERT INTO "{self.events_table_name}" VALUES {_values(len(chunk), 4)}',
+                params,
+            )
+        return None
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        sql, params = _version_range(
+            f'SELECT originator_version, topic, state FROM "{self.events_table_name}"',
+            originator_id,
+            gt=gt,
+            lte=lte,
+            desc=desc,
+            limit=limit,
+        )
+        return [
+            StoredEvent(originator_id, row["originator_version"], row["topic"], row["state"])
+            for row in self.datastore.query(sql, params)
+        ]
+
+
+def _version_range(
+    select: str,
+    originator_id: UUID | str,
+    *,
+    gt: int | None,
+    lte: int | None,
+    desc: bool,
+    limit: int | None,
+    column: str = "originator_version",
+) -> tuple[str, list[Any]]:
+    sql = [select, "WHERE originator_id = ?"]
+    params: list[Any] = [_id_key(originator_id)]
+    if gt is not None:
+        sql.append(f"AND {column} > ?")
+        params.append(gt)
+    if lte is not None:
+        sql.append(f"AND {column} <= ?")
+        params.append(lte)
+    sql.append(f"ORDER BY {column} {'DESC' if desc else 'ASC'}")
+    if limit is not None:
+        sql.append("LIMIT ?")
+        params.append(limit)
+    return " ".join(sql), params
+
+
+class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
+    """Events in the tenant's Honker stream, an index for aggregates, live subscriptions."""
+
+    def __init__(
+        self,
+        datastore: HonkerDatastore,
+        *,
+        stream: str = "events",
+        index_table_name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(datastore, **kwargs)
+        if not _NAME.match(stream):
+            raise ConfigurationError(
+                f"invalid stream name {stream!r}: use 1-128 characters from A-Z a-z 0-9 _ . : @ -"
+            )
+        self.stream = stream
+        self.index_table_name = index_table_name or f"es_{_table_prefix(stream)}_index"
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            f'CREATE TABLE IF NOT EXISTS "{self.index_table_name}" ('
+            "originator_id BLOB NOT NULL, originator_version INTEGER NOT NULL, "
+            '"offset" INTEGER NOT NULL, '
+            "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID",
+        ]
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        with self.datastore.transaction() as tx:
+            ids = self._insert_events(tx, stored_events, **kwargs)
+        if ids:
+            log.debug(
+                "events recorded",
+                tenant=self.datastore.tenant,
+                stream=self.stream,
+                offset=ids[-1],
+                count=len(ids),
+            )
+        return ids
+
+    def _insert_events(
+        self, tx: Transaction, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        if not stored_events:
+            return []
+        now = datetime.now(UTC)
+        tenant = self.datastore.tenant
+        offsets: list[int] = []
+        for chunk in _chunks(stored_events, _ROWS_PER_STATEMENT):
+            params: list[Any] = []
+            for event in chunk:
+                payload = envelope.encode(
+                    tenant=tenant,
+                    topic=event.topic,
+                    originator_id=str(event.originator_id),
+                    originator_version=event.originator_version,
+                    timestamp=now,
+                    state=event.state,
+                )
+                params += [self.stream, None, payload]
+            rows = tx.query(
+                "INSERT INTO _honker_stream (topic, key, payload) "
+                f'VALUES {_values(len(chunk), 3)} RETURNING "offset"',
+                params,
+            )
+            # One writer, AUTOINCREMENT: a statement's rows get increasing offsets in
+            # VALUES order; RETURNING's order is unspecified, so sort.
+            offsets += sorted(row["offset"] for row in rows)
+        for start, chunk in zip(
+            range(0, len(stored_events), _ROWS_PER_STATEMENT),
+            _chunks(stored_events, _ROWS_PER_STATEMENT),
+            strict=True,
+        ):
+            params = []
+            for event, offset in zip(chunk, offsets[start : start + len(chunk)], strict=True):
+                params += [_id_key(event.originator_id), event.originator_version, offset]
+            try:
+                tx.execute(
+                    f'INSERT INTO "{self.index_table_name}" VALUES {_values(len(chunk), 3)}',
+                    params,
+                )
+            except RuntimeError as exc:
+                if "constraint failed" in str(exc):
+                    raise IntegrityError(
+                        f"version conflict in stream {self.stream!r}: an event with the same "
+                        "(originator_id, originator_version) is already recorded, or "
+                        "appears twice in this batch. Nothing was written; reload the "
+                        "aggregate and retry the command."
+                    ) from exc
+                raise
+        return offsets
+
+    def select_events(
+        self,
+        originator_id: UUID | str,
+        *,
+        gt: int | None = None,
+        lte: int | None = None,
+        desc: bool = False,
+        limit: int | None = None,
+    ) -> Sequence[StoredEvent]:
+        sql, params = _version_range(
+            f'SELECT s.payload FROM "{self.index_table_name}" i '
+            'JOIN _honker_stream s ON s."offset" = i."offset"',
+            originator_id,
+            gt=gt,
+            lte=lte,
+            desc=desc,
+            limit=limit,
+            column="i.originator_version",
+        )
+        events = []
+        for row in self.datastore.query(sql, params):
+            env = envelope.decode(row["payload"])
+            events.append(
+                StoredEvent(originator_id, env.originator_version, env.type, envelope.state_of(env))
+            )
+        return events
+
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> Sequence[Notification]:
+        sql = ['SELECT "offset", payload FROM _honker_stream WHERE topic = ?']
+        params: list[Any] = [self.stream]
+        if start is not None:
+            sql.append('AND "offset" >= ?' if inclusive_of_start else 'AND "offset" > ?')
+            params.append(start)
+        if stop is not None:
+            sql.append('AND "offset" <= ?')
+            params.append(stop)
+        if topics:
+            sql.append(f"AND payload ->> '$.type' IN ({','.join('?' * len(topics))})")
+            params += list(topics)
+        sql.append('ORDER BY "offset" LIMIT ?')
+        params.append(limit)
+        notifications = []
+        for row in self.datastore.query(" ".join(sql), params):
+            env = envelope.decode(row["payload"])
+            notifications.append(
+                Notification(
+                    id=row["offset"],
+                    originator_id=self.datastore.to_originator_id(env.originator_id),
+                    originator_version=env.originator_version,
+                    topic=env.type,
+                    state=envelope.state_of(env),
+                )
+            )
+        return notifications
+
+    def max_notification_id(self) -> int | None:
+        rows = self.datastore.query(
+            'SELECT MAX("offset") AS m FROM _honker_stream WHERE topic = ?', [self.stream]
+        )
+        value = rows[0]["m"] if rows else None
+        return int(value) if value is not None else None
+
+    def subscribe(self, gt: int | None = None, topics: Sequence[str] = ()) -> HonkerSubscription:
+        return HonkerSubscription(self, gt=gt, topics=topics)
+
+
+class HonkerSubscription(ListenNotifySubscription[HonkerApplicationRecorder]):
+    """Catch-up then live iteration, woken by Honker's commit watcher.
+
+    Reads go through the reader pool. A wake only says "something may have changed", so
+    a lost or coalesced wake costs at most ``HONKER_POLL_INTERVAL`` seconds: the pull
+    loop also wakes on that timer (eventsourcing issue #305).
+    """
+
+    def __init__(
+        self,
+        recorder: HonkerApplicationRecorder,
+        gt: int | None = None,
+        topics: Sequence[str] = (),
+    ) -> None:
+        super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self._datastore = recorder.datastore
+        self._datastore.track(self)
+        self._datastore.watcher.add(self._has_been_notified.set)
+        log.debug("subscribed", tenant=self._datastore.tenant, stream=recorder.stream, offset=gt)
+
+    def _loop_on_pull(self) -> None:
+        try:
+            self._pull()  # what is already recorded
+            while not self._has_been_stopped:
+                self._has_been_notified.wait(timeout=self._recorder.datastore.poll_interval)
+                self._pull()  # what was recorded since
+        except BaseException as exc:
+            if self._thread_error is None:
+                self._thread_error = exc
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop the subscription; its thread ends without blocking the caller."""
+        datastore = getattr(self, "_datastore", None)
+        if datastore is not None:
+            datastore.watcher.discard(self._has_been_notified.set)
+            datastore.untrack(self)
+        super().stop()
+
+    def join(self) -> None:
+        """Wait for the pull thread to end (after :meth:`stop`)."""
+        if threading.current_thread() is not self._pull_thread:
+            self._pull_thread.join()
+
+
+class HonkerTrackingRecorder(HonkerRecorder, TrackingRecorder):
+    """Positions in upstream streams, kept as Honker consumer offsets.
+
+    The consumer is this recorder's ``consumer`` name (the projection's name); the topic
+    is the upstream application's name, which is its stream name. Views subclass this
+    recorder and write their rows and :meth:`_insert_tracking` in one
+    :meth:`transaction`.
+    """
+
+    def __init__(self, datastore: HonkerDatastore, *, consumer: str = "", **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.consumer = consumer or "tracking"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A write transaction for view rows and their tracking record, together."""
+        with self.datastore.transaction() as tx:
+            yield tx
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with self.datastore.transaction() as tx:
+            self._insert_tracking(tx, tracking)
+
+    def _insert_tracking(self, tx: Transaction, tracking: Tracking) -> None:
+        rows = tx.query(
+            'SELECT "offset" FROM _honker_stream_consumers WHERE name = ? AND topic = ?',
+            [self.consumer, tracking.application_name],
+        )
+        # Honker ignores a lower offset silently; eventsourcing needs the refusal.
+        if rows and rows[0]["offset"] >= tracking.notification_id:
+            raise IntegrityError(
+                f"consumer {self.consumer!r} is already at offset {rows[0]['offset']} of "
+                f"{tracking.application_name!r}; position {tracking.notification_id} does not "
+                "advance it (already processed). Nothing was written."
+            )
+        tx.query(
+            "SELECT honker_stream_save_offset(?, ?, ?)",
+            [self.consumer, tracking.application_name, tracking.notification_id],
+        )
+
+    def max_tracking_id(self, application_name: str) -> int | None:
+        rows = self.datastore.query(
+            'SELECT "offset" FROM _honker_stream_consumers WHERE name = ? AND topic = ?',
+            [self.consumer, application_name],
+        )
+        return int(rows[0]["offset"]) if rows else None
+
+    def wait(
+        self,
+        application_name: str,
+        notification_id: int | None,
+        timeout: float = 1.0,
+        interrupt: Event | None = None,
+    ) -> None:
+        """Block until the position is recorded, woken by commits from any process."""
+        deadline = monotonic() + timeout
+        watcher = self.datastore.watcher
+        while True:
+            generation = watcher.generation  # read before checking: no missed commit
+            if self.has_tracking_id(application_name, notification_id):
+                return
+            if interrupt is not None and interrupt.is_set():
+                raise WaitInterruptedError
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"timed out after {timeout}s waiting for consumer {self.consumer!r} to "
+                    f"reach {notification_id} of {application_name!r}"
+                )
+            # Short slices keep an interrupt responsive; commits wake at once.
+            watcher.wait_for_change(generation, min(remaining, 0.05 if interrupt else 0.5))
+
+
+class HonkerProcessRecorder(HonkerTrackingRecorder, HonkerApplicationRecorder, ProcessRecorder):
+    """Writes new events and the upstream position in one transaction."""
+
+    def _insert_events(
+        self, tx: Transaction, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(tx, stored_events, **kwargs)
+        tracking: Tracking | None = kwargs.get("tracking")
+        if tracking is not None:
+            self._insert_tracking(tx, tracking)
+        return ids
+
+
+_R = TypeVar("_R", bound=HonkerRecorder)
+
+
+def _table_prefix(name: str) -> str:
+    return re.sub(r"[^a-z0-9_]", "_", name.lower())
+
+
+class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
+    """Builds recorders on one tenant file; see the module docstring for settings."""
+
+    HONKER_DBNAME = "HONKER_DBNAME"
+    HONKER_SYNCHRONOUS = "HONKER_SYNCHRONOUS"
+    HONKER_BUSY_TIMEOUT = "HONKER_BUSY_TIMEOUT"
+    HONKER_STREAM = "HONKER_STREAM"
+    HONKER_TENANT = "HONKER_TENANT"
+    HONKER_POLL_INTERVAL = "HONKER_POLL_INTERVAL"
+    HONKER_WATCHER_POLL_MS = "HONKER_WATCHER_POLL_MS"
+    CREATE_TABLE = "CREATE_TABLE"
+    ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
+
+    aggregate_recorder_class: ClassVar[type[HonkerAggregateRecorder]] = HonkerAggregateRecorder
+    application_recorder_class: ClassVar[type[HonkerApplicationRecorder]] = (
+        HonkerApplicationRecorder
+    )
+    tracking_recorder_class: ClassVar[type[HonkerTrackingRecorder]] = HonkerTrackingRecorder
+    process_recorder_class: ClassVar[type[HonkerProcessRecorder]] = HonkerProcessRecorder
+
+    def __init__(self, env: Environment | EnvType | None) -> None:
+        super().__init__(env)
+        path = self.env.get(self.HONKER_DBNAME)
+        if not path:
+            keys = ", ".join(self.env.create_keys(self.HONKER_DBNAME))
+            raise ConfigurationError(
+                f"no tenant file configured: set one of {keys} to the SQLite file to use "
+                "(it is created if missing)"
+            )
+        synchronous = (self.env.get(self.HONKER_SYNCHRONOUS) or "NORMAL").strip().upper()
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigurationError(
+                f"{self.HONKER_SYNCHRONOUS}={synchronous!r} is not a durability mode: use "
+                "NORMAL (survives a process crash) or FULL (survives power loss too)"
+            )
+        id_type = (self.env.get(self.ORIGINATOR_ID_TYPE) or "uuid").strip().lower()
+        if id_type not in ("uuid", "text"):
+            raise ConfigurationError(
+                f"{self.ORIGINATOR_ID_TYPE}={id_type!r} is invalid: use 'uuid' or 'text'"
+            )
+        watcher_ms = self._number(self.HONKER_WATCHER_POLL_MS, None)
+        self.datastore = HonkerDatastore(
+            path,
+            synchronous="FULL" if synchronous == "FULL" else "NORMAL",
+            busy_timeout_ms=int(self._number(self.HONKER_BUSY_TIMEOUT, 5000) or 5000),
+            tenant=self.env.get(self.HONKER_TENANT) or None,
+            poll_interval=float(self._number(self.HONKER_POLL_INTERVAL, 1.0) or 1.0),
+            watcher_poll_ms=int(watcher_ms) if watcher_ms else None,
+            originator_id_type=id_type,
+        )
+
+    def _number(self, key: str, default: float | None) -> float | None:
+        raw = (self.env.get(key) or "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{key}={raw!r} is not a number") from None
+        if value <= 0:
+            raise ConfigurationError(f"{key}={raw!r} must be positive")
+        return value
+
+    @property
+    def stream(self) -> str:
+        """This application's stream: ``HONKER_STREAM``, else the application's name."""
+        return self.env.get(self.HONKER_STREAM) or self.env.name or "events"
+
+    def env_create_table(self) -> bool:
+        return bool(strtobool(self.env.get(self.CREATE_TABLE) or "yes"))
+
+    def _resolve(self, key: str, default: type[Any]) -> Any:
+        topic = self.env.get(key)
+        cls = resolve_topic(topic) if topic else default
+        if not (isinstance(cls, type) and issubclass(cls, default)):
+            raise ConfigurationError(f"{key}={topic!r} must name a subclass of {default.__name__}")
+        return cls
+
+    def _created(self, recorder: _R) -> _R:
+        if self.env_create_table():
+            recorder.create_table()
+        return recorder
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        table = f"es_{_table_prefix(self.stream)}_{_table_prefix(purpose)}"
+        return self._created(self.aggregate_recorder_class(self.datastore, events_table_name=table))
+
+    def application_recorder(self) -> ApplicationRecorder:
+        cls: type[HonkerApplicationRecorder] = self._resolve(
+            self.APPLICATION_RECORDER_TOPIC, self.application_recorder_class
+        )
+        return self._created(cls(self.datastore, stream=self.stream))
+
+    def tracking_recorder(
+        self, tracking_recorder_class: type[HonkerTrackingRecorder] | None = None
+    ) -> HonkerTrackingRecorder:
+        cls = tracking_recorder_class or self._resolve(
+            self.TRACKING_RECORDER_TOPIC, self.tracking_recorder_class
+        )
+        return self._created(cls(self.datastore, consumer=self.stream))
+
+    def process_recorder(self) -> ProcessRecorder:
+        cls: type[HonkerProcessRecorder] = self._resolve(
+            self.PROCESS_RECORDER_TOPIC, self.process_recorder_class
+        )
+        return self._created(cls(self.datastore, stream=self.stream, consumer=self.stream))
+
+    def close(self) -> None:
+        """Stop and join subscription and watcher threads, then close the file."""
+        self.datastore.close()
