@@ -66,6 +66,7 @@ class LibraryPatch:
     vernaux_flags: int
     versym_offsets: tuple[int, ...]  # file offsets of .gnu.version entries of fmod
     versym_values: tuple[int, ...]
+    required_index: int | None  # the version index GLIBC_2.38 has in this library
 
     @property
     def applied(self) -> bool:
@@ -148,7 +149,7 @@ def plan_patch(path: Path) -> LibraryPatch:
                 values.append(value)
     if flags_offset is None and not offsets:
         raise RepairError(f"{path}: does not require {_REQUIRED}; nothing to repair")
-    return LibraryPatch(path, flags_offset, flags, tuple(offsets), tuple(values))
+    return LibraryPatch(path, flags_offset, flags, tuple(offsets), tuple(values), required_index)
 
 
 def _write_half(f: object, offset: int, value: int) -> None:

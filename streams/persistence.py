@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -120,6 +121,9 @@ class HonkerDatastore:
         self._subscriptions: set[HonkerSubscription] = set()
         self._lock = threading.Lock()
         self._closed = False
+        # Some owners never close what they construct (eventsourcing's ProjectionRunner
+        # drops the view's factory): release the shared file when this is collected.
+        self._release = weakref.finalize(self, _honker.release, self.file)
 
     @property
     def watcher(self) -> _honker.Watcher:
@@ -154,7 +158,7 @@ class HonkerDatastore:
         for subscription in subscriptions:
             subscription.stop()
             subscription.join()
-        _honker.release(self.file)
+        self._release()
 
 
 def _id_key(originator_id: UUID | str) -> bytes | str:
