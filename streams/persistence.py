@@ -509,6 +509,13 @@ class HonkerTrackingRecorder(HonkerRecorder, TrackingRecorder):
     def insert_tracking(self, tracking: Tracking) -> None:
         with self.datastore.transaction() as tx:
             self._insert_tracking(tx, tracking)
+        log.debug(
+            "position recorded",
+            tenant=self.datastore.tenant,
+            consumer=self.consumer,
+            stream=tracking.application_name,
+            offset=tracking.notification_id,
+        )
 
     def _insert_tracking(self, tx: Transaction, tracking: Tracking) -> None:
         rows = tx.query(
