@@ -7,6 +7,7 @@ Select it with ``PERSISTENCE_MODULE=streams.persistence`` and
 
 from streams.envelope import Envelope
 from streams.errors import ConfigurationError, StreamsError
+from streams.transcoder import MsgspecTranscoder, TupleAsList
 from streams.persistence import (
     HonkerAggregateRecorder,
     HonkerApplicationRecorder,
@@ -27,5 +28,7 @@ __all__ = [
     "HonkerProcessRecorder",
     "HonkerSubscription",
     "HonkerTrackingRecorder",
+    "MsgspecTranscoder",
     "StreamsError",
+    "TupleAsList",
 ]
