@@ -7,7 +7,6 @@ Select it with ``PERSISTENCE_MODULE=streams.persistence`` and
 
 from streams.envelope import Envelope
 from streams.errors import ConfigurationError, StreamsError
-from streams.transcoder import MsgspecTranscoder, TupleAsList
 from streams.persistence import (
     HonkerAggregateRecorder,
     HonkerApplicationRecorder,
@@ -17,6 +16,7 @@ from streams.persistence import (
     HonkerSubscription,
     HonkerTrackingRecorder,
 )
+from streams.transcoder import MsgspecTranscoder, TupleAsList
 
 __all__ = [
     "ConfigurationError",
