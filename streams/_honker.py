@@ -68,11 +68,11 @@ _ERROR_CLASSES: tuple[tuple[str, type[PersistenceError]], ...] = (
     ("unable to open database", OperationalError),
     ("disk i/o error", OperationalError),
     ("database or disk is full", OperationalError),
-    ("interrupted", OperationalError),
     ("database disk image is malformed", DatabaseError),
     ("file is not a database", DatabaseError),
     ("database is closed", InterfaceError),
     ("datatype mismatch", DataError),
+    ("cannot store", DataError),  # a STRICT table's column type: "cannot store TEXT value in"
     ("too big", DataError),
     ("integer overflow", DataError),
     ("no such table", ProgrammingError),
@@ -84,6 +84,9 @@ _ERROR_CLASSES: tuple[tuple[str, type[PersistenceError]], ...] = (
     ("already exists", ProgrammingError),
     ("nested db.transaction()", ProgrammingError),
     ("may not be changed inside a transaction", ProgrammingError),
+    ("did you mean to call query", ProgrammingError),  # Honker: execute() of a row query
+    # Last: SQLite quotes names into messages ("no such column: interrupted").
+    ("interrupted", OperationalError),
 )
 
 
@@ -97,11 +100,16 @@ def classify(message: str) -> type[PersistenceError]:
 
 
 def _advice(error_class: type[PersistenceError], message: str, path: Path) -> str:
-    if "locked" in message.lower() or "busy" in message.lower():
+    lowered = message.lower()
+    # Only a busy timeout: not SQLITE_LOCKED, nor a name like "t.locked" in a message.
+    if error_class is OperationalError and (
+        "database is locked" in lowered or "database is busy" in lowered
+    ):
         return (
             f"{message} ({path}): another connection held the write lock for longer than "
             "the busy timeout. Nothing of this transaction was written. Retry, raise "
-            "HONKER_BUSY_TIMEOUT (milliseconds), or shorten the other writer's transactions."
+            "HONKER_BUSY_TIMEOUT (milliseconds; opening a file waits Honker's fixed 5 s), or "
+            "shorten the other writer's transactions."
         )
     return f"{message} ({path})"
 
@@ -112,9 +120,14 @@ def translate_errors(path: Path) -> Iterator[None]:
     try:
         yield
     except RuntimeError as exc:
-        message = str(exc)
+        cause: BaseException = exc
+        # On SQLITE_FULL, I/O or interrupt errors SQLite has already rolled back; Honker's
+        # own ROLLBACK then fails and its error replaces the one that matters.
+        if "no transaction is active" in str(exc) and isinstance(exc.__context__, RuntimeError):
+            cause = exc.__context__
+        message = str(cause)
         error_class = classify(message)
-        raise error_class(_advice(error_class, message, path)) from exc
+        raise error_class(_advice(error_class, message, path)) from cause
 
 
 # -------------------------------------------------------------------------- watcher
@@ -274,6 +287,15 @@ def _configure_writer(database: Any, path: Path, synchronous: str, busy_ms: int)
         raise OperationalError(f"{path}: could not set synchronous={synchronous} (got {got})")
 
 
+def _check_same(path: Path, key: str, current: object, asked: object) -> None:
+    # One writer connection per file per process: its settings are shared by every user.
+    if current != asked:
+        raise ValueError(
+            f"{path} is already open in this process with {key}={current}; asked for "
+            f"{asked}. Give every application sharing a file the same setting."
+        )
+
+
 def open_file(
     path: str | Path,
     *,
@@ -303,17 +325,20 @@ def open_file(
                     max_readers=max_readers,
                     watcher_poll_interval_ms=watcher_poll_ms,
                 )
-            _configure_writer(database, resolved, synchronous, busy_timeout_ms)
+            try:
+                _configure_writer(database, resolved, synchronous, busy_timeout_ms)
+            except BaseException:
+                database.close()
+                raise
             tenant_file = TenantFile(
                 resolved, database, synchronous, busy_timeout_ms, Watcher(database, resolved)
             )
             _files[resolved] = tenant_file
             log.debug("opened", path=str(resolved), synchronous=synchronous)
-        elif tenant_file.synchronous != synchronous:
-            raise ValueError(
-                f"{resolved} is already open in this process with "
-                f"HONKER_SYNCHRONOUS={tenant_file.synchronous}; asked for {synchronous}. "
-                "Give every application sharing a file the same setting."
+        else:
+            _check_same(resolved, "HONKER_SYNCHRONOUS", tenant_file.synchronous, synchronous)
+            _check_same(
+                resolved, "HONKER_BUSY_TIMEOUT", tenant_file.busy_timeout_ms, busy_timeout_ms
             )
         tenant_file.users += 1
         return tenant_file
