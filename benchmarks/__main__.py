@@ -1,0 +1,78 @@
+"""``python -m benchmarks SUITE [--quick]``: run one suite, print its table, write its JSON.
+
+A suite is a module with ``run(config: RunConfig) -> Report``; register it in
+:data:`SUITES` with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import cast
+
+import structlog
+
+from benchmarks._report import Report, RunConfig, print_table, write_json
+
+SUITES: dict[str, str] = {
+    "streams": "benchmarks.streams",  # the Honker persistence module vs its baselines
+}
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description="Run a benchmark suite beside its baselines."
+    )
+    parser.add_argument("suite", choices=sorted(SUITES), help="the suite to run")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 rounds, fewer wake-up runs (under a minute)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="rounds per case (default 5, or 3 with --quick)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="JSON output (default results/SUITE.json; results/SUITE.quick.json.tmp with --quick)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument(
+        "--tmp-dir", type=Path, default=None, help="where the database files go (default: $TMPDIR)"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards profile each case once (cProfile, top functions by own time)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    # Library debug logs would measure the terminal, not the store: warnings and up only.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    repeats = args.repeats or (3 if args.quick else 5)
+    if repeats < 1:
+        print("--repeats must be at least 1", file=sys.stderr)
+        return 2
+    config = RunConfig(
+        quick=args.quick, repeats=repeats, tmp_dir=args.tmp_dir, profile=args.profile
+    )
+    run = cast(Callable[[RunConfig], Report], importlib.import_module(SUITES[args.suite]).run)
+    report = run(config)
+    print_table(report)
+    if not args.no_write:
+        default = f"{args.suite}.quick.json.tmp" if args.quick else f"{args.suite}.json"
+        write_json(report, args.out or RESULTS / default)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
