@@ -46,9 +46,7 @@ def _plans(recorder: HonkerApplicationRecorder, call: Any) -> list[str]:
 def _fill(recorder: HonkerApplicationRecorder, aggregates: int, versions: int) -> list[Any]:
     ids = [uuid4() for _ in range(aggregates)]
     for version in range(1, versions + 1):
-        recorder.insert_events(
-            [StoredEvent(i, version, "t:E", b'{"v":%d}' % version) for i in ids]
-        )
+        recorder.insert_events([StoredEvent(i, version, "t:E", b'{"v":%d}' % version) for i in ids])
     return ids
 
 
