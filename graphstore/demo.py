@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         data = {k: v for k, v in body["data"].items() if k not in ("timestamp", "originator_topic")}
         kind = body["type"].rpartition(":")[2]
         print(
-            f"  {row['offset']:>6}  {kind:<26} {body['originator_id'][:8]:<10} "
-            f"{body['originator_version']:>2}  {json.dumps(data)}"
+            f"  {row['offset']:>6}  {kind:<26} {body['subject'][:8]:<10} "
+            f"{body['version']:>2}  {json.dumps(data)}"
         )
     print("\nAs received by the live subscriber:")
     print("  " + " ".join(str(n.id) for n in received))

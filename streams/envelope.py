@@ -3,15 +3,19 @@
 Each event appended to a tenant's Honker stream (table ``_honker_stream``, one topic per
 application) carries this object as its ``payload``::
 
-    {"v": 1, "tenant": "acme", "type": "domain.metagraph:Graph.Created",
-     "originator_id": "1c7d...", "originator_version": 1,
-     "timestamp": "2026-11-21T10:00:00.123456Z", "data": {...}}
+    {"v": 1, "tenant": "acme", "type": "domain.graphs:Graph.NodeAdded",
+     "subject": "1c7d...", "version": 7, "time": 1795305736783, "data": {...}}
 
+``type`` is the event's class (its eventsourcing topic), ``subject`` the aggregate it
+belongs to (eventsourcing's ``originator_id``) and ``version`` its position in that
+aggregate (``originator_version``). ``time`` is when the event was recorded, in
+milliseconds since the Unix epoch, UTC (the call protocol's convention for times).
 ``data`` is the event's state exactly as the application's mapper wrote it, embedded as
 JSON. When the state is not JSON (a compressor or a cipher is configured) it is carried as
-``data_b64`` (standard base64) instead, and ``data`` is absent. ``timestamp`` is when the
-event was recorded (UTC). The stream offset is the event's notification id and is not
-repeated inside the payload. The JSON Schema is ``streams/envelope.schema.json``.
+``data_b64`` (standard base64) instead, and ``data`` is absent. The stream offset is the
+event's notification id and is not repeated inside the payload. Names follow CloudEvents
+where one fits and are kept short: every event carries them. The JSON Schema is
+``streams/envelope.schema.json``.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 import msgspec
 
@@ -29,8 +33,11 @@ __all__ = [
     "ENVELOPE_VERSION",
     "SCHEMA_PATH",
     "Envelope",
+    "UuidEnvelope",
     "decode",
+    "decode_uuid",
     "encode",
+    "encode_array",
     "json_schema",
     "state_of",
 ]
@@ -45,15 +52,22 @@ class Envelope(msgspec.Struct, kw_only=True):
     v: int
     tenant: str
     type: str
-    originator_id: str
-    originator_version: int
-    timestamp: datetime
+    subject: str
+    version: int
+    time: int
     data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
     data_b64: str | msgspec.UnsetType = msgspec.UNSET
 
 
+class UuidEnvelope(Envelope, kw_only=True):
+    """An :class:`Envelope` whose ``subject`` is parsed as a UUID (in C, by msgspec)."""
+
+    subject: UUID  # type: ignore[assignment]
+
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Envelope)
+_uuid_decoder = msgspec.json.Decoder(UuidEnvelope)
 _raw_decoder = msgspec.json.Decoder(msgspec.Raw)
 
 
@@ -73,9 +87,9 @@ def encode(
     *,
     tenant: str,
     topic: str,
-    originator_id: str,
+    originator_id: UUID | str,
     originator_version: int,
-    timestamp: datetime,
+    time_ms: int,
     state: bytes,
 ) -> str:
     """The envelope of one stored event, as the JSON text Honker stores."""
@@ -84,18 +98,29 @@ def encode(
         v=ENVELOPE_VERSION,
         tenant=tenant,
         type=topic,
-        originator_id=originator_id,
-        originator_version=originator_version,
-        timestamp=timestamp,
+        # msgspec writes a UUID in its canonical form, faster than str(uuid).
+        subject=cast(str, originator_id),
+        version=originator_version,
+        time=time_ms,
         data=msgspec.UNSET if data is None else data,
         data_b64=base64.b64encode(state).decode("ascii") if data is None else msgspec.UNSET,
     )
     return _encoder.encode(envelope).decode("utf-8")
 
 
+def encode_array(payloads: list[str]) -> str:
+    """Several envelopes as one JSON array of strings (for one batched INSERT)."""
+    return _encoder.encode(payloads).decode("utf-8")
+
+
 def decode(payload: str | bytes) -> Envelope:
     """Parse a stream payload; raises ``msgspec.ValidationError`` if it is not an envelope."""
     return _decoder.decode(payload)
+
+
+def decode_uuid(payload: str | bytes) -> UuidEnvelope:
+    """Parse a stream payload whose ``subject`` must be a UUID."""
+    return _uuid_decoder.decode(payload)
 
 
 def state_of(envelope: Envelope) -> bytes:

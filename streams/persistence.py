@@ -33,11 +33,10 @@ import re
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from contextlib import AbstractContextManager
 from pathlib import Path
 from threading import Event
-from time import monotonic
+from time import monotonic, time_ns
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
@@ -129,7 +128,7 @@ class HonkerDatastore:
     def watcher(self) -> _honker.Watcher:
         return self.file.watcher
 
-    def transaction(self) -> Any:
+    def transaction(self) -> AbstractContextManager[Transaction]:
         """A Honker write transaction with errors mapped to PEP 249 classes."""
         return self.file.transaction()
 
@@ -137,8 +136,10 @@ class HonkerDatastore:
         """Read through the reader pool (never inside a write transaction)."""
         return self.file.query(sql, list(params))
 
-    def to_originator_id(self, value: str) -> UUID | str:
-        return UUID(value) if self.originator_id_type == "uuid" else value
+    @property
+    def uuid_ids(self) -> bool:
+        """Whether originator ids are UUIDs (``ORIGINATOR_ID_TYPE=uuid``) or text."""
+        return self.originator_id_type == "uuid"
 
     def track(self, subscription: HonkerSubscription) -> None:
         with self._lock:
@@ -305,67 +306,74 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         with self.datastore.transaction() as tx:
-            ids = self._insert_events(tx, stored_events, **kwargs)
-        if ids:
-            log.debug(
-                "events recorded",
-                tenant=self.datastore.tenant,
-                stream=self.stream,
-                offset=ids[-1],
-                count=len(ids),
-            )
-        return ids
+            return self._insert_events(tx, stored_events, **kwargs)
 
     def _insert_events(
         self, tx: Transaction, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        now = datetime.now(UTC)
+        now = time_ns() // 1_000_000
         tenant = self.datastore.tenant
-        offsets: list[int] = []
-        for chunk in _chunks(stored_events, _ROWS_PER_STATEMENT):
-            params: list[Any] = []
-            for event in chunk:
-                payload = envelope.encode(
-                    tenant=tenant,
-                    topic=event.topic,
-                    originator_id=str(event.originator_id),
-                    originator_version=event.originator_version,
-                    timestamp=now,
-                    state=event.state,
-                )
-                params += [self.stream, None, payload]
-            rows = tx.query(
-                "INSERT INTO _honker_stream (topic, key, payload) "
-                f'VALUES {_values(len(chunk), 3)} RETURNING "offset"',
-                params,
+        payloads = [
+            envelope.encode(
+                tenant=tenant,
+                topic=event.topic,
+                originator_id=event.originator_id,
+                originator_version=event.originator_version,
+                time_ms=now,
+                state=event.state,
             )
-            # One writer, AUTOINCREMENT: a statement's rows get increasing offsets in
-            # VALUES order; RETURNING's order is unspecified, so sort.
-            offsets += sorted(row["offset"] for row in rows)
-        for start, chunk in zip(
-            range(0, len(stored_events), _ROWS_PER_STATEMENT),
-            _chunks(stored_events, _ROWS_PER_STATEMENT),
-            strict=True,
-        ):
-            params = []
+            for event in stored_events
+        ]
+        try:
+            if len(stored_events) == 1:
+                return self._insert_one(tx, stored_events[0], payloads[0])
+            return self._insert_many(tx, stored_events, payloads)
+        except RuntimeError as exc:
+            if "constraint failed" in str(exc) and self.index_table_name in str(exc):
+                raise IntegrityError(
+                    f"version conflict in stream {self.stream!r}: an event with the same "
+                    "(originator_id, originator_version) is already recorded, or appears "
+                    "twice in this batch. Nothing was written; reload the aggregate and "
+                    "retry the command."
+                ) from exc
+            raise
+
+    def _insert_one(self, tx: Transaction, event: StoredEvent, payload: str) -> list[int]:
+        # The common case (one event per save): two statements, no parameter lists.
+        tx.execute(
+            "INSERT INTO _honker_stream (topic, key, payload) VALUES (?, NULL, ?)",
+            [self.stream, payload],
+        )
+        rows = tx.query(
+            f'INSERT INTO "{self.index_table_name}" VALUES (?, ?, last_insert_rowid()) '
+            'RETURNING "offset"',
+            [_id_key(event.originator_id), event.originator_version],
+        )
+        return [rows[0]["offset"]]
+
+    def _insert_many(
+        self, tx: Transaction, events: Sequence[StoredEvent], payloads: list[str]
+    ) -> list[int]:
+        # One statement for the stream rows: json_each yields the array in order, and
+        # with one writer and AUTOINCREMENT the rows get increasing offsets in that order.
+        # RETURNING's order is unspecified, so sort.
+        rows = tx.query(
+            "INSERT INTO _honker_stream (topic, key, payload) "
+            'SELECT ?, NULL, value FROM json_each(?) ORDER BY key RETURNING "offset"',
+            [self.stream, envelope.encode_array(payloads)],
+        )
+        offsets = sorted(row["offset"] for row in rows)
+        for start in range(0, len(events), _ROWS_PER_STATEMENT):
+            chunk = events[start : start + _ROWS_PER_STATEMENT]
+            params: list[Any] = []
             for event, offset in zip(chunk, offsets[start : start + len(chunk)], strict=True):
                 params += [_id_key(event.originator_id), event.originator_version, offset]
-            try:
-                tx.execute(
-                    f'INSERT INTO "{self.index_table_name}" VALUES {_values(len(chunk), 3)}',
-                    params,
-                )
-            except RuntimeError as exc:
-                if "constraint failed" in str(exc):
-                    raise IntegrityError(
-                        f"version conflict in stream {self.stream!r}: an event with the same "
-                        "(originator_id, originator_version) is already recorded, or "
-                        "appears twice in this batch. Nothing was written; reload the "
-                        "aggregate and retry the command."
-                    ) from exc
-                raise
+            tx.execute(
+                f'INSERT INTO "{self.index_table_name}" VALUES {_values(len(chunk), 3)}',
+                params,
+            )
         return offsets
 
     def select_events(
@@ -391,7 +399,7 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         for row in self.datastore.query(sql, params):
             env = envelope.decode(row["payload"])
             events.append(
-                StoredEvent(originator_id, env.originator_version, env.type, envelope.state_of(env))
+                StoredEvent(originator_id, env.version, env.type, envelope.state_of(env))
             )
         return events
 
@@ -417,14 +425,15 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
             params += list(topics)
         sql.append('ORDER BY "offset" LIMIT ?')
         params.append(limit)
+        decode = envelope.decode_uuid if self.datastore.uuid_ids else envelope.decode
         notifications = []
         for row in self.datastore.query(" ".join(sql), params):
-            env = envelope.decode(row["payload"])
+            env = decode(row["payload"])
             notifications.append(
                 Notification(
                     id=row["offset"],
-                    originator_id=self.datastore.to_originator_id(env.originator_id),
-                    originator_version=env.originator_version,
+                    originator_id=env.subject,
+                    originator_version=env.version,
                     topic=env.type,
                     state=envelope.state_of(env),
                 )
@@ -500,22 +509,13 @@ class HonkerTrackingRecorder(HonkerRecorder, TrackingRecorder):
         super().__init__(datastore, **kwargs)
         self.consumer = consumer or "tracking"
 
-    @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> AbstractContextManager[Transaction]:
         """A write transaction for view rows and their tracking record, together."""
-        with self.datastore.transaction() as tx:
-            yield tx
+        return self.datastore.transaction()
 
     def insert_tracking(self, tracking: Tracking) -> None:
         with self.datastore.transaction() as tx:
             self._insert_tracking(tx, tracking)
-        log.debug(
-            "position recorded",
-            tenant=self.datastore.tenant,
-            consumer=self.consumer,
-            stream=tracking.application_name,
-            offset=tracking.notification_id,
-        )
 
     def _insert_tracking(self, tx: Transaction, tracking: Tracking) -> None:
         rows = tx.query(

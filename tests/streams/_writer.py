@@ -289,7 +289,7 @@ def index_matches_stream(path: Path, stream: str, index_table: str) -> int:
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         rows = connection.execute(
-            "SELECT \"offset\", payload ->> '$.originator_id', payload ->> '$.originator_version' "
+            "SELECT \"offset\", payload ->> '$.subject', payload ->> '$.version' "
             "FROM _honker_stream WHERE topic = ?",
             [stream],
         ).fetchall()
