@@ -1,1 +1,92 @@
-"""What may happen: the metagraph domain (types, graphs, nodes, edges). Issue 3."""
+"""What may happen: the metagraph domain (graph types, graphs, nodes, edges). Issue 3.
+
+The entry point is :class:`Metagraph`, an eventsourcing application whose persistence
+is chosen by environment (``PERSISTENCE_MODULE=streams.persistence``,
+``HONKER_DBNAME=<tenant file>``)::
+
+    from domain import Actor, Metagraph
+
+    with Metagraph() as app:
+        system = Actor(scope="system")
+        app.define_graph_type("social", actor=system, config={"graphType": "undirected"})
+        app.add_node_type("social", "person", actor=system,
+                          schema={"type": "object", "required": ["name"]})
+        app.add_edge_type("social", "knows", actor=system)
+        graph = app.create_graph("social", "friends", status="active")
+        app.add_node(graph, "ada", "person", {"name": "Ada"})
+
+Every refused command raises a :class:`DomainError` and writes nothing. The rules and
+design decisions are in ``docs/domain.md``. This package imports neither ``streams``
+nor ``projections``: data flows from the domain outwards.
+"""
+
+from domain.application import GraphTypeRef, Metagraph
+from domain.errors import (
+    AttributesInvalidError,
+    ConcurrencyError,
+    ConflictError,
+    DomainError,
+    DuplicateError,
+    ForbiddenError,
+    GraphArchivedError,
+    NotFoundError,
+    ParallelEdgeError,
+    StatusTransitionError,
+    ValidationError,
+)
+from domain.graph_types import GraphType, GraphTypeCatalog
+from domain.graphs import Graph
+from domain.identity import Identity, IssuedKey, Principal
+from domain.tenancy import DataDirectory, check_org_id
+from domain.values import (
+    STATUS_TRANSITIONS,
+    Actor,
+    Edge,
+    EdgeTypeDef,
+    GraphConfig,
+    GraphInfo,
+    GraphKind,
+    GraphStatus,
+    GraphTypeInfo,
+    Node,
+    NodeTypeDef,
+    Scope,
+    UpdateMode,
+)
+
+__all__ = [
+    "STATUS_TRANSITIONS",
+    "Actor",
+    "AttributesInvalidError",
+    "ConcurrencyError",
+    "ConflictError",
+    "DataDirectory",
+    "DomainError",
+    "DuplicateError",
+    "Edge",
+    "EdgeTypeDef",
+    "ForbiddenError",
+    "Graph",
+    "GraphArchivedError",
+    "GraphConfig",
+    "GraphInfo",
+    "GraphKind",
+    "GraphStatus",
+    "GraphType",
+    "GraphTypeCatalog",
+    "GraphTypeInfo",
+    "GraphTypeRef",
+    "Identity",
+    "IssuedKey",
+    "Metagraph",
+    "Node",
+    "NodeTypeDef",
+    "NotFoundError",
+    "ParallelEdgeError",
+    "Principal",
+    "Scope",
+    "StatusTransitionError",
+    "UpdateMode",
+    "ValidationError",
+    "check_org_id",
+]

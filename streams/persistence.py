@@ -398,9 +398,7 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         events = []
         for row in self.datastore.query(sql, params):
             env = envelope.decode(row["payload"])
-            events.append(
-                StoredEvent(originator_id, env.version, env.type, envelope.state_of(env))
-            )
+            events.append(StoredEvent(originator_id, env.version, env.type, envelope.state_of(env)))
         return events
 
     def select_notifications(

@@ -1,0 +1,579 @@
+"""The metagraph application: typed commands and reads over one tenant file.
+
+:class:`Metagraph` is an eventsourcing ``Application``. It knows nothing of where events
+go: persistence is chosen purely by environment (``PERSISTENCE_MODULE``, e.g.
+``streams.persistence`` with ``HONKER_DBNAME=<tenant file>``). Its name, ``metagraph``,
+is the default stream name and the prefix of its settings (``METAGRAPH_<KEY>`` wins over
+``<KEY>``).
+
+Each command loads the aggregates it needs, lets them check every rule, and saves all
+new events in ONE recorder call: a command is recorded whole or not at all. A refused
+command raises a :class:`~domain.errors.DomainError` before any event exists, so it
+writes nothing.
+
+Performance settings (read from the environment like every other setting):
+
+``AGGREGATE_CACHE_MAXSIZE`` aggregates kept in memory (default 256). Cached aggregates
+    are used in place (no deep copy, which would cost O(graph size) per command); an
+    aggregate a failed command may have touched is evicted, and a cached one is
+    fast-forwarded with events other processes recorded before every command.
+``SNAPSHOT_INTERVAL`` take a snapshot of an aggregate each time its version crosses a
+    multiple of this (default 1000; 0 disables). For a graph the interval grows with
+    its size (see :func:`snapshot_interval`), so loading a graph costs O(its size):
+    the latest snapshot plus at most about a quarter of its size in events.
+
+Commands are serialised per application object by a lock. Between processes, the
+recorder's optimistic concurrency decides; a command that lost a race is re-run on
+fresh state (up to 3 attempts), so its rules are always checked against what is
+recorded.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any, ClassVar, Concatenate, Final, ParamSpec, TypeVar
+from uuid import UUID
+
+import structlog
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.utils import EnvType
+
+from domain.codec import transcodings
+from domain.errors import ConcurrencyError, NotFoundError, ValidationError
+from domain.graph_types import CATALOG_ID, GraphType, GraphTypeCatalog
+from domain.graphs import AttributesAt, Graph
+from domain.values import (
+    Actor,
+    Edge,
+    GraphConfig,
+    GraphInfo,
+    GraphStatus,
+    GraphTypeInfo,
+    Node,
+    Scope,
+    UpdateMode,
+)
+
+__all__ = ["GraphTypeRef", "Metagraph", "snapshot_interval"]
+
+log = structlog.get_logger("domain")
+
+GraphTypeRef = UUID | str
+"""A graph type by id (a ``UUID``) or by name (a ``str``)."""
+
+_ATTEMPTS: Final = 3
+_AttributesEvent = Graph.NodeAdded | Graph.NodeUpdated | Graph.EdgeAdded | Graph.EdgeUpdated
+_ATTRIBUTES_EVENTS: Final = (
+    Graph.NodeAdded,
+    Graph.NodeUpdated,
+    Graph.EdgeAdded,
+    Graph.EdgeUpdated,
+)
+_A = TypeVar("_A", bound=Aggregate)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _command(
+    method: Callable[Concatenate[Metagraph, _P], _R],
+) -> Callable[Concatenate[Metagraph, _P], _R]:
+    """Run a command under the lock; discard touched aggregates if it fails; retry races."""
+
+    @functools.wraps(method)
+    def run(self: Metagraph, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            for attempt in range(1, _ATTEMPTS + 1):
+                self._loaded.clear()
+                try:
+                    return method(self, *args, **kwargs)
+                except IntegrityError as exc:
+                    self._discard_changed()
+                    log.info("command lost a race, retrying", command=method.__name__)
+                    if attempt == _ATTEMPTS:
+                        raise ConcurrencyError(
+                            f"{method.__name__}: other writers changed the same graph or type "
+                            f"during each of {_ATTEMPTS} attempts; nothing was written, retry "
+                            "later"
+                        ) from exc
+                except BaseException:
+                    self._discard_changed()
+                    raise
+                finally:
+                    self._loaded.clear()
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    return run
+
+
+def _read(
+    method: Callable[Concatenate[Metagraph, _P], _R],
+) -> Callable[Concatenate[Metagraph, _P], _R]:
+    """Run a read under the lock (cached aggregates are shared with commands)."""
+
+    @functools.wraps(method)
+    def run(self: Metagraph, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._loaded.clear()
+
+    return run
+
+
+class Metagraph(Application[UUID]):
+    """Graph types, graphs, nodes and edges of one tenant, with their rules enforced.
+
+    Every command either records all its events or raises a
+    :class:`~domain.errors.DomainError` and records nothing.
+    """
+
+    name = "metagraph"
+    is_snapshotting_enabled = True
+    env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "256"}
+
+    SNAPSHOT_INTERVAL: Final = "SNAPSHOT_INTERVAL"
+    DEFAULT_SNAPSHOT_INTERVAL: Final = 1000
+
+    def __init__(self, env: EnvType | None = None) -> None:
+        super().__init__(env)
+        self._lock = threading.RLock()
+        self._loaded: dict[UUID, tuple[Aggregate, int]] = {}
+        raw = (self.env.get(self.SNAPSHOT_INTERVAL) or "").strip()
+        try:
+            self.snapshot_interval = int(raw) if raw else self.DEFAULT_SNAPSHOT_INTERVAL
+        except ValueError:
+            raise ValueError(
+                f"{self.SNAPSHOT_INTERVAL}={raw!r} is not an integer: use the number of events "
+                "between snapshots, or 0 for none"
+            ) from None
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        """Register the library's transcodings and the domain's (:mod:`domain.codec`)."""
+        super().register_transcodings(transcoder)
+        for transcoding in transcodings():
+            transcoder.register(transcoding)
+
+    # --- graph types ---------------------------------------------------------------
+
+    @_command
+    def define_graph_type(
+        self,
+        name: str,
+        *,
+        actor: Actor,
+        config: GraphConfig | dict[str, Any] | None = None,
+        description: str = "",
+        scope: Scope | None = None,
+    ) -> UUID:
+        """Define a graph type with a unique ``name``; returns its id.
+
+        ``scope`` defaults to the actor's scope; an actor may not define a type of a
+        higher scope than its own. ``config`` is fixed for the type's life.
+        """
+        graph_type = GraphType.define(
+            name, actor=actor, config=config, description=description, scope=scope
+        )
+        catalog = self._catalog()
+        catalog.claim(name, graph_type.id)
+        self._save(catalog, graph_type)
+        return graph_type.id
+
+    @_command
+    def add_node_type(
+        self,
+        graph_type: GraphTypeRef,
+        name: str,
+        *,
+        actor: Actor,
+        schema: dict[str, Any] | None = None,
+        description: str = "",
+    ) -> None:
+        """Add a node type whose attributes must match the JSON Schema ``schema``."""
+        found = self._graph_type(graph_type)
+        found.add_node_type(name, actor=actor, schema=schema, description=description)
+        self._save(found)
+
+    @_command
+    def add_edge_type(
+        self,
+        graph_type: GraphTypeRef,
+        name: str,
+        *,
+        actor: Actor,
+        schema: dict[str, Any] | None = None,
+        description: str = "",
+        allowed_source_types: tuple[str, ...] | list[str] = (),
+        allowed_target_types: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        """Add an edge type; the allowed endpoint node types must exist (empty: any)."""
+        found = self._graph_type(graph_type)
+        found.add_edge_type(
+            name,
+            actor=actor,
+            schema=schema,
+            description=description,
+            allowed_source_types=allowed_source_types,
+            allowed_target_types=allowed_target_types,
+        )
+        self._save(found)
+
+    @_command
+    def evolve_node_type_schema(
+        self, graph_type: GraphTypeRef, name: str, schema: dict[str, Any], *, actor: Actor
+    ) -> int:
+        """Replace a node type's schema; returns the new schema version.
+
+        Versioned, not checked against existing nodes (see :mod:`domain.graph_types`):
+        existing nodes keep their attributes; their next write must match ``schema``.
+        """
+        found = self._graph_type(graph_type)
+        version = found.evolve_node_type_schema(name, schema, actor=actor)
+        self._save(found)
+        return version
+
+    @_command
+    def evolve_edge_type_schema(
+        self, graph_type: GraphTypeRef, name: str, schema: dict[str, Any], *, actor: Actor
+    ) -> int:
+        """Replace an edge type's schema; returns the new schema version (as for nodes)."""
+        found = self._graph_type(graph_type)
+        version = found.evolve_edge_type_schema(name, schema, actor=actor)
+        self._save(found)
+        return version
+
+    @_command
+    def delete_graph_type(self, graph_type: GraphTypeRef, *, actor: Actor) -> None:
+        """Delete a graph type and free its name; its graphs become read-only."""
+        found = self._graph_type(graph_type)
+        found.delete(actor=actor)
+        catalog = self._catalog()
+        catalog.release(found.name)
+        self._save(catalog, found)
+
+    @_read
+    def get_graph_type(self, graph_type: GraphTypeRef) -> GraphTypeInfo:
+        """A graph type by id or name; :class:`NotFoundError` if unknown or deleted."""
+        found = self._graph_type(graph_type)
+        found.check_usable()
+        return found.info()
+
+    @_read
+    def graph_types(self) -> dict[str, UUID]:
+        """Names of the defined graph types, each with its id."""
+        try:
+            return dict(self._load(CATALOG_ID, GraphTypeCatalog, "graph type catalog").names)
+        except NotFoundError:
+            return {}
+
+    # --- graphs --------------------------------------------------------------------
+
+    @_command
+    def create_graph(
+        self,
+        graph_type: GraphTypeRef,
+        name: str,
+        *,
+        description: str = "",
+        owner_id: str = "",
+        project_id: str = "",
+        status: GraphStatus = "draft",
+    ) -> UUID:
+        """Create a graph of ``graph_type`` in status ``draft`` (or ``active``); its id."""
+        graph = Graph.create(
+            self._graph_type(graph_type),
+            name,
+            description=description,
+            owner_id=owner_id,
+            project_id=project_id,
+            status=status,
+        )
+        self._save(graph)
+        return graph.id
+
+    @_command
+    def set_graph_status(self, graph_id: UUID | str, status: GraphStatus) -> None:
+        """Change a graph's status: draft->active, draft->archived, active->archived."""
+        graph = self._graph(graph_id)
+        graph.set_status(status)
+        self._save(graph)
+
+    def activate_graph(self, graph_id: UUID | str) -> None:
+        """Make a draft graph active."""
+        self.set_graph_status(graph_id, "active")
+
+    def archive_graph(self, graph_id: UUID | str) -> None:
+        """Archive a graph: from then on it refuses every write, for good."""
+        self.set_graph_status(graph_id, "archived")
+
+    @_read
+    def get_graph(self, graph_id: UUID | str) -> GraphInfo:
+        """A graph's metadata, status and size."""
+        return self._graph(graph_id).info()
+
+    # --- nodes ---------------------------------------------------------------------
+
+    @_command
+    def add_node(
+        self,
+        graph_id: UUID | str,
+        key: str,
+        node_type: str,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
+        """Add a node with a key unique in the graph, valid against its type's schema."""
+        graph = self._graph(graph_id)
+        graph.add_node(
+            self._type_of(graph), key, node_type, {} if attributes is None else attributes
+        )
+        self._save(graph)
+
+    @_command
+    def update_node(
+        self,
+        graph_id: UUID | str,
+        key: str,
+        attributes: dict[str, Any],
+        *,
+        mode: UpdateMode = "merge",
+    ) -> None:
+        """Change a node's attributes: ``merge`` (shallow: top-level keys given replace
+        those recorded, others stay) or ``replace``; the result must match the schema."""
+        graph = self._graph(graph_id)
+        graph.update_node(self._type_of(graph), key, attributes, mode, self._attributes_at(graph))
+        self._save(graph)
+
+    @_command
+    def delete_node(self, graph_id: UUID | str, key: str) -> list[str]:
+        """Delete a node and every edge touching it (one event each); the edge ids."""
+        graph = self._graph(graph_id)
+        edge_ids = graph.delete_node(key, self._type_of(graph))
+        self._save(graph)
+        return edge_ids
+
+    @_read
+    def get_node(self, graph_id: UUID | str, key: str) -> Node:
+        """A node with its current attributes."""
+        graph = self._graph(graph_id)
+        entry = graph.node(key)
+        event = self._event_at(graph, entry.version)
+        return Node(
+            key=key,
+            node_type=entry.type,
+            attributes=event.attributes,
+            schema_version=event.schema_version,
+        )
+
+    @_read
+    def nodes(self, graph_id: UUID | str) -> dict[str, str]:
+        """Every node key of a graph, each with its node type."""
+        return {key: entry.type for key, entry in self._graph(graph_id).index.nodes.items()}
+
+    # --- edges ---------------------------------------------------------------------
+
+    @_command
+    def add_edge(
+        self,
+        graph_id: UUID | str,
+        edge_type: str,
+        source: str,
+        target: str,
+        attributes: dict[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        undirected: bool | None = None,
+    ) -> str:
+        """Add an edge between two existing nodes; returns the edge's id.
+
+        ``key`` is optional and unique in the graph. ``undirected`` defaults to the graph
+        type's kind (directed for ``mixed``).
+        """
+        graph = self._graph(graph_id)
+        edge_id = graph.add_edge(
+            self._type_of(graph),
+            edge_type,
+            source,
+            target,
+            {} if attributes is None else attributes,
+            key=key,
+            undirected=undirected,
+        )
+        self._save(graph)
+        return edge_id
+
+    @_command
+    def update_edge(
+        self,
+        graph_id: UUID | str,
+        edge_id: str,
+        attributes: dict[str, Any],
+        *,
+        mode: UpdateMode = "merge",
+    ) -> None:
+        """Change an edge's attributes (``merge`` or ``replace``, as for nodes)."""
+        graph = self._graph(graph_id)
+        graph.update_edge(
+            self._type_of(graph), edge_id, attributes, mode, self._attributes_at(graph)
+        )
+        self._save(graph)
+
+    @_command
+    def delete_edge(self, graph_id: UUID | str, edge_id: str) -> None:
+        """Delete one edge."""
+        graph = self._graph(graph_id)
+        graph.delete_edge(edge_id, self._type_of(graph))
+        self._save(graph)
+
+    @_read
+    def get_edge(self, graph_id: UUID | str, edge_id: str) -> Edge:
+        """An edge, by id, with its current attributes."""
+        return self._edge_view(self._graph(graph_id), edge_id)
+
+    @_read
+    def find_edge(self, graph_id: UUID | str, key: str) -> Edge:
+        """An edge, by its caller-chosen key."""
+        graph = self._graph(graph_id)
+        return self._edge_view(graph, graph.edge_id_for_key(key))
+
+    @_read
+    def edge_ids(self, graph_id: UUID | str) -> list[str]:
+        """The ids of every edge of a graph."""
+        return list(self._graph(graph_id).index.edges)
+
+    # --- internals -----------------------------------------------------------------
+
+    def _edge_view(self, graph: Graph, edge_id: str) -> Edge:
+        entry = graph.edge(edge_id)
+        event = self._event_at(graph, entry.version)
+        return Edge(
+            id=edge_id,
+            key=entry.key,
+            edge_type=entry.type,
+            source=entry.source,
+            target=entry.target,
+            undirected=entry.undirected,
+            attributes=event.attributes,
+            schema_version=event.schema_version,
+        )
+
+    def _event_at(self, graph: Graph, version: int) -> _AttributesEvent:
+        for event in self.events.get(graph.id, gt=version - 1, lte=version):
+            if isinstance(event, _ATTRIBUTES_EVENTS):
+                return event
+        raise RuntimeError(
+            f"event {version} of graph {graph.id} holds no attributes although the graph's "
+            "index points at it: the event store is inconsistent with the aggregate"
+        )
+
+    def _attributes_at(self, graph: Graph) -> AttributesAt:
+        def attributes_at(version: int) -> dict[str, Any]:
+            attributes: dict[str, Any] = self._event_at(graph, version).attributes
+            return attributes
+
+        return attributes_at
+
+    def _load(self, aggregate_id: UUID, cls: type[_A], kind: str) -> _A:
+        try:
+            found: object = self.repository.get(aggregate_id, deepcopy_from_cache=False)
+        except AggregateNotFoundError:
+            found = None
+        if not isinstance(found, cls):
+            raise NotFoundError(
+                f"no {kind} with id {aggregate_id}; check the id", kind=kind, name=str(aggregate_id)
+            )
+        self._loaded[found.id] = (found, found.version)
+        return found
+
+    def _catalog(self) -> GraphTypeCatalog:
+        try:
+            return self._load(CATALOG_ID, GraphTypeCatalog, "graph type catalog")
+        except NotFoundError:
+            return GraphTypeCatalog.start()
+
+    def _graph_type(self, ref: GraphTypeRef) -> GraphType:
+        if isinstance(ref, UUID):
+            return self._load(ref, GraphType, "graph type")
+        if isinstance(ref, str):
+            try:
+                names = self._load(CATALOG_ID, GraphTypeCatalog, "graph type catalog").names
+            except NotFoundError:
+                names = {}
+            if ref in names:
+                return self._load(names[ref], GraphType, "graph type")
+            raise NotFoundError(
+                f"no graph type named {ref!r}; known: {sorted(names)}. Define it first, or "
+                "pass its id as a UUID",
+                kind="graph type",
+                name=ref,
+            )
+        raise ValidationError(f"invalid graph type {ref!r}: pass its name (str) or id (UUID)")
+
+    def _graph(self, graph_id: UUID | str) -> Graph:
+        return self._load(_as_uuid(graph_id, "graph id"), Graph, "graph")
+
+    def _type_of(self, graph: Graph) -> GraphType:
+        return self._load(graph.graph_type_id, GraphType, "graph type")
+
+    def _save(self, *aggregates: Aggregate) -> None:
+        before = [(a, a.version - len(a.pending_events)) for a in aggregates]
+        self.save(*aggregates)
+        for aggregate, version in before:
+            self._snapshot_if_due(aggregate, version)
+
+    def _snapshot_if_due(self, aggregate: Aggregate, before: int) -> None:
+        if self.snapshots is None or self.snapshot_interval <= 0:
+            return
+        interval = snapshot_interval(
+            self.snapshot_interval, aggregate.size if isinstance(aggregate, Graph) else 0
+        )
+        if aggregate.version // interval == before // interval:
+            return
+        try:  # the events are recorded: a failed snapshot only costs a longer replay
+            self.snapshots.put([aggregate.Snapshot.take(aggregate)])
+        except Exception:
+            log.warning(
+                "snapshot failed",
+                aggregate_id=str(aggregate.id),
+                version=aggregate.version,
+                exc_info=True,
+            )
+
+    def _discard_changed(self) -> None:
+        """Evict aggregates a failed command changed in memory, so none is half-applied."""
+        cache = self.repository.cache
+        for aggregate, version in self._loaded.values():
+            if aggregate.version != version or aggregate.pending_events:
+                aggregate.collect_events()
+                if cache is not None:
+                    with suppress(KeyError):
+                        cache.get(aggregate.id, evict=True)
+
+
+def snapshot_interval(base: int, size: int) -> int:
+    """Events between snapshots of an aggregate holding ``size`` nodes and edges.
+
+    Every snapshot holds the whole index, and recorded snapshots are kept, so a fixed
+    interval would store O(size) bytes every ``base`` events: quadratic growth while a
+    graph is built. Growing the interval with the graph, in powers of two (so the
+    multiples of a larger interval are multiples of the smaller ones), keeps snapshot
+    storage linear in the history and a cold start O(size): at most about ``size / 4``
+    (or ``base``) events are replayed after the latest snapshot.
+    """
+    quarter = size // 4
+    return max(base, 1 << (quarter.bit_length() - 1)) if quarter else base
+
+
+def _as_uuid(value: UUID | str, what: str) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(value)
+    except (TypeError, ValueError, AttributeError):
+        raise ValidationError(
+            f"invalid {what} {value!r}: pass the UUID the store returned (or its string form)"
+        ) from None

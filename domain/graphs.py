@@ -1,0 +1,595 @@
+"""Graphs with their nodes and edges: one aggregate per graph.
+
+Boundary: a graph is the unit of consistency. Its invariants (unique node keys and edge
+keys, existing endpoints, endpoint types, no self-loops or parallel edges unless the
+graph type allows them, cascading deletes) span its nodes and edges, so they live in one
+aggregate and one event sequence, checked and appended atomically. Nodes and edges are
+not aggregates of their own: checking an edge would then read two or three other
+aggregates with no atomic guard between them.
+
+State: :class:`GraphIndex` keeps only what the invariants need, never attributes: node
+key -> (type, version of the event holding its attributes), edge id -> (type, endpoints,
+key, direction, version), plus derived maps (edge keys, incident edges per node, joined
+pairs) that make every check O(1) and a node delete O(degree). Attributes are only read
+back when a merge update needs them, from the one event the version points at.
+
+Write rules, checked in this order (the first failing one is raised):
+
+1. the graph is writable: not archived (:class:`GraphArchivedError`) and its graph type
+   not deleted (:class:`NotFoundError`);
+2. the arguments are well formed (:class:`ValidationError`: keys, update mode), and the
+   named types, nodes and edges exist (:class:`NotFoundError`);
+3. keys are new (:class:`DuplicateError`);
+4. edge structure: direction allowed by the graph type, no self-loop unless allowed,
+   endpoint node types allowed by the edge type (:class:`ValidationError`), no parallel
+   edge unless ``multi`` (:class:`ParallelEdgeError`);
+5. attributes are JSON and match the type's current schema
+   (:class:`AttributesInvalidError`).
+
+Parallel edges (when the graph type's ``multi`` is false): a directed edge s->t is
+parallel to an existing directed s->t or an undirected {s,t}; an undirected edge {s,t}
+is parallel to any existing edge between s and t, either way. Antiparallel directed
+edges (s->t and t->s) are not parallel. Edge types do not matter: ``multi`` false means
+at most one edge per pair.
+
+Endpoint types of an undirected edge may match the edge type in either orientation.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, Final
+from uuid import UUID, uuid4
+
+import msgspec
+from eventsourcing.domain import Aggregate
+
+from domain.errors import (
+    DuplicateError,
+    GraphArchivedError,
+    NotFoundError,
+    ParallelEdgeError,
+    StatusTransitionError,
+    ValidationError,
+)
+from domain.graph_types import GraphType
+from domain.schema import check_attributes, check_key
+from domain.values import (
+    STATUS_TRANSITIONS,
+    EdgeTypeDef,
+    GraphConfig,
+    GraphInfo,
+    GraphStatus,
+    UpdateMode,
+)
+
+__all__ = ["AttributesAt", "EdgeEntry", "Graph", "GraphIndex", "NodeEntry"]
+
+AttributesAt = Callable[[int], dict[str, Any]]
+"""Reads back the attributes recorded by the graph's event at a given version."""
+
+_MODES: Final = ("merge", "replace")
+
+
+class NodeEntry(msgspec.Struct, array_like=True, gc=False):
+    """What the invariants need of a node: its type and where its attributes are."""
+
+    type: str
+    version: int
+
+
+class EdgeEntry(msgspec.Struct, array_like=True, gc=False):
+    """What the invariants need of an edge: type, endpoints, key, direction, attributes."""
+
+    type: str
+    source: str
+    target: str
+    key: str | None
+    undirected: bool
+    version: int
+
+
+def _pair(source: str, target: str) -> tuple[str, str]:
+    return (source, target) if source <= target else (target, source)
+
+
+class GraphIndex:
+    """The node and edge sets of one graph, indexed for the write checks.
+
+    ``nodes`` and ``edges`` are the state; ``edge_keys``, incident edges and joined
+    pairs are derived from ``edges`` and rebuilt when a snapshot is loaded.
+    """
+
+    __slots__ = ("_arcs", "_incident", "_links", "edge_keys", "edges", "nodes")
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeEntry] = {}
+        self.edges: dict[str, EdgeEntry] = {}
+        self.edge_keys: dict[str, str] = {}
+        self._incident: dict[str, set[str]] = {}
+        self._arcs: dict[tuple[str, str], int] = {}  # directed edges per (source, target)
+        self._links: dict[tuple[str, str], int] = {}  # undirected edges per sorted pair
+
+    def add_node(self, key: str, node_type: str, version: int) -> None:
+        self.nodes[key] = NodeEntry(sys.intern(node_type), version)
+
+    def remove_node(self, key: str) -> None:
+        del self.nodes[key]
+        self._incident.pop(key, None)
+
+    def add_edge(self, edge_id: str, entry: EdgeEntry) -> None:
+        entry.type = sys.intern(entry.type)
+        self.edges[edge_id] = entry
+        if entry.key is not None:
+            self.edge_keys[entry.key] = edge_id
+        self._incident.setdefault(entry.source, set()).add(edge_id)
+        self._incident.setdefault(entry.target, set()).add(edge_id)
+        counts, pair = self._counter(entry)
+        counts[pair] = counts.get(pair, 0) + 1
+
+    def remove_edge(self, edge_id: str) -> None:
+        entry = self.edges.pop(edge_id)
+        if entry.key is not None:
+            del self.edge_keys[entry.key]
+        for end in (entry.source, entry.target):
+            incident = self._incident.get(end)
+            if incident is not None:
+                incident.discard(edge_id)
+                if not incident:
+                    del self._incident[end]
+        counts, pair = self._counter(entry)
+        if counts[pair] == 1:
+            del counts[pair]
+        else:
+            counts[pair] -= 1
+
+    def _counter(self, entry: EdgeEntry) -> tuple[dict[tuple[str, str], int], tuple[str, str]]:
+        if entry.undirected:
+            return self._links, _pair(entry.source, entry.target)
+        return self._arcs, (entry.source, entry.target)
+
+    def incident(self, key: str) -> list[str]:
+        """Ids of the edges touching node ``key``, in a stable order."""
+        return sorted(self._incident.get(key, ()))
+
+    def joined(self, source: str, target: str, *, undirected: bool) -> bool:
+        """Whether a new edge source-target would be parallel to an existing one."""
+        if (source, target) in self._arcs or _pair(source, target) in self._links:
+            return True
+        return undirected and (target, source) in self._arcs
+
+    def rows(self) -> dict[str, list[Any]]:
+        """The state as JSON-ready rows (for snapshots): no user text as object keys."""
+        return {
+            "nodes": [[key, e.type, e.version] for key, e in self.nodes.items()],
+            "edges": [
+                [i, e.type, e.source, e.target, e.key, e.undirected, e.version]
+                for i, e in self.edges.items()
+            ],
+        }
+
+    @classmethod
+    def from_rows(cls, rows: dict[str, list[Any]]) -> GraphIndex:
+        """Rebuild an index, derived maps included, from :meth:`rows`."""
+        index = cls()
+        for key, node_type, version in rows["nodes"]:
+            index.add_node(key, node_type, version)
+        for edge_id, *fields in rows["edges"]:
+            index.add_edge(edge_id, EdgeEntry(*fields))
+        return index
+
+
+class Graph(Aggregate):
+    """One graph: metadata, status and the node and edge index. See the module doc."""
+
+    class Event(Aggregate.Event):
+        pass
+
+    class Created(Event, Aggregate.Created):
+        name: str
+        description: str
+        graph_type_id: UUID
+        graph_type_name: str
+        owner_id: str
+        project_id: str
+        status: GraphStatus
+
+    class StatusChanged(Event):
+        status: GraphStatus
+
+        def apply(self, aggregate: Graph) -> None:
+            aggregate.status = self.status
+
+    class NodeAdded(Event):
+        key: str
+        node_type: str
+        attributes: dict[str, Any]
+        schema_version: int
+
+        def apply(self, aggregate: Graph) -> None:
+            aggregate.index.add_node(self.key, self.node_type, self.originator_version)
+
+    class NodeUpdated(Event):
+        """``attributes`` is the node's complete attribute object after the update."""
+
+        key: str
+        attributes: dict[str, Any]
+        schema_version: int
+
+        def apply(self, aggregate: Graph) -> None:
+            aggregate.index.nodes[self.key].version = self.originator_version
+
+    class NodeDeleted(Event):
+        """Recorded after one :class:`EdgeDeleted` per edge of the node, in one save."""
+
+        key: str
+
+        def apply(self, aggregate: Graph) -> None:
+            aggregate.index.remove_node(self.key)
+
+    class EdgeAdded(Event):
+        edge_id: str
+        key: str | None
+        edge_type: str
+        source: str
+        target: str
+        undirected: bool
+        attributes: dict[str, Any]
+        schema_version: int
+
+        def apply(self, aggregate: Graph) -> None:
+            entry = EdgeEntry(
+                self.edge_type,
+                self.source,
+                self.target,
+                self.key,
+                self.undirected,
+                self.originator_version,
+            )
+            aggregate.index.add_edge(self.edge_id, entry)
+
+    class EdgeUpdated(Event):
+        """``attributes`` is the edge's complete attribute object after the update."""
+
+        edge_id: str
+        attributes: dict[str, Any]
+        schema_version: int
+
+        def apply(self, aggregate: Graph) -> None:
+            aggregate.index.edges[self.edge_id].version = self.originator_version
+
+    class EdgeDeleted(Event):
+        edge_id: str
+
+        def apply(self, aggregate: Graph) -> None:
+            aggregate.index.remove_edge(self.edge_id)
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        description: str,
+        graph_type_id: UUID,
+        graph_type_name: str,
+        owner_id: str,
+        project_id: str,
+        status: GraphStatus,
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.graph_type_id = graph_type_id
+        self.graph_type_name = graph_type_name
+        self.owner_id = owner_id
+        self.project_id = project_id
+        self.status: GraphStatus = status
+        self.index = GraphIndex()
+
+    @classmethod
+    def create(
+        cls,
+        graph_type: GraphType,
+        name: str,
+        *,
+        description: str = "",
+        owner_id: str = "",
+        project_id: str = "",
+        status: GraphStatus = "draft",
+    ) -> Graph:
+        """A new graph of ``graph_type``, in status ``draft`` (or ``active``)."""
+        graph_type.check_usable()
+        for what, value in (
+            ("graph name", name),
+            ("description", description),
+            ("owner_id", owner_id),
+            ("project_id", project_id),
+        ):
+            if not isinstance(value, str) or (what == "graph name" and not value.strip()):
+                raise ValidationError(
+                    f"invalid {what} {value!r}: use a string"
+                    + (" with some non-blank text" if what == "graph name" else " ('' for none)")
+                )
+        if status not in ("draft", "active"):
+            raise ValidationError(
+                f"a graph cannot be created with status {status!r}: use 'draft' (the "
+                "default) or 'active'"
+            )
+        return cls._create(
+            cls.Created,
+            name=name,
+            description=description,
+            graph_type_id=graph_type.id,
+            graph_type_name=graph_type.name,
+            owner_id=owner_id,
+            project_id=project_id,
+            status=status,
+        )
+
+    # --- reads ---------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """How many nodes and edges the graph holds (what a snapshot of it stores)."""
+        return len(self.index.nodes) + len(self.index.edges)
+
+    def info(self) -> GraphInfo:
+        """This graph as a read value."""
+        return GraphInfo(
+            id=self.id,
+            name=self.name,
+            description=self.description,
+            graph_type_id=self.graph_type_id,
+            graph_type_name=self.graph_type_name,
+            status=self.status,
+            owner_id=self.owner_id,
+            project_id=self.project_id,
+            node_count=len(self.index.nodes),
+            edge_count=len(self.index.edges),
+            version=self.version,
+        )
+
+    def node(self, key: str) -> NodeEntry:
+        """The index entry of node ``key``, or :class:`NotFoundError`."""
+        found = self.index.nodes.get(key) if isinstance(key, str) else None
+        if found is None:
+            raise NotFoundError(
+                f"graph {self.name!r} ({self.id}) has no node with key {key!r}; add the "
+                "node first, or check the key",
+                kind="node",
+                name=str(key),
+            )
+        return found
+
+    def edge(self, edge_id: str) -> EdgeEntry:
+        """The index entry of edge ``edge_id``, or :class:`NotFoundError`."""
+        found = self.index.edges.get(edge_id) if isinstance(edge_id, str) else None
+        if found is None:
+            raise NotFoundError(
+                f"graph {self.name!r} ({self.id}) has no edge with id {edge_id!r}; use the "
+                "id add_edge returned (or find_edge for a keyed edge)",
+                kind="edge",
+                name=str(edge_id),
+            )
+        return found
+
+    def edge_id_for_key(self, key: str) -> str:
+        """The id of the edge with caller key ``key``, or :class:`NotFoundError`."""
+        found = self.index.edge_keys.get(key) if isinstance(key, str) else None
+        if found is None:
+            raise NotFoundError(
+                f"graph {self.name!r} ({self.id}) has no edge with key {key!r}",
+                kind="edge",
+                name=str(key),
+            )
+        return found
+
+    # --- commands ------------------------------------------------------------------
+
+    def _check_writable(self, graph_type: GraphType) -> None:
+        if graph_type.id != self.graph_type_id:
+            raise ValueError(f"graph {self.id} is not of graph type {graph_type.id}")
+        if self.status == "archived":
+            raise GraphArchivedError(
+                f"graph {self.name!r} ({self.id}) is archived, and archived graphs are "
+                "read-only for good; write to an active or draft graph instead"
+            )
+        graph_type.check_usable()
+
+    def set_status(self, status: GraphStatus) -> None:
+        """Move to ``status`` along :data:`~domain.values.STATUS_TRANSITIONS`."""
+        allowed = STATUS_TRANSITIONS.get(self.status, frozenset())
+        if status not in allowed:
+            raise StatusTransitionError(
+                f"graph {self.name!r} ({self.id}) cannot go from {self.status!r} to "
+                f"{status!r}; allowed from {self.status!r}: "
+                f"{sorted(allowed) or 'nothing (archived is final)'}"
+            )
+        self.trigger_event(self.StatusChanged, status=status)
+
+    def add_node(
+        self, graph_type: GraphType, key: str, node_type: str, attributes: dict[str, Any]
+    ) -> None:
+        """Add node ``key`` of ``node_type`` with ``attributes`` (see the write rules)."""
+        self._check_writable(graph_type)
+        check_key(key, what="node key")
+        spec = graph_type.node_type(node_type)
+        if key in self.index.nodes:
+            raise DuplicateError(
+                f"graph {self.name!r} already has a node with key {key!r} (of type "
+                f"{self.index.nodes[key].type!r}); use another key, or update_node to "
+                "change it"
+            )
+        what = f"node {key!r} of type {node_type!r}"
+        check_attributes(attributes, what=what)
+        graph_type.node_schema(spec).validate(attributes, what=what)
+        self.trigger_event(
+            self.NodeAdded,
+            key=key,
+            node_type=node_type,
+            attributes=attributes,
+            schema_version=spec.schema_version,
+        )
+
+    def update_node(
+        self,
+        graph_type: GraphType,
+        key: str,
+        attributes: dict[str, Any],
+        mode: UpdateMode,
+        attributes_at: AttributesAt,
+    ) -> None:
+        """Merge (top-level keys of ``attributes`` win) or replace a node's attributes.
+
+        The result must match the node type's CURRENT schema.
+        """
+        self._check_writable(graph_type)
+        _check_mode(mode)
+        entry = self.node(key)
+        spec = graph_type.node_type(entry.type)
+        what = f"node {key!r} of type {entry.type!r}"
+        check_attributes(attributes, what=what)
+        if mode == "merge":
+            attributes = {**attributes_at(entry.version), **attributes}
+        graph_type.node_schema(spec).validate(attributes, what=what)
+        self.trigger_event(
+            self.NodeUpdated, key=key, attributes=attributes, schema_version=spec.schema_version
+        )
+
+    def delete_node(self, key: str, graph_type: GraphType) -> list[str]:
+        """Delete node ``key`` and, first, every edge touching it; returns their ids."""
+        self._check_writable(graph_type)
+        self.node(key)
+        edge_ids = self.index.incident(key)
+        for edge_id in edge_ids:
+            self.trigger_event(self.EdgeDeleted, edge_id=edge_id)
+        self.trigger_event(self.NodeDeleted, key=key)
+        return edge_ids
+
+    def add_edge(
+        self,
+        graph_type: GraphType,
+        edge_type: str,
+        source: str,
+        target: str,
+        attributes: dict[str, Any],
+        *,
+        key: str | None = None,
+        undirected: bool | None = None,
+    ) -> str:
+        """Add an edge source->target (see the write rules); returns its new id.
+
+        ``undirected`` defaults to the graph type's kind (``False`` for mixed).
+        """
+        self._check_writable(graph_type)
+        if key is not None:
+            check_key(key, what="edge key")
+        spec = graph_type.edge_type(edge_type)
+        source_type, target_type = self.node(source).type, self.node(target).type
+        if key is not None and key in self.index.edge_keys:
+            raise DuplicateError(
+                f"graph {self.name!r} already has an edge with key {key!r} (id "
+                f"{self.index.edge_keys[key]}); use another key, or update_edge"
+            )
+        undirected = _direction(graph_type.config, undirected)
+        if source == target and not graph_type.config.allow_self_loops:
+            raise ValidationError(
+                f"an edge of type {edge_type!r} from {source!r} to itself is a self-loop, "
+                f"and graph type {graph_type.name!r} does not allow self-loops "
+                "(allowSelfLoops: false); connect two different nodes"
+            )
+        _check_endpoint_types(spec, source_type, target_type, undirected=undirected)
+        if not graph_type.config.multi and self.index.joined(source, target, undirected=undirected):
+            raise ParallelEdgeError(
+                f"graph {self.name!r} already has an edge between {source!r} and "
+                f"{target!r}, and its graph type {graph_type.name!r} does not allow parallel "
+                "edges (multi: false); update the existing edge instead"
+            )
+        what = f"edge {key or f'{source}->{target}'!r} of type {edge_type!r}"
+        check_attributes(attributes, what=what)
+        graph_type.edge_schema(spec).validate(attributes, what=what)
+        edge_id = str(uuid4())
+        self.trigger_event(
+            self.EdgeAdded,
+            edge_id=edge_id,
+            key=key,
+            edge_type=edge_type,
+            source=source,
+            target=target,
+            undirected=undirected,
+            attributes=attributes,
+            schema_version=spec.schema_version,
+        )
+        return edge_id
+
+    def update_edge(
+        self,
+        graph_type: GraphType,
+        edge_id: str,
+        attributes: dict[str, Any],
+        mode: UpdateMode,
+        attributes_at: AttributesAt,
+    ) -> None:
+        """Merge or replace an edge's attributes, as :meth:`update_node` does."""
+        self._check_writable(graph_type)
+        _check_mode(mode)
+        entry = self.edge(edge_id)
+        spec = graph_type.edge_type(entry.type)
+        what = f"edge {entry.key or edge_id!r} of type {entry.type!r}"
+        check_attributes(attributes, what=what)
+        if mode == "merge":
+            attributes = {**attributes_at(entry.version), **attributes}
+        graph_type.edge_schema(spec).validate(attributes, what=what)
+        self.trigger_event(
+            self.EdgeUpdated,
+            edge_id=edge_id,
+            attributes=attributes,
+            schema_version=spec.schema_version,
+        )
+
+    def delete_edge(self, edge_id: str, graph_type: GraphType) -> None:
+        """Delete one edge."""
+        self._check_writable(graph_type)
+        self.edge(edge_id)
+        self.trigger_event(self.EdgeDeleted, edge_id=edge_id)
+
+
+def _check_mode(mode: object) -> None:
+    if mode not in _MODES:
+        raise ValidationError(f"invalid update mode {mode!r}: use 'merge' or 'replace'")
+
+
+def _direction(config: GraphConfig, undirected: bool | None) -> bool:
+    if undirected is None:
+        return config.graph_type == "undirected"
+    if not isinstance(undirected, bool):
+        raise ValidationError(f"invalid undirected flag {undirected!r}: use True, False or None")
+    if config.graph_type == "directed" and undirected:
+        raise ValidationError(
+            "an undirected edge cannot be added to a graph whose type is directed; omit "
+            "undirected (or pass False), or use a mixed or undirected graph type"
+        )
+    if config.graph_type == "undirected" and not undirected:
+        raise ValidationError(
+            "a directed edge cannot be added to a graph whose type is undirected; omit "
+            "undirected (or pass True), or use a mixed or directed graph type"
+        )
+    return undirected
+
+
+def _allows(allowed: tuple[str, ...], node_type: str) -> bool:
+    return not allowed or node_type in allowed
+
+
+def _check_endpoint_types(
+    spec: EdgeTypeDef, source_type: str, target_type: str, *, undirected: bool
+) -> None:
+    src, tgt = spec.allowed_source_types, spec.allowed_target_types
+    if _allows(src, source_type) and _allows(tgt, target_type):
+        return
+    if undirected and _allows(src, target_type) and _allows(tgt, source_type):
+        return
+    raise ValidationError(
+        f"edge type {spec.name!r} does not allow an edge from a {source_type!r} node to a "
+        f"{target_type!r} node: sources may be {list(src) or 'any type'}, targets "
+        f"{list(tgt) or 'any type'}; connect nodes of those types or use another edge type"
+    )
