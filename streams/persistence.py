@@ -23,6 +23,7 @@ Settings (read by ``Application`` from its env, ``os.environ`` or the ``env`` ar
 ``HONKER_TENANT``        the tenant recorded in envelopes; defaults from the file name
 ``HONKER_POLL_INTERVAL`` seconds between fallback polls when no wake arrives (1.0)
 ``HONKER_WATCHER_POLL_MS`` Honker's commit-watcher cadence in ms (1)
+``HONKER_KEEP_ALL_SNAPSHOTS`` keep every snapshot, not only each aggregate's latest (no)
 ``CREATE_TABLE``         create tables on construction (yes)
 ``ORIGINATOR_ID_TYPE``   ``uuid`` (default) or ``text``
 """
@@ -186,13 +187,23 @@ class HonkerRecorder(Recorder):
 
 
 class HonkerAggregateRecorder(HonkerRecorder, AggregateRecorder):
-    """Stores events in a table of their own (used for snapshots): no stream, no ids."""
+    """Stores events in a table of their own (used for snapshots): no stream, no ids.
+
+    With ``latest_only`` (what the factory gives the snapshot store) inserting a record
+    deletes that aggregate's older ones in the same transaction: a snapshot is a cache of
+    what the events say, and only the newest is ever read.
+    """
 
     def __init__(
-        self, datastore: HonkerDatastore, *, events_table_name: str = "stored_events"
+        self,
+        datastore: HonkerDatastore,
+        *,
+        events_table_name: str = "stored_events",
+        latest_only: bool = False,
     ) -> None:
         super().__init__(datastore)
         self.events_table_name = events_table_name
+        self.latest_only = latest_only
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -224,6 +235,18 @@ class HonkerAggregateRecorder(HonkerRecorder, AggregateRecorder):
                 f'INSERT INTO "{self.events_table_name}" VALUES {_values(len(chunk), 4)}',
                 params,
             )
+        if self.latest_only:
+            newest: dict[UUID | str, int] = {}
+            for event in stored_events:
+                newest[event.originator_id] = max(
+                    event.originator_version, newest.get(event.originator_id, 0)
+                )
+            for originator_id, version in newest.items():
+                tx.execute(
+                    f'DELETE FROM "{self.events_table_name}" '
+                    "WHERE originator_id = ? AND originator_version < ?",
+                    [_id_key(originator_id), version],
+                )
         return None
 
     def select_events(
@@ -595,6 +618,7 @@ class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
     HONKER_TENANT = "HONKER_TENANT"
     HONKER_POLL_INTERVAL = "HONKER_POLL_INTERVAL"
     HONKER_WATCHER_POLL_MS = "HONKER_WATCHER_POLL_MS"
+    HONKER_KEEP_ALL_SNAPSHOTS = "HONKER_KEEP_ALL_SNAPSHOTS"
     CREATE_TABLE = "CREATE_TABLE"
     ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
 
@@ -670,7 +694,14 @@ class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         table = f"es_{_table_prefix(self.stream)}_{_table_prefix(purpose)}"
-        return self._created(self.aggregate_recorder_class(self.datastore, events_table_name=table))
+        latest_only = purpose == "snapshots" and not strtobool(
+            self.env.get(self.HONKER_KEEP_ALL_SNAPSHOTS) or "no"
+        )
+        return self._created(
+            self.aggregate_recorder_class(
+                self.datastore, events_table_name=table, latest_only=latest_only
+            )
+        )
 
     def application_recorder(self) -> ApplicationRecorder:
         cls: type[HonkerApplicationRecorder] = self._resolve(
