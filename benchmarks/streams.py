@@ -564,6 +564,54 @@ def wake(report: Report, files: Files, sizes: Sizes, config: RunConfig) -> None:
     }
 
 
+# -------------------------------------------------------------------------- transcoder
+
+
+def transcoder(report: Report, files: Files, sizes: Sizes, config: RunConfig) -> None:
+    """Mapper round trips (to stored event and back) with our msgspec transcoder vs JSON."""
+    del files
+    apps = {
+        "msgspec": BenchApp(
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.popo",
+                "TRANSCODER_TOPIC": "streams.transcoder:MsgspecTranscoder",
+            }
+        ),
+        "json": BenchApp(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}),
+    }
+    domain_events: list[Any] = []
+    for n in range(sizes.append_1_tickets):
+        ticket = Ticket(f"ticket {n}")
+        ticket.note("first note, with some text in it")
+        domain_events += ticket.collect_events()
+
+    def side(name: str) -> Callable[[int], float]:
+        mapper = apps[name].mapper
+
+        def round_trips(_round: int) -> float:
+            def run() -> None:
+                for domain_event in domain_events:
+                    mapper.to_domain_event(mapper.to_stored_event(domain_event))
+
+            return len(domain_events) / timed(run)
+
+        return round_trips
+
+    sides = {name: side(name) for name in apps}
+    for measure in sides.values():
+        measure(-1)
+    figures = rounds(config.repeats, sides)
+    report.add(
+        "transcoder_msgspec_vs_json",
+        paired_ratio(figures["msgspec"], figures["json"]),
+        Target(">=", 1.0),
+    )
+    for name, values in figures.items():
+        report.add(f"transcoder_{name}_round_trips_per_s", median(values))
+    for app in apps.values():
+        app.close()
+
+
 # --------------------------------------------------------------------------------- run
 
 
@@ -572,6 +620,7 @@ CASES: tuple[Callable[[Report, Files, Sizes, RunConfig], None], ...] = (
     append_100,
     read_and_bytes,
     wake,
+    transcoder,
 )
 
 
