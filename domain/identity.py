@@ -30,6 +30,7 @@ import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
 
 from domain._identity_aggregates import (
     REGISTRY_ID,
@@ -256,6 +257,18 @@ class Identity(Application[UUID]):
         """An account by email (any case); NotFoundError if none has it."""
         normalised = check_email(email)
         return self._load(account_id_for(normalised), Account, "account", normalised).info()
+
+    def accounts(self) -> list[AccountInfo]:
+        """Every account, in the order they were opened (read from the identity stream)."""
+        topic = get_topic(Account.Created)
+        found: list[AccountInfo] = []
+        start = 1
+        while True:
+            page = self.recorder.select_notifications(start, _PAGE, topics=[topic])
+            found += [self._account(n.originator_id).info() for n in page]
+            if len(page) < _PAGE:
+                return found
+            start = page[-1].id + 1
 
     # --- organizations --------------------------------------------------------------
 

@@ -790,3 +790,15 @@ def test_tenant_write_needs_a_registered_org_and_an_active_actor(
     ghost = Principal(account_id=UUID(int=1), access_level="admin", credential_type="api_key")
     with rejected(identity, ForbiddenError, "unknown"):
         identity.record_tenant_write(ghost, acme, "w")
+
+
+def test_accounts_lists_every_account_in_the_order_opened(tmp_path: Path) -> None:
+    with DataDirectory(tmp_path / "data") as data:
+        system = Principal.system()
+        for email in ("b@example.com", "a@example.com", "c@example.com"):
+            data.identity.create_account(email, email[0].upper(), actor=system)
+        assert [a.email for a in data.identity.accounts()] == [
+            "b@example.com",
+            "a@example.com",
+            "c@example.com",
+        ]

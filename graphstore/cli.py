@@ -1,0 +1,600 @@
+"""The operator's command line: ``graphstore`` (or ``python -m graphstore``).
+
+Every command takes ``--data-dir`` (default ``./data``, or ``GRAPHSTORE_DATA_DIR``) and
+``--json`` (machine-readable output on stdout). Messages and logs go to stderr.
+
+Exit codes:
+
+====  =============================================================================
+0     done
+1     refused by a rule of the store (invalid input, conflict, forbidden): nothing
+      was written
+2     the command line itself is wrong (unknown option, missing argument)
+3     something named does not exist (tenant, account, graph, key, file)
+4     authentication failed (unknown, revoked or expired API key; inactive account)
+5     the storage failed (e.g. the file stayed locked past the busy timeout)
+====  =============================================================================
+
+Who acts: with ``--api-key`` (or ``GRAPHSTORE_API_KEY``) the key's account; without
+one, the local operator, who has the files anyway and acts as the system principal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import typer
+import yaml
+from eventsourcing.persistence import PersistenceError
+
+from domain import Actor, DataDirectory, IssuedKey, Metagraph, Principal
+from domain.errors import AuthenticationError, DomainError, NotFoundError, ValidationError
+from graphstore import logs
+from graphstore._output import Output
+
+__all__ = ["ExitCode", "app", "main"]
+
+
+class ExitCode(IntEnum):
+    """The process exit codes, as documented in the module docstring."""
+
+    OK = 0
+    REFUSED = 1
+    USAGE = 2
+    NOT_FOUND = 3
+    UNAUTHENTICATED = 4
+    STORAGE = 5
+
+
+@dataclass
+class Session:
+    """What every command shares: where the data is, how to print, who acts."""
+
+    data_dir: Path
+    output: Output
+    api_key: str | None
+    _data: DataDirectory | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> DataDirectory:
+        if self._data is None:
+            self._data = DataDirectory(self.data_dir)
+        return self._data
+
+    def principal(self) -> Principal:
+        """The key's principal, or the local operator's (system) without a key."""
+        if self.api_key is None:
+            return Principal.system()
+        return self.data.identity.authenticate(self.api_key)
+
+    def tenant(self, org_id: str) -> Metagraph:
+        """The metagraph of a registered tenant; NotFoundError for an unknown one."""
+        if org_id not in self.data.tenants():
+            self.data.tenant_path(org_id)  # an invalid org id is a ValidationError first
+            raise NotFoundError(
+                f"no tenant {org_id!r} in {self.data_dir}; `graphstore tenant list` shows "
+                "the tenants, `graphstore tenant create` makes one",
+                kind="tenant",
+                name=org_id,
+            )
+        return Metagraph(env=self.data.tenant_env(org_id))
+
+    def close(self) -> None:
+        if self._data is not None:
+            self._data.close()
+
+
+app = typer.Typer(
+    name="graphstore",
+    help="An embedded, event-sourced, multi-tenant graph store.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tenant_app = typer.Typer(help="Create and list tenants (organizations).", no_args_is_help=True)
+account_app = typer.Typer(
+    help="Create, list, suspend and deactivate accounts.", no_args_is_help=True
+)
+key_app = typer.Typer(help="Issue, list, revoke and rotate API keys.", no_args_is_help=True)
+graph_type_app = typer.Typer(help="Define and show graph types.", no_args_is_help=True)
+graph_app = typer.Typer(help="Create and show graphs.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(account_app, name="account")
+app.add_typer(key_app, name="key")
+app.add_typer(graph_type_app, name="graph-type")
+app.add_typer(graph_app, name="graph")
+
+_R = TypeVar("_R")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path, typer.Option(envvar="GRAPHSTORE_DATA_DIR", help="The data directory.")
+    ] = Path("data"),
+    as_json: Annotated[bool, typer.Option("--json", help="Output JSON on stdout.")] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="GRAPHSTORE_API_KEY", help="Act as this key's account."),
+    ] = None,
+    log_level: Annotated[
+        str, typer.Option(help="debug, info or warning (logs go to stderr).")
+    ] = "warning",
+) -> None:
+    logs.configure(log_level)
+    session = Session(data_dir, Output(as_json=as_json), api_key)
+    ctx.obj = session
+    ctx.call_on_close(session.close)
+
+
+def _session(ctx: typer.Context) -> Session:
+    session = ctx.obj
+    assert isinstance(session, Session)
+    return session
+
+
+def _run(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
+    """Run a command; map the store's errors to a message on stderr and an exit code."""
+    session = _session(ctx)
+    try:
+        return action(session)
+    except AuthenticationError as exc:
+        session.output.error(str(exc))
+        raise typer.Exit(ExitCode.UNAUTHENTICATED) from None
+    except NotFoundError as exc:
+        session.output.error(str(exc))
+        raise typer.Exit(ExitCode.NOT_FOUND) from None
+    except DomainError as exc:
+        session.output.error(str(exc))
+        raise typer.Exit(ExitCode.REFUSED) from None
+    except PersistenceError as exc:
+        session.output.error(str(exc))
+        raise typer.Exit(ExitCode.STORAGE) from None
+
+
+# --------------------------------------------------------------------------- data dir
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Initialise the data directory (idempotent): create it and its system.db."""
+
+    def action(session: Session) -> None:
+        tenants = session.data.tenants()  # opens system.db, creating it
+        session.output.result(
+            {"data_dir": str(session.data_dir), "tenants": tenants},
+            f"data directory {session.data_dir} is ready ({len(tenants)} tenants)",
+        )
+
+    _run(ctx, action)
+
+
+# ---------------------------------------------------------------------------- tenants
+
+
+@tenant_app.command("create")
+def tenant_create(
+    ctx: typer.Context,
+    org_id: Annotated[str, typer.Argument(help="The org id: a-z, 0-9 and '-', 1-63 long.")],
+    name: Annotated[str, typer.Option(help="The organization's display name.")],
+    owner: Annotated[str, typer.Option(help="The owner account's email.")],
+) -> None:
+    """Create a tenant: its organization in system.db and its tenant file."""
+
+    def action(session: Session) -> None:
+        identity = session.data.identity
+        session.data.tenant_path(org_id)  # validate the org id before anything else
+        owner_account = identity.find_account(owner)
+        org = identity.create_organization(
+            name, org_id, owner_id=owner_account.id, actor=session.principal()
+        )
+        session.output.result(
+            org, f"tenant {org.slug} created: {session.data.tenant_path(org.slug)}"
+        )
+
+    _run(ctx, action)
+
+
+@tenant_app.command("list")
+def tenant_list(ctx: typer.Context) -> None:
+    """List the registered tenants."""
+
+    def action(session: Session) -> None:
+        identity = session.data.identity
+        rows = []
+        for org_id in identity.tenants():
+            org = identity.get_organization(org_id)
+            rows.append({"org_id": org_id, "name": org.name, "members": len(org.members)})
+        session.output.table(rows, ["org_id", "name", "members"], title="tenants")
+
+    _run(ctx, action)
+
+
+# --------------------------------------------------------------------------- accounts
+
+
+@account_app.command("create")
+def account_create(
+    ctx: typer.Context,
+    email: str,
+    name: Annotated[str, typer.Option(help="Display name.")],
+    level: Annotated[str, typer.Option(help="admin, user or service.")] = "user",
+) -> None:
+    """Create an active account."""
+
+    def action(session: Session) -> None:
+        account = session.data.identity.create_account(
+            email,
+            name,
+            actor=session.principal(),
+            access_level=level,  # type: ignore[arg-type]  # checked by the domain
+        )
+        session.output.result(account, f"account {account.email} created ({account.id})")
+
+    _run(ctx, action)
+
+
+@account_app.command("list")
+def account_list(ctx: typer.Context) -> None:
+    """List every account."""
+
+    def action(session: Session) -> None:
+        rows = [
+            {
+                "id": a.id,
+                "email": a.email,
+                "name": a.display_name,
+                "level": a.access_level,
+                "status": a.status,
+            }
+            for a in session.data.identity.accounts()
+        ]
+        session.output.table(rows, ["email", "name", "level", "status", "id"], title="accounts")
+
+    _run(ctx, action)
+
+
+def _account_status(ctx: typer.Context, email: str, target: str, reason: str) -> None:
+    def action(session: Session) -> None:
+        identity = session.data.identity
+        account = identity.find_account(email)
+        actor = session.principal()
+        if target == "suspended":
+            changed = identity.suspend_account(account.id, actor=actor, reason=reason)
+        elif target == "active":
+            changed = identity.reactivate_account(account.id, actor=actor)
+        else:
+            changed = identity.deactivate_account(account.id, actor=actor, reason=reason)
+        session.output.result(changed, f"account {changed.email} is {changed.status}")
+
+    _run(ctx, action)
+
+
+@account_app.command("suspend")
+def account_suspend(ctx: typer.Context, email: str, reason: str = "") -> None:
+    """Suspend an account: its API keys are refused until it is reactivated."""
+    _account_status(ctx, email, "suspended", reason)
+
+
+@account_app.command("reactivate")
+def account_reactivate(ctx: typer.Context, email: str) -> None:
+    """Reactivate a suspended account."""
+    _account_status(ctx, email, "active", "")
+
+
+@account_app.command("deactivate")
+def account_deactivate(ctx: typer.Context, email: str, reason: str = "") -> None:
+    """Deactivate an account for good; every key of it is revoked."""
+    _account_status(ctx, email, "deactivated", reason)
+
+
+# ------------------------------------------------------------------------------- keys
+
+
+@key_app.command("create")
+def key_create(
+    ctx: typer.Context,
+    account: Annotated[str, typer.Option(help="The owner account's email.")],
+    name: Annotated[str, typer.Option(help="What the key is for.")],
+    expires_in_days: Annotated[
+        int | None, typer.Option(help="Expire after this many days (default: never).")
+    ] = None,
+) -> None:
+    """Issue an API key. It is shown once: only its hash is stored."""
+
+    def action(session: Session) -> None:
+        identity = session.data.identity
+        owner = identity.find_account(account)
+        expires = datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+        issued = identity.create_api_key(
+            owner.id, name=name, actor=session.principal(), expires_at=expires
+        )
+        _show_issued(session, issued)
+
+    _run(ctx, action)
+
+
+def _show_issued(session: Session, issued: IssuedKey) -> None:
+    """The one time a key is shown: on stdout alone, so `$(graphstore key create ...)` works."""
+    if session.output.as_json:
+        session.output.data(
+            {
+                "key": issued.secret,
+                "id": issued.id,
+                "owner_id": issued.owner_id,
+                "name": issued.name,
+                "expires_at": issued.expires_at,
+            }
+        )
+    else:
+        session.output.out.print(issued.secret, markup=False)
+        session.output.warn(f"key {issued.id}: shown this once; only its hash is stored")
+
+
+@key_app.command("list")
+def key_list(
+    ctx: typer.Context, account: Annotated[str, typer.Option(help="The account's email.")]
+) -> None:
+    """List an account's API keys (never the keys themselves)."""
+
+    def action(session: Session) -> None:
+        identity = session.data.identity
+        rows = [
+            {
+                "id": k.id,
+                "name": k.name,
+                "enabled": k.enabled,
+                "expires_at": k.expires_at,
+                "revoked_at": k.revoked_at,
+                "last_used_at": k.last_used_at,
+            }
+            for k in identity.api_keys(identity.find_account(account).id)
+        ]
+        session.output.table(
+            rows,
+            ["id", "name", "enabled", "expires_at", "revoked_at", "last_used_at"],
+            title="API keys",
+        )
+
+    _run(ctx, action)
+
+
+@key_app.command("revoke")
+def key_revoke(ctx: typer.Context, key_id: str) -> None:
+    """Revoke an API key."""
+
+    def action(session: Session) -> None:
+        info = session.data.identity.revoke_api_key(key_id, actor=session.principal())
+        session.output.result(info, f"key {info.id} revoked")
+
+    _run(ctx, action)
+
+
+@key_app.command("rotate")
+def key_rotate(ctx: typer.Context, key_id: str) -> None:
+    """Replace an API key with a new one (shown once); the old one is revoked."""
+
+    def action(session: Session) -> None:
+        issued = session.data.identity.rotate_api_key(key_id, actor=session.principal())
+        _show_issued(session, issued)
+
+    _run(ctx, action)
+
+
+@app.command()
+def whoami(ctx: typer.Context) -> None:
+    """Say who the command line acts as (checks --api-key)."""
+
+    def action(session: Session) -> None:
+        principal = session.principal()
+        session.output.result(principal, f"{principal.credential_type}: {principal.actor_id}")
+
+    _run(ctx, action)
+
+
+# -------------------------------------------------------------------------- graph types
+
+
+def _load_document(path: Path) -> dict[str, Any]:
+    """A JSON or YAML file as a mapping; NotFoundError / DomainError if it is not one."""
+    if not path.is_file():
+        raise NotFoundError(f"no file {str(path)!r}", kind="file", name=str(path))
+    text = path.read_text()
+    try:
+        loaded = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ValidationError(f"{path}: not valid JSON or YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ValidationError(f"{path}: expected a mapping at the top, got {type(loaded).__name__}")
+    return loaded
+
+
+@graph_type_app.command("define")
+def graph_type_define(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A JSON or YAML graph type definition.")],
+    tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
+) -> None:
+    """Define a graph type with its node and edge types from a JSON or YAML file.
+
+    The file: ``{name, description?, config?: {graphType, multi, allowSelfLoops},
+    nodeTypes: [{name, description?, schema?}], edgeTypes: [{name, description?,
+    schema?, allowedSourceTypes?, allowedTargetTypes?}]}``. Types are defined at tenant
+    scope.
+    """
+
+    def action(session: Session) -> None:
+        document = _load_document(file)
+        session.principal()
+        actor = Actor(scope="tenant")
+        with session.tenant(tenant) as metagraph:
+            type_id = define_graph_type(metagraph, document, actor)
+            info = metagraph.get_graph_type(type_id)
+        session.output.result(
+            info,
+            f"graph type {info.name} defined in {tenant}: {len(info.node_types)} node types, "
+            f"{len(info.edge_types)} edge types ({info.id})",
+        )
+
+    _run(ctx, action)
+
+
+def define_graph_type(metagraph: Metagraph, document: dict[str, Any], actor: Actor) -> UUID:
+    """Define a graph type and its node and edge types from a parsed definition."""
+    name = document.get("name")
+    if not isinstance(name, str):
+        raise ValidationError("the definition needs a `name` (a string)")
+    type_id = metagraph.define_graph_type(
+        name,
+        actor=actor,
+        config=document.get("config"),
+        description=str(document.get("description", "")),
+    )
+    for node_type in document.get("nodeTypes", []):
+        metagraph.add_node_type(
+            type_id,
+            node_type["name"],
+            actor=actor,
+            schema=node_type.get("schema"),
+            description=node_type.get("description", ""),
+        )
+    for edge_type in document.get("edgeTypes", []):
+        metagraph.add_edge_type(
+            type_id,
+            edge_type["name"],
+            actor=actor,
+            schema=edge_type.get("schema"),
+            description=edge_type.get("description", ""),
+            allowed_source_types=edge_type.get("allowedSourceTypes", []),
+            allowed_target_types=edge_type.get("allowedTargetTypes", []),
+        )
+    return type_id
+
+
+@graph_type_app.command("list")
+def graph_type_list(
+    ctx: typer.Context, tenant: Annotated[str, typer.Option(help="The tenant's org id.")]
+) -> None:
+    """List a tenant's graph types."""
+
+    def action(session: Session) -> None:
+        with session.tenant(tenant) as metagraph:
+            rows = []
+            for name, type_id in sorted(metagraph.graph_types().items()):
+                info = metagraph.get_graph_type(type_id)
+                rows.append(
+                    {
+                        "name": name,
+                        "scope": info.scope,
+                        "version": info.version,
+                        "node_types": sorted(info.node_types),
+                        "edge_types": sorted(info.edge_types),
+                        "id": type_id,
+                    }
+                )
+        session.output.table(
+            rows,
+            ["name", "scope", "version", "node_types", "edge_types", "id"],
+            title="graph types",
+        )
+
+    _run(ctx, action)
+
+
+# ------------------------------------------------------------------------------ graphs
+
+
+@graph_app.command("create")
+def graph_create(
+    ctx: typer.Context,
+    name: str,
+    tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
+    graph_type: Annotated[str, typer.Option("--type", help="The graph type's name.")],
+    status: Annotated[str, typer.Option(help="draft or active.")] = "draft",
+) -> None:
+    """Create a graph of a graph type."""
+
+    def action(session: Session) -> None:
+        session.principal()
+        with session.tenant(tenant) as metagraph:
+            graph_id = metagraph.create_graph(graph_type, name, status=status)  # type: ignore[arg-type]
+            info = metagraph.get_graph(graph_id)
+        session.output.result(info, f"graph {info.name} created ({info.id}, {info.status})")
+
+    _run(ctx, action)
+
+
+@graph_app.command("show")
+def graph_show(
+    ctx: typer.Context,
+    graph_id: str,
+    tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
+) -> None:
+    """Show a graph: its metadata, nodes and edges."""
+
+    def action(session: Session) -> None:
+        with session.tenant(tenant) as metagraph:
+            info = metagraph.get_graph(graph_id)
+            nodes = [metagraph.get_node(graph_id, key) for key in sorted(metagraph.nodes(graph_id))]
+            edges = [metagraph.get_edge(graph_id, e) for e in metagraph.edge_ids(graph_id)]
+        if session.output.as_json:
+            session.output.data({"graph": info, "nodes": nodes, "edges": edges})
+            return
+        out = session.output
+        out.out.print(
+            f"graph {info.name} ({info.id})  type {info.graph_type_name}  status {info.status}  "
+            f"{info.node_count} nodes, {info.edge_count} edges",
+            markup=False,
+        )
+        out.table(
+            [{"key": n.key, "type": n.node_type, "attributes": n.attributes} for n in nodes],
+            ["key", "type", "attributes"],
+            title="nodes",
+        )
+        out.table(
+            [
+                {
+                    "id": e.id,
+                    "key": e.key,
+                    "type": e.edge_type,
+                    "source": e.source,
+                    "target": e.target,
+                    "attributes": e.attributes,
+                }
+                for e in edges
+            ],
+            ["id", "key", "type", "source", "target", "attributes"],
+            title="edges",
+        )
+
+    _run(ctx, action)
+
+
+# -------------------------------------------------------------------------------- main
+
+
+@contextlib.contextmanager
+def _no_broken_pipe() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:  # `graphstore ... | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(ExitCode.OK) from None
+
+
+def main() -> None:
+    """The console script's entry point."""
+    with _no_broken_pipe():
+        app()

@@ -1,0 +1,162 @@
+"""The command line, driven as a user would: real processes on a real data directory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graphstore.cli import ExitCode
+
+
+def gs(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "graphstore", "--data-dir", str(data), *args],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory with an admin account and a tenant `acme`."""
+    path = tmp_path_factory.mktemp("cli") / "data"
+    assert gs(path, "init").returncode == 0
+    done = gs(path, "account", "create", "ada@example.com", "--name", "Ada", "--level", "admin")
+    assert done.returncode == 0, done.stderr
+    done = gs(path, "tenant", "create", "acme", "--name", "Acme", "--owner", "ada@example.com")
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+def test_help_is_there_for_every_command(data: Path) -> None:
+    for command in ([], ["tenant"], ["account", "create"], ["key", "rotate"], ["graph", "show"]):
+        done = gs(data, *command, "--help")
+        assert done.returncode == 0
+        assert "Usage" in done.stdout
+
+
+def test_init_is_idempotent_and_lists_tenants(data: Path) -> None:
+    done = gs(data, "--json", "init")
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["tenants"] == ["acme"]
+    listed = gs(data, "--json", "tenant", "list")
+    assert json.loads(listed.stdout) == [{"org_id": "acme", "name": "Acme", "members": 1}]
+    assert "acme" in gs(data, "tenant", "list").stdout
+
+
+def test_invalid_org_id_is_refused_and_no_file_is_made(data: Path) -> None:
+    done = gs(data, "tenant", "create", "../evil", "--name", "Evil", "--owner", "ada@example.com")
+    assert done.returncode == ExitCode.REFUSED
+    assert "invalid org id '../evil'" in done.stderr
+    assert "path separator" in done.stderr
+    assert sorted(p.name for p in data.iterdir() if p.suffix == ".db") == [
+        "system.db",
+        "tenant-acme.db",
+    ]
+
+
+def test_unknown_tenant_is_reported_with_what_to_do(data: Path, tmp_path: Path) -> None:
+    definition = tmp_path / "t.json"
+    definition.write_text(json.dumps({"name": "t"}))
+    done = gs(data, "graph-type", "define", str(definition), "--tenant", "nope")
+    assert done.returncode == ExitCode.NOT_FOUND
+    assert "no tenant 'nope'" in done.stderr
+    assert "graphstore tenant list" in done.stderr
+
+
+def test_a_key_is_shown_once_and_authenticates_until_revoked(data: Path) -> None:
+    created = gs(data, "--json", "key", "create", "--account", "ada@example.com", "--name", "ci")
+    assert created.returncode == 0, created.stderr
+    issued = json.loads(created.stdout)
+    key, key_id = issued["key"], issued["id"]
+    assert key.startswith("gsk_")
+
+    listed = gs(data, "key", "list", "--account", "ada@example.com")
+    assert key_id in listed.stdout and key not in listed.stdout
+
+    me = gs(data, "--api-key", key, "--json", "whoami")
+    assert me.returncode == 0
+    assert json.loads(me.stdout)["credential_type"] == "api_key"
+
+    assert gs(data, "key", "revoke", key_id).returncode == 0
+    refused = gs(data, "--api-key", key, "whoami")
+    assert refused.returncode == ExitCode.UNAUTHENTICATED
+    assert "revoked" in refused.stderr
+    assert key not in refused.stderr + refused.stdout
+
+
+def test_a_wrong_api_key_is_refused_without_echoing_it(data: Path) -> None:
+    wrong = "gsk_" + "x" * 43
+    done = gs(data, "--api-key", wrong, "whoami")
+    assert done.returncode == ExitCode.UNAUTHENTICATED
+    assert "API key refused" in done.stderr
+    assert wrong not in done.stderr
+
+
+def test_a_suspended_accounts_key_is_refused(data: Path) -> None:
+    assert gs(data, "account", "create", "bo@example.com", "--name", "Bo").returncode == 0
+    created = gs(data, "--json", "key", "create", "--account", "bo@example.com", "--name", "bo")
+    key = json.loads(created.stdout)["key"]
+    assert gs(data, "--api-key", key, "whoami").returncode == 0
+    assert gs(data, "account", "suspend", "bo@example.com").returncode == 0
+    done = gs(data, "--api-key", key, "whoami")
+    assert done.returncode == ExitCode.UNAUTHENTICATED
+    assert "suspended" in done.stderr
+    accounts = json.loads(gs(data, "--json", "account", "list").stdout)
+    assert {a["email"]: a["status"] for a in accounts}["bo@example.com"] == "suspended"
+
+
+def test_a_graph_type_from_yaml_then_a_graph(data: Path, tmp_path: Path) -> None:
+    definition = tmp_path / "social.yaml"
+    definition.write_text(
+        "name: social\n"
+        "config: {graphType: undirected}\n"
+        "nodeTypes:\n"
+        "  - name: person\n"
+        "    schema: {type: object, required: [name]}\n"
+        "edgeTypes:\n"
+        "  - name: knows\n"
+    )
+    done = gs(data, "graph-type", "define", str(definition), "--tenant", "acme")
+    assert done.returncode == 0, done.stderr
+    assert "graph type social defined in acme: 1 node types, 1 edge types" in done.stdout
+    types = json.loads(gs(data, "--json", "graph-type", "list", "--tenant", "acme").stdout)
+    assert [(t["name"], t["node_types"], t["edge_types"]) for t in types] == [
+        ("social", ["person"], ["knows"])
+    ]
+
+    again = gs(data, "graph-type", "define", str(definition), "--tenant", "acme")
+    assert again.returncode == ExitCode.REFUSED
+    assert "social" in again.stderr
+
+    created = gs(
+        data, "--json", "graph", "create", "friends", "--tenant", "acme", "--type", "social"
+    )
+    graph = json.loads(created.stdout)
+    shown = gs(data, "graph", "show", graph["id"], "--tenant", "acme")
+    assert shown.returncode == 0
+    assert "graph friends" in shown.stdout and "0 nodes, 0 edges" in shown.stdout
+
+
+def test_a_missing_or_malformed_definition_file(data: Path, tmp_path: Path) -> None:
+    missing = gs(data, "graph-type", "define", str(tmp_path / "none.yaml"), "--tenant", "acme")
+    assert missing.returncode == ExitCode.NOT_FOUND
+    assert "no file" in missing.stderr and "none.yaml" in missing.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"name": ')
+    done = gs(data, "graph-type", "define", str(broken), "--tenant", "acme")
+    assert done.returncode == ExitCode.REFUSED
+    assert "not valid JSON or YAML" in done.stderr
+
+
+def test_usage_errors_exit_2(data: Path) -> None:
+    done = gs(data, "tenant", "create")
+    assert done.returncode == ExitCode.USAGE
+    assert "Missing" in done.stderr
