@@ -23,7 +23,8 @@ Settings (read by ``Application`` from its env, ``os.environ`` or the ``env`` ar
 ``HONKER_TENANT``        the tenant recorded in envelopes; defaults from the file name
 ``HONKER_POLL_INTERVAL`` seconds between fallback polls when no wake arrives (1.0)
 ``HONKER_WATCHER_POLL_MS`` Honker's commit-watcher cadence in ms (1)
-``HONKER_KEEP_ALL_SNAPSHOTS`` keep every snapshot, not only each aggregate's latest (no)
+``HONKER_SNAPSHOTS``      ``all`` (default) keeps every snapshot; ``latest`` keeps each
+                         aggregate's newest only (older ones deleted as a new one is written)
 ``CREATE_TABLE``         create tables on construction (yes)
 ``ORIGINATOR_ID_TYPE``   ``uuid`` (default) or ``text``
 """
@@ -189,9 +190,10 @@ class HonkerRecorder(Recorder):
 class HonkerAggregateRecorder(HonkerRecorder, AggregateRecorder):
     """Stores events in a table of their own (used for snapshots): no stream, no ids.
 
-    With ``latest_only`` (what the factory gives the snapshot store) inserting a record
-    deletes that aggregate's older ones in the same transaction: a snapshot is a cache of
-    what the events say, and only the newest is ever read.
+    With ``latest_only`` (``HONKER_SNAPSHOTS=latest`` for the snapshot store) inserting a
+    record deletes that aggregate's older ones in the same transaction: a snapshot is a
+    cache of what the events say. Reading an aggregate as of an older version then
+    replays events instead of starting from an older snapshot.
     """
 
     def __init__(
@@ -618,7 +620,7 @@ class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
     HONKER_TENANT = "HONKER_TENANT"
     HONKER_POLL_INTERVAL = "HONKER_POLL_INTERVAL"
     HONKER_WATCHER_POLL_MS = "HONKER_WATCHER_POLL_MS"
-    HONKER_KEEP_ALL_SNAPSHOTS = "HONKER_KEEP_ALL_SNAPSHOTS"
+    HONKER_SNAPSHOTS = "HONKER_SNAPSHOTS"
     CREATE_TABLE = "CREATE_TABLE"
     ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
 
@@ -694,9 +696,13 @@ class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
         table = f"es_{_table_prefix(self.stream)}_{_table_prefix(purpose)}"
-        latest_only = purpose == "snapshots" and not strtobool(
-            self.env.get(self.HONKER_KEEP_ALL_SNAPSHOTS) or "no"
-        )
+        keep = (self.env.get(self.HONKER_SNAPSHOTS) or "all").strip().lower()
+        if keep not in ("all", "latest"):
+            raise ConfigurationError(
+                f"{self.HONKER_SNAPSHOTS}={keep!r} is invalid: use 'all' (keep every "
+                "snapshot) or 'latest' (keep each aggregate's newest only)"
+            )
+        latest_only = purpose == "snapshots" and keep == "latest"
         return self._created(
             self.aggregate_recorder_class(
                 self.datastore, events_table_name=table, latest_only=latest_only

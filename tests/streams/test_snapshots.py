@@ -1,4 +1,4 @@
-"""The snapshot store keeps each aggregate's latest snapshot only (unless told otherwise)."""
+"""HONKER_SNAPSHOTS=latest keeps each aggregate's newest snapshot only; `all` keeps every one."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import honker
 import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
+
+from streams.errors import ConfigurationError
 
 
 class Counter(Aggregate):
@@ -33,14 +35,16 @@ def _snapshot_versions(path: Path) -> list[int]:
     return [row["originator_version"] for row in rows]
 
 
-@pytest.mark.parametrize(("keep_all", "expected"), [("", [6]), ("yes", [2, 4, 6])])
-def test_older_snapshots_are_deleted_with_the_insert_of_a_newer_one(
-    tenant_file: Path, keep_all: str, expected: list[int]
+@pytest.mark.parametrize(
+    ("keep", "expected"), [("latest", [6]), ("all", [2, 4, 6]), ("", [2, 4, 6])]
+)
+def test_latest_deletes_older_snapshots_with_the_insert_of_a_newer_one(
+    tenant_file: Path, keep: str, expected: list[int]
 ) -> None:
     env = {
         "PERSISTENCE_MODULE": "streams.persistence",
         "HONKER_DBNAME": str(tenant_file),
-        "HONKER_KEEP_ALL_SNAPSHOTS": keep_all,
+        "HONKER_SNAPSHOTS": keep,
     }
     app = Counters(env=env)
     counter = Counter()
@@ -56,3 +60,13 @@ def test_older_snapshots_are_deleted_with_the_insert_of_a_newer_one(
     latest = list(reopened.snapshots.get(counter.id, desc=True, limit=1))
     assert latest[0].originator_version == 6
     reopened.close()
+
+
+def test_an_unknown_snapshot_policy_is_refused(tenant_file: Path) -> None:
+    env = {
+        "PERSISTENCE_MODULE": "streams.persistence",
+        "HONKER_DBNAME": str(tenant_file),
+        "HONKER_SNAPSHOTS": "some",
+    }
+    with pytest.raises(ConfigurationError, match="HONKER_SNAPSHOTS='some' is invalid"):
+        Counters(env=env)
