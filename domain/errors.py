@@ -27,21 +27,30 @@ from typing import ClassVar
 __all__ = [
     "AttributesInvalidError",
     "AuthenticationError",
+    "CallConflictError",
+    "CallCycleError",
+    "CallEventError",
     "ConcurrencyError",
     "ConflictError",
+    "DelegationScopeError",
     "DomainError",
     "DuplicateError",
     "ExpiredKeyError",
     "ForbiddenError",
     "GraphArchivedError",
     "InactiveAccountError",
+    "InvalidCallEventError",
     "InvalidOrgIdError",
+    "MissingSecretKeyError",
     "NotFoundError",
     "ParallelEdgeError",
     "RevokedKeyError",
+    "SecretKeyError",
     "StatusTransitionError",
+    "UnknownCallError",
     "UnknownKeyError",
     "ValidationError",
+    "WrongSecretKeyError",
 ]
 
 
@@ -163,3 +172,97 @@ class InactiveAccountError(AuthenticationError):
         super().__init__(message)
         self.account_id = account_id
         self.status = status
+
+
+# --- ACL graph and secret graph (domain/modules/acl_graph.py, secret_graph.py) -------
+
+
+class DelegationScopeError(ValidationError):
+    """A ``delegates`` edge whose narrowedScopes are not all held by the delegator.
+
+    ``delegator`` is the delegating principal's key and ``excess`` the scopes it does not
+    hold (sorted).
+    """
+
+    def __init__(self, message: str, *, delegator: str, excess: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.delegator = delegator
+        self.excess = excess
+
+
+class SecretKeyError(ForbiddenError):
+    """A keyring that cannot open a secret. Never holds the value or a password.
+
+    ``key_version`` is the blob's key version; ``graph_id`` and ``key`` name the secret
+    (``""`` when the blob was opened outside a graph).
+    """
+
+    def __init__(
+        self, message: str, *, key_version: int, graph_id: str = "", key: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.key_version = key_version
+        self.graph_id = graph_id
+        self.key = key
+
+
+class WrongSecretKeyError(SecretKeyError):
+    """The password for the blob's key version is wrong (or the blob was altered or
+    copied from another secret: AES-GCM cannot tell these apart)."""
+
+
+class MissingSecretKeyError(SecretKeyError):
+    """The keyring holds no password for the key version a secret was sealed with."""
+
+
+# --- call protocol (domain/calls.py, domain/ingest.py) --------------------------------
+
+
+class CallEventError(DomainError):
+    """A call protocol event refused by the call graph; nothing of its batch was written.
+
+    ``request_id`` names the call (``None`` if the event could not be read that far) and
+    ``line`` is the event's 1-based position in its batch or JSON Lines file (``None``
+    for a single event).
+    """
+
+    def __init__(
+        self, message: str, *, request_id: str | None = None, line: int | None = None
+    ) -> None:
+        DomainError.__init__(self, message)
+        self.request_id = request_id
+        self.line = line
+
+
+class InvalidCallEventError(CallEventError, ValidationError):
+    """A malformed call event: not JSON, an unknown type, or a payload outside the
+    protocol. ``reason`` says what is wrong."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: str,
+        request_id: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id, line=line)
+        self.reason = reason
+
+
+class UnknownCallError(CallEventError, NotFoundError):
+    """An event about a call whose ``call.requested`` has not been ingested (yet)."""
+
+    def __init__(self, message: str, *, request_id: str, line: int | None = None) -> None:
+        super().__init__(message, request_id=request_id, line=line)
+        self.kind = "call"
+        self.name = request_id
+
+
+class CallConflictError(CallEventError, ConflictError):
+    """An event contradicting what is recorded about its call: a requestId reused for
+    another request, or a second, different outcome."""
+
+
+class CallCycleError(CallEventError, ConflictError):
+    """A ``call.requested`` whose chain of parents leads back to the call itself."""

@@ -38,7 +38,10 @@ Endpoint types of an undirected edge may match the edge type in either orientati
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable
+from itertools import chain, compress, count
+from operator import attrgetter, not_
 from typing import Any, Final
 from uuid import UUID, uuid4
 
@@ -64,7 +67,7 @@ from domain.values import (
     UpdateMode,
 )
 
-__all__ = ["AttributesAt", "EdgeEntry", "Graph", "GraphIndex", "NodeEntry"]
+__all__ = ["AttributesAt", "EdgeEntry", "Graph", "GraphIndex", "IndexColumns", "NodeEntry"]
 
 AttributesAt = Callable[[int], dict[str, Any]]
 """Reads back the attributes recorded by the graph's event at a given version."""
@@ -94,11 +97,47 @@ def _pair(source: str, target: str) -> tuple[str, str]:
     return (source, target) if source <= target else (target, source)
 
 
+def _counts(pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """How many times each pair occurs; ``dict.fromkeys`` (half a ``Counter``'s time)
+    when, as without parallel edges, every pair occurs once."""
+    once = dict.fromkeys(pairs, 1)
+    return once if len(once) == len(pairs) else Counter(pairs)
+
+
+class IndexColumns(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """A graph's index column by column: what a snapshot stores (see :mod:`domain.codec`).
+
+    Position ``i`` of every ``node_*`` list describes one node, position ``j`` of every
+    ``edge_*`` column one edge. Type names are stored once, in ``types``, and referred to
+    by position; edge endpoints refer to positions in ``node_keys``. So a 100k-node,
+    200k-edge graph loads with a handful of C-level passes and shares one string per
+    node key and per type name between all the entries that mention it.
+    """
+
+    types: list[str]
+    node_keys: list[str]
+    node_types: list[int]
+    node_versions: list[int]
+    edge_ids: list[str]
+    edge_types: list[int]
+    edge_sources: list[int]
+    edge_targets: list[int]
+    edge_keys: list[str | None]
+    edge_undirected: bytes  # one byte per edge: 1 undirected, 0 directed
+    edge_versions: list[int]
+
+
+_type_of: Final = attrgetter("type")
+_version_of: Final = attrgetter("version")
+
+
 class GraphIndex:
     """The node and edge sets of one graph, indexed for the write checks.
 
     ``nodes`` and ``edges`` are the state; ``edge_keys``, incident edges and joined
-    pairs are derived from ``edges`` and rebuilt when a snapshot is loaded.
+    pairs are derived from ``edges`` and rebuilt when a snapshot is loaded, the
+    incident edges only when first needed (by a node delete): building them is the
+    costliest part of a load, and most writes never need them.
     """
 
     __slots__ = ("_arcs", "_incident", "_links", "edge_keys", "edges", "nodes")
@@ -107,7 +146,8 @@ class GraphIndex:
         self.nodes: dict[str, NodeEntry] = {}
         self.edges: dict[str, EdgeEntry] = {}
         self.edge_keys: dict[str, str] = {}
-        self._incident: dict[str, set[str]] = {}
+        # Edge ids per node; None until first needed after a snapshot was loaded.
+        self._incident: dict[str, set[str]] | None = {}
         self._arcs: dict[tuple[str, str], int] = {}  # directed edges per (source, target)
         self._links: dict[tuple[str, str], int] = {}  # undirected edges per sorted pair
 
@@ -116,15 +156,18 @@ class GraphIndex:
 
     def remove_node(self, key: str) -> None:
         del self.nodes[key]
-        self._incident.pop(key, None)
+        if self._incident is not None:
+            self._incident.pop(key, None)
 
     def add_edge(self, edge_id: str, entry: EdgeEntry) -> None:
         entry.type = sys.intern(entry.type)
         self.edges[edge_id] = entry
         if entry.key is not None:
             self.edge_keys[entry.key] = edge_id
-        self._incident.setdefault(entry.source, set()).add(edge_id)
-        self._incident.setdefault(entry.target, set()).add(edge_id)
+        incident = self._incident
+        if incident is not None:
+            incident.setdefault(entry.source, set()).add(edge_id)
+            incident.setdefault(entry.target, set()).add(edge_id)
         counts, pair = self._counter(entry)
         counts[pair] = counts.get(pair, 0) + 1
 
@@ -132,12 +175,13 @@ class GraphIndex:
         entry = self.edges.pop(edge_id)
         if entry.key is not None:
             del self.edge_keys[entry.key]
-        for end in (entry.source, entry.target):
-            incident = self._incident.get(end)
-            if incident is not None:
-                incident.discard(edge_id)
-                if not incident:
-                    del self._incident[end]
+        if self._incident is not None:
+            for end in (entry.source, entry.target):
+                incident = self._incident.get(end)
+                if incident is not None:
+                    incident.discard(edge_id)
+                    if not incident:
+                        del self._incident[end]
         counts, pair = self._counter(entry)
         if counts[pair] == 1:
             del counts[pair]
@@ -149,9 +193,19 @@ class GraphIndex:
             return self._links, _pair(entry.source, entry.target)
         return self._arcs, (entry.source, entry.target)
 
+    def _incidence(self) -> dict[str, set[str]]:
+        incident = self._incident
+        if incident is None:
+            incident = {}
+            for edge_id, entry in self.edges.items():
+                incident.setdefault(entry.source, set()).add(edge_id)
+                incident.setdefault(entry.target, set()).add(edge_id)
+            self._incident = incident
+        return incident
+
     def incident(self, key: str) -> list[str]:
         """Ids of the edges touching node ``key``, in a stable order."""
-        return sorted(self._incident.get(key, ()))
+        return sorted(self._incidence().get(key, ()))
 
     def joined(self, source: str, target: str, *, undirected: bool) -> bool:
         """Whether a new edge source-target would be parallel to an existing one."""
@@ -159,8 +213,82 @@ class GraphIndex:
             return True
         return undirected and (target, source) in self._arcs
 
+    def columns(self) -> IndexColumns:
+        """The state as :class:`IndexColumns` (for snapshots), in C-level passes."""
+        node_keys = list(self.nodes)
+        node_entries = list(self.nodes.values())
+        edge_entries = list(self.edges.values())
+        node_types = list(map(_type_of, node_entries))
+        edge_types = list(map(_type_of, edge_entries))
+        types = list(dict.fromkeys(chain(node_types, edge_types)))
+        type_at = dict(zip(types, count())).__getitem__
+        node_at = dict(zip(node_keys, count())).__getitem__
+        return IndexColumns(
+            types=types,
+            node_keys=node_keys,
+            node_types=list(map(type_at, node_types)),
+            node_versions=list(map(_version_of, node_entries)),
+            edge_ids=list(self.edges),
+            edge_types=list(map(type_at, edge_types)),
+            edge_sources=list(map(node_at, map(attrgetter("source"), edge_entries))),
+            edge_targets=list(map(node_at, map(attrgetter("target"), edge_entries))),
+            edge_keys=list(map(attrgetter("key"), edge_entries)),
+            edge_undirected=bytes(map(attrgetter("undirected"), edge_entries)),
+            edge_versions=list(map(_version_of, edge_entries)),
+        )
+
+    @classmethod
+    def from_columns(cls, columns: IndexColumns) -> GraphIndex:
+        """Rebuild an index from :meth:`columns`; incident edges are built when needed."""
+        c = columns
+        node_lengths = {len(c.node_keys), len(c.node_types), len(c.node_versions)}
+        edge_lengths = {
+            len(c.edge_ids),
+            len(c.edge_types),
+            len(c.edge_sources),
+            len(c.edge_targets),
+            len(c.edge_keys),
+            len(c.edge_undirected),
+            len(c.edge_versions),
+        }
+        if len(node_lengths) != 1 or len(edge_lengths) != 1:
+            raise ValueError("a graph index snapshot has columns of different lengths")
+        type_at = [sys.intern(name) for name in c.types].__getitem__
+        node_at = c.node_keys.__getitem__
+        sources = list(map(node_at, c.edge_sources))
+        targets = list(map(node_at, c.edge_targets))
+        undirected = list(map(bool, c.edge_undirected))
+        node_entries = map(NodeEntry, map(type_at, c.node_types), c.node_versions)
+        edge_entries = map(
+            EdgeEntry,
+            map(type_at, c.edge_types),
+            sources,
+            targets,
+            c.edge_keys,
+            undirected,
+            c.edge_versions,
+        )
+        index = cls()
+        index.nodes = dict(zip(c.node_keys, node_entries, strict=True))
+        index.edges = dict(zip(c.edge_ids, edge_entries, strict=True))
+        index.edge_keys = {
+            key: edge_id
+            for key, edge_id in zip(c.edge_keys, c.edge_ids, strict=True)
+            if key is not None
+        }
+        index._incident = None
+        if any(undirected):
+            directed = list(map(not_, undirected))
+            index._arcs = _counts(list(compress(zip(sources, targets, strict=True), directed)))
+            index._links = _counts(
+                list(map(_pair, compress(sources, undirected), compress(targets, undirected)))
+            )
+        else:
+            index._arcs = _counts(list(zip(sources, targets, strict=True)))
+        return index
+
     def rows(self) -> dict[str, list[Any]]:
-        """The state as JSON-ready rows (for snapshots): no user text as object keys."""
+        """The state as rows: the snapshot format before :class:`IndexColumns`."""
         return {
             "nodes": [[key, e.type, e.version] for key, e in self.nodes.items()],
             "edges": [
@@ -171,7 +299,8 @@ class GraphIndex:
 
     @classmethod
     def from_rows(cls, rows: dict[str, list[Any]]) -> GraphIndex:
-        """Rebuild an index, derived maps included, from :meth:`rows`."""
+        """Rebuild an index from :meth:`rows` (snapshots recorded before
+        :class:`IndexColumns` are still read)."""
         index = cls()
         for key, node_type, version in rows["nodes"]:
             index.add_node(key, node_type, version)

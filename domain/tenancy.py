@@ -32,6 +32,7 @@ from domain.application import Metagraph
 from domain.identity import Identity
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "PERSISTENCE_MODULE",
     "SYSTEM_FILE",
     "TENANT_FILE_PREFIX",
@@ -45,6 +46,10 @@ TENANT_FILE_PREFIX: Final = "tenant-"
 TENANT_FILE_SUFFIX: Final = ".db"
 PERSISTENCE_MODULE: Final = "streams.persistence"
 """The eventsourcing persistence module the environments select (named, not imported)."""
+
+DEFAULT_SETTINGS: Final = {"HONKER_SNAPSHOTS": "latest"}
+"""Persistence settings every file gets unless ``settings`` says otherwise: a graph's
+snapshot holds its whole index, so only each aggregate's newest is kept."""
 
 
 class DataDirectory:
@@ -77,7 +82,7 @@ class DataDirectory:
                 )
             directory.mkdir(parents=True, exist_ok=True)
         self.path = directory.resolve()
-        self.settings = dict(settings or {})
+        self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
         self.persistence_module = persistence_module
         self._identity: Identity | None = None
         self._lock = threading.Lock()

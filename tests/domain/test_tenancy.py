@@ -68,6 +68,7 @@ def test_environments_select_the_persistence_module_and_the_file_by_name(
     data = DataDirectory(tmp_path, settings={"HONKER_SYNCHRONOUS": "FULL", "HONKER_DBNAME": "x"})
     assert data.system_env() == {
         "HONKER_SYNCHRONOUS": "FULL",
+        "HONKER_SNAPSHOTS": "latest",
         "PERSISTENCE_MODULE": "streams.persistence",
         "HONKER_DBNAME": str(tmp_path.resolve() / "system.db"),
     }
@@ -195,3 +196,10 @@ def test_creating_a_tenant_file_is_idempotent(data: DataDirectory) -> None:
     assert data.create_tenant_file("acme") == path
     with Metagraph(env=data.tenant_env("acme")) as metagraph:
         assert list(metagraph.graph_types()) == ["t"]
+
+
+def test_tenant_files_keep_only_each_aggregates_latest_snapshot(tmp_path: Path) -> None:
+    with DataDirectory(tmp_path / "d") as data:
+        assert data.tenant_env("acme")["HONKER_SNAPSHOTS"] == "latest"
+    with DataDirectory(tmp_path / "e", settings={"HONKER_SNAPSHOTS": "all"}) as data:
+        assert data.tenant_env("acme")["HONKER_SNAPSHOTS"] == "all"

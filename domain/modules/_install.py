@@ -1,0 +1,130 @@
+"""Installing a built-in module's graph type: idempotent, safe against a second process.
+
+A module describes its graph type once (:class:`GraphTypeSpec`); :func:`ensure_graph_type`
+brings a tenant file to that description using the public :class:`Metagraph` commands
+with a system-scope actor:
+
+- the type is defined (system scope) if its name is free;
+- missing node and edge types are added; a node or edge type whose schema differs from
+  the module's is evolved to it (a newer release of the module upgrades the schema);
+- a type of that name that is not the module's (another scope, another config, an edge
+  type with other endpoint types) is a :class:`~domain.errors.ConflictError`: nothing
+  can change those, so the module refuses to run on top of them.
+
+Running it again changes nothing and writes nothing. Another process installing at the
+same time makes one of the two commands fail with ``DuplicateError``; the loser re-reads
+and carries on.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from domain.application import Metagraph
+from domain.errors import ConflictError, DuplicateError
+from domain.values import Actor, GraphConfig, GraphTypeInfo
+
+__all__ = ["MODULE_ACTOR", "EdgeTypeSpec", "GraphTypeSpec", "NodeTypeSpec", "ensure_graph_type"]
+
+MODULE_ACTOR = Actor(scope="system", id="builtin-modules")
+"""The actor that installs built-in modules (recorded nowhere but in the type's scope)."""
+
+
+class NodeTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+
+
+class EdgeTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+    sources: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+
+
+class GraphTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    config: GraphConfig
+    description: str = ""
+    node_types: tuple[NodeTypeSpec, ...] = ()
+    edge_types: tuple[EdgeTypeSpec, ...] = ()
+
+
+def ensure_graph_type(app: Metagraph, spec: GraphTypeSpec) -> UUID:
+    """Bring the tenant's graph type ``spec.name`` to ``spec``; its id. Idempotent."""
+    if spec.name not in app.graph_types():
+        # another process defining it meanwhile is fine: it is checked below like any other
+        with suppress(DuplicateError):
+            app.define_graph_type(
+                spec.name,
+                actor=MODULE_ACTOR,
+                config=spec.config,
+                description=spec.description,
+                scope="system",
+            )
+    info = app.get_graph_type(spec.name)
+    _check_compatible(info, spec)
+    for node in spec.node_types:
+        found = info.node_types.get(node.name)
+        if found is None:
+            with suppress(DuplicateError):
+                app.add_node_type(
+                    info.id,
+                    node.name,
+                    actor=MODULE_ACTOR,
+                    schema=node.schema,
+                    description=node.description,
+                )
+        elif found.schema != node.schema:
+            app.evolve_node_type_schema(info.id, node.name, node.schema, actor=MODULE_ACTOR)
+    for edge in spec.edge_types:
+        found_edge = info.edge_types.get(edge.name)
+        if found_edge is None:
+            with suppress(DuplicateError):
+                app.add_edge_type(
+                    info.id,
+                    edge.name,
+                    actor=MODULE_ACTOR,
+                    schema=edge.schema,
+                    description=edge.description,
+                    allowed_source_types=edge.sources,
+                    allowed_target_types=edge.targets,
+                )
+        elif found_edge.schema != edge.schema:
+            app.evolve_edge_type_schema(info.id, edge.name, edge.schema, actor=MODULE_ACTOR)
+    _check_compatible(app.get_graph_type(info.id), spec)
+    return info.id
+
+
+def _check_compatible(info: GraphTypeInfo, spec: GraphTypeSpec) -> None:
+    problems: list[str] = []
+    if info.scope != "system":
+        problems.append(f"its scope is {info.scope!r}, not 'system'")
+    if info.config != spec.config:
+        problems.append(
+            f"its config is {msgspec.to_builtins(info.config)}, not "
+            f"{msgspec.to_builtins(spec.config)}"
+        )
+    for edge in spec.edge_types:
+        found = info.edge_types.get(edge.name)
+        if found is not None and (
+            set(found.allowed_source_types) != set(edge.sources)
+            or set(found.allowed_target_types) != set(edge.targets)
+        ):
+            problems.append(
+                f"its edge type {edge.name!r} joins {list(found.allowed_source_types)} -> "
+                f"{list(found.allowed_target_types)}, not {list(edge.sources)} -> "
+                f"{list(edge.targets)}"
+            )
+    if problems:
+        raise ConflictError(
+            f"graph type {spec.name!r} exists but is not the built-in module's: "
+            f"{'; '.join(problems)}. The name is reserved for the built-in module: delete or "
+            "rename that type (a system-scope actor can), then install again"
+        )

@@ -1,0 +1,282 @@
+"""The runner: every tenant of a data directory, woken by commits from any process."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from domain import DataDirectory, Metagraph, Principal
+from projections import Runner
+from tests.projections._writer import Writer
+from tests.projections.conftest import (
+    FailingMetagraph,
+    define_org,
+    head,
+    tables_match_aggregates,
+)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Iterator[DataDirectory]:
+    with DataDirectory(tmp_path / "data") as directory:
+        yield directory
+
+
+def _fill(data: DataDirectory, org_id: str, nodes: int = 3) -> tuple[UUID, int]:
+    """A graph with ``nodes`` nodes in the tenant's file; (graph id, stream head)."""
+    with Metagraph(env=data.tenant_env(org_id)) as app:
+        if "org" not in app.graph_types():
+            define_org(app)
+        graph = app.create_graph("org", "team", status="active")
+        for i in range(nodes):
+            app.add_node(graph, f"n{i}", "project", {"i": i})
+        return graph, head(app)
+
+
+def _until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s")
+        time.sleep(0.005)
+    return result
+
+
+def _watcher_threads(path: Path) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == f"honker-watcher:{path.name}"]
+
+
+def test_the_runner_catches_up_every_tenant_registered_in_the_data_directory(
+    data: DataDirectory,
+) -> None:
+    admin = data.identity.create_account(
+        "ada@example.com", "Ada", actor=Principal.system(), access_level="admin"
+    )
+    for slug in ("acme", "globex"):
+        data.identity.create_organization(
+            slug.title(), slug, owner_id=admin.id, actor=Principal.system()
+        )
+    heads = {org: _fill(data, org, nodes=n) for org, n in (("acme", 3), ("globex", 5))}
+    with Runner(data) as runner:
+        for org, (graph, last) in heads.items():
+            statuses = runner.wait_for(org, last)
+            assert [(s.tenant, s.projector, s.position) for s in statuses] == [
+                (org, "metagraph@v1", last)
+            ]
+            with Metagraph(env=data.tenant_env(org)) as app:
+                tables_match_aggregates(app, data.tenant_path(org), [graph])
+
+
+def test_a_tenant_registered_while_running_is_followed(data: DataDirectory) -> None:
+    tenants = ["acme"]
+    _fill(data, "acme")
+    with Runner(data, tenants=lambda: tenants, sweep_interval=0.02) as runner:
+        _, last = _fill(data, "globex")
+        tenants.append("globex")
+        runner.wait_for("globex", last)
+        assert {s.tenant for s in runner.status()} == {"acme", "globex"}
+
+
+@pytest.mark.multiprocess
+def test_commits_from_another_process_wake_a_hot_tenant_within_milliseconds(
+    data: DataDirectory,
+) -> None:
+    path = data.tenant_path("acme")
+    with Writer(path) as writer:
+        graph, last = writer.ask("setup").split()
+        # No sweep and no poll for a minute: only Honker's update watcher can wake it.
+        with Runner(data, tenants=lambda: ["acme"], sweep_interval=60, poll_interval=60) as runner:
+            runner.wait_for("acme", int(last))
+            _until(lambda: runner.hot_tenants() == ["acme"])  # its events are recent
+            delays = []
+            for i in range(20):
+                sent = time.monotonic()
+                offset = int(writer.ask(f"nodes {graph} 1 n{i}-"))
+                runner.wait_for("acme", offset, timeout=5)
+                delays.append(time.monotonic() - sent)
+    # The writer's own command takes part of each delay; the poll would take 60 s.
+    assert max(delays) < 2.0, delays
+    assert statistics.median(delays) < 0.1, delays
+
+
+@pytest.mark.multiprocess
+def test_an_idle_tenant_is_closed_and_woken_by_the_file_sweep(data: DataDirectory) -> None:
+    path = data.tenant_path("acme")
+    with Writer(path) as writer:
+        graph, last = writer.ask("setup").split()
+        with Runner(
+            data, tenants=lambda: ["acme"], sweep_interval=0.05, poll_interval=0.05, idle_after=0.3
+        ) as runner:
+            runner.wait_for("acme", int(last))
+            _until(lambda: runner.open_tenants() == [])  # no new event for 0.3 s: closed
+            assert runner.hot_tenants() == [] and _watcher_threads(path) == []
+            offset = int(writer.ask(f"nodes {graph} 2 late-"))
+            started = time.monotonic()
+            [status] = runner.wait_for("acme", offset, timeout=5)
+            assert time.monotonic() - started < 2.0
+            assert status.lag_events == 0
+            assert runner.hot_tenants() == ["acme"]  # recent events: followed closely again
+
+
+def test_an_idle_tenant_is_not_reopened_while_nothing_changes(data: DataDirectory) -> None:
+    _, last = _fill(data, "acme")
+    opened: list[str] = []
+
+    class CountingRunner(Runner):
+        def _open(self, tenant: Any) -> None:
+            opened.append(tenant.org_id)
+            super()._open(tenant)
+
+    with CountingRunner(
+        data, tenants=lambda: ["acme"], sweep_interval=0.01, poll_interval=0.01, idle_after=0.0
+    ) as runner:
+        runner.wait_for("acme", last)
+        time.sleep(2.0)  # 200 sweeps, and past the second in which an mtime is not trusted
+        # The first check, and one more a second after the file's last change.
+        assert len(opened) <= 3, opened
+        assert runner.open_tenants() == []
+
+
+def test_many_idle_tenants_keep_no_file_open_and_no_thread(data: DataDirectory) -> None:
+    _, last = _fill(data, "t0")
+    tenants = [f"t{i}" for i in range(60)]
+    for org in tenants[1:]:
+        shutil.copy(data.tenant_path("t0"), data.tenant_path(org))
+    before = threading.active_count()
+    with Runner(data, tenants=lambda: tenants, sweep_interval=0.05, idle_after=0.0) as runner:
+        for org in tenants:
+            runner.wait_for(org, last)
+        _until(lambda: runner.open_tenants() == [])
+        statuses = runner.status()
+        assert len(statuses) == 60
+        assert {(s.position, s.head, s.lag_events, s.state) for s in statuses} == {
+            (last, last, 0, "running")
+        }
+        assert threading.active_count() == before + 2  # the sweeper and one worker
+
+
+def test_status_reports_position_head_lag_state_and_times_per_tenant_and_projector(
+    data: DataDirectory,
+) -> None:
+    _, acme = _fill(data, "acme", nodes=2)
+    _, globex = _fill(data, "globex", nodes=4)
+    started = time.time()
+    with Runner(data, tenants=lambda: ["acme", "globex"]) as runner:
+        runner.wait_for("acme", acme)
+        runner.wait_for("globex", globex)
+        statuses = {s.tenant: s for s in runner.status()}
+        assert set(statuses) == {"acme", "globex"}
+        for org, last in (("acme", acme), ("globex", globex)):
+            status = statuses[org]
+            assert (status.projector, status.stream, status.policy) == (
+                "metagraph@v1",
+                "metagraph",
+                "stop",
+            )
+            assert (status.position, status.head, status.lag_events) == (last, last, 0)
+            assert (status.lag_seconds, status.state, status.error) == (0.0, "running", None)
+            assert status.updated_at is not None and started <= status.updated_at <= time.time()
+    assert {s.state for s in runner.status()} == {"stopped"}
+
+
+def test_a_failing_projector_stops_alone_and_can_be_resumed(data: DataDirectory) -> None:
+    _, short = _fill(data, "acme", nodes=1)
+    graph, long = _fill(data, "globex", nodes=4)
+    projection = FailingMetagraph({long})  # an offset only globex's stream reaches
+    with Runner(data, [projection], tenants=lambda: ["acme", "globex"]) as runner:
+        runner.wait_for("acme", short)
+        failed = _until(
+            lambda: [s for s in runner.status() if s.tenant == "globex" and s.state == "failed"]
+        )[0]
+        assert failed.error == f"ValueError: poison event {long}"
+        # Nothing of the failing batch (here: the whole history) was committed.
+        assert failed.error_offset == long and failed.position == 0
+        assert failed.head == long and failed.lag_events == long
+        with pytest.raises(RuntimeError, match="cannot reach"):
+            runner.wait_for("globex", long, timeout=1)
+        projection.fail_at.clear()
+        runner.resume("globex", "metagraph@v1")
+        runner.wait_for("globex", long)
+    with Metagraph(env=data.tenant_env("globex")) as app:
+        tables_match_aggregates(app, data.tenant_path("globex"), [graph])
+
+
+def test_skip_and_park_goes_on_and_the_parked_events_can_be_replayed(
+    data: DataDirectory,
+) -> None:
+    graph, last = _fill(data, "acme", nodes=3)
+    projection = FailingMetagraph({last - 1})
+    with Runner(
+        data, [projection], policy={"metagraph@v1": "skip-and-park"}, tenants=lambda: ["acme"]
+    ) as runner:
+        [status] = runner.wait_for("acme", last)
+        assert (status.parked, status.state) == (1, "running")
+        projection.fail_at.clear()
+        result = runner.replay_parked("acme", "metagraph@v1")
+        assert (result.replayed, result.still_parked) == ([last - 1], [])
+        assert [s.parked for s in runner.status()] == [0]
+    with Metagraph(env=data.tenant_env("acme")) as app:
+        tables_match_aggregates(app, data.tenant_path("acme"), [graph])
+
+
+def test_database_trouble_is_reported_and_retried_without_parking(data: DataDirectory) -> None:
+    graph, last = _fill(data, "acme")
+    projection = FailingMetagraph()
+    projection.database_trouble_at.add(last)
+    with Runner(
+        data,
+        [projection],
+        policy="skip-and-park",
+        tenants=lambda: ["acme"],
+        sweep_interval=0.02,
+    ) as runner:
+        troubled = _until(lambda: [s for s in runner.status() if s.error])[0]
+        assert troubled.state in ("running", "catching-up")
+        assert "database is locked (simulated)" in (troubled.error or "")
+        projection.database_trouble_at.clear()
+        [status] = runner.wait_for("acme", last)
+        assert (status.parked, status.error) == (0, None)
+    with Metagraph(env=data.tenant_env("acme")) as app:
+        tables_match_aggregates(app, data.tenant_path("acme"), [graph])
+
+
+def test_the_runner_can_run_inside_the_writers_process(data: DataDirectory) -> None:
+    with (
+        Metagraph(env=data.tenant_env("acme")) as app,
+        Runner(data, tenants=lambda: ["acme"], poll_interval=60, sweep_interval=60) as runner,
+    ):
+        define_org(app)
+        graph = app.create_graph("org", "team")
+        runner.wait_for("acme", head(app))
+        for i in range(10):
+            app.add_node(graph, f"n{i}", "project")
+            runner.wait_for("acme", head(app), timeout=5)
+        tables_match_aggregates(app, data.tenant_path("acme"), [graph])
+        runner.stop()
+        app.add_node(graph, "after", "project")  # the shared file is still open for the app
+        assert runner.status()[0].state == "stopped"
+
+
+def test_operations_need_a_running_runner_and_known_names(data: DataDirectory) -> None:
+    _, last = _fill(data, "acme")
+    runner = Runner(data, tenants=lambda: ["acme"])
+    with pytest.raises(RuntimeError, match="not running"):
+        runner.resume("acme", "metagraph@v1")
+    with runner:
+        runner.wait_for("acme", last)
+        with pytest.raises(KeyError, match="unknown tenant"):
+            runner.resume("nobody", "metagraph@v1")
+        with pytest.raises(KeyError, match="unknown projector"):
+            runner.resume("acme", "metagraph@v9")
+        runner.stop_projector("acme", "metagraph@v1")
+        assert runner.status()[0].state == "stopped"
+    with pytest.raises(ValueError, match="unknown error policy"):
+        Runner(data, policy="sometimes")  # type: ignore[arg-type]
