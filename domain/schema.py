@@ -5,6 +5,13 @@ Attribute schemas are JSON Schema documents, validated with the ``jsonschema`` l
 is an annotation, not asserted. Only local ``$ref`` (``#...``) is allowed: a tenant's
 schema must not make the store fetch anything.
 
+Every write validates attributes, so the common case, valid attributes, is answered by
+``jsonschema-rs`` (compiled Rust, ~100x faster: 0.5 us instead of 60 us for the call
+graph's schema). ``jsonschema`` stays the authority: it checks the schema itself, it
+judges every value the fast validator refuses (and writes the error message), and
+schemas whose meaning could differ between the two (``pattern`` and
+``patternProperties``: Python's ``re`` vs a Rust regex engine; ``format``) use it alone.
+
 Every check raises :class:`~domain.errors.ValidationError` (or its subclass
 :class:`~domain.errors.AttributesInvalidError`) with the offending value and a fix.
 """
@@ -18,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from typing import Any, Final
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 from jsonschema.protocols import Validator
@@ -151,11 +159,12 @@ def check_attributes(value: object, *, what: str) -> dict[str, Any]:
 class AttributeSchema:
     """A checked, compiled JSON Schema for the attributes of one node or edge type."""
 
-    __slots__ = ("_validator", "schema")
+    __slots__ = ("_fast", "_validator", "schema")
 
     def __init__(self, schema: dict[str, Any], validator: Validator) -> None:
         self.schema = schema
         self._validator = validator
+        self._fast = _fast_validator(schema)
 
     @classmethod
     def compile(cls, schema: object, *, what: str) -> AttributeSchema:
@@ -190,6 +199,8 @@ class AttributeSchema:
 
     def validate(self, attributes: dict[str, Any], *, what: str) -> None:
         """Raise :class:`AttributesInvalidError` unless ``attributes`` match the schema."""
+        if self._fast is not None and self._fast.is_valid(attributes):
+            return
         try:
             error = best_match(self._validator.iter_errors(attributes))
         except Unresolvable as exc:  # a $ref check_refs could not see (nested $id)
@@ -207,6 +218,29 @@ class AttributeSchema:
             path=path,
             reason=error.message,
         )
+
+
+_SLOW_ONLY: Final = frozenset({"pattern", "patternProperties", "format"})
+
+
+def _keywords(schema: object) -> Iterator[str]:
+    if isinstance(schema, dict):
+        for key, item in schema.items():
+            yield key
+            yield from _keywords(item)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _keywords(item)
+
+
+def _fast_validator(schema: dict[str, Any]) -> Any:
+    """A jsonschema-rs validator where it judges exactly as jsonschema does, else None."""
+    if not _SLOW_ONLY.isdisjoint(_keywords(schema)):
+        return None
+    try:
+        return jsonschema_rs.validator_for(schema, validate_formats=False)
+    except (ValueError, jsonschema_rs.ValidationError):  # a schema it cannot compile
+        return None
 
 
 def _refs(schema: object) -> Iterator[str]:

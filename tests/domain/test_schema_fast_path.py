@@ -1,0 +1,80 @@
+"""The fast validator (jsonschema-rs) judges exactly as jsonschema, the authority."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.errors import AttributesInvalidError
+from domain.modules.call_graph import CALL_SCHEMA
+from domain.schema import AttributeSchema
+
+SCHEMAS: list[dict[str, Any]] = [
+    CALL_SCHEMA,
+    {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 5},
+            "age": {"type": "integer", "minimum": 0, "exclusiveMaximum": 150},
+            "score": {"type": "number", "multipleOf": 0.5},
+            "tags": {"type": "array", "items": {"enum": ["a", "b", 1]}, "uniqueItems": True},
+            "kind": {"const": "x"},
+            "either": {"oneOf": [{"type": "null"}, {"type": "boolean"}]},
+        },
+    },
+    {
+        "$defs": {"leaf": {"type": ["string", "integer"]}},
+        "type": "object",
+        "properties": {"x": {"$ref": "#/$defs/leaf"}, "y": {"anyOf": [{"type": "array"}, {}]}},
+        "minProperties": 1,
+        "dependentRequired": {"x": ["y"]},
+    },
+]
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-200, 200)
+    | st.floats(-200, 200, allow_nan=False)
+    | st.sampled_from(["", "a", "b", "abcdef", "x", "pending", "running", "r1"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(
+            ["name", "age", "score", "tags", "kind", "either", "x", "y", "requestId", "status"]
+        ),
+        inner,
+        max_size=5,
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=["call", "person", "refs"])
+@settings(max_examples=300, deadline=None)
+@given(instance=json_values)
+def test_fast_and_authoritative_validators_agree(schema: dict[str, Any], instance: Any) -> None:
+    compiled = AttributeSchema.compile(schema, what="test")
+    authority = jsonschema.Draft202012Validator(schema).is_valid(instance)
+    assert compiled._fast is not None
+    assert compiled._fast.is_valid(instance) == authority
+    if isinstance(instance, dict):
+        if authority:
+            compiled.validate(instance, what="test")
+        else:
+            with pytest.raises(AttributesInvalidError):
+                compiled.validate(instance, what="test")
+
+
+def test_schemas_with_patterns_or_formats_use_jsonschema_alone() -> None:
+    for schema in ({"properties": {"a": {"pattern": "^x"}}}, {"format": "email"}):
+        assert AttributeSchema.compile(schema, what="test")._fast is None
+    with pytest.raises(AttributesInvalidError, match="does not match"):
+        AttributeSchema.compile({"properties": {"a": {"pattern": "^x"}}}, what="t").validate(
+            {"a": "y"}, what="t"
+        )
