@@ -97,7 +97,41 @@ def _check_text(value: str, *, what: str, path: str) -> None:
             ) from None
 
 
+def _is_clean_json(value: object, depth: int = 0) -> bool:
+    """The check of :func:`_check_json` without building paths: the fast common case."""
+    if value is None or isinstance(value, bool | int):
+        return True
+    if isinstance(value, str):
+        return value.isascii() or _encodes(value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if depth >= MAX_DEPTH:
+        return False
+    if isinstance(value, dict):
+        if len(value) == 2 and value.keys() == _RESERVED_KEYS:
+            return False
+        return all(
+            isinstance(key, str)
+            and (key.isascii() or _encodes(key))
+            and _is_clean_json(item, depth + 1)
+            for key, item in value.items()
+        )
+    if isinstance(value, list):
+        return all(_is_clean_json(item, depth + 1) for item in value)
+    return False  # not JSON: the full check says where and why
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_json(value: object, *, what: str, path: str, depth: int = 0) -> None:
+    if depth == 0 and _is_clean_json(value):
+        return
     if depth > MAX_DEPTH:
         raise ValidationError(
             f"{what}: {path[:_MAX_SHOWN]}... is nested more than {MAX_DEPTH} levels deep; "

@@ -105,10 +105,14 @@ class _Seen:
         return cls(file_signature(path), time())
 
     @property
-    def untrusted_for(self) -> float:
-        """Seconds until a commit in the newest mtime's tick would surely show (0: none)."""
+    def trusted(self) -> bool:
+        """Whether no commit can hide in the newest mtime's tick (it was old enough)."""
+        return self.settled_in(self.taken) == 0
+
+    def settled_in(self, now: float) -> float:
+        """Seconds from ``now`` until the newest mtime is old enough to trust."""
         newest = max((p[2] / 1e9 for p in self.signature if p is not None), default=0.0)
-        return max(0.0, UNTRUSTED_MTIME_AGE - (self.taken - newest))
+        return max(0.0, UNTRUSTED_MTIME_AGE - (now - newest))
 
 
 @dataclass(eq=False)
@@ -505,16 +509,21 @@ class Runner:
             factory.close()  # stops and joins the watcher thread if this was its last user
         tenant.factories = {}
         tenant.seen = seen
-        if seen is not None and seen.untrusted_for:
+        if seen is not None and not seen.trusted:
             # A commit in the same mtime tick as the signature would not change it: look
             # once more when that tick is surely over.
-            self._later(seen.untrusted_for + 0.05, functools.partial(self._recheck, tenant))
+            self._later(seen.settled_in(time()) + 0.05, functools.partial(self._recheck, tenant))
         log.debug("tenant closed", tenant=tenant.org_id)
 
     def _recheck(self, tenant: _Tenant) -> None:
         """Check a closed tenant whose last signature could hide a commit (see _close)."""
         seen = tenant.seen
-        if not tenant.open and seen is not None and seen.untrusted_for:
+        if tenant.open or seen is None or seen.trusted:
+            return  # checked since, with a signature that can be trusted
+        wait = seen.settled_in(time())
+        if wait > 0:  # a later check's signature has a newer mtime: wait for that one
+            self._later(wait + 0.05, functools.partial(self._recheck, tenant))
+        else:
             self._schedule(tenant)
 
     def _keep_statuses(self, tenant: _Tenant) -> None:

@@ -43,13 +43,15 @@ json_values = st.recursive(
     | st.integers(-200, 200)
     | st.floats(-200, 200, allow_nan=False)
     | st.sampled_from(["", "a", "b", "abcdef", "x", "pending", "running", "r1"]),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(
-            ["name", "age", "score", "tags", "kind", "either", "x", "y", "requestId", "status"]
-        ),
-        inner,
-        max_size=5,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["name", "age", "score", "tags", "kind", "either", "x", "y", "requestId", "status"]
+            ),
+            inner,
+            max_size=5,
+        )
     ),
     max_leaves=12,
 )
