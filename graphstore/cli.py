@@ -41,6 +41,7 @@ from domain import Actor, DataDirectory, IssuedKey, Metagraph, Principal
 from domain.errors import AuthenticationError, DomainError, NotFoundError, ValidationError
 from graphstore import logs
 from graphstore._output import Output
+from graphstore.store import Store
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -63,13 +64,17 @@ class Session:
     data_dir: Path
     output: Output
     api_key: str | None
-    _data: DataDirectory | None = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.data_dir)
+        return self._store
 
     @property
     def data(self) -> DataDirectory:
-        if self._data is None:
-            self._data = DataDirectory(self.data_dir)
-        return self._data
+        return self.store.data
 
     def principal(self) -> Principal:
         """The key's principal, or the local operator's (system) without a key."""
@@ -79,19 +84,11 @@ class Session:
 
     def tenant(self, org_id: str) -> Metagraph:
         """The metagraph of a registered tenant; NotFoundError for an unknown one."""
-        if org_id not in self.data.tenants():
-            self.data.tenant_path(org_id)  # an invalid org id is a ValidationError first
-            raise NotFoundError(
-                f"no tenant {org_id!r} in {self.data_dir}; `graphstore tenant list` shows "
-                "the tenants, `graphstore tenant create` makes one",
-                kind="tenant",
-                name=org_id,
-            )
-        return Metagraph(env=self.data.tenant_env(org_id))
+        return self.store.tenant(org_id)
 
     def close(self) -> None:
-        if self._data is not None:
-            self._data.close()
+        if self._store is not None:
+            self._store.close()
 
 
 app = typer.Typer(
@@ -438,9 +435,9 @@ def graph_type_define(
         document = _load_document(file)
         session.principal()
         actor = Actor(scope="tenant")
-        with session.tenant(tenant) as metagraph:
-            type_id = define_graph_type(metagraph, document, actor)
-            info = metagraph.get_graph_type(type_id)
+        metagraph = session.tenant(tenant)
+        type_id = define_graph_type(metagraph, document, actor)
+        info = metagraph.get_graph_type(type_id)
         session.output.result(
             info,
             f"graph type {info.name} defined in {tenant}: {len(info.node_types)} node types, "
@@ -489,20 +486,20 @@ def graph_type_list(
     """List a tenant's graph types."""
 
     def action(session: Session) -> None:
-        with session.tenant(tenant) as metagraph:
-            rows = []
-            for name, type_id in sorted(metagraph.graph_types().items()):
-                info = metagraph.get_graph_type(type_id)
-                rows.append(
-                    {
-                        "name": name,
-                        "scope": info.scope,
-                        "version": info.version,
-                        "node_types": sorted(info.node_types),
-                        "edge_types": sorted(info.edge_types),
-                        "id": type_id,
-                    }
-                )
+        metagraph = session.tenant(tenant)
+        rows = []
+        for name, type_id in sorted(metagraph.graph_types().items()):
+            info = metagraph.get_graph_type(type_id)
+            rows.append(
+                {
+                    "name": name,
+                    "scope": info.scope,
+                    "version": info.version,
+                    "node_types": sorted(info.node_types),
+                    "edge_types": sorted(info.edge_types),
+                    "id": type_id,
+                }
+            )
         session.output.table(
             rows,
             ["name", "scope", "version", "node_types", "edge_types", "id"],
@@ -527,9 +524,9 @@ def graph_create(
 
     def action(session: Session) -> None:
         session.principal()
-        with session.tenant(tenant) as metagraph:
-            graph_id = metagraph.create_graph(graph_type, name, status=status)  # type: ignore[arg-type]
-            info = metagraph.get_graph(graph_id)
+        metagraph = session.tenant(tenant)
+        graph_id = metagraph.create_graph(graph_type, name, status=status)  # type: ignore[arg-type]
+        info = metagraph.get_graph(graph_id)
         session.output.result(info, f"graph {info.name} created ({info.id}, {info.status})")
 
     _run(ctx, action)
@@ -544,10 +541,10 @@ def graph_show(
     """Show a graph: its metadata, nodes and edges."""
 
     def action(session: Session) -> None:
-        with session.tenant(tenant) as metagraph:
-            info = metagraph.get_graph(graph_id)
-            nodes = [metagraph.get_node(graph_id, key) for key in sorted(metagraph.nodes(graph_id))]
-            edges = [metagraph.get_edge(graph_id, e) for e in metagraph.edge_ids(graph_id)]
+        metagraph = session.tenant(tenant)
+        info = metagraph.get_graph(graph_id)
+        nodes = [metagraph.get_node(graph_id, key) for key in sorted(metagraph.nodes(graph_id))]
+        edges = [metagraph.get_edge(graph_id, e) for e in metagraph.edge_ids(graph_id)]
         if session.output.as_json:
             session.output.data({"graph": info, "nodes": nodes, "edges": edges})
             return

@@ -1,0 +1,109 @@
+"""The public entry point: a data directory of tenant files, opened once.
+
+    import graphstore
+
+    with graphstore.open("data") as store:
+        store.create_tenant("acme", name="Acme", owner_email="ada@example.com")
+        acme = store.tenant("acme")            # a domain.Metagraph on tenant-acme.db
+        ...
+
+A :class:`Store` opens each tenant's metagraph lazily, keeps it open for the life of the
+store (one writer connection and one watcher per file per process) and closes every one
+of them, then ``system.db``, on :meth:`Store.close`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from domain import DataDirectory, Identity, Metagraph, Principal
+from domain.errors import NotFoundError
+
+__all__ = ["Store", "open_store"]
+
+
+class Store:
+    """A data directory: ``system.db`` (identity, tenant registry) and the tenant files."""
+
+    def __init__(self, path: str | os.PathLike[str], *, settings: dict[str, str] | None = None):
+        self.data = DataDirectory(path, settings=settings)
+        self._tenants: dict[str, Metagraph] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> Path:
+        return self.data.path
+
+    @property
+    def identity(self) -> Identity:
+        """Accounts, organizations, API keys and the audit log (``system.db``)."""
+        return self.data.identity
+
+    def tenants(self) -> list[str]:
+        """The registered tenants' org ids."""
+        return self.data.tenants()
+
+    def create_tenant(
+        self,
+        org_id: str,
+        *,
+        name: str,
+        owner_email: str,
+        actor: Principal | None = None,
+    ) -> Metagraph:
+        """Register an organization owned by an existing account; its tenant's metagraph."""
+        owner = self.identity.find_account(owner_email)
+        self.identity.create_organization(
+            name, org_id, owner_id=owner.id, actor=actor or Principal.system()
+        )
+        return self.tenant(org_id)
+
+    def tenant(self, org_id: str) -> Metagraph:
+        """The metagraph of a registered tenant (opened on first use, then shared).
+
+        An invalid org id raises ``InvalidOrgIdError`` before any file is touched; an
+        unregistered one, ``NotFoundError`` saying how to create it.
+        """
+        self.data.tenant_path(org_id)  # validates the org id before anything else
+        with self._lock:
+            found = self._tenants.get(org_id)
+            if found is not None:
+                return found
+            if org_id not in self.data.tenants():
+                raise NotFoundError(
+                    f"no tenant {org_id!r} in {self.path}: `graphstore tenant list` shows the "
+                    "tenants; create one with `graphstore tenant create` or "
+                    "Store.create_tenant()",
+                    kind="tenant",
+                    name=org_id,
+                )
+            metagraph = Metagraph(env=self.data.tenant_env(org_id))
+            self._tenants[org_id] = metagraph
+            return metagraph
+
+    def close(self) -> None:
+        """Close every open tenant, then ``system.db``."""
+        with self._lock:
+            tenants, self._tenants = list(self._tenants.values()), {}
+        for metagraph in tenants:
+            metagraph.close()
+        self.data.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_store(path: str | os.PathLike[str], *, settings: dict[str, str] | None = None) -> Store:
+    """Open (creating if needed) the data directory at ``path``."""
+    return Store(path, settings=settings)
