@@ -873,8 +873,13 @@ class CallLedger:
         abort_policy: AbortPolicy = DEFAULT_ABORT_POLICY,
         operation_types: OperationTypes | None = None,
         lines: Sequence[int] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> IngestReport:
-        """Fold a batch of events (all or nothing); see :func:`ingest`."""
+        """Fold a batch of events (all or nothing); see :func:`ingest`.
+
+        ``progress(done, total)`` is called after each event is written (not while the
+        batch is being checked), e.g. to drive a progress bar.
+        """
         if abort_policy not in ("abort-dependents", "continue-running"):
             raise ValidationError(
                 f"invalid abort policy {abort_policy!r}: use 'abort-dependents' or "
@@ -892,10 +897,12 @@ class CallLedger:
                 if graph_id is None:  # the tenant's first call: create the graph now
                     graph_id = self._open(create=True)
                     assert graph_id is not None
-                for plan in plans:
+                for done, plan in enumerate(plans, start=1):
                     written = self._write(graph_id, plan)
                     writes += written
                     applied += written > 0
+                    if progress is not None:
+                        progress(done, len(plans))
         return IngestReport(
             events=len(checked), applied=applied, unchanged=len(checked) - applied, writes=writes
         )
@@ -1002,6 +1009,7 @@ def ingest(
     *,
     abort_policy: AbortPolicy = DEFAULT_ABORT_POLICY,
     operation_types: OperationTypes | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
     """Fold call protocol events into the tenant's call graph, as one batch.
 
@@ -1012,7 +1020,8 @@ def ingest(
     nothing is written. Each write is then one store transaction (a node, an update or
     an edge). ``abort_policy`` is how an abort treats descendants; ``operation_types``
     tells subscriptions from queries and mutations (unknown operations are queries).
+    ``progress(done, total)`` is called after each event is written.
     """
     return call_ledger(app).ingest(
-        events, abort_policy=abort_policy, operation_types=operation_types
+        events, abort_policy=abort_policy, operation_types=operation_types, progress=progress
     )

@@ -20,7 +20,7 @@ ingestion a crash interrupted.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 from domain.application import Metagraph
@@ -66,6 +66,7 @@ def ingest_jsonl(
     *,
     abort_policy: AbortPolicy = DEFAULT_ABORT_POLICY,
     operation_types: OperationTypes | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
     """Fold a JSON Lines file of call events into the tenant's call graph, all or nothing.
 
@@ -78,6 +79,7 @@ def ingest_jsonl(
         abort_policy=abort_policy,
         operation_types=operation_types,
         lines=[number for number, _ in numbered],
+        progress=progress,
     )
 
 

@@ -36,9 +36,12 @@ from uuid import UUID
 import typer
 import yaml
 from eventsourcing.persistence import PersistenceError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from domain import Actor, DataDirectory, IssuedKey, Metagraph, Principal
+from domain.calls import OperationType
 from domain.errors import AuthenticationError, DomainError, NotFoundError, ValidationError
+from domain.ingest import ingest_jsonl
 from graphstore import logs
 from graphstore._output import Output
 from graphstore.store import Store
@@ -573,6 +576,65 @@ def graph_show(
             ],
             ["id", "key", "type", "source", "target", "attributes"],
             title="edges",
+        )
+
+    _run(ctx, action)
+
+
+# ------------------------------------------------------------------------------ ingest
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    source: Annotated[
+        str, typer.Argument(help="A JSON Lines file of call events, or - for stdin.")
+    ],
+    tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
+    subscription: Annotated[
+        list[str] | None,
+        typer.Option(help="An operation id that is a subscription (repeatable)."),
+    ] = None,
+    abort_policy: Annotated[
+        str, typer.Option(help="abort-dependents or continue-running.")
+    ] = "abort-dependents",
+) -> None:
+    """Ingest call-protocol events (docs/calls.md) into a tenant's call graph.
+
+    The whole file is one batch: every line is checked first, and a malformed or refused
+    line (reported with its line number) means nothing is written.
+    """
+
+    def action(session: Session) -> None:
+        if source != "-" and not Path(source).is_file():
+            raise NotFoundError(f"no file {source!r}", kind="file", name=source)
+        session.principal()
+        metagraph = session.tenant(tenant)
+        operation_types: dict[str, OperationType] = dict.fromkeys(
+            subscription or [], "subscription"
+        )
+        stream: Any = sys.stdin.buffer if source == "-" else source
+        with Progress(
+            TextColumn("ingesting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=session.output.err,
+            disable=not session.output.err.is_terminal,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("ingest", total=None)
+            report = ingest_jsonl(
+                metagraph,
+                stream,
+                abort_policy=abort_policy,  # type: ignore[arg-type]  # checked by the domain
+                operation_types=operation_types,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        session.output.result(
+            report,
+            f"ingested {report.events} events into {tenant}: {report.applied} applied, "
+            f"{report.unchanged} unchanged ({report.writes} writes)",
         )
 
     _run(ctx, action)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import honker
 import pytest
 
 from graphstore.cli import ExitCode
@@ -160,3 +161,41 @@ def test_usage_errors_exit_2(data: Path) -> None:
     done = gs(data, "tenant", "create")
     assert done.returncode == ExitCode.USAGE
     assert "Missing" in done.stderr
+
+
+def _stream_head(data: Path, org_id: str) -> int:
+    db = honker.open(str(data / f"tenant-{org_id}.db"))
+    try:
+        rows = db.query('SELECT COALESCE(MAX("offset"), 0) AS m FROM _honker_stream')
+    finally:
+        db.close()
+    return int(rows[0]["m"])
+
+
+def test_ingest_a_malformed_line_names_it_and_writes_nothing(data: Path, tmp_path: Path) -> None:
+    before = _stream_head(data, "acme")
+    lines = tmp_path / "calls.jsonl"
+    lines.write_text(
+        '{"type":"call.requested","at":1,"payload":{"requestId":"m1","operationId":"o","input":1}}\n'
+        "\n"
+        '{"type":"call.responded","at":"soon","payload":{"requestId":"m1"}}\n'
+    )
+    done = gs(data, "ingest", str(lines), "--tenant", "acme")
+    assert done.returncode == ExitCode.REFUSED
+    assert done.stderr.startswith("error: line 3: invalid call event")
+    assert "$.at" in done.stderr
+    assert _stream_head(data, "acme") == before
+
+
+def test_ingest_from_stdin_and_a_missing_file(data: Path, tmp_path: Path) -> None:
+    event = (
+        '{"type":"call.requested","at":5,"payload":{"requestId":"s1","operationId":"o","input":1}}'
+    )
+    done = gs(data, "--json", "ingest", "-", "--tenant", "acme", stdin=event + "\n")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"events": 1, "applied": 1, "unchanged": 0, "writes": 1}
+    again = gs(data, "ingest", "-", "--tenant", "acme", stdin=event + "\n")
+    assert "0 applied, 1 unchanged" in again.stdout
+    missing = gs(data, "ingest", str(tmp_path / "nope.jsonl"), "--tenant", "acme")
+    assert missing.returncode == ExitCode.NOT_FOUND
+    assert "no file" in missing.stderr

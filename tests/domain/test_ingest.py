@@ -12,7 +12,12 @@ import pytest
 
 from domain import Metagraph
 from domain.calls import call_ledger
-from domain.errors import CallConflictError, InvalidCallEventError, UnknownCallError
+from domain.errors import (
+    CallConflictError,
+    CallEventError,
+    InvalidCallEventError,
+    UnknownCallError,
+)
 from domain.ingest import ingest_jsonl, read_jsonl
 from tests.domain.conftest import stream_position
 from tests.domain.test_calls import completed, requested, responded, unchanged
@@ -139,3 +144,23 @@ def test_a_file_interrupted_by_a_crash_is_completed_by_ingesting_it_again(
     report = ingest_jsonl(app, write(tmp_path, lines(*events)))
     assert (report.applied, report.unchanged) == (1, 2)
     assert statuses(app) == {"p": "pending", "c": "completed"}
+
+
+def test_progress_is_reported_once_per_event_written_and_never_for_a_refused_file(
+    tmp_path: Path,
+) -> None:
+    good = tmp_path / "good.jsonl"
+    good.write_text(
+        '{"type":"call.requested","at":1,"payload":{"requestId":"a","operationId":"o","input":1}}\n'
+        '{"type":"call.responded","at":2,"payload":{"requestId":"a","output":{"data":1,"meta":{"source":"local"}}}}\n'
+    )
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text() + '{"type":"call.nope","at":3,"payload":{}}\n')
+    seen: list[tuple[int, int]] = []
+    env = {"PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(tmp_path / "t.db")}
+    with Metagraph(env=env) as app:
+        with pytest.raises(CallEventError, match="line 3"):
+            ingest_jsonl(app, bad, progress=lambda done, total: seen.append((done, total)))
+        assert seen == []
+        ingest_jsonl(app, good, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(1, 2), (2, 2)]
