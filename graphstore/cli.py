@@ -89,6 +89,10 @@ class Session:
         """The metagraph of a registered tenant; NotFoundError for an unknown one."""
         return self.store.tenant(org_id)
 
+    def audit(self, principal: Principal, org_id: str, what: str, details: dict[str, Any]) -> None:
+        """Record a tenant-level write in system.db's audit log (who, what, when)."""
+        self.data.identity.record_tenant_write(principal, org_id, what, _plain_json(details))
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
@@ -406,6 +410,10 @@ def whoami(ctx: typer.Context) -> None:
 # -------------------------------------------------------------------------- graph types
 
 
+def _plain_json(details: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, UUID) else v for k, v in details.items()}
+
+
 def _load_document(path: Path) -> dict[str, Any]:
     """A JSON or YAML file as a mapping; NotFoundError / DomainError if it is not one."""
     if not path.is_file():
@@ -436,11 +444,12 @@ def graph_type_define(
 
     def action(session: Session) -> None:
         document = _load_document(file)
-        session.principal()
-        actor = Actor(scope="tenant")
+        principal = session.principal()
+        actor = Actor(scope="tenant", id=principal.actor_id)
         metagraph = session.tenant(tenant)
         type_id = define_graph_type(metagraph, document, actor)
         info = metagraph.get_graph_type(type_id)
+        session.audit(principal, tenant, "graph type defined", {"name": info.name, "id": info.id})
         session.output.result(
             info,
             f"graph type {info.name} defined in {tenant}: {len(info.node_types)} node types, "
@@ -526,10 +535,11 @@ def graph_create(
     """Create a graph of a graph type."""
 
     def action(session: Session) -> None:
-        session.principal()
+        principal = session.principal()
         metagraph = session.tenant(tenant)
         graph_id = metagraph.create_graph(graph_type, name, status=status)  # type: ignore[arg-type]
         info = metagraph.get_graph(graph_id)
+        session.audit(principal, tenant, "graph created", {"name": info.name, "id": info.id})
         session.output.result(info, f"graph {info.name} created ({info.id}, {info.status})")
 
     _run(ctx, action)
@@ -581,6 +591,35 @@ def graph_show(
     _run(ctx, action)
 
 
+@app.command()
+def audit(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's entries.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
+) -> None:
+    """Show the audit log: identity changes and tenant-level writes (who, what, when)."""
+
+    def action(session: Session) -> None:
+        entries = session.data.identity.audit_log(org_id=tenant, limit=limit)
+        session.output.table(
+            [
+                {
+                    "position": e.position,
+                    "at": e.at,
+                    "action": e.action,
+                    "actor": e.actor_id,
+                    "tenant": e.org_id,
+                    "details": e.details,
+                }
+                for e in entries
+            ],
+            ["position", "at", "action", "actor", "tenant", "details"],
+            title="audit log",
+        )
+
+    _run(ctx, action)
+
+
 # ------------------------------------------------------------------------------ ingest
 
 
@@ -608,7 +647,7 @@ def ingest(
     def action(session: Session) -> None:
         if source != "-" and not Path(source).is_file():
             raise NotFoundError(f"no file {source!r}", kind="file", name=source)
-        session.principal()
+        principal = session.principal()
         metagraph = session.tenant(tenant)
         operation_types: dict[str, OperationType] = dict.fromkeys(
             subscription or [], "subscription"
@@ -631,6 +670,12 @@ def ingest(
                 operation_types=operation_types,
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
+        session.audit(
+            principal,
+            tenant,
+            "call events ingested",
+            {"source": source, "events": report.events, "applied": report.applied},
+        )
         session.output.result(
             report,
             f"ingested {report.events} events into {tenant}: {report.applied} applied, "

@@ -199,3 +199,19 @@ def test_ingest_from_stdin_and_a_missing_file(data: Path, tmp_path: Path) -> Non
     missing = gs(data, "ingest", str(tmp_path / "nope.jsonl"), "--tenant", "acme")
     assert missing.returncode == ExitCode.NOT_FOUND
     assert "no file" in missing.stderr
+
+
+def test_tenant_writes_and_identity_changes_are_in_the_audit_log(data: Path) -> None:
+    event = (
+        '{"type":"call.requested","at":9,"payload":{"requestId":"au1","operationId":"o","input":1}}'
+    )
+    assert gs(data, "ingest", "-", "--tenant", "acme", stdin=event + "\n").returncode == 0
+    entries = json.loads(gs(data, "--json", "audit", "--tenant", "acme").stdout)
+    actions = [(e["action"], e["actor"]) for e in entries]
+    assert ("tenant.write", "system") in actions
+    written = [e["details"] for e in entries if e["action"] == "tenant.write"]
+    assert any(
+        d.get("what") == "call events ingested" or "ingested" in json.dumps(d) for d in written
+    )
+    everything = json.loads(gs(data, "--json", "audit").stdout)
+    assert any(e["action"].startswith("account.") for e in everything)
