@@ -384,6 +384,9 @@ class MetagraphProjection(Projection):
         for statement in self.sql.create:
             tx.execute(statement)
 
+    def table_names(self) -> list[str]:
+        return list(self.tables.values())
+
     def handler(self, topic: str) -> Handler[Any] | None:
         found = self._handlers.get(topic)
         if found is None and topic.startswith((_GRAPH_TYPE, _GRAPH)):

@@ -111,6 +111,11 @@ class Projection(ABC):
     def create_tables(self, tx: Transaction) -> None:
         """Create the projection's tables and indexes if missing (idempotent)."""
 
+    def table_names(self) -> Sequence[str]:
+        """Tables that :meth:`create_tables` creates in one transaction: when they all
+        exist, opening a projector takes no write lock. Empty: always create."""
+        return ()
+
     @abstractmethod
     def handler(self, topic: str) -> Handler[Any] | None:
         """The handler of an event type, or None if the projection ignores it.
@@ -261,9 +266,10 @@ class Projector:
         self._tracking = HonkerTrackingRecorder(datastore, consumer=self.consumer)
         self._on_close: Callable[[], None] | None = None
         self._lock = threading.Lock()  # guards the status fields below
-        with datastore.transaction() as tx:
-            projection.create_tables(tx)
-            _create_parked_table(tx)
+        if not self._tables_exist():
+            with datastore.transaction() as tx:
+                projection.create_tables(tx)
+                _create_parked_table(tx)
         self._position = self._tracking.max_tracking_id(self.stream) or 0
         self._position_time = self._reader.time_at(self._position)
         self._head, self._head_time = self._reader.head()
@@ -316,6 +322,17 @@ class Projector:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _tables_exist(self) -> bool:
+        names = [*self.projection.table_names(), PARKED_TABLE]
+        if len(names) == 1:
+            return False
+        rows = self.datastore.query(
+            f"SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN "
+            f"({','.join('?' * len(names))})",
+            names,
+        )
+        return int(rows[0]["n"]) == len(names)
 
     # --- status ---------------------------------------------------------------------
 
@@ -474,7 +491,7 @@ class Projector:
         try:
             with self.datastore.transaction() as tx:
                 saved = saved_offset_in(tx, self.consumer, self.stream)
-                if False:
+                if saved != self._position:
                     raise _PositionMovedError(saved)
                 for index, change in enumerate(changes):
                     if change.handler is not None:

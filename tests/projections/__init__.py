@@ -1,0 +1,1 @@
+"""Tests of projections/: projectors, the metagraph tables, the runner."""
