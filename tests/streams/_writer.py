@@ -37,6 +37,8 @@ import structlog
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
+from streams.persistence import HonkerDatastore
+
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
@@ -280,24 +282,33 @@ def ledger(path: Path, **env: str) -> Ledger:
     )
 
 
-def index_matches_stream(path: Path, stream: str, index_table: str) -> int:
+def index_matches_stream(source: Path | HonkerDatastore, stream: str, index_table: str) -> int:
     """Check every stream row has one index row pointing at it and back; return the count.
 
-    Reads the file with the stdlib ``sqlite3`` module, read-only: a reader that shares
-    nothing with the Honker handles this process may have open.
+    ``source`` is the datastore of an application this process has open on the file, or
+    a path (opened here). Never the stdlib ``sqlite3`` module here: it is a second SQLite
+    library, and closing its connection would drop the POSIX locks Honker's SQLite holds
+    on the same file.
     """
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    datastore = source if isinstance(source, HonkerDatastore) else HonkerDatastore(source)
     try:
-        rows = connection.execute(
-            "SELECT \"offset\", payload ->> '$.subject', payload ->> '$.version' "
-            "FROM _honker_stream WHERE topic = ?",
-            [stream],
-        ).fetchall()
-        index = connection.execute(
-            f'SELECT originator_id, originator_version, "offset" FROM "{index_table}"'
-        ).fetchall()
+        rows = [
+            (r["offset"], r["subject"], r["version"])
+            for r in datastore.query(
+                "SELECT \"offset\", payload ->> '$.subject' AS subject, "
+                "payload ->> '$.version' AS version FROM _honker_stream WHERE topic = ?",
+                [stream],
+            )
+        ]
+        index = [
+            (r["originator_id"], r["originator_version"], r["offset"])
+            for r in datastore.query(
+                f'SELECT originator_id, originator_version, "offset" FROM "{index_table}"'
+            )
+        ]
     finally:
-        connection.close()
+        if datastore is not source:
+            datastore.close()
     assert len(rows) == len(index)
     by_offset = {offset: (UUID(o).bytes, v) for offset, o, v in rows}
     assert len(by_offset) == len(rows)

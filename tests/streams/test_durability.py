@@ -145,9 +145,9 @@ def test_every_acknowledged_save_survives_sigkill(tenant_file: Path, synchronous
         for originator_id, version, notification_id in acked:
             assert by_id.get(notification_id) == (originator_id, version)
         assert len(stored) >= len(acked)
-        assert index_matches_stream(tenant_file, "Ledger", app.recorder.index_table_name) == len(
-            stored
-        )
+        assert index_matches_stream(
+            app.factory.datastore, "Ledger", app.recorder.index_table_name
+        ) == len(stored)
 
         # Every save is all or nothing: every fifth one was three events in one save.
         versions: dict[UUID, int] = defaultdict(int)

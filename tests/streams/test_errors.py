@@ -160,7 +160,10 @@ def test_stale_aggregate_through_an_application_raises_integrity_error(
         with pytest.raises(IntegrityError):
             app.save(theirs)
         assert app.repository.get(account.id).balance == 1
-        assert index_matches_stream(tenant_file, "Ledger", app.recorder.index_table_name) == 2
+        assert (
+            index_matches_stream(app.factory.datastore, "Ledger", app.recorder.index_table_name)
+            == 2
+        )
     finally:
         app.close()
 
@@ -390,12 +393,18 @@ def test_a_writer_past_the_busy_timeout_gets_operational_error_and_writes_nothin
         # Nothing of the failed save: not in the stream, not in the index.
         assert app.recorder.select_events(account.id) == []
         assert app.recorder.max_notification_id() == 1
-        assert index_matches_stream(tenant_file, "Ledger", app.recorder.index_table_name) == 1
+        assert (
+            index_matches_stream(app.factory.datastore, "Ledger", app.recorder.index_table_name)
+            == 1
+        )
         # The same events go in on retry (no index row was left behind to conflict).
         recordings = app.save(*events)
         assert [r.notification.id for r in recordings] == [2, 3, 4]
         assert app.repository.get(account.id).balance == 3
-        assert index_matches_stream(tenant_file, "Ledger", app.recorder.index_table_name) == 4
+        assert (
+            index_matches_stream(app.factory.datastore, "Ledger", app.recorder.index_table_name)
+            == 4
+        )
     finally:
         app.close()
 

@@ -110,7 +110,7 @@ def test_two_writers_and_a_subscriber_lose_nothing(tenant_file: Path, tmp_path: 
         for originator_id, seen in list(versions.items())[:50]:
             assert app.repository.get(UUID(originator_id)).version == len(seen)
         assert (
-            index_matches_stream(tenant_file, "Ledger", app.recorder.index_table_name)
+            index_matches_stream(app.factory.datastore, "Ledger", app.recorder.index_table_name)
             == len(received) + 1
         )
     finally:
