@@ -214,6 +214,7 @@ class Watcher:
 
     def _ensure_started(self) -> None:
         if self._thread is None:
+            self._started.clear()
             self._thread = threading.Thread(
                 target=self._run, name=f"honker-watcher:{self.path.name}", daemon=True
             )
@@ -225,7 +226,6 @@ class Watcher:
         self._loop = loop
         try:
             self._task = loop.create_task(self._follow())
-            self._started.set()
             loop.run_until_complete(self._task)
         except asyncio.CancelledError:
             pass
@@ -241,6 +241,9 @@ class Watcher:
 
     async def _follow(self) -> None:
         updates = self.database.update_events()
+        # Honker's subscription exists now: only from here is no commit missed, so only
+        # now does add() return. Callers still re-check once after registering.
+        self._started.set()
         try:
             async for _ in updates:
                 self._tick()

@@ -492,6 +492,9 @@ class HonkerSubscription(ListenNotifySubscription[HonkerApplicationRecorder]):
         self._datastore = recorder.datastore
         self._datastore.track(self)
         self._datastore.watcher.add(self._has_been_notified.set)
+        # A commit between the first pull (started above) and that registration woke
+        # nobody: pull once more now rather than wait for the fallback poll.
+        self._has_been_notified.set()
         log.debug("subscribed", tenant=self._datastore.tenant, stream=recorder.stream, offset=gt)
 
     def _loop_on_pull(self) -> None:
