@@ -1,5 +1,6 @@
-"""What is read: projectors over tenant streams (the relational metagraph tables, later
-the flowgraph views). Issue 4. See docs/projections.md.
+"""What is read: projectors over tenant streams (the relational metagraph tables and the
+flowgraph views of workflow runs), replay and time travel. See docs/projections.md and
+docs/flowgraph.md.
 
     from projections import Runner
 
@@ -14,6 +15,7 @@ from projections.errors import (
     UnknownEventError,
     ViewDivergedError,
 )
+from projections.flowgraph import FlowCall, Flowgraph, FlowgraphProjection, FlowRun, RunPage
 from projections.metagraph import MetagraphProjection
 from projections.projector import (
     DEFAULT_BATCH_SIZE,
@@ -28,6 +30,7 @@ from projections.projector import (
     Record,
     ReplayResult,
 )
+from projections.replay import GraphSnapshot, HistoryEntry, Replay, RunExport, RunSnapshot
 from projections.runner import Runner
 
 __all__ = [
@@ -35,7 +38,13 @@ __all__ = [
     "PARKED_TABLE",
     "ErrorPolicy",
     "EventNotProjectableError",
+    "FlowCall",
+    "FlowRun",
+    "Flowgraph",
+    "FlowgraphProjection",
+    "GraphSnapshot",
     "Handler",
+    "HistoryEntry",
     "MetagraphProjection",
     "ParkedEvent",
     "Projection",
@@ -44,7 +53,11 @@ __all__ = [
     "ProjectorState",
     "ProjectorStatus",
     "Record",
+    "Replay",
     "ReplayResult",
+    "RunExport",
+    "RunPage",
+    "RunSnapshot",
     "Runner",
     "UnknownEventError",
     "ViewDivergedError",

@@ -52,6 +52,7 @@ import structlog
 from eventsourcing.utils import Environment
 
 from domain import DataDirectory
+from projections.flowgraph import FlowgraphProjection
 from projections.metagraph import MetagraphProjection
 from projections.projector import (
     DEFAULT_BATCH_SIZE,
@@ -146,8 +147,9 @@ class _Tenant:
 class Runner:
     """Runs projections for every tenant of a data directory. See the module docstring.
 
-    ``projections`` default to ``[MetagraphProjection()]``; ``policy`` is one error
-    policy for all, or a mapping from consumer name (``metagraph@v1``) to policy.
+    ``projections`` default to ``[MetagraphProjection(), FlowgraphProjection()]``;
+    ``policy`` is one error policy for all, or a mapping from consumer name
+    (``metagraph@v1``) to policy.
     ``tenants`` replaces the registry as the source of org ids (a callable, called each
     sweep). ``settings`` are extra persistence settings for the tenant files, on top of
     the data directory's (they must match the writers' durability and busy timeout).
@@ -170,7 +172,7 @@ class Runner:
         registry_interval: float = 5.0,
     ) -> None:
         self.data = data if isinstance(data, DataDirectory) else DataDirectory(data)
-        self.projections = list(projections or [MetagraphProjection()])
+        self.projections = list(projections or [MetagraphProjection(), FlowgraphProjection()])
         consumers = [p.consumer for p in self.projections]
         if len(set(consumers)) != len(consumers):
             raise ValueError(f"two projections share a consumer name: {consumers}")

@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 
 from domain import DataDirectory, Metagraph, Principal
-from projections import Runner
+from projections import FlowgraphProjection, MetagraphProjection, Runner
 from tests.projections._writer import Writer
 from tests.projections.conftest import (
     FailingMetagraph,
@@ -22,6 +22,11 @@ from tests.projections.conftest import (
     head,
     tables_match_aggregates,
 )
+
+
+def _metagraph_only() -> list[Any]:
+    """These tests are about the runner: one projection keeps their counts simple."""
+    return [MetagraphProjection()]
 
 
 @pytest.fixture
@@ -65,7 +70,7 @@ def test_the_runner_catches_up_every_tenant_registered_in_the_data_directory(
             slug.title(), slug, owner_id=admin.id, actor=Principal.system()
         )
     heads = {org: _fill(data, org, nodes=n) for org, n in (("acme", 3), ("globex", 5))}
-    with Runner(data) as runner:
+    with Runner(data, _metagraph_only()) as runner:
         for org, (graph, last) in heads.items():
             statuses = runner.wait_for(org, last)
             assert [(s.tenant, s.projector, s.position) for s in statuses] == [
@@ -78,7 +83,7 @@ def test_the_runner_catches_up_every_tenant_registered_in_the_data_directory(
 def test_a_tenant_registered_while_running_is_followed(data: DataDirectory) -> None:
     tenants = ["acme"]
     _fill(data, "acme")
-    with Runner(data, tenants=lambda: tenants, sweep_interval=0.02) as runner:
+    with Runner(data, _metagraph_only(), tenants=lambda: tenants, sweep_interval=0.02) as runner:
         _, last = _fill(data, "globex")
         tenants.append("globex")
         runner.wait_for("globex", last)
@@ -93,7 +98,9 @@ def test_commits_from_another_process_wake_a_hot_tenant_within_milliseconds(
     with Writer(path) as writer:
         graph, last = writer.ask("setup").split()
         # No sweep and no poll for a minute: only Honker's update watcher can wake it.
-        with Runner(data, tenants=lambda: ["acme"], sweep_interval=60, poll_interval=60) as runner:
+        with Runner(
+            data, _metagraph_only(), tenants=lambda: ["acme"], sweep_interval=60, poll_interval=60
+        ) as runner:
             runner.wait_for("acme", int(last))
             _until(lambda: runner.hot_tenants() == ["acme"])  # its events are recent
             delays = []
@@ -113,7 +120,12 @@ def test_an_idle_tenant_is_closed_and_woken_by_the_file_sweep(data: DataDirector
     with Writer(path) as writer:
         graph, last = writer.ask("setup").split()
         with Runner(
-            data, tenants=lambda: ["acme"], sweep_interval=0.05, poll_interval=0.05, idle_after=0.3
+            data,
+            _metagraph_only(),
+            tenants=lambda: ["acme"],
+            sweep_interval=0.05,
+            poll_interval=0.05,
+            idle_after=0.3,
         ) as runner:
             runner.wait_for("acme", int(last))
             _until(lambda: runner.open_tenants() == [])  # no new event for 0.3 s: closed
@@ -136,7 +148,12 @@ def test_an_idle_tenant_is_not_reopened_while_nothing_changes(data: DataDirector
             super()._open(tenant)
 
     with CountingRunner(
-        data, tenants=lambda: ["acme"], sweep_interval=0.01, poll_interval=0.01, idle_after=0.0
+        data,
+        _metagraph_only(),
+        tenants=lambda: ["acme"],
+        sweep_interval=0.01,
+        poll_interval=0.01,
+        idle_after=0.0,
     ) as runner:
         runner.wait_for("acme", last)
         time.sleep(2.0)  # 200 sweeps, and past the second in which an mtime is not trusted
@@ -151,7 +168,9 @@ def test_many_idle_tenants_keep_no_file_open_and_no_thread(data: DataDirectory) 
     for org in tenants[1:]:
         shutil.copy(data.tenant_path("t0"), data.tenant_path(org))
     before = threading.active_count()
-    with Runner(data, tenants=lambda: tenants, sweep_interval=0.05, idle_after=0.0) as runner:
+    with Runner(
+        data, _metagraph_only(), tenants=lambda: tenants, sweep_interval=0.05, idle_after=0.0
+    ) as runner:
         for org in tenants:
             runner.wait_for(org, last)
         _until(lambda: runner.open_tenants() == [])
@@ -169,7 +188,7 @@ def test_status_reports_position_head_lag_state_and_times_per_tenant_and_project
     _, acme = _fill(data, "acme", nodes=2)
     _, globex = _fill(data, "globex", nodes=4)
     started = time.time()
-    with Runner(data, tenants=lambda: ["acme", "globex"]) as runner:
+    with Runner(data, _metagraph_only(), tenants=lambda: ["acme", "globex"]) as runner:
         runner.wait_for("acme", acme)
         runner.wait_for("globex", globex)
         statuses = {s.tenant: s for s in runner.status()}
@@ -251,7 +270,9 @@ def test_database_trouble_is_reported_and_retried_without_parking(data: DataDire
 def test_the_runner_can_run_inside_the_writers_process(data: DataDirectory) -> None:
     with (
         Metagraph(env=data.tenant_env("acme")) as app,
-        Runner(data, tenants=lambda: ["acme"], poll_interval=60, sweep_interval=60) as runner,
+        Runner(
+            data, _metagraph_only(), tenants=lambda: ["acme"], poll_interval=60, sweep_interval=60
+        ) as runner,
     ):
         define_org(app)
         graph = app.create_graph("org", "team")
@@ -267,7 +288,7 @@ def test_the_runner_can_run_inside_the_writers_process(data: DataDirectory) -> N
 
 def test_operations_need_a_running_runner_and_known_names(data: DataDirectory) -> None:
     _, last = _fill(data, "acme")
-    runner = Runner(data, tenants=lambda: ["acme"])
+    runner = Runner(data, _metagraph_only(), tenants=lambda: ["acme"])
     with pytest.raises(RuntimeError, match="not running"):
         runner.resume("acme", "metagraph@v1")
     with runner:
@@ -280,3 +301,14 @@ def test_operations_need_a_running_runner_and_known_names(data: DataDirectory) -
         assert runner.status()[0].state == "stopped"
     with pytest.raises(ValueError, match="unknown error policy"):
         Runner(data, policy="sometimes")  # type: ignore[arg-type]
+
+
+def test_by_default_the_runner_keeps_the_metagraph_tables_and_the_flowgraph_views(
+    data: DataDirectory,
+) -> None:
+    _, last = _fill(data, "acme")
+    with Runner(data, tenants=lambda: ["acme"]) as runner:
+        assert [type(p) for p in runner.projections] == [MetagraphProjection, FlowgraphProjection]
+        statuses = runner.wait_for("acme", last)
+        assert sorted(s.projector for s in statuses) == ["flowgraph@v1", "metagraph@v1"]
+        assert all(s.position == last and s.lag_events == 0 for s in statuses)

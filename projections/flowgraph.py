@@ -1,0 +1,971 @@
+"""Flowgraph views: workflow runs and their calls, kept from the tenant's call graph.
+
+:class:`FlowgraphProjection` (consumer ``flowgraph@v1``) follows the ``metagraph``
+stream of a tenant file and keeps, in that file, one row per call of the tenant's call
+graph (``flow_calls``) and one row per workflow run (``flow_runs``): a run is the tree
+of calls under one root call and is named by the root's requestId. Only node events of
+the tenant's call graph (the first graph named ``calls`` of type ``call-graph``) change
+the views; every other event is ignored and still advances the offset.
+
+The rules (docs/flowgraph.md gives the reasons):
+
+- **Tree.** A call's parent is its ``parentRequestId``. A call is linked to its parent
+  as soon as both are in the view, whichever arrives first: a child requested before
+  its parent is the root of a *detached* run (``root_parent`` names the parent it waits
+  for) until the parent arrives; the parent's ``NodeAdded`` then re-roots the child's
+  whole subtree into the parent's run (run id and depth of every call in it, its
+  counts). The ``triggered`` edges mirror ``parentRequestId`` and are not read.
+- **Run status.** ``running`` while any call of the run is pending or running, else the
+  root's outcome (``completed``, ``failed`` or ``aborted``).
+- **Times.** Call times are the attributes' milliseconds (``requestedAt``, ...);
+  ``duration_ms`` is completion minus request. A run starts at the earliest request of
+  its calls and ends, once no call is active, at the latest completion.
+
+The fold is written once (:class:`Fold`) over a small store interface with two
+implementations: SQL in the projector's transaction (here) and dictionaries in memory
+(:mod:`projections.replay`, which rebuilds a run as of an offset). ``flow_call_events``
+indexes each call's node events by stream offset, so a replay reads only one run's
+events. :class:`Flowgraph` answers the typed queries.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Literal, Protocol, TypeVar
+
+import msgspec
+from eventsourcing.utils import Environment
+
+from domain.modules.call_graph import CALL, CALL_GRAPH, CALL_STATUSES, GRAPH_NAME
+from projections.errors import EventNotProjectableError, UnknownEventError, ViewDivergedError
+from projections.projector import Handler, Projection, Record, Transaction
+from streams import HonkerDatastore, HonkerFactory
+
+__all__ = [
+    "RUN_STATUSES",
+    "TABLES",
+    "CallAttributes",
+    "CallRow",
+    "FlowCall",
+    "FlowRun",
+    "Flowgraph",
+    "FlowgraphProjection",
+    "Fold",
+    "RunCursor",
+    "RunPage",
+    "RunRow",
+    "RunStatus",
+    "Store",
+    "call_row",
+    "decode_attributes",
+    "flow_call",
+    "flow_run",
+    "tree_order",
+]
+
+TABLES: Final = ("flow_graph", "flow_calls", "flow_runs", "flow_call_events")
+RunStatus = Literal["running", "completed", "failed", "aborted"]
+RUN_STATUSES: Final = ("running", "completed", "failed", "aborted")
+ACTIVE_STATUSES: Final = frozenset({"pending", "running"})
+
+GRAPH_TOPIC: Final = "domain.graphs:Graph."
+CREATED: Final = GRAPH_TOPIC + "Created"
+NODE_ADDED: Final = GRAPH_TOPIC + "NodeAdded"
+NODE_UPDATED: Final = GRAPH_TOPIC + "NodeUpdated"
+NODE_DELETED: Final = GRAPH_TOPIC + "NodeDeleted"
+_IGNORED: Final = frozenset(
+    GRAPH_TOPIC + name for name in ("StatusChanged", "EdgeAdded", "EdgeUpdated", "EdgeDeleted")
+)
+"""Events of the graph aggregate that never change the views (edges mirror
+``parentRequestId``; a graph's status does not change its calls)."""
+
+_EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
+_COUNT_COLUMN: Final = {status: f"{status}_calls" for status in CALL_STATUSES}
+
+
+# --- what is decoded --------------------------------------------------------------------
+
+
+class _Event(msgspec.Struct, kw_only=True):
+    class_version: int = 1
+
+
+class _Created(_Event):
+    name: str
+    graph_type_name: str
+
+
+class _NodeAdded(_Event):
+    key: str
+    node_type: str
+    attributes: msgspec.Raw
+
+
+class _NodeUpdated(_Event):
+    key: str
+    attributes: msgspec.Raw
+
+
+class _NodeDeleted(_Event):
+    key: str
+
+
+class CallError(msgspec.Struct, frozen=True):
+    code: str
+    message: str
+
+
+class CallAttributes(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The attributes of a ``call`` node the views read (docs/calls.md); others skipped."""
+
+    operation_id: str
+    status: str
+    operation_type: str | None = None
+    parent_request_id: str | None = None
+    requested_at: int | None = None
+    started_at: int | None = None
+    completed_at: int | None = None
+    error: CallError | None = None
+    metadata: msgspec.Raw = _EMPTY_OBJECT
+
+
+_attributes_decoder = msgspec.json.Decoder(CallAttributes)
+
+
+def decode_attributes(raw: msgspec.Raw | bytes, key: str) -> CallAttributes:
+    """The attributes of call ``key``; :class:`EventNotProjectableError` if malformed."""
+    try:
+        attributes = _attributes_decoder.decode(raw)
+    except msgspec.MsgspecError as exc:
+        raise EventNotProjectableError(f"call {key!r} has malformed attributes: {exc}") from exc
+    if attributes.status not in _COUNT_COLUMN:
+        raise EventNotProjectableError(
+            f"call {key!r} has status {attributes.status!r}, not one of {CALL_STATUSES}"
+        )
+    return attributes
+
+
+_E = TypeVar("_E", bound=_Event)
+
+
+def _decoder(cls: type[_E], topic: str) -> Callable[[bytes], _E]:
+    decoder = msgspec.json.Decoder(cls)
+
+    def decode(state: bytes) -> _E:
+        try:
+            event = decoder.decode(state)
+        except msgspec.MsgspecError as exc:
+            raise EventNotProjectableError(f"malformed {topic} event: {exc}") from exc
+        if event.class_version != 1:
+            raise EventNotProjectableError(
+                f"{topic} event of class_version {event.class_version}: this projection "
+                "reads version 1 only; upgrade it (a new projection version)"
+            )
+        return event
+
+    return decode
+
+
+# --- rows -----------------------------------------------------------------------------
+
+
+class CallRow(msgspec.Struct, kw_only=True, gc=False):
+    """One row of ``flow_calls`` (the column names)."""
+
+    id: str
+    run_id: str
+    parent: str | None
+    depth: int
+    operation: str
+    operation_type: str | None
+    status: str
+    requested_at: int
+    started_at: int | None
+    completed_at: int | None
+    duration_ms: int | None
+    error_code: str | None
+    error_message: str | None
+    metadata: str
+    created_at: int
+    updated_at: int
+
+
+class RunRow(msgspec.Struct, kw_only=True, gc=False):
+    """One row of ``flow_runs`` (the column names)."""
+
+    id: str
+    root_operation: str
+    root_parent: str | None
+    status: str
+    started_at: int
+    completed_at: int | None
+    duration_ms: int | None
+    calls: int
+    pending_calls: int
+    running_calls: int
+    completed_calls: int
+    failed_calls: int
+    aborted_calls: int
+    last_completed_at: int | None
+    metadata: str
+    created_at: int
+    updated_at: int
+
+    def count(self, status: str, delta: int) -> None:
+        column = _COUNT_COLUMN[status]
+        setattr(self, column, getattr(self, column) + delta)
+
+    @property
+    def active(self) -> int:
+        return self.pending_calls + self.running_calls
+
+
+CALL_COLUMNS: Final = tuple(CallRow.__struct_fields__)
+RUN_COLUMNS: Final = tuple(RunRow.__struct_fields__)
+
+
+def call_row(key: str, attributes: CallAttributes, old: CallRow | None, time_ms: int) -> CallRow:
+    """The row of call ``key`` after an event recorded at ``time_ms`` gave it ``attributes``.
+
+    Run and depth are kept from ``old`` (the fold moves them). ``requested_at`` falls
+    back to the recording time for a call written without ``requestedAt`` (by hand), and
+    ``completed_at`` likewise for an ended call without ``completedAt``, so that an
+    ended call always has both.
+    """
+    status = attributes.status
+    requested = attributes.requested_at
+    if requested is None:
+        requested = old.requested_at if old is not None else time_ms
+    completed: int | None = None
+    if status not in ACTIVE_STATUSES:
+        completed = attributes.completed_at
+        if completed is None:
+            completed = old.completed_at if old is not None else None
+        if completed is None:
+            completed = time_ms
+    error = attributes.error
+    seconds = time_ms // 1000
+    return CallRow(
+        id=key,
+        run_id=old.run_id if old is not None else key,
+        parent=attributes.parent_request_id,
+        depth=old.depth if old is not None else 0,
+        operation=attributes.operation_id,
+        operation_type=attributes.operation_type,
+        status=status,
+        requested_at=requested,
+        started_at=attributes.started_at,
+        completed_at=completed,
+        duration_ms=None if completed is None else completed - requested,
+        error_code=None if error is None else error.code,
+        error_message=None if error is None else error.message,
+        metadata=bytes(attributes.metadata).decode("utf-8"),
+        created_at=old.created_at if old is not None else seconds,
+        updated_at=seconds,
+    )
+
+
+def _single_run(call: CallRow) -> RunRow:
+    run = RunRow(
+        id=call.id,
+        root_operation=call.operation,
+        root_parent=call.parent,
+        status="running",
+        started_at=call.requested_at,
+        completed_at=None,
+        duration_ms=None,
+        calls=1,
+        pending_calls=0,
+        running_calls=0,
+        completed_calls=0,
+        failed_calls=0,
+        aborted_calls=0,
+        last_completed_at=call.completed_at,
+        metadata="{}",
+        created_at=call.updated_at,
+        updated_at=call.updated_at,
+    )
+    run.count(call.status, 1)
+    _settle(run, call, call.updated_at)
+    return run
+
+
+def _settle(run: RunRow, root: CallRow, seconds: int) -> None:
+    """Derive status, completion and duration from the counts (the run status rule)."""
+    if run.active:
+        run.status, run.completed_at, run.duration_ms = "running", None, None
+    else:  # every call ended, the root too
+        run.status = root.status
+        run.completed_at = run.last_completed_at
+        last = run.last_completed_at
+        run.duration_ms = None if last is None else last - run.started_at
+    run.updated_at = seconds
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
+
+
+# --- the fold, over a store -----------------------------------------------------------
+
+
+class Store(Protocol):
+    """Where the fold keeps its rows: SQL tables, or dictionaries in memory."""
+
+    def graph(self) -> str | None: ...
+    def set_graph(self, graph_id: str, seconds: int) -> None: ...
+    def call(self, key: str) -> CallRow | None: ...
+    def insert_call(self, row: CallRow) -> None: ...
+    def update_call(self, row: CallRow) -> None: ...
+    def delete_call(self, key: str) -> None: ...
+    def run(self, run_id: str) -> RunRow | None: ...
+    def insert_run(self, row: RunRow) -> None: ...
+    def update_run(self, row: RunRow) -> None: ...
+    def delete_run(self, run_id: str) -> None: ...
+    def waiting_children(self, key: str) -> list[str]:
+        """Calls naming ``key`` as parent that are the roots of their own (detached) run."""
+        ...
+
+    def attached_children(self, key: str) -> list[str]:
+        """Calls naming ``key`` as parent and linked to it (in its run, not roots)."""
+        ...
+
+    def subtree(self, key: str) -> list[str]:
+        """``key`` and every call linked below it."""
+        ...
+
+    def move_run(self, source: str, target: str, depth_shift: int) -> None:
+        """Every call of run ``source`` into run ``target``, ``depth_shift`` deeper."""
+        ...
+
+    def move_calls(self, keys: Sequence[str], target: str, depth_shift: int) -> None: ...
+    def calls_of(self, run_id: str) -> list[CallRow]: ...
+    def note(self, key: str, offset: int) -> None:
+        """Record that the event at ``offset`` touched call ``key`` (the replay index)."""
+        ...
+
+
+class Fold:
+    """The rules of the views, applied to one store event by event (module docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def created(self, graph_id: str, event_name: str, type_name: str, time_ms: int) -> None:
+        """A graph was created: the first ``calls`` graph of type ``call-graph`` is followed."""
+        if event_name == GRAPH_NAME and type_name == CALL_GRAPH and self.store.graph() is None:
+            self.store.set_graph(graph_id, time_ms // 1000)
+
+    def added(self, key: str, attributes: CallAttributes, offset: int, time_ms: int) -> None:
+        store = self.store
+        if store.call(key) is not None:
+            raise ViewDivergedError(
+                f"call {key!r} is added but already in the flowgraph view: the tables were "
+                "edited or an event was applied twice; rebuild the projection"
+            )
+        row = call_row(key, attributes, None, time_ms)
+        waiting = store.waiting_children(key)
+        parent = store.call(row.parent) if row.parent is not None else None
+        if parent is not None and not waiting:  # the common case: straight into its run
+            row.run_id, row.depth = parent.run_id, parent.depth + 1
+            store.insert_call(row)
+            run = self._run(parent.run_id)
+            run.calls += 1
+            run.count(row.status, 1)
+            run.started_at = min(run.started_at, row.requested_at)
+            run.last_completed_at = _later(run.last_completed_at, row.completed_at)
+            self._save(run, row.updated_at)
+        else:
+            store.insert_call(row)
+            store.insert_run(_single_run(row))
+            for child in waiting:
+                self._merge(child, key, row.updated_at)
+            if parent is not None:
+                self._merge(key, parent.id, row.updated_at)
+        store.note(key, offset)
+
+    def updated(self, key: str, attributes: CallAttributes, offset: int, time_ms: int) -> None:
+        store = self.store
+        old = self._call(key)
+        new = call_row(key, attributes, old, time_ms)
+        store.update_call(new)
+        store.note(key, offset)
+        seconds = new.updated_at
+        if new.parent != old.parent:  # only by hand: ingestion never changes a request
+            self._reparent(key, was_linked=old.run_id != key, seconds=seconds)
+            return
+        run = self._run(old.run_id)
+        shrinks = (
+            old.completed_at is not None
+            and old.completed_at == run.last_completed_at
+            and (new.completed_at is None or new.completed_at < old.completed_at)
+        ) or (new.requested_at > old.requested_at and old.requested_at == run.started_at)
+        if shrinks:  # an earlier value was the run's bound (by hand): count again
+            self._recompute(run.id, seconds)
+            return
+        if old.status != new.status:
+            run.count(old.status, -1)
+            run.count(new.status, 1)
+        run.started_at = min(run.started_at, new.requested_at)
+        run.last_completed_at = _later(run.last_completed_at, new.completed_at)
+        if key == run.id:
+            run.root_operation = new.operation
+            _settle(run, new, seconds)
+            store.update_run(run)
+        else:
+            self._save(run, seconds)
+
+    def deleted(self, key: str, offset: int, time_ms: int) -> None:
+        store = self.store
+        old = self._call(key)
+        store.note(key, offset)
+        seconds = time_ms // 1000
+        for child in store.attached_children(key):
+            self._detach(child, seconds)
+        store.delete_call(key)
+        if old.run_id == key:
+            store.delete_run(key)
+        else:
+            self._recompute(old.run_id, seconds)
+
+    # --- structure --------------------------------------------------------------------
+
+    def _merge(self, sub_root: str, parent_key: str, seconds: int) -> None:
+        """Link the detached run ``sub_root`` below ``parent_key`` (re-root its subtree)."""
+        store = self.store
+        parent = self._call(parent_key)
+        if parent.run_id == sub_root:
+            return  # the parent is inside the subtree: a cycle (written by hand) stays open
+        sub, target = self._run(sub_root), self._run(parent.run_id)
+        store.move_run(sub_root, target.id, parent.depth + 1)
+        store.delete_run(sub_root)
+        target.calls += sub.calls
+        for status in CALL_STATUSES:
+            target.count(status, getattr(sub, _COUNT_COLUMN[status]))
+        target.started_at = min(target.started_at, sub.started_at)
+        target.last_completed_at = _later(target.last_completed_at, sub.last_completed_at)
+        self._save(target, seconds)
+
+    def _detach(self, key: str, seconds: int) -> None:
+        """Make ``key``'s subtree a run of its own (its parent left, or changed)."""
+        row = self._call(key)
+        old_run = row.run_id
+        self.store.move_calls(self.store.subtree(key), key, -row.depth)
+        self._recompute(key, seconds)
+        self._recompute(old_run, seconds)
+
+    def _reparent(self, key: str, *, was_linked: bool, seconds: int) -> None:
+        if was_linked:
+            self._detach(key, seconds)
+        else:
+            self._recompute(key, seconds)  # a root: its root_parent changed
+        row = self._call(key)
+        if row.parent is not None and self.store.call(row.parent) is not None:
+            self._merge(key, row.parent, seconds)
+
+    def _recompute(self, run_id: str, seconds: int) -> None:
+        """Count a run again from its calls (rare: changes made by hand)."""
+        store = self.store
+        calls = store.calls_of(run_id)
+        existing = store.run(run_id)
+        if not calls:
+            if existing is not None:
+                store.delete_run(run_id)
+            return
+        root = next(c for c in calls if c.id == run_id)
+        run = _single_run(root)
+        if existing is not None:
+            run.created_at = existing.created_at
+        for call in calls:
+            if call.id != run_id:
+                run.calls += 1
+                run.count(call.status, 1)
+                run.started_at = min(run.started_at, call.requested_at)
+                run.last_completed_at = _later(run.last_completed_at, call.completed_at)
+        _settle(run, root, seconds)
+        if existing is None:
+            store.insert_run(run)
+        else:
+            store.update_run(run)
+
+    def _save(self, run: RunRow, seconds: int) -> None:
+        _settle(run, self._call(run.id), seconds)
+        self.store.update_run(run)
+
+    def _call(self, key: str) -> CallRow:
+        found = self.store.call(key)
+        if found is None:
+            raise ViewDivergedError(
+                f"call {key!r} is not in the flowgraph view: an earlier event was parked or "
+                "the tables were edited; replay the parked events, or rebuild the projection"
+            )
+        return found
+
+    def _run(self, run_id: str) -> RunRow:
+        found = self.store.run(run_id)
+        if found is None:
+            raise ViewDivergedError(
+                f"run {run_id!r} is not in the flowgraph view: an earlier event was parked "
+                "or the tables were edited; replay the parked events, or rebuild the projection"
+            )
+        return found
+
+
+# --- the SQL store --------------------------------------------------------------------
+
+
+class _Sql:
+    """Every statement, built once for a table prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.names = {table: f"{prefix}{table}" for table in TABLES}
+        fg, fc, fr, fe = (f'"{prefix}{table}"' for table in TABLES)
+        common = (
+            "metadata TEXT NOT NULL DEFAULT '{}', "
+            "created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL"
+        )
+        statuses = ", ".join(f"'{s}'" for s in CALL_STATUSES)
+        run_statuses = ", ".join(f"'{s}'" for s in RUN_STATUSES)
+        counts = ", ".join(f"{c} INTEGER NOT NULL DEFAULT 0" for c in _COUNT_COLUMN.values())
+        ix = prefix
+        self.create = [
+            f"CREATE TABLE IF NOT EXISTS {fg} (id TEXT PRIMARY KEY, created_at INTEGER NOT NULL)",
+            f"CREATE TABLE IF NOT EXISTS {fc} ("
+            "id TEXT PRIMARY KEY, run_id TEXT NOT NULL, parent TEXT, "
+            "depth INTEGER NOT NULL, operation TEXT NOT NULL, operation_type TEXT, "
+            f"status TEXT NOT NULL CHECK (status IN ({statuses})), "
+            "requested_at INTEGER NOT NULL, started_at INTEGER, completed_at INTEGER, "
+            "duration_ms INTEGER, error_code TEXT, error_message TEXT, "
+            f"{common})",
+            f'CREATE INDEX IF NOT EXISTS "{ix}flow_calls_run" ON {fc}(run_id, requested_at)',
+            f'CREATE INDEX IF NOT EXISTS "{ix}flow_calls_parent" ON {fc}(parent)',
+            f'CREATE INDEX IF NOT EXISTS "{ix}flow_calls_status" ON {fc}(status, requested_at)',
+            f"CREATE TABLE IF NOT EXISTS {fr} ("
+            "id TEXT PRIMARY KEY, root_operation TEXT NOT NULL, root_parent TEXT, "
+            f"status TEXT NOT NULL CHECK (status IN ({run_statuses})), "
+            "started_at INTEGER NOT NULL, completed_at INTEGER, duration_ms INTEGER, "
+            f"calls INTEGER NOT NULL, {counts}, last_completed_at INTEGER, {common})",
+            f'CREATE INDEX IF NOT EXISTS "{ix}flow_runs_started" ON {fr}(started_at, id)',
+            f'CREATE INDEX IF NOT EXISTS "{ix}flow_runs_status" ON {fr}(status, started_at, id)',
+            f'CREATE INDEX IF NOT EXISTS "{ix}flow_runs_root_parent" ON {fr}(root_parent) '
+            "WHERE root_parent IS NOT NULL",
+            f"CREATE TABLE IF NOT EXISTS {fe} ("
+            'call_id TEXT NOT NULL, "offset" INTEGER NOT NULL, '
+            'PRIMARY KEY (call_id, "offset")) WITHOUT ROWID',
+        ]
+        call_cols, run_cols = ", ".join(CALL_COLUMNS), ", ".join(RUN_COLUMNS)
+        self.call_columns, self.run_columns = call_cols, run_cols
+        self.graph = f"SELECT id FROM {fg} ORDER BY created_at, id LIMIT 1"
+        self.set_graph = (
+            f"INSERT INTO {fg} (id, created_at) SELECT ?, ? WHERE NOT EXISTS (SELECT 1 FROM {fg})"
+        )
+        self.call = f"SELECT {call_cols} FROM {fc} WHERE id = ?"
+        self.insert_call = (
+            f"INSERT INTO {fc} ({call_cols}) VALUES ({', '.join('?' * len(CALL_COLUMNS))})"
+        )
+        self.update_call = (
+            f"UPDATE {fc} SET {', '.join(f'{c} = ?' for c in CALL_COLUMNS[1:])} WHERE id = ?"
+        )
+        self.delete_call = f"DELETE FROM {fc} WHERE id = ?"
+        self.run = f"SELECT {run_cols} FROM {fr} WHERE id = ?"
+        self.insert_run = (
+            f"INSERT INTO {fr} ({run_cols}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
+        )
+        self.update_run = (
+            f"UPDATE {fr} SET {', '.join(f'{c} = ?' for c in RUN_COLUMNS[1:])} WHERE id = ?"
+        )
+        self.delete_run = f"DELETE FROM {fr} WHERE id = ?"
+        self.waiting = f"SELECT id FROM {fc} WHERE parent = ? AND id = run_id ORDER BY id"
+        self.attached = f"SELECT id FROM {fc} WHERE parent = ? AND id != run_id ORDER BY id"
+        self.subtree = (
+            "WITH RECURSIVE sub(id) AS (SELECT ? UNION "
+            f"SELECT c.id FROM {fc} c JOIN sub ON c.parent = sub.id WHERE c.id != c.run_id) "
+            "SELECT id FROM sub"
+        )
+        self.move_run = f"UPDATE {fc} SET run_id = ?, depth = depth + ? WHERE run_id = ?"
+        self.move_calls = (
+            f"UPDATE {fc} SET run_id = ?, depth = depth + ? "
+            "WHERE id IN (SELECT value FROM json_each(?))"
+        )
+        self.calls_of = f"SELECT {call_cols} FROM {fc} WHERE run_id = ?"
+        self.note = f'INSERT OR IGNORE INTO {fe} (call_id, "offset") VALUES (?, ?)'
+
+
+class _SqlStore:
+    """The fold's store on the projection's tables, inside the projector's transaction."""
+
+    def __init__(self, tx: Transaction, sql: _Sql) -> None:
+        self.tx = tx
+        self.sql = sql
+
+    def graph(self) -> str | None:
+        rows = self.tx.query(self.sql.graph)
+        return str(rows[0]["id"]) if rows else None
+
+    def set_graph(self, graph_id: str, seconds: int) -> None:
+        self.tx.execute(self.sql.set_graph, [graph_id, seconds])
+
+    def call(self, key: str) -> CallRow | None:
+        rows = self.tx.query(self.sql.call, [key])
+        return CallRow(**rows[0]) if rows else None
+
+    def insert_call(self, row: CallRow) -> None:
+        self.tx.execute(self.sql.insert_call, list(msgspec.structs.astuple(row)))
+
+    def update_call(self, row: CallRow) -> None:
+        values = msgspec.structs.astuple(row)
+        self.tx.execute(self.sql.update_call, [*values[1:], values[0]])
+
+    def delete_call(self, key: str) -> None:
+        self.tx.execute(self.sql.delete_call, [key])
+
+    def run(self, run_id: str) -> RunRow | None:
+        rows = self.tx.query(self.sql.run, [run_id])
+        return RunRow(**rows[0]) if rows else None
+
+    def insert_run(self, row: RunRow) -> None:
+        self.tx.execute(self.sql.insert_run, list(msgspec.structs.astuple(row)))
+
+    def update_run(self, row: RunRow) -> None:
+        values = msgspec.structs.astuple(row)
+        self.tx.execute(self.sql.update_run, [*values[1:], values[0]])
+
+    def delete_run(self, run_id: str) -> None:
+        self.tx.execute(self.sql.delete_run, [run_id])
+
+    def waiting_children(self, key: str) -> list[str]:
+        return [row["id"] for row in self.tx.query(self.sql.waiting, [key])]
+
+    def attached_children(self, key: str) -> list[str]:
+        return [row["id"] for row in self.tx.query(self.sql.attached, [key])]
+
+    def subtree(self, key: str) -> list[str]:
+        return [row["id"] for row in self.tx.query(self.sql.subtree, [key])]
+
+    def move_run(self, source: str, target: str, depth_shift: int) -> None:
+        self.tx.execute(self.sql.move_run, [target, depth_shift, source])
+
+    def move_calls(self, keys: Sequence[str], target: str, depth_shift: int) -> None:
+        self.tx.execute(self.sql.move_calls, [target, depth_shift, json.dumps(list(keys))])
+
+    def calls_of(self, run_id: str) -> list[CallRow]:
+        return [CallRow(**row) for row in self.tx.query(self.sql.calls_of, [run_id])]
+
+    def note(self, key: str, offset: int) -> None:
+        self.tx.execute(self.sql.note, [key, offset])
+
+
+# --- the projection -------------------------------------------------------------------
+
+
+class FlowgraphProjection(Projection):
+    """Workflow runs and their calls (``flow_runs``, ``flow_calls``) from the call graph.
+
+    ``table_prefix`` names the tables ``<prefix>flow_calls`` ... (default: none); a
+    rebuild can fill prefixed tables beside the live ones.
+    """
+
+    name: ClassVar[str] = "flowgraph"
+    version: ClassVar[int] = 1
+    upstream: ClassVar[str] = "metagraph"
+
+    def __init__(self, *, table_prefix: str = "") -> None:
+        self.table_prefix = table_prefix
+        self.sql = _Sql(table_prefix)
+        self.tables = self.sql.names
+        self._handlers: dict[str, Handler[Any]] = {
+            CREATED: Handler(_decoder(_Created, CREATED), self._created),
+            NODE_ADDED: Handler(_decoder(_NodeAdded, NODE_ADDED), self._node_added),
+            NODE_UPDATED: Handler(_decoder(_NodeUpdated, NODE_UPDATED), self._node_updated),
+            NODE_DELETED: Handler(_decoder(_NodeDeleted, NODE_DELETED), self._node_deleted),
+        }
+
+    def create_tables(self, tx: Transaction) -> None:
+        for statement in self.sql.create:
+            tx.execute(statement)
+
+    def handler(self, topic: str) -> Handler[Any] | None:
+        found = self._handlers.get(topic)
+        if found is None and topic.startswith(GRAPH_TOPIC) and topic not in _IGNORED:
+            raise UnknownEventError(
+                f"{topic} is an event of the graph aggregate, which the flowgraph projection "
+                "follows, but it does not know it: upgrade the projection (a new version)"
+            )
+        return found  # None: ignored (edges, other aggregates), still advances the offset
+
+    def _fold(self, tx: Transaction, record: Record) -> Fold | None:
+        """A fold on the tables if ``record`` is an event of the tenant's call graph."""
+        store = _SqlStore(tx, self.sql)
+        return Fold(store) if store.graph() == record.subject else None
+
+    def _created(self, tx: Transaction, event: _Created, record: Record) -> None:
+        Fold(_SqlStore(tx, self.sql)).created(
+            record.subject, event.name, event.graph_type_name, record.time
+        )
+
+    def _node_added(self, tx: Transaction, event: _NodeAdded, record: Record) -> None:
+        if event.node_type != CALL:
+            return  # the call graph's type has no other node type; nothing to show
+        fold = self._fold(tx, record)
+        if fold is not None:
+            attributes = decode_attributes(event.attributes, event.key)
+            fold.added(event.key, attributes, record.offset, record.time)
+
+    def _node_updated(self, tx: Transaction, event: _NodeUpdated, record: Record) -> None:
+        fold = self._fold(tx, record)
+        if fold is not None:
+            attributes = decode_attributes(event.attributes, event.key)
+            fold.updated(event.key, attributes, record.offset, record.time)
+
+    def _node_deleted(self, tx: Transaction, event: _NodeDeleted, record: Record) -> None:
+        fold = self._fold(tx, record)
+        if fold is not None:
+            fold.deleted(event.key, record.offset, record.time)
+
+
+# --- queries --------------------------------------------------------------------------
+
+
+class FlowCall(msgspec.Struct, frozen=True, kw_only=True):
+    """One call of a run. Times in ms since the epoch; ``created_at``/``updated_at`` in
+    seconds (when the view row was recorded). ``parent`` is the ``parentRequestId``."""
+
+    request_id: str
+    run_id: str
+    parent: str | None
+    depth: int
+    operation: str
+    operation_type: str | None
+    status: str
+    requested_at: int
+    started_at: int | None
+    completed_at: int | None
+    duration_ms: int | None
+    error_code: str | None
+    error_message: str | None
+    metadata: dict[str, Any]
+    created_at: int
+    updated_at: int
+
+
+class FlowRun(msgspec.Struct, frozen=True, kw_only=True):
+    """One workflow run: the tree of calls under ``run_id`` (its root's requestId).
+
+    ``root_parent`` is None for a workflow run; it names the parent a *detached* run's
+    root waits for (a child requested before its parent). ``last_completed_at`` is the
+    latest completion among its calls so far; ``completed_at`` the same once no call is
+    pending or running.
+    """
+
+    run_id: str
+    root_operation: str
+    root_parent: str | None
+    status: RunStatus
+    started_at: int
+    completed_at: int | None
+    duration_ms: int | None
+    calls: int
+    pending_calls: int
+    running_calls: int
+    completed_calls: int
+    failed_calls: int
+    aborted_calls: int
+    last_completed_at: int | None
+    created_at: int
+    updated_at: int
+
+
+class RunCursor(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the next page of :meth:`Flowgraph.runs` starts (after this run)."""
+
+    started_at: int
+    run_id: str
+
+
+class RunPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of runs; ``next`` is None on the last page."""
+
+    runs: list[FlowRun]
+    next: RunCursor | None
+
+
+def flow_call(row: CallRow | Mapping[str, Any]) -> FlowCall:
+    """The public view of a ``flow_calls`` row."""
+    r = row if isinstance(row, CallRow) else CallRow(**row)
+    return FlowCall(
+        request_id=r.id,
+        run_id=r.run_id,
+        parent=r.parent,
+        depth=r.depth,
+        operation=r.operation,
+        operation_type=r.operation_type,
+        status=r.status,
+        requested_at=r.requested_at,
+        started_at=r.started_at,
+        completed_at=r.completed_at,
+        duration_ms=r.duration_ms,
+        error_code=r.error_code,
+        error_message=r.error_message,
+        metadata=json.loads(r.metadata),
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+    )
+
+
+def flow_run(row: RunRow | Mapping[str, Any]) -> FlowRun:
+    """The public view of a ``flow_runs`` row."""
+    r = row if isinstance(row, RunRow) else RunRow(**row)
+    fields = msgspec.structs.asdict(r)
+    del fields["metadata"]
+    fields["run_id"] = fields.pop("id")
+    return msgspec.convert(fields, FlowRun)
+
+
+def tree_order(calls: Iterable[CallRow], root: str) -> list[CallRow]:
+    """The calls of a run in depth-first order from ``root``, siblings by request time
+    (then requestId): the order a call tree is read in."""
+    children: dict[str | None, list[CallRow]] = {}
+    top: CallRow | None = None
+    for call in calls:
+        if call.id == root:
+            top = call
+        else:
+            children.setdefault(call.parent, []).append(call)
+    if top is None:
+        return []
+    for siblings in children.values():
+        siblings.sort(key=lambda c: (c.requested_at, c.id), reverse=True)
+    ordered: list[CallRow] = []
+    stack = [top]
+    while stack:
+        call = stack.pop()
+        ordered.append(call)
+        stack.extend(children.get(call.id, ()))
+    return ordered
+
+
+class Flowgraph:
+    """Typed queries on the flowgraph views of one tenant file (reads through the reader
+    pool; never inside a write transaction)."""
+
+    def __init__(self, datastore: HonkerDatastore, *, table_prefix: str = "") -> None:
+        self.datastore = datastore
+        self._sql = _Sql(table_prefix)
+        self._calls = f'"{self._sql.names["flow_calls"]}"'
+        self._runs = f'"{self._sql.names["flow_runs"]}"'
+        self._on_close: Callable[[], None] | None = None
+
+    @classmethod
+    def open(cls, env: Mapping[str, str] | Environment, **options: Any) -> Flowgraph:
+        """The views of the tenant file ``env`` selects (as the writers' env)."""
+        environment = env if isinstance(env, Environment) else Environment("metagraph", env)
+        factory = HonkerFactory(environment)
+        views = cls(factory.datastore, **options)
+        views._on_close = factory.close
+        return views
+
+    def close(self) -> None:
+        """Close the file if :meth:`open` opened it."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
+    def __enter__(self) -> Flowgraph:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _calls_where(self, where: str, params: Sequence[Any], order: str = "") -> list[CallRow]:
+        sql = f"SELECT {self._sql.call_columns} FROM {self._calls} WHERE {where} {order}"
+        return [CallRow(**row) for row in self.datastore.query(sql, params)]
+
+    def run(self, run_id: str) -> FlowRun | None:
+        """The run whose root is ``run_id``, or None."""
+        rows = self.datastore.query(self._sql.run, [run_id])
+        return flow_run(rows[0]) if rows else None
+
+    def call(self, request_id: str) -> FlowCall | None:
+        """One call, or None."""
+        rows = self._calls_where("id = ?", [request_id])
+        return flow_call(rows[0]) if rows else None
+
+    def call_tree(self, run_id: str) -> list[FlowCall]:
+        """The run's calls, depth first from its root (siblings by request time), each
+        with its depth; empty if ``run_id`` is not a run."""
+        rows = self._calls_where("run_id = ?", [run_id])
+        return [flow_call(r) for r in tree_order(rows, run_id)]
+
+    def children(self, request_id: str) -> list[FlowCall]:
+        """The calls linked below ``request_id``, by request time."""
+        rows = self._calls_where(
+            "parent = ? AND id != run_id", [request_id], "ORDER BY requested_at, id"
+        )
+        return [flow_call(r) for r in rows]
+
+    def ancestors(self, request_id: str) -> list[FlowCall]:
+        """The parent of ``request_id``, its parent, ... up to the run's root (nearest
+        first); empty for a root or an unknown call."""
+        sql = (
+            "WITH RECURSIVE up(id, parent, root, n) AS ("
+            f"SELECT id, parent, id = run_id, 0 FROM {self._calls} WHERE id = ? "
+            f"UNION ALL SELECT c.id, c.parent, c.id = c.run_id, up.n + 1 FROM {self._calls} c "
+            "JOIN up ON c.id = up.parent WHERE NOT up.root) "
+            f"SELECT {', '.join('c.' + col for col in CALL_COLUMNS)} "
+            f"FROM up JOIN {self._calls} c ON c.id = up.id WHERE up.n > 0 ORDER BY up.n"
+        )
+        return [flow_call(row) for row in self.datastore.query(sql, [request_id])]
+
+    def runs(
+        self,
+        *,
+        status: RunStatus | Sequence[RunStatus] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 50,
+        after: RunCursor | None = None,
+        newest_first: bool = True,
+        detached: bool = False,
+    ) -> RunPage:
+        """Runs that started in ``[since, until)`` (ms; open ends when None), of the given
+        status(es), one page of at most ``limit``, ordered by start time (then run id).
+
+        Pass the page's ``next`` as ``after`` for the following page. Detached runs
+        (subtrees waiting for their parent) are left out unless ``detached``.
+        """
+        if limit < 1:
+            raise ValueError(f"limit={limit} must be at least 1")
+        where: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            wanted = [status] if isinstance(status, str) else list(status)
+            unknown = [s for s in wanted if s not in RUN_STATUSES]
+            if unknown:
+                raise ValueError(f"unknown run status {unknown}: use {RUN_STATUSES}")
+            where.append(f"status IN ({', '.join('?' * len(wanted))})")
+            params += wanted
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("started_at < ?")
+            params.append(until)
+        if not detached:
+            where.append("root_parent IS NULL")
+        if after is not None:
+            where.append(f"(started_at, id) {'<' if newest_first else '>'} (?, ?)")
+            params += [after.started_at, after.run_id]
+        direction = "DESC" if newest_first else "ASC"
+        sql = (
+            f"SELECT {self._sql.run_columns} FROM {self._runs} "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            f"ORDER BY started_at {direction}, id {direction} LIMIT ?"
+        )
+        rows = self.datastore.query(sql, [*params, limit + 1])
+        runs = [flow_run(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        cursor = RunCursor(started_at=runs[-1].started_at, run_id=runs[-1].run_id) if more else None
+        return RunPage(runs=runs, next=cursor)
