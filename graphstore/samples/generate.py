@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from domain.calls import OperationType
+
 __all__ = ["OPERATION_TYPES", "generate", "main"]
 
 START_MS = 1_795_000_000_000
@@ -26,7 +28,7 @@ OPERATIONS = (
     "search.index",
     "ai.summarize",
 )
-OPERATION_TYPES = {"feed.watch": "subscription"}
+OPERATION_TYPES: dict[str, OperationType] = {"feed.watch": "subscription"}
 ERRORS = (
     ("TIMEOUT", "deadline passed"),
     ("EXECUTION_ERROR", "handler raised ValueError"),
