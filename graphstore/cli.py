@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -44,7 +45,16 @@ from domain.errors import AuthenticationError, DomainError, NotFoundError, Valid
 from domain.ingest import ingest_jsonl
 from graphstore import logs
 from graphstore._output import Output
+from graphstore._render import run_tree, runs_table, status_table
 from graphstore.store import Store
+from projections import (
+    Flowgraph,
+    FlowgraphProjection,
+    MetagraphProjection,
+    Projector,
+    Replay,
+    Runner,
+)
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -67,6 +77,7 @@ class Session:
     data_dir: Path
     output: Output
     api_key: str | None
+    closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _store: Store | None = field(default=None, repr=False)
 
     @property
@@ -94,6 +105,8 @@ class Session:
         self.data.identity.record_tenant_write(principal, org_id, what, _plain_json(details))
 
     def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
         if self._store is not None:
             self._store.close()
 
@@ -112,11 +125,20 @@ account_app = typer.Typer(
 key_app = typer.Typer(help="Issue, list, revoke and rotate API keys.", no_args_is_help=True)
 graph_type_app = typer.Typer(help="Define and show graph types.", no_args_is_help=True)
 graph_app = typer.Typer(help="Create and show graphs.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Workflow runs: list, show (now or as of an offset), history, export.",
+    no_args_is_help=True,
+)
+projector_app = typer.Typer(
+    help="Projectors: status, catch up, replay parked events.", no_args_is_help=True
+)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(account_app, name="account")
 app.add_typer(key_app, name="key")
 app.add_typer(graph_type_app, name="graph-type")
 app.add_typer(graph_app, name="graph")
+app.add_typer(runs_app, name="runs")
+app.add_typer(projector_app, name="projector")
 
 _R = TypeVar("_R")
 
@@ -680,6 +702,260 @@ def ingest(
             report,
             f"ingested {report.events} events into {tenant}: {report.applied} applied, "
             f"{report.unchanged} unchanged ({report.writes} writes)",
+        )
+
+    _run(ctx, action)
+
+
+# -------------------------------------------------------------------------------- runs
+
+TenantOption = Annotated[str, typer.Option(help="The tenant's org id.")]
+
+
+def _views(session: Session, tenant: str) -> tuple[Flowgraph, Replay]:
+    """The flowgraph views and the replay of a registered tenant (closed with the session)."""
+    session.tenant(tenant)  # registered? (NotFoundError otherwise)
+    env = session.data.tenant_env(tenant)
+    flowgraph = Flowgraph.open(env)
+    replay = Replay.open(env)
+    session.closers += [flowgraph.close, replay.close]
+    return flowgraph, replay
+
+
+def _ms(value: str | None, option: str) -> int | None:
+    """An ISO 8601 time or ms since the epoch, as ms."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(
+            f"{option} {value!r} is not a time: use ISO 8601 (2026-11-21T10:00:00Z) or "
+            "milliseconds since the epoch"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@runs_app.command("list")
+def runs_list(
+    ctx: typer.Context,
+    tenant: TenantOption,
+    status: Annotated[
+        list[str] | None, typer.Option(help="running, completed, failed or aborted (repeatable).")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Started at or after (ISO 8601 or ms).")] = None,
+    until: Annotated[str | None, typer.Option(help="Started before (ISO 8601 or ms).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
+) -> None:
+    """List workflow runs, newest first, filtered by status and start time."""
+
+    def action(session: Session) -> None:
+        flowgraph, _ = _views(session, tenant)
+        page = flowgraph.runs(
+            status=status or None,  # type: ignore[arg-type]  # checked by the views
+            since=_ms(since, "--since"),
+            until=_ms(until, "--until"),
+            limit=limit,
+        )
+        if session.output.as_json:
+            session.output.data(page.runs)
+        elif not page.runs:
+            session.output.out.print("(no runs)")
+        else:
+            session.output.out.print(runs_table(page.runs))
+
+    _run(ctx, action)
+
+
+@runs_app.command("show")
+def runs_show(
+    ctx: typer.Context,
+    run_id: str,
+    tenant: TenantOption,
+    as_of: Annotated[
+        int | None, typer.Option(help="Show the run as it was at this stream offset.")
+    ] = None,
+) -> None:
+    """Show a run's call tree with statuses and durations (now, or as of an offset)."""
+
+    def action(session: Session) -> None:
+        flowgraph, replay = _views(session, tenant)
+        if as_of is None:
+            run = flowgraph.run(run_id)
+            calls = flowgraph.call_tree(run_id) if run is not None else []
+        else:
+            snapshot = replay.run_as_of(run_id, as_of)
+            run, calls = (snapshot.run, snapshot.calls) if snapshot else (None, [])
+        if run is None:
+            when = f" at offset {as_of}" if as_of is not None else ""
+            raise NotFoundError(
+                f"no run {run_id!r} in {tenant}{when}; `graphstore runs list --tenant "
+                f"{tenant}` shows the runs",
+                kind="run",
+                name=run_id,
+            )
+        if session.output.as_json:
+            session.output.data({"run": run, "calls": calls, "as_of": as_of})
+        else:
+            title = f"run {run.run_id}" + (f" as of offset {as_of}  " if as_of else "  ")
+            session.output.out.print(run_tree(run, calls, title=title))
+
+    _run(ctx, action)
+
+
+@runs_app.command("history")
+def runs_history(ctx: typer.Context, run_id: str, tenant: TenantOption) -> None:
+    """A run's ordered history: the stream events that touched its calls, with offsets."""
+
+    def action(session: Session) -> None:
+        _, replay = _views(session, tenant)
+        entries = replay.history(run_id)
+        if not entries:
+            raise NotFoundError(f"no run {run_id!r} in {tenant}", kind="run", name=run_id)
+        session.output.table(
+            [
+                {
+                    "offset": e.offset,
+                    "time": e.time,
+                    "event": e.event,
+                    "call": e.request_id,
+                    "status": e.status,
+                    "protocol": [p.type for p in e.applied],
+                }
+                for e in entries
+            ],
+            ["offset", "time", "event", "call", "status", "protocol"],
+            title=f"history of {run_id}",
+        )
+
+    _run(ctx, action)
+
+
+@runs_app.command("export")
+def runs_export(
+    ctx: typer.Context,
+    run_id: str,
+    tenant: TenantOption,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Export a run's history as call-protocol JSON Lines (re-ingestable with `ingest`)."""
+
+    def action(session: Session) -> None:
+        _, replay = _views(session, tenant)
+        export = replay.export_run(run_id)
+        if not export.events:
+            raise NotFoundError(f"no run {run_id!r} in {tenant}", kind="run", name=run_id)
+        if output is None:
+            sys.stdout.buffer.write(export.jsonl())
+            sys.stdout.flush()
+        else:
+            count = export.write(output)
+            subscriptions = sorted(
+                op for op, kind in export.operation_types.items() if kind == "subscription"
+            )
+            hint = "".join(f" --subscription {op}" for op in subscriptions)
+            session.output.result(
+                {"run_id": run_id, "events": count, "file": str(output)},
+                f"exported {count} events of {run_id} to {output}; re-ingest with "
+                f"`graphstore ingest {output} --tenant <org>{hint}`",
+            )
+
+    _run(ctx, action)
+
+
+# -------------------------------------------------------------------------- projectors
+
+
+def _runner(session: Session, tenant: str | None) -> Runner:
+    tenants = [tenant] if tenant else session.data.tenants()
+    for org_id in tenants:
+        session.tenant(org_id)  # registered?
+    return Runner(session.data, tenants=lambda: tenants)
+
+
+@projector_app.command("status")
+def projector_status(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+) -> None:
+    """Each projector's position, head, lag (events and seconds), state and parked events.
+
+    Read from the files (saved offsets and streams): a runner's in-memory failures show in
+    its own status, not here.
+    """
+
+    def action(session: Session) -> None:
+        tenants = [tenant] if tenant else session.data.tenants()
+        statuses = []
+        for org_id in tenants:
+            session.tenant(org_id)
+            for projection in (MetagraphProjection(), FlowgraphProjection()):
+                projector = Projector.open(session.data.tenant_env(org_id), projection)
+                try:
+                    statuses.append(projector.status())
+                finally:
+                    projector.close()
+        if session.output.as_json:
+            session.output.data(statuses)
+        else:
+            session.output.out.print(status_table(statuses))
+
+    _run(ctx, action)
+
+
+@projector_app.command("catch-up")
+def projector_catch_up(
+    ctx: typer.Context,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
+) -> None:
+    """Run the projectors until every one has reached its stream's head."""
+
+    def action(session: Session) -> None:
+        with _runner(session, tenant) as runner:
+            deadline = time.monotonic() + timeout
+            for org_id in [tenant] if tenant else session.data.tenants():
+                head = max((s.head for s in runner.status() if s.tenant == org_id), default=0)
+                runner.wait_for(org_id, head, timeout=max(0.1, deadline - time.monotonic()))
+            statuses = runner.status()
+        if session.output.as_json:
+            session.output.data(statuses)
+        else:
+            session.output.out.print(status_table(statuses))
+
+    _run(ctx, action)
+
+
+@projector_app.command("replay-parked")
+def projector_replay_parked(
+    ctx: typer.Context,
+    projector: Annotated[str, typer.Argument(help="The consumer name, e.g. metagraph@v1.")],
+    tenant: TenantOption,
+) -> None:
+    """Apply a projector's parked (dead-lettered) events again, in stream order."""
+
+    def action(session: Session) -> None:
+        projections = {p.consumer: p for p in (MetagraphProjection(), FlowgraphProjection())}
+        if projector not in projections:
+            raise ValidationError(
+                f"no projector {projector!r}: use one of {', '.join(sorted(projections))}"
+            )
+        session.tenant(tenant)
+        opened = Projector.open(session.data.tenant_env(tenant), projections[projector])
+        try:
+            result = opened.replay_parked()
+        finally:
+            opened.close()
+        session.output.result(
+            result,
+            f"{projector} on {tenant}: {len(result.replayed)} replayed, "
+            f"{len(result.still_parked)} still parked",
         )
 
     _run(ctx, action)

@@ -11,6 +11,7 @@ import honker
 import pytest
 
 from graphstore.cli import ExitCode
+from graphstore.samples import WORKFLOWS
 
 
 def gs(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -215,3 +216,72 @@ def test_tenant_writes_and_identity_changes_are_in_the_audit_log(data: Path) -> 
     )
     everything = json.loads(gs(data, "--json", "audit").stdout)
     assert any(e["action"].startswith("account.") for e in everything)
+
+
+def _sample_tenant(path: Path) -> Path:
+    """A tenant `flows` holding the bundled workflow sample (projections not run yet)."""
+    gs(path, "account", "create", "op@example.com", "--name", "Op", "--level", "admin")
+    gs(path, "tenant", "create", "flows", "--name", "Flows", "--owner", "op@example.com")
+    done = gs(path, "ingest", str(WORKFLOWS), "--tenant", "flows", "--subscription", "feed.watch")
+    assert done.returncode == 0, done.stderr
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _sample_tenant(tmp_path_factory.mktemp("runs") / "data")
+
+
+def test_projector_status_shows_the_lag_then_catch_up_clears_it(tmp_path: Path) -> None:
+    runs_data = _sample_tenant(tmp_path / "data")
+    before = json.loads(gs(runs_data, "--json", "projector", "status").stdout)
+    assert {s["projector"] for s in before} == {"metagraph@v1", "flowgraph@v1"}
+    assert all(s["position"] == 0 and s["lag_events"] == s["head"] > 900 for s in before)
+    caught = json.loads(gs(runs_data, "--json", "projector", "catch-up").stdout)
+    assert all(s["lag_events"] == 0 and s["position"] == s["head"] for s in caught)
+    after = gs(runs_data, "projector", "status", "--tenant", "flows")
+    assert "running" in after.stdout and "catching-up" not in after.stdout
+
+
+def test_runs_list_show_history_and_as_of(runs_data: Path) -> None:
+    assert gs(runs_data, "projector", "catch-up").returncode == 0
+    failed = json.loads(
+        gs(runs_data, "--json", "runs", "list", "--tenant", "flows", "--status", "failed").stdout
+    )
+    assert failed and all(r["status"] == "failed" for r in failed)
+    shown = gs(runs_data, "runs", "show", "run-004", "--tenant", "flows")
+    assert "run-004.2" in shown.stdout and "VALIDATION_ERROR" in shown.stdout
+    past = json.loads(
+        gs(
+            runs_data, "--json", "runs", "show", "run-004", "--tenant", "flows", "--as-of", "103"
+        ).stdout
+    )
+    assert past["run"]["status"] == "running"
+    assert {c["request_id"]: c["status"] for c in past["calls"]}["run-004.2"] == "pending"
+    history = json.loads(
+        gs(runs_data, "--json", "runs", "history", "run-004", "--tenant", "flows").stdout
+    )
+    offsets = [h["offset"] for h in history]
+    assert offsets == sorted(offsets) and 103 in offsets
+    missing = gs(runs_data, "runs", "show", "nope", "--tenant", "flows")
+    assert missing.returncode == ExitCode.NOT_FOUND and "no run 'nope'" in missing.stderr
+
+
+def test_an_exported_run_re_ingests_into_an_empty_tenant_to_the_same_tree(
+    runs_data: Path, tmp_path: Path
+) -> None:
+    assert gs(runs_data, "projector", "catch-up").returncode == 0
+    exported = tmp_path / "run-007.jsonl"
+    done = gs(runs_data, "runs", "export", "run-007", "--tenant", "flows", "-o", str(exported))
+    assert done.returncode == 0, done.stderr
+    gs(runs_data, "tenant", "create", "copy", "--name", "Copy", "--owner", "op@example.com")
+    assert gs(runs_data, "ingest", str(exported), "--tenant", "copy").returncode == 0
+    assert gs(runs_data, "projector", "catch-up").returncode == 0
+
+    def tree(org: str) -> list[tuple[str, str, int]]:
+        shown = json.loads(
+            gs(runs_data, "--json", "runs", "show", "run-007", "--tenant", org).stdout
+        )
+        return [(c["request_id"], c["status"], c["depth"]) for c in shown["calls"]]
+
+    assert tree("copy") == tree("flows")
