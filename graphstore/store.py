@@ -10,26 +10,65 @@
 A :class:`Store` opens each tenant's metagraph lazily, keeps it open for the life of the
 store (one writer connection and one watcher per file per process) and closes every one
 of them, then ``system.db``, on :meth:`Store.close`.
+
+Opened with an ``actor`` (a :class:`~domain.Principal`, e.g. from
+``store.identity.authenticate(api_key)``), every write to a tenant is also recorded in
+``system.db``'s append-only audit log: who (the actor and its credential), what (the
+events written, their offsets and aggregates) and when. One audit record per save.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+from eventsourcing.persistence import Recording
 
 from domain import DataDirectory, Identity, Metagraph, Principal
 from domain.errors import NotFoundError
 
-__all__ = ["Store", "open_store"]
+__all__ = ["AuditedMetagraph", "Store", "open_store"]
+
+
+class AuditedMetagraph(Metagraph):
+    """A tenant's metagraph whose every save is also an audit record in ``system.db``."""
+
+    audit_identity: Identity
+    audit_actor: Principal
+    audit_org_id: str
+
+    def _notify(self, recordings: list[Recording[Any]]) -> None:
+        super()._notify(recordings)
+        if not recordings:
+            return
+        kinds = Counter(r.notification.topic.rpartition(":")[2] for r in recordings)
+        self.audit_identity.record_tenant_write(
+            self.audit_actor,
+            self.audit_org_id,
+            ", ".join(f"{name} x{count}" for name, count in sorted(kinds.items())),
+            {
+                "offsets": [recordings[0].notification.id, recordings[-1].notification.id],
+                "aggregates": sorted({str(r.notification.originator_id) for r in recordings}),
+            },
+        )
 
 
 class Store:
     """A data directory: ``system.db`` (identity, tenant registry) and the tenant files."""
 
-    def __init__(self, path: str | os.PathLike[str], *, settings: dict[str, str] | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        settings: dict[str, str] | None = None,
+        actor: Principal | None = None,
+    ):
         self.data = DataDirectory(path, settings=settings)
+        self.actor = actor
         self._tenants: dict[str, Metagraph] = {}
         self._lock = threading.Lock()
 
@@ -80,7 +119,15 @@ class Store:
                     kind="tenant",
                     name=org_id,
                 )
-            metagraph = Metagraph(env=self.data.tenant_env(org_id))
+            env = self.data.tenant_env(org_id)
+            if self.actor is None:
+                metagraph = Metagraph(env=env)
+            else:
+                audited = AuditedMetagraph(env=env)
+                audited.audit_identity = self.identity
+                audited.audit_actor = self.actor
+                audited.audit_org_id = org_id
+                metagraph = audited
             self._tenants[org_id] = metagraph
             return metagraph
 
@@ -104,6 +151,11 @@ class Store:
         self.close()
 
 
-def open_store(path: str | os.PathLike[str], *, settings: dict[str, str] | None = None) -> Store:
-    """Open (creating if needed) the data directory at ``path``."""
-    return Store(path, settings=settings)
+def open_store(
+    path: str | os.PathLike[str],
+    *,
+    settings: dict[str, str] | None = None,
+    actor: Principal | None = None,
+) -> Store:
+    """Open (creating if needed) the data directory at ``path``; see :class:`Store`."""
+    return Store(path, settings=settings, actor=actor)
