@@ -21,6 +21,7 @@ from benchmarks._report import Report, RunConfig, print_table, write_json
 SUITES: dict[str, str] = {
     "streams": "benchmarks.streams",  # the Honker persistence module vs its baselines
     "domain": "benchmarks.domain",  # big graphs: write latency, cold start, ingestion
+    "projections": "benchmarks.projections",  # catch-up, end to end, time travel, idle tenants
 }
 
 RESULTS = Path(__file__).with_name("results")

@@ -9,6 +9,7 @@ docs/flowgraph.md.
         runner.status()                 # position, head, lag, state per (tenant, projector)
 """
 
+from projections.changes import Change, Subscription
 from projections.errors import (
     EventNotProjectableError,
     ProjectionError,
@@ -36,6 +37,7 @@ from projections.runner import Runner
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "PARKED_TABLE",
+    "Change",
     "ErrorPolicy",
     "EventNotProjectableError",
     "FlowCall",
@@ -59,6 +61,7 @@ __all__ = [
     "RunPage",
     "RunSnapshot",
     "Runner",
+    "Subscription",
     "UnknownEventError",
     "ViewDivergedError",
 ]

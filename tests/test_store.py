@@ -27,9 +27,7 @@ def test_a_store_opened_with_an_actor_audits_every_tenant_write(tmp_path: Path) 
         graph = acme.create_graph("g", "one")
         acme.add_node(graph, "a", "n", {})
         head = acme.recorder.max_notification_id()
-        writes = [
-            e for e in store.identity.audit_log(org_id="acme") if e.action == "tenant.write"
-        ]
+        writes = [e for e in store.identity.audit_log(org_id="acme") if e.action == "tenant.write"]
     assert len(writes) == 4  # one per save: type defined, node type added, graph, node
     assert {e.actor_id for e in writes} == {str(ada.id)}
     assert {e.credential_type for e in writes} == {"api_key"}
