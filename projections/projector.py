@@ -373,7 +373,7 @@ class Projector:
                 state = "running"
             return ProjectorStatus(
                 tenant=self.tenant,
-                projector=self.consumer,
+                consumer=self.consumer,
                 stream=self.stream,
                 state=state,
                 policy=self.policy,
@@ -564,7 +564,7 @@ class Projector:
                     log.warning(
                         "event parked",
                         tenant=self.tenant,
-                        projector=self.consumer,
+                        consumer=self.consumer,
                         offset=row.offset,
                         error=failure.describe(),
                     )
@@ -590,7 +590,7 @@ class Projector:
         log.error(
             "projector failed",
             tenant=self.tenant,
-            projector=self.consumer,
+            consumer=self.consumer,
             offset=row.offset,
             error=self._error,
         )
@@ -604,7 +604,7 @@ class Projector:
             self._position, self._lag_events = saved, lag
             self._position_time = position_time
             self._more = True
-        log.info("position moved by another runner", projector=self.consumer, offset=saved)
+        log.info("position moved by another runner", consumer=self.consumer, offset=saved)
 
     # --- parked events --------------------------------------------------------------
 
