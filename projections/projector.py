@@ -373,7 +373,7 @@ class Projector:
                 state = "running"
             return ProjectorStatus(
                 tenant=self.tenant,
-                consumer=self.consumer,
+                projector=self.consumer,
                 stream=self.stream,
                 state=state,
                 policy=self.policy,
