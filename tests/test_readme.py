@@ -25,3 +25,25 @@ def test_the_quickstart_runs_and_prints_what_it_claims(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["1 {'name': 'Ada'}", "completed"]
     assert (tmp_path / "data-quickstart" / "tenant-acme.db").exists()
+
+
+def test_the_projections_example_runs_and_prints_what_it_claims(tmp_path: Path) -> None:
+    text = README.read_text()
+    found = re.search(
+        r"<!-- projections -->\n```python\n(.*?)```\n<!-- /projections -->", text, re.S
+    )
+    assert found, "README lost its projections block"
+    done = subprocess.run(
+        [sys.executable, "-c", found.group(1)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    now, then, exported, last = done.stdout.splitlines()
+    assert now == "failed 9 2"
+    assert then.startswith("running ") and int(then.split()[1]) > 0
+    assert int(exported) > 9
+    assert last == "failed"  # the run's last change: its root call failed
