@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
+import msgspec
 import typer
 import yaml
 from eventsourcing.persistence import PersistenceError
@@ -51,10 +52,13 @@ from projections import (
     Flowgraph,
     FlowgraphProjection,
     MetagraphProjection,
+    Projection,
     Projector,
     Replay,
     Runner,
 )
+from projections.changes import Change, Subscription
+from projections.recovery import abort_in_flight, in_flight_runs
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -869,6 +873,72 @@ def runs_export(
     _run(ctx, action)
 
 
+# ------------------------------------------------------------------ runs: crash recovery
+
+
+@runs_app.command("in-flight")
+def runs_in_flight(ctx: typer.Context, tenant: TenantOption) -> None:
+    """Runs left with pending or running calls (after a crash), read from the call graph."""
+
+    def action(session: Session) -> None:
+        runs = in_flight_runs(session.tenant(tenant))
+        if session.output.as_json:
+            session.output.data(runs)
+            return
+        if not runs:
+            session.output.out.print(f"(no run in flight in {tenant})")
+            return
+        session.output.table(
+            [
+                {
+                    "run": r.run_id,
+                    "root": r.root_operation,
+                    "root status": r.root_status,
+                    "calls": r.calls,
+                    "active": len(r.active),
+                    "abort targets": ", ".join(r.heads),
+                }
+                for r in runs
+            ],
+            ["run", "root", "root status", "calls", "active", "abort targets"],
+            title=f"runs in flight in {tenant}",
+        )
+
+    _run(ctx, action)
+
+
+@runs_app.command("abort-in-flight")
+def runs_abort_in_flight(
+    ctx: typer.Context,
+    tenant: TenantOption,
+    run: Annotated[
+        list[str] | None, typer.Option(help="Only this run (repeatable); default: every one.")
+    ] = None,
+) -> None:
+    """Abort the runs in flight by ingesting call.aborted events (the abort cascade applies).
+
+    Run it once the producers are known dead: a run still executing would be aborted too.
+    """
+
+    def action(session: Session) -> None:
+        principal = session.principal()
+        done = abort_in_flight(session.tenant(tenant), runs=run)
+        if done.runs:
+            session.audit(
+                principal,
+                tenant,
+                "in-flight runs aborted",
+                {"runs": done.runs, "events": len(done.events)},
+            )
+        session.output.result(
+            done,
+            f"aborted {len(done.runs)} runs in flight in {tenant} "
+            f"({done.aborted_calls} calls, {len(done.events)} call.aborted events)",
+        )
+
+    _run(ctx, action)
+
+
 # -------------------------------------------------------------------------- projectors
 
 
@@ -957,6 +1027,97 @@ def projector_replay_parked(
             f"{projector} on {tenant}: {len(result.replayed)} replayed, "
             f"{len(result.still_parked)} still parked",
         )
+
+    _run(ctx, action)
+
+
+# -------------------------------------------------------------------------------- tail
+
+
+def _change_line(change: Change) -> str:
+    """One change as a line of text: position, time, event, then what it touched."""
+    moment = datetime.fromtimestamp(change.time / 1000, UTC).isoformat(timespec="milliseconds")
+    parts = [str(change.position), moment, change.event]
+    for label, value in (
+        ("graph", change.graph_id),
+        ("node", change.node_key),
+        ("edge", change.edge_id),
+        ("call", change.call_id),
+        ("status", change.status),
+    ):
+        if value is not None and not (label == "node" and change.call_id is not None):
+            parts.append(f"{label}={value}")
+    return "  ".join(parts)
+
+
+@app.command()
+def tail(
+    ctx: typer.Context,
+    tenant: TenantOption,
+    graph: Annotated[str | None, typer.Option(help="Only this graph's changes (its id).")] = None,
+    run: Annotated[
+        str | None, typer.Option(help="Only this workflow run's calls (flowgraph changes).")
+    ] = None,
+    projector: Annotated[
+        str | None,
+        typer.Option(
+            help="metagraph or flowgraph (default: flowgraph with --run, else metagraph)."
+        ),
+    ] = None,
+    from_start: Annotated[
+        bool, typer.Option("--from-start", help="Begin at the start of the history.")
+    ] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(help="A durable subscription: resume after its saved position."),
+    ] = None,
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after this many changes.")] = None,
+) -> None:
+    """Print a projection's committed changes as they happen, until Ctrl-C (or --count).
+
+    Each line: position (stream offset), time, event, and the graph, node, edge or call
+    it touched (with a call's new status). With --json, one JSON object per line.
+    """
+
+    def action(session: Session) -> None:
+        projections: dict[str, Projection] = {
+            "metagraph": MetagraphProjection(),
+            "flowgraph": FlowgraphProjection(),
+        }
+        chosen = projector or ("flowgraph" if run is not None else "metagraph")
+        if chosen not in projections:
+            raise ValidationError(
+                f"--projector {chosen!r}: use one of {', '.join(sorted(projections))}"
+            )
+        if run is not None and chosen != "flowgraph":
+            raise ValidationError("--run follows the flowgraph projector: drop --projector")
+        if run is not None and graph is not None:
+            raise ValidationError("give --graph or --run, not both")
+        session.tenant(tenant)  # registered? (NotFoundError otherwise)
+        subscription = Subscription.open(
+            session.data.tenant_env(tenant),
+            projections[chosen],
+            name=name,
+            graph=graph,
+            run=run,
+            from_start=from_start,
+        )
+        session.closers.append(subscription.close)
+        seen = 0
+        try:
+            for change in subscription:
+                if session.output.as_json:
+                    line = msgspec.json.encode(change).decode()
+                else:
+                    line = _change_line(change)
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+                seen += 1
+                if count is not None and seen >= count:
+                    subscription.commit(change.position)  # printed: handled
+                    break
+        except KeyboardInterrupt:
+            pass
 
     _run(ctx, action)
 
