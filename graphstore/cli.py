@@ -53,11 +53,11 @@ from projections import (
     FlowgraphProjection,
     MetagraphProjection,
     Projection,
-    Projector,
     Replay,
     Runner,
 )
 from projections.changes import Change, Subscription
+from projections.rebuild import RebuildResult, open_live_projector, rebuild_next
 from projections.recovery import abort_in_flight, in_flight_runs
 
 __all__ = ["ExitCode", "app", "main"]
@@ -134,7 +134,7 @@ runs_app = typer.Typer(
     no_args_is_help=True,
 )
 projector_app = typer.Typer(
-    help="Projectors: status, catch up, replay parked events.", no_args_is_help=True
+    help="Projectors: status, catch up, replay parked events, rebuild.", no_args_is_help=True
 )
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(account_app, name="account")
@@ -942,6 +942,12 @@ def runs_abort_in_flight(
 # -------------------------------------------------------------------------- projectors
 
 
+_PROJECTIONS: dict[str, type[Projection]] = {
+    "metagraph": MetagraphProjection,
+    "flowgraph": FlowgraphProjection,
+}
+
+
 def _runner(session: Session, tenant: str | None) -> Runner:
     tenants = [tenant] if tenant else session.data.tenants()
     for org_id in tenants:
@@ -965,8 +971,8 @@ def projector_status(
         statuses = []
         for org_id in tenants:
             session.tenant(org_id)
-            for projection in (MetagraphProjection(), FlowgraphProjection()):
-                projector = Projector.open(session.data.tenant_env(org_id), projection)
+            for projection in _PROJECTIONS.values():
+                projector = open_live_projector(session.data.tenant_env(org_id), projection)
                 try:
                     statuses.append(projector.status())
                 finally:
@@ -1005,30 +1011,108 @@ def projector_catch_up(
 @projector_app.command("replay-parked")
 def projector_replay_parked(
     ctx: typer.Context,
-    projector: Annotated[str, typer.Argument(help="The consumer name, e.g. metagraph@v1.")],
+    projector: Annotated[
+        str,
+        typer.Argument(help="metagraph or flowgraph, or the live consumer, e.g. metagraph@v1."),
+    ],
     tenant: TenantOption,
 ) -> None:
     """Apply a projector's parked (dead-lettered) events again, in stream order."""
 
     def action(session: Session) -> None:
-        projections = {p.consumer: p for p in (MetagraphProjection(), FlowgraphProjection())}
-        if projector not in projections:
+        name = projector.split("@", 1)[0]
+        if name not in _PROJECTIONS:
             raise ValidationError(
-                f"no projector {projector!r}: use one of {', '.join(sorted(projections))}"
+                f"no projector {projector!r}: use one of {', '.join(sorted(_PROJECTIONS))}"
             )
         session.tenant(tenant)
-        opened = Projector.open(session.data.tenant_env(tenant), projections[projector])
+        opened = open_live_projector(session.data.tenant_env(tenant), _PROJECTIONS[name])
         try:
+            if projector not in (name, opened.consumer):
+                raise ValidationError(
+                    f"{projector} is not live on {tenant}: {opened.consumer} is (use it or {name})"
+                )
             result = opened.replay_parked()
         finally:
             opened.close()
         session.output.result(
             result,
-            f"{projector} on {tenant}: {len(result.replayed)} replayed, "
+            f"{opened.consumer} on {tenant}: {len(result.replayed)} replayed, "
             f"{len(result.still_parked)} still parked",
         )
 
     _run(ctx, action)
+
+
+@projector_app.command("rebuild")
+def projector_rebuild(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="metagraph or flowgraph.")],
+    tenant: TenantOption,
+    drop_old: Annotated[
+        bool, typer.Option("--drop-old", help="Drop the old version's tables after the swap.")
+    ] = False,
+) -> None:
+    """Rebuild a projection side by side (version live+1, tables prefixed v<N>_) from the
+    start of the stream while the live version serves reads, then swap it in atomically."""
+
+    def action(session: Session) -> None:
+        if name not in _PROJECTIONS:
+            raise ValidationError(
+                f"no projection {name!r}: use one of {', '.join(sorted(_PROJECTIONS))}"
+            )
+        session.tenant(tenant)  # registered? (NotFoundError otherwise)
+        with Progress(
+            TextColumn(f"rebuilding {name}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=session.output.err,
+            disable=not session.output.err.is_terminal,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("rebuild", total=None)
+            result = rebuild_next(
+                session.data,
+                _PROJECTIONS[name],
+                tenant=tenant,
+                drop_old=drop_old,
+                progress=lambda position, head: progress.update(
+                    task, completed=position, total=head
+                ),
+            )
+        session.output.result(_rebuild_report(tenant, result), _rebuild_line(tenant, result))
+
+    _run(ctx, action)
+
+
+def _rebuild_report(tenant: str, result: RebuildResult) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "projection": result.projection,
+        "version": result.version,
+        "consumer": f"{result.projection}@v{result.version}",
+        "table_prefix": result.table_prefix,
+        "position": result.position,
+        "swapped": True,
+        "previous": {
+            "version": result.previous.version,
+            "table_prefix": result.previous.table_prefix,
+        },
+        "dropped": result.dropped,
+    }
+
+
+def _rebuild_line(tenant: str, result: RebuildResult) -> str:
+    previous = result.previous.version
+    line = (
+        f"{result.projection}@v{result.version} rebuilt on {tenant} up to offset "
+        f"{result.position} (tables {result.table_prefix}*) and swapped in: live now, "
+        f"replacing v{previous if previous is not None else 1}"
+    )
+    if result.dropped:
+        line += f"; dropped {len(result.dropped)} old tables"
+    return line
 
 
 # -------------------------------------------------------------------------------- tail

@@ -40,6 +40,7 @@ from eventsourcing.utils import Environment
 from domain.modules.call_graph import CALL, CALL_GRAPH, CALL_STATUSES, GRAPH_NAME
 from projections.errors import EventNotProjectableError, UnknownEventError, ViewDivergedError
 from projections.projector import Handler, Projection, Record, Transaction
+from projections.rebuild import live_prefix
 from streams import HonkerDatastore, HonkerFactory
 
 __all__ = [
@@ -860,10 +861,17 @@ class Flowgraph:
 
     @classmethod
     def open(cls, env: Mapping[str, str] | Environment, **options: Any) -> Flowgraph:
-        """The views of the tenant file ``env`` selects (as the writers' env)."""
+        """The views of the tenant file ``env`` selects (as the writers' env), on the
+        live version's tables (after a rebuild's swap) unless ``table_prefix`` is given."""
         environment = env if isinstance(env, Environment) else Environment("metagraph", env)
         factory = HonkerFactory(environment)
-        views = cls(factory.datastore, **options)
+        try:
+            if "table_prefix" not in options:
+                options["table_prefix"] = live_prefix(factory.datastore, FlowgraphProjection.name)
+            views = cls(factory.datastore, **options)
+        except BaseException:
+            factory.close()
+            raise
         views._on_close = factory.close
         return views
 

@@ -6,8 +6,11 @@ version keeps serving reads. When it has caught up, ONE write transaction checks
 its saved offset equals the stream's head (no writer can commit in between: SQLite has
 one writer) and flips the live version in ``projection_versions``; if a commit arrived
 meanwhile, it catches up again and retries. Readers resolve the live tables with
-:func:`live_prefix`. A crash before the swap leaves the old version live; running the
-rebuild again resumes from the new consumer's saved offset.
+:func:`live_prefix`, or the live projection (consumer ``<name>@v<N>``, prefixed tables)
+with :func:`live_projection`; ``Flowgraph.open``, ``Replay.open`` and the ``Runner`` do so
+by default. :func:`rebuild_next` rebuilds version live+1 (prefix ``v<N>_``). A crash
+before the swap leaves the old version live; running the rebuild again resumes from the
+new consumer's saved offset.
 
 ``projection_versions`` (one row per projection that has been swapped; none: the
 default, unprefixed tables are live):
@@ -15,7 +18,7 @@ default, unprefixed tables are live):
     projection TEXT PRIMARY KEY, version INTEGER, table_prefix TEXT, swapped_at INTEGER
 
 The old tables are kept (``drop_old=False``) or dropped right after the swap. Runners
-should then run the new version only (the old consumer's offset stays, unused).
+then run the new version only (the old consumer's offset stays, unused).
 """
 
 from __future__ import annotations
@@ -24,23 +27,32 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from time import time
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol, TypeVar, cast
+
+from eventsourcing.utils import Environment
 
 from domain import DataDirectory
 from projections._stream import StreamReader, Transaction, saved_offset_in
-from projections.projector import Projection, Projector
+from projections.projector import Projection, Projector, plain_state_reader
+from streams import HonkerFactory
 
 __all__ = [
     "VERSIONS_TABLE",
     "LiveVersion",
     "RebuildResult",
     "live_prefix",
+    "live_projection",
     "live_version",
+    "open_live_projector",
     "rebuild",
+    "rebuild_next",
+    "versioned",
 ]
 
 VERSIONS_TABLE: Final = "projection_versions"
 MAX_SWAP_ATTEMPTS: Final = 50
+
+_P = TypeVar("_P", bound=Projection)
 
 Progress = Callable[[int, int], None]
 """Called with (position, head) after each batch of the rebuild."""
@@ -96,6 +108,67 @@ def live_version(datastore: Any, name: str) -> LiveVersion:
 def live_prefix(datastore: Any, name: str) -> str:
     """The table prefix readers of projection ``name`` use now (``""``: the default)."""
     return live_version(datastore, name).table_prefix
+
+
+_VERSIONED: dict[tuple[type[Projection], int], type[Projection]] = {}
+
+
+def versioned(base: type[_P], version: int) -> type[_P]:
+    """``base`` with ``version`` as its version (consumer ``<name>@v<version>``): ``base``
+    itself when that is its version, else a subclass made once per (base, version)."""
+    if version == base.version:
+        return base
+    key = (cast("type[Projection]", base), version)
+    made = _VERSIONED.get(key)
+    if made is None:
+        made = cast(
+            "type[Projection]",
+            type(
+                f"{base.__name__}V{version}",
+                (base,),
+                {"version": version, "__module__": base.__module__},
+            ),
+        )
+        _VERSIONED[key] = made
+    return cast("type[_P]", made)
+
+
+def live_projection(datastore: Any, base: type[_P]) -> _P:
+    """The version of projection ``base`` that serves reads in the file: ``base()`` when
+    none was swapped in, else ``base`` at the live version (consumer
+    ``<name>@v<version>``) on the live version's tables."""
+    live = live_version(datastore, base.name)
+    if live.version is None:
+        return base()
+    factory = cast("Callable[..., _P]", versioned(base, live.version))
+    return factory(table_prefix=live.table_prefix)
+
+
+def following_live(datastore: Any, projection: _P) -> _P:
+    """``projection``, or the live version of its class if a newer one was swapped in
+    (what a runner runs: it follows a rebuild's swap)."""
+    live = live_version(datastore, projection.name)
+    if live.version is None or live.version <= projection.version:
+        return projection
+    return live_projection(datastore, type(projection))
+
+
+def open_live_projector(
+    env: Mapping[str, str] | Environment, base: type[Projection], **options: Any
+) -> Projector:
+    """Like :meth:`Projector.open`, on the live version of ``base`` in the file."""
+    environment = env if isinstance(env, Environment) else Environment(base.upstream, env)
+    factory = HonkerFactory(environment)
+    try:
+        options.setdefault("stream", factory.stream)
+        options.setdefault("plain_state", plain_state_reader(factory))
+        projection = live_projection(factory.datastore, base)
+        projector = Projector(projection, factory.datastore, **options)
+    except BaseException:
+        factory.close()
+        raise
+    projector._on_close = factory.close
+    return projector
 
 
 def _table_names(projection: Projection) -> list[str]:
@@ -190,6 +263,34 @@ def rebuild(
         return RebuildResult(
             projection.name, projection.version, prefix, projector.position, previous, dropped
         )
+
+
+def rebuild_next(
+    target: DataDirectory | str | Path | Mapping[str, str],
+    base: type[Projection],
+    *,
+    tenant: str | None = None,
+    progress: Progress | None = None,
+    drop_old: bool = False,
+    batch_size: int = 500,
+) -> RebuildResult:
+    """Rebuild projection ``base`` as version live+1 (``live`` is the swapped-in version,
+    else ``base.version``) on tables prefixed ``v<N>_``, then swap; see :func:`rebuild`."""
+    env = _env_of(target, tenant)
+    factory = HonkerFactory(Environment(base.upstream, env))
+    try:
+        live = live_version(factory.datastore, base.name)
+    finally:
+        factory.close()
+    version = (live.version if live.version is not None else base.version) + 1
+    new = cast("Callable[..., Projection]", versioned(base, version))
+    return rebuild(
+        env,
+        new(table_prefix=f"v{version}_"),
+        progress=progress,
+        drop_old=drop_old,
+        batch_size=batch_size,
+    )
 
 
 def _swap(datastore: Any, projector: Projector, prefix: str) -> bool:

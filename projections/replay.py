@@ -61,6 +61,7 @@ from projections.flowgraph import (
     tree_order,
 )
 from projections.projector import PARKED_TABLE, plain_state_reader
+from projections.rebuild import live_projection
 from streams import HonkerApplicationRecorder, HonkerDatastore, HonkerFactory
 from streams import envelope as envelopes
 
@@ -438,12 +439,15 @@ class Replay:
 
     @classmethod
     def open(cls, env: Mapping[str, str] | Environment, **options: Any) -> Replay:
-        """A replay of the tenant file ``env`` selects (as the writers' env)."""
+        """A replay of the tenant file ``env`` selects (as the writers' env), on the live
+        flowgraph version (after a rebuild's swap) unless ``projection`` is given."""
         environment = env if isinstance(env, Environment) else Environment("metagraph", env)
         factory = HonkerFactory(environment)
         try:
             options.setdefault("stream", factory.stream)
             options.setdefault("plain_state", plain_state_reader(factory))
+            if options.get("projection") is None:
+                options["projection"] = live_projection(factory.datastore, FlowgraphProjection)
             replay = cls(factory.datastore, **options)
         except BaseException:
             factory.close()

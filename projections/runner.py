@@ -65,6 +65,7 @@ from projections.projector import (
     checked_policy,
     plain_state_reader,
 )
+from projections.rebuild import following_live
 from streams import HonkerFactory
 
 __all__ = ["Runner", "file_signature"]
@@ -149,7 +150,9 @@ class Runner:
 
     ``projections`` default to ``[MetagraphProjection(), FlowgraphProjection()]``;
     ``policy`` is one error policy for all, or a mapping from consumer name
-    (``metagraph@v1``) to policy.
+    (``metagraph@v1``) to policy. Each tenant runs the live version of each projection
+    (a rebuild's swap is followed when the tenant is next checked; the new version keeps
+    the policy given for the projection).
     ``tenants`` replaces the registry as the source of org ids (a callable, called each
     sweep). ``settings`` are extra persistence settings for the tenant files, on top of
     the data directory's (they must match the writers' durability and busy timeout).
@@ -321,9 +324,12 @@ class Runner:
         with tenant.lock:
             if not tenant.open:
                 self._open(tenant)
+            else:
+                self._follow_swaps(tenant)
             found = [p for p in tenant.projectors if p.consumer == consumer]
             if not found:
-                raise KeyError(f"unknown projector {consumer!r}; known: {self._policies}")
+                known = [p.consumer for p in tenant.projectors]
+                raise KeyError(f"unknown projector {consumer!r}; known: {known}")
             result = action(found[0])
             self._keep_statuses(tenant)
         self._schedule(tenant)  # it closes again if idle
@@ -444,6 +450,8 @@ class Runner:
             try:
                 if not tenant.open:
                     self._open(tenant)
+                else:
+                    self._follow_swaps(tenant)
                 for projector in tenant.projectors:
                     projector.catch_up(max_batches=self.max_batches)
                     more = more or (projector.active and projector.has_more)
@@ -476,21 +484,42 @@ class Runner:
                 if factory is None:
                     factory = HonkerFactory(Environment(projection.upstream, env))
                     tenant.factories[projection.upstream] = factory
-                tenant.projectors.append(
-                    Projector(
-                        projection,
-                        factory.datastore,
-                        stream=factory.stream,
-                        policy=self._policies[projection.consumer],
-                        batch_size=self.batch_size,
-                        plain_state=plain_state_reader(factory),
-                        tenant=tenant.org_id,
-                        previous=tenant.statuses.get(projection.consumer),
-                    )
-                )
+                tenant.projectors.append(self._projector(tenant, projection, factory))
         except BaseException:
             self._close(tenant, None)
             raise
+
+    def _projector(
+        self, tenant: _Tenant, projection: Projection, factory: HonkerFactory
+    ) -> Projector:
+        """A projector of the live version of ``projection`` in the tenant's file (a
+        rebuild may have swapped in a newer one: the runner follows it)."""
+        live = following_live(factory.datastore, projection)
+        return Projector(
+            live,
+            factory.datastore,
+            stream=factory.stream,
+            policy=self._policies[projection.consumer],
+            batch_size=self.batch_size,
+            plain_state=plain_state_reader(factory),
+            tenant=tenant.org_id,
+            previous=tenant.statuses.get(live.consumer),
+        )
+
+    def _follow_swaps(self, tenant: _Tenant) -> None:
+        """Replace the projectors of an open tenant whose projection a rebuild swapped."""
+        for index, projection in enumerate(self.projections):
+            projector = tenant.projectors[index]
+            factory = tenant.factories[projection.upstream]
+            live = following_live(factory.datastore, projection)
+            if live.consumer != projector.consumer:
+                tenant.projectors[index] = self._projector(tenant, projection, factory)
+                log.info(
+                    "projector follows a swap",
+                    tenant=tenant.org_id,
+                    old=projector.consumer,
+                    new=live.consumer,
+                )
 
     def _make_hot(self, tenant: _Tenant) -> None:
         factory = next(iter(tenant.factories.values()))
@@ -530,6 +559,8 @@ class Runner:
             self._schedule(tenant)
 
     def _keep_statuses(self, tenant: _Tenant) -> None:
+        if tenant.projectors:  # a version swapped out is no longer reported
+            tenant.statuses = {}
         for projector in tenant.projectors:
             status = projector.status()
             tenant.statuses[status.projector] = status

@@ -7,12 +7,29 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import ProgrammingError
 
-from domain import Metagraph
-from projections import MetagraphProjection, Projector
+from domain import DataDirectory, Metagraph
+from projections import (
+    Flowgraph,
+    FlowgraphProjection,
+    MetagraphProjection,
+    Projector,
+    Replay,
+    Runner,
+)
 from projections.metagraph import TABLES
-from projections.rebuild import VERSIONS_TABLE, live_prefix, live_version, rebuild
+from projections.rebuild import (
+    VERSIONS_TABLE,
+    live_prefix,
+    live_projection,
+    live_version,
+    rebuild,
+    rebuild_next,
+    versioned,
+)
 from tests.projections.conftest import define_org, head, reader, table
+from tests.projections.test_flowgraph import completed, feed, requested
 
 
 class MetagraphV2(MetagraphProjection):
@@ -154,3 +171,99 @@ def test_drop_old_and_refusals(app: Metagraph, env: dict[str, str], tenant_file:
     assert {f"v2_{t}" for t in TABLES} <= names
     with pytest.raises(ValueError, match="bump the version"):
         rebuild(env, MetagraphV2(table_prefix="v3_"))
+
+
+# --- readers and runners follow the swap ------------------------------------------------
+
+
+def _calls(app: Metagraph, *keys: str, at: int = 0) -> None:
+    """A run: ``keys[0]`` is the root, the others its children, all completed."""
+    root, *children = keys
+    events = [requested(root, at)]
+    events += [requested(key, at + 1 + i, parent=root) for i, key in enumerate(children)]
+    events += [completed(key, at + 100) for key in reversed(keys)]
+    feed(app, *events)
+
+
+def _project_flowgraph_v1(env: dict[str, str]) -> None:
+    with Projector.open(env, FlowgraphProjection()) as projector:
+        projector.catch_up()
+
+
+def test_live_projection_is_the_base_until_a_swap_then_the_live_version(
+    app: Metagraph, env: dict[str, str], tenant_file: Path
+) -> None:
+    populate(app, nodes=8)
+    project_v1(env)
+    with reader(tenant_file) as datastore:
+        base = live_projection(datastore, MetagraphProjection)
+    assert type(base) is MetagraphProjection and base.consumer == "metagraph@v1"
+    result = rebuild_next(env, MetagraphProjection)
+    assert (result.version, result.table_prefix) == (2, "v2_")
+    with reader(tenant_file) as datastore:
+        live = live_projection(datastore, MetagraphProjection)
+        again = live_projection(datastore, MetagraphProjection)
+    assert live.consumer == "metagraph@v2" and isinstance(live, MetagraphProjection)
+    assert type(live) is type(again) is versioned(MetagraphProjection, 2)  # one class
+    assert live.tables["nodes"] == "v2_nodes"
+    third = rebuild_next(env, MetagraphProjection, drop_old=True)
+    assert (third.version, third.table_prefix, third.previous.version) == (3, "v3_", 2)
+    assert set(third.dropped) == {f"v2_{t}" for t in TABLES}
+    assert rows(tenant_file, "v3_") == rows(tenant_file, "")
+
+
+def test_flowgraph_and_replay_read_the_live_version_after_a_swap(
+    app: Metagraph, env: dict[str, str], tenant_file: Path
+) -> None:
+    _calls(app, "r1", "c1", "c2")
+    _project_flowgraph_v1(env)
+    result = rebuild_next(env, FlowgraphProjection, drop_old=True)  # the old tables go
+    assert result.version == 2 and "flow_calls" in result.dropped
+    with reader(tenant_file) as datastore:
+        names = {r["name"] for r in datastore.query("SELECT name FROM sqlite_master")}
+    assert "flow_calls" not in names and "v2_flow_calls" in names
+    with Flowgraph.open(env) as views:
+        run = views.run("r1")
+        assert run is not None and run.status == "completed"
+        assert [c.request_id for c in views.call_tree("r1")] == ["r1", "c1", "c2"]
+    with Replay.open(env) as replay:
+        assert replay.projection.consumer == "flowgraph@v2"
+        snapshot = replay.run_as_of("r1", head(app))
+        assert snapshot is not None and len(snapshot.calls) == 3
+        assert [e.offset for e in replay.history("r1")]
+    with (
+        Flowgraph.open(env, table_prefix="") as views,  # explicit options still win
+        pytest.raises(ProgrammingError, match="no such table: flow_"),
+    ):
+        views.run("r1")
+
+
+def test_the_runner_follows_the_swap_and_no_longer_advances_the_old_version(
+    tmp_path: Path,
+) -> None:
+    with DataDirectory(tmp_path / "data") as data:
+        tenant_env = data.tenant_env("acme")
+        with Metagraph(env=tenant_env) as app:
+            _calls(app, "r1", "c1")
+            projections = [FlowgraphProjection()]
+            with Runner(data, projections, tenants=lambda: ["acme"]) as runner:
+                runner.wait_for("acme", head(app))
+                old = {s.projector: s.position for s in runner.status()}
+                assert list(old) == ["flowgraph@v1"]
+                rebuild_next(tenant_env, FlowgraphProjection)
+                _calls(app, "r2", "c3", at=1000)
+                statuses = runner.wait_for("acme", head(app))
+                assert [s.projector for s in statuses] == ["flowgraph@v2"]
+            with reader(data.tenant_path("acme")) as datastore:
+                saved = {
+                    r["name"]: r["offset"]
+                    for r in datastore.query('SELECT name, "offset" FROM _honker_stream_consumers')
+                }
+            assert saved["flowgraph@v2"] == head(app)
+            assert saved["flowgraph@v1"] == old["flowgraph@v1"] < head(app)
+            v2 = {r["id"] for r in table(data.tenant_path("acme"), "v2_flow_calls")}
+            v1 = {r["id"] for r in table(data.tenant_path("acme"), "flow_calls")}
+            assert v2 == {"r1", "c1", "r2", "c3"} and v1 == {"r1", "c1"}
+            with Runner(data, projections, tenants=lambda: ["acme"]) as runner:
+                statuses = runner.wait_for("acme", head(app))  # a new runner opens v2
+                assert [s.projector for s in statuses] == ["flowgraph@v2"]
