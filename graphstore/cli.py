@@ -57,8 +57,9 @@ from projections import (
     Runner,
 )
 from projections.changes import Change, Subscription
-from projections.rebuild import RebuildResult, open_live_projector, rebuild_next
+from projections.rebuild import RebuildResult, live_projection, open_live_projector, rebuild_next
 from projections.recovery import abort_in_flight, in_flight_runs
+from streams import HonkerDatastore
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -1164,9 +1165,9 @@ def tail(
     """
 
     def action(session: Session) -> None:
-        projections: dict[str, Projection] = {
-            "metagraph": MetagraphProjection(),
-            "flowgraph": FlowgraphProjection(),
+        projections: dict[str, type[Projection]] = {
+            "metagraph": MetagraphProjection,
+            "flowgraph": FlowgraphProjection,
         }
         chosen = projector or ("flowgraph" if run is not None else "metagraph")
         if chosen not in projections:
@@ -1178,9 +1179,14 @@ def tail(
         if run is not None and graph is not None:
             raise ValidationError("give --graph or --run, not both")
         session.tenant(tenant)  # registered? (NotFoundError otherwise)
+        datastore = HonkerDatastore(session.data.tenant_path(tenant))
+        try:  # follow the live version (after a rebuild's swap)
+            followed = live_projection(datastore, projections[chosen])
+        finally:
+            datastore.close()
         subscription = Subscription.open(
             session.data.tenant_env(tenant),
-            projections[chosen],
+            followed,
             name=name,
             graph=graph,
             run=run,

@@ -62,6 +62,21 @@ def test_rebuild_swaps_in_a_new_version_that_every_command_follows(tmp_path: Pat
     assert caught.returncode == 0, caught.stderr
     assert {s["projector"] for s in json.loads(caught.stdout)} == {"metagraph@v1", "flowgraph@v2"}
     assert _run(data, "late-1")["run"]["status"] == "running"
+    # tail follows the live version too (the v1 tables are gone).
+    tailed = gs(
+        data,
+        "--json",
+        "tail",
+        "--tenant",
+        "flows",
+        "--run",
+        "late-1",
+        "--from-start",
+        "--count",
+        "1",
+    )
+    assert tailed.returncode == 0, tailed.stderr
+    assert json.loads(tailed.stdout.splitlines()[0])["projector"] == "flowgraph@v2"
 
     # replay-parked takes the projection's name or its live consumer, not an old one.
     replayed = gs(data, "projector", "replay-parked", "flowgraph", "--tenant", "flows")
