@@ -24,6 +24,12 @@ Waking, designed for many mostly idle tenants:
   are coarse (a few ms; a second on some file systems), so a commit in the same tick as
   the signature would not show: when the newest mtime is less than a second old, the
   tenant is checked once more a second after it.
+* Idle tenants are also woken by **file events**: with ``file_events`` (default on) a
+  watchdog observer (inotify on Linux: one watch on the data directory, no polling, no
+  CPU while nothing is written) reports every write to a ``tenant-*.db`` file or its
+  WAL; a write to a closed tenant whose signature differs from the one seen at its last
+  check schedules it at once. The sweep stays as the fallback (a lost or coalesced event,
+  a file system without events).
 * Waking a tenant = scheduling it on the worker queue (once, however many wakes
   arrive). A worker opens its file if closed, runs each projector for at most
   ``max_batches`` batches (then requeues the tenant behind the others), and closes the
@@ -50,8 +56,12 @@ from typing import Final, TypeVar
 import msgspec
 import structlog
 from eventsourcing.utils import Environment
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from domain import DataDirectory
+from domain.tenancy import TENANT_FILE_PREFIX, TENANT_FILE_SUFFIX
 from projections.flowgraph import FlowgraphProjection
 from projections.metagraph import MetagraphProjection
 from projections.projector import (
@@ -94,6 +104,24 @@ def file_signature(path: Path) -> Signature:
         else:
             parts.append((st.st_ino, st.st_size, st.st_mtime_ns))
     return tuple(parts)
+
+
+_WRITES: Final = frozenset({"modified", "created", "moved", "closed"})
+
+
+class _FileWakes(FileSystemEventHandler):
+    """Forwards writes in the data directory to :meth:`Runner._file_written`."""
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if (
+            event.event_type in ("modified", "created", "moved", "closed")
+            and not event.is_directory
+        ):
+            path = event.dest_path if event.event_type == "moved" else event.src_path
+            self._runner._file_written(os.fsdecode(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +201,7 @@ class Runner:
         poll_interval: float = 1.0,
         idle_after: float = 30.0,
         registry_interval: float = 5.0,
+        file_events: bool = True,
     ) -> None:
         self.data = data if isinstance(data, DataDirectory) else DataDirectory(data)
         self.projections = list(projections or [MetagraphProjection(), FlowgraphProjection()])
@@ -194,6 +223,8 @@ class Runner:
         self.poll_interval = poll_interval
         self.idle_after = idle_after
         self.registry_interval = registry_interval
+        self.file_events = file_events
+        self._observer: BaseObserver | None = None
         self._worker_count = workers
         self._tenants: dict[str, _Tenant] = {}
         self._ready: deque[_Tenant] = deque()
@@ -224,6 +255,10 @@ class Runner:
         ]
         for thread in self._threads:
             thread.start()
+        if self.file_events:
+            self._observer = Observer()
+            self._observer.schedule(_FileWakes(self), str(self.data.path), recursive=False)
+            self._observer.start()
         log.info("runner started", data=str(self.data.path), tenants=len(self._tenants))
         return self
 
@@ -236,6 +271,9 @@ class Runner:
             self._cv.notify_all()  # the workers
         with self._timer_cv:
             self._timer_cv.notify_all()  # the sweeper
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join()
         for thread in self._threads:
             thread.join()
         for tenant in list(self._tenants.values()):
@@ -411,6 +449,22 @@ class Runner:
                     self._schedule(tenant)
             elif tenant.seen is None or file_signature(tenant.path) != tenant.seen.signature:
                 self._schedule(tenant)
+
+    def _file_written(self, path: str) -> None:
+        """A file event (observer thread): wake the closed tenant whose file changed."""
+        name = os.path.basename(path)
+        if not name.startswith(TENANT_FILE_PREFIX):
+            return
+        stem = name.removesuffix("-wal")
+        if not stem.endswith(TENANT_FILE_SUFFIX):
+            return
+        tenant = self._tenants.get(stem[len(TENANT_FILE_PREFIX) : -len(TENANT_FILE_SUFFIX)])
+        if tenant is None or tenant.open or tenant.queued or tenant.running:
+            return  # unknown, or its own watcher and checks follow it
+        if tenant.retry_at is not None:
+            return  # backing off after trouble: its timer wakes it
+        if tenant.seen is None or file_signature(tenant.path) != tenant.seen.signature:
+            self._schedule(tenant)
 
     def _refresh_tenants(self, *, force: bool = False) -> None:
         if self._tenant_source is None:

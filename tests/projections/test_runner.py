@@ -135,7 +135,30 @@ def test_an_idle_tenant_is_closed_and_woken_by_the_file_sweep(data: DataDirector
             [status] = runner.wait_for("acme", offset, timeout=5)
             assert time.monotonic() - started < 2.0
             assert status.lag_events == 0
-            assert runner.hot_tenants() == ["acme"]  # recent events: followed closely again
+            _until(lambda: runner.hot_tenants() == ["acme"])  # recent events: followed closely
+
+
+@pytest.mark.multiprocess
+def test_an_idle_tenant_is_woken_by_a_file_event_without_waiting_for_a_sweep(
+    data: DataDirectory,
+) -> None:
+    path = data.tenant_path("acme")
+    with Writer(path) as writer:
+        graph, last = writer.ask("setup").split()
+        with Runner(
+            data,
+            _metagraph_only(),
+            tenants=lambda: ["acme"],
+            sweep_interval=60,  # no sweep during the test: only a file event can wake it
+            poll_interval=60,
+            idle_after=0.2,
+        ) as runner:
+            runner.wait_for("acme", int(last))
+            _until(lambda: runner.open_tenants() == [])
+            time.sleep(1.2)  # past the untrusted-mtime recheck
+            offset = int(writer.ask(f"nodes {graph} 2 evented-"))
+            [status] = runner.wait_for("acme", offset, timeout=10)
+            assert status.lag_events == 0
 
 
 def test_an_idle_tenant_is_not_reopened_while_nothing_changes(data: DataDirectory) -> None:
@@ -167,7 +190,7 @@ def test_many_idle_tenants_keep_no_file_open_and_no_thread(data: DataDirectory) 
     tenants = [f"t{i}" for i in range(60)]
     for org in tenants[1:]:
         shutil.copy(data.tenant_path("t0"), data.tenant_path(org))
-    before = threading.active_count()
+    before = set(threading.enumerate())
     with Runner(
         data, _metagraph_only(), tenants=lambda: tenants, sweep_interval=0.05, idle_after=0.0
     ) as runner:
@@ -179,7 +202,13 @@ def test_many_idle_tenants_keep_no_file_open_and_no_thread(data: DataDirectory) 
         assert {(s.position, s.head, s.lag_events, s.state) for s in statuses} == {
             (last, last, 0, "running")
         }
-        assert threading.active_count() == before + 2  # the sweeper and one worker
+        started = [t for t in threading.enumerate() if t not in before]
+        ours = sorted(t.name for t in started if t.name.startswith("projections-"))
+        assert ours == ["projections-0", "projections-sweeper"]  # the sweeper and one worker
+        # The file-event observer's few threads, whatever the number of tenants; no
+        # watcher thread per tenant.
+        others = [t for t in started if not t.name.startswith("projections-")]
+        assert len(others) <= 3 and not any("honker" in t.name for t in others)
 
 
 def test_status_reports_position_head_lag_state_and_times_per_tenant_and_projector(
