@@ -53,6 +53,7 @@ from projections import (
     FlowgraphProjection,
     MetagraphProjection,
     Projection,
+    ProjectorStatus,
     Replay,
     Runner,
 )
@@ -984,6 +985,44 @@ def projector_status(
             session.output.out.print(status_table(statuses))
 
     _run(ctx, action)
+
+
+@projector_app.command("run")
+def projector_run(
+    ctx: typer.Context,
+    status_every: Annotated[
+        float, typer.Option(help="Print every projector's status this often (seconds; 0: never).")
+    ] = 30.0,
+) -> None:
+    """Run the projectors of every tenant in this process until interrupted (Ctrl-C).
+
+    New tenants are picked up from the registry as they are created. Wakes on commits
+    from any process; idle tenants cost no thread and no connection.
+    """
+
+    def action(session: Session) -> None:
+        with Runner(session.data) as runner:
+            session.output.err.print(
+                f"projecting every tenant of {session.data_dir}; Ctrl-C stops", markup=False
+            )
+            try:
+                while True:
+                    time.sleep(status_every if status_every > 0 else 3600)
+                    if status_every > 0:
+                        _print_statuses(session, runner.status())
+            except KeyboardInterrupt:
+                pass
+            statuses = runner.status()
+        _print_statuses(session, statuses)
+
+    _run(ctx, action)
+
+
+def _print_statuses(session: Session, statuses: list[ProjectorStatus]) -> None:
+    if session.output.as_json:
+        session.output.data(statuses)
+    else:
+        session.output.out.print(status_table(statuses))
 
 
 @projector_app.command("catch-up")
