@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NoReturn, Protocol, cast
+from typing import Any, Final, Literal, NoReturn, Protocol, cast
 
 import honker
 import structlog
@@ -326,6 +327,28 @@ def _configure_writer(database: Any, path: Path, synchronous: str, busy_ms: int)
         raise OperationalError(f"{path}: could not set synchronous={synchronous} (got {got})")
 
 
+def _create_with_page_size(path: Path, page_size: int) -> None:
+    """Create an empty WAL database file with ``page_size`` (fixed for the file's life).
+
+    Honker creates a file with SQLite's default 4096-byte pages and writes at once, so a
+    new file is made here first. This is the stdlib's SQLite, a second library: safe only
+    because no connection of this process has the file open (it does not exist yet).
+    """
+    if page_size not in _PAGE_SIZES:
+        raise ValueError(
+            f"HONKER_PAGE_SIZE must be a power of two from 512 to 65536, got {page_size}"
+        )
+    connection = sqlite3.connect(path)
+    try:
+        connection.execute(f"PRAGMA page_size = {page_size}")
+        connection.execute("PRAGMA journal_mode = WAL")  # writes the header: size fixed
+    finally:
+        connection.close()
+
+
+_PAGE_SIZES: Final = frozenset(2**n for n in range(9, 17))
+
+
 def _check_same(path: Path, key: str, current: object, asked: object) -> None:
     # One writer connection per file per process: its settings are shared by every user.
     if current != asked:
@@ -342,6 +365,7 @@ def open_file(
     busy_timeout_ms: int = 5000,
     max_readers: int = 8,
     watcher_poll_ms: int | None = None,
+    page_size: int | None = None,
 ) -> TenantFile:
     """Open ``path`` (creating it), or share the handle this process already has open.
 
@@ -358,6 +382,8 @@ def open_file(
         tenant_file = _files.get(resolved)
         if tenant_file is None:
             resolved.parent.mkdir(parents=True, exist_ok=True)
+            if page_size is not None and not resolved.exists():
+                _create_with_page_size(resolved, page_size)
             with translate_errors(resolved):
                 database = honker.open(
                     str(resolved),

@@ -23,6 +23,7 @@ Settings (read by ``Application`` from its env, ``os.environ`` or the ``env`` ar
 ``HONKER_TENANT``        the tenant recorded in envelopes; defaults from the file name
 ``HONKER_POLL_INTERVAL`` seconds between fallback polls when no wake arrives (1.0)
 ``HONKER_WATCHER_POLL_MS`` Honker's commit-watcher cadence in ms (1)
+``HONKER_PAGE_SIZE``     SQLite page size of a NEW file (4096); fixed for the file's life
 ``HONKER_SNAPSHOTS``      ``all`` (default) keeps every snapshot; ``latest`` keeps each
                          aggregate's newest only (older ones deleted as a new one is written)
 ``CREATE_TABLE``         create tables on construction (yes)
@@ -108,12 +109,14 @@ class HonkerDatastore:
         poll_interval: float = 1.0,
         watcher_poll_ms: int | None = None,
         originator_id_type: str = "uuid",
+        page_size: int | None = None,
     ) -> None:
         self.file: TenantFile = _honker.open_file(
             path,
             synchronous=synchronous,
             busy_timeout_ms=busy_timeout_ms,
             watcher_poll_ms=watcher_poll_ms,
+            page_size=page_size,
         )
         self.path = self.file.path
         self.tenant = tenant or tenant_from_path(self.path)
@@ -624,6 +627,7 @@ class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
     HONKER_POLL_INTERVAL = "HONKER_POLL_INTERVAL"
     HONKER_WATCHER_POLL_MS = "HONKER_WATCHER_POLL_MS"
     HONKER_SNAPSHOTS = "HONKER_SNAPSHOTS"
+    HONKER_PAGE_SIZE = "HONKER_PAGE_SIZE"
     CREATE_TABLE = "CREATE_TABLE"
     ORIGINATOR_ID_TYPE = "ORIGINATOR_ID_TYPE"
 
@@ -663,7 +667,17 @@ class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
             poll_interval=float(self._number(self.HONKER_POLL_INTERVAL, 1.0) or 1.0),
             watcher_poll_ms=int(watcher_ms) if watcher_ms else None,
             originator_id_type=id_type,
+            page_size=self._page_size(),
         )
+
+    def _page_size(self) -> int:
+        size = int(self._number(self.HONKER_PAGE_SIZE, 4096) or 4096)
+        if size < 512 or size > 65536 or size & (size - 1):
+            raise ConfigurationError(
+                f"HONKER_PAGE_SIZE must be a power of two from 512 to 65536, got {size} "
+                "(it applies when a file is created; 4096 is SQLite's default)"
+            )
+        return size
 
     def _number(self, key: str, default: float | None) -> float | None:
         raw = (self.env.get(key) or "").strip()

@@ -201,3 +201,25 @@ def test_full_syncs_every_commit_and_normal_does_not(tmp_path: Path) -> None:
     normal = _syncs(tmp_path, "NORMAL", 60) - _syncs(tmp_path, "NORMAL", 20)
     assert full >= 40, f"FULL: {full} syncs for 40 more commits"
     assert normal < 5, f"NORMAL: {normal} syncs for 40 more commits"
+
+
+@pytest.mark.parametrize("size", [1024, 8192])
+def test_a_new_file_gets_the_page_size_asked_for_and_an_existing_one_keeps_its_own(
+    tmp_path: Path, size: int
+) -> None:
+    path = tmp_path / "tenant-pages.db"
+    app = ledger(path, HONKER_PAGE_SIZE=str(size))
+    app.save(Account(owner="a"))
+    assert app.factory.datastore.query("PRAGMA page_size")[0]["page_size"] == size
+    app.close()
+    again = ledger(path, HONKER_PAGE_SIZE="4096")  # fixed at creation: not changed now
+    assert again.factory.datastore.query("PRAGMA page_size")[0]["page_size"] == size
+    assert len(again.recorder.select_notifications(0, 10)) == 1
+    again.close()
+
+
+def test_an_invalid_page_size_is_refused_before_any_file_is_made(tmp_path: Path) -> None:
+    path = tmp_path / "tenant-bad.db"
+    with pytest.raises(ValueError, match="HONKER_PAGE_SIZE must be a power of two"):
+        ledger(path, HONKER_PAGE_SIZE="1000")
+    assert not path.exists()
