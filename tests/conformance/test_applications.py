@@ -10,7 +10,7 @@ import gc
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.tests.application import ApplicationTestCase, ExampleApplicationTestCase
@@ -135,10 +135,6 @@ class TestAggregateEventCountersProjection(
 
 class TestEventSourcedProjection(SharedTenantFile, EventSourcedProjectionTestCase):
     pass
-
-
-def _unused(*_: Any) -> None:  # keeps imported base cases from being collected twice
-    return None
 
 
 del ApplicationTestCase, ExampleApplicationTestCase, EventCountersViewTestCase

@@ -6,7 +6,6 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 from eventsourcing.persistence import (
     AggregateRecorder,
@@ -132,11 +131,6 @@ class TestInfrastructureFactory(InfrastructureFactoryTestCase[HonkerFactory]):
 
     def expected_process_recorder_class(self) -> type[ProcessRecorder]:
         return HonkerProcessRecorder
-
-
-def test_uuid_type_is_kept_for_select_events() -> None:
-    # A guard for the id conversion the suites rely on.
-    assert isinstance(UUID(int=1), UUID)
 
 
 del AggregateRecorderTestCase, ApplicationRecorderTestCase, TrackingRecorderTestCase
