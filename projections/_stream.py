@@ -11,7 +11,8 @@ topic, offset)``. ``streams`` offers no batch reader that keeps the envelope's `
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -19,7 +20,16 @@ from projections.errors import EventNotProjectableError
 from streams import HonkerDatastore
 from streams import envelope as envelopes
 
-__all__ = ["Record", "Row", "StreamReader", "Transaction", "decode_record", "saved_offset_in"]
+__all__ = [
+    "Record",
+    "Row",
+    "StreamReader",
+    "Transaction",
+    "VersionedEvent",
+    "decode_record",
+    "event_decoder",
+    "saved_offset_in",
+]
 
 
 class Transaction(Protocol):
@@ -141,3 +151,31 @@ def saved_offset_in(tx: Transaction, consumer: str, stream: str) -> int:
 
 def _int_or_none(value: object) -> int | None:
     return int(value) if isinstance(value, int | float | str) else None
+
+
+class VersionedEvent(msgspec.Struct, kw_only=True):
+    """The fields every projected event's state has in common (eventsourcing's)."""
+
+    class_version: int = 1
+
+
+_V = TypeVar("_V", bound=VersionedEvent)
+
+
+def event_decoder(cls: type[_V], topic: str) -> Callable[[bytes], _V]:
+    """A typed decoder of one event type's state; refuses malformed or newer versions."""
+    decoder = msgspec.json.Decoder(cls)
+
+    def decode(state: bytes) -> _V:
+        try:
+            event = decoder.decode(state)
+        except msgspec.MsgspecError as exc:
+            raise EventNotProjectableError(f"malformed {topic} event: {exc}") from exc
+        if event.class_version != 1:
+            raise EventNotProjectableError(
+                f"{topic} event of class_version {event.class_version}: this projection "
+                "reads version 1 only; upgrade it (a new projection version)"
+            )
+        return event
+
+    return decode

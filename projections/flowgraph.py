@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Final, Literal, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Literal, Protocol
 
 import msgspec
 from eventsourcing.utils import Environment
 
 from domain.modules.call_graph import CALL, CALL_GRAPH, CALL_STATUSES, GRAPH_NAME
+from projections._stream import VersionedEvent, event_decoder
 from projections.errors import EventNotProjectableError, UnknownEventError, ViewDivergedError
 from projections.projector import Handler, Projection, Record, Transaction
 from projections.rebuild import live_prefix
@@ -88,8 +89,8 @@ _COUNT_COLUMN: Final = {status: f"{status}_calls" for status in CALL_STATUSES}
 # --- what is decoded --------------------------------------------------------------------
 
 
-class _Event(msgspec.Struct, kw_only=True):
-    class_version: int = 1
+class _Event(VersionedEvent, kw_only=True):
+    pass
 
 
 class _Created(_Event):
@@ -145,27 +146,6 @@ def decode_attributes(raw: msgspec.Raw | bytes, key: str) -> CallAttributes:
             f"call {key!r} has status {attributes.status!r}, not one of {CALL_STATUSES}"
         )
     return attributes
-
-
-_E = TypeVar("_E", bound=_Event)
-
-
-def _decoder(cls: type[_E], topic: str) -> Callable[[bytes], _E]:
-    decoder = msgspec.json.Decoder(cls)
-
-    def decode(state: bytes) -> _E:
-        try:
-            event = decoder.decode(state)
-        except msgspec.MsgspecError as exc:
-            raise EventNotProjectableError(f"malformed {topic} event: {exc}") from exc
-        if event.class_version != 1:
-            raise EventNotProjectableError(
-                f"{topic} event of class_version {event.class_version}: this projection "
-                "reads version 1 only; upgrade it (a new projection version)"
-            )
-        return event
-
-    return decode
 
 
 # --- rows -----------------------------------------------------------------------------
@@ -678,10 +658,10 @@ class FlowgraphProjection(Projection):
         self.sql = _Sql(table_prefix)
         self.tables = self.sql.names
         self._handlers: dict[str, Handler[Any]] = {
-            CREATED: Handler(_decoder(_Created, CREATED), self._created),
-            NODE_ADDED: Handler(_decoder(_NodeAdded, NODE_ADDED), self._node_added),
-            NODE_UPDATED: Handler(_decoder(_NodeUpdated, NODE_UPDATED), self._node_updated),
-            NODE_DELETED: Handler(_decoder(_NodeDeleted, NODE_DELETED), self._node_deleted),
+            CREATED: Handler(event_decoder(_Created, CREATED), self._created),
+            NODE_ADDED: Handler(event_decoder(_NodeAdded, NODE_ADDED), self._node_added),
+            NODE_UPDATED: Handler(event_decoder(_NodeUpdated, NODE_UPDATED), self._node_updated),
+            NODE_DELETED: Handler(event_decoder(_NodeDeleted, NODE_DELETED), self._node_deleted),
         }
 
     def create_tables(self, tx: Transaction) -> None:

@@ -24,7 +24,7 @@ from uuid import UUID
 
 import msgspec
 
-from projections._stream import Record, Transaction
+from projections._stream import Record, Transaction, VersionedEvent, event_decoder
 from projections.errors import EventNotProjectableError, UnknownEventError, ViewDivergedError
 from projections.projector import Handler, Projection
 
@@ -71,8 +71,11 @@ def node_id(graph_id: str, key: str) -> str:
 # --- event payloads (the ``data`` of each envelope) ----------------------------------
 
 
-class _Event(msgspec.Struct, kw_only=True):
-    class_version: int = 1
+class _Event(VersionedEvent, kw_only=True):
+    pass
+
+
+_E = TypeVar("_E", bound=_Event)
 
 
 class _UuidHex(msgspec.Struct):
@@ -189,27 +192,6 @@ class _EdgeUpdated(_Event):
 
 class _EdgeDeleted(_Event):
     edge_id: str
-
-
-_E = TypeVar("_E", bound=_Event)
-
-
-def _decoder(cls: type[_E], topic: str) -> Callable[[bytes], _E]:
-    decoder = msgspec.json.Decoder(cls)
-
-    def decode(state: bytes) -> _E:
-        try:
-            event = decoder.decode(state)
-        except msgspec.MsgspecError as exc:
-            raise EventNotProjectableError(f"malformed {topic} event: {exc}") from exc
-        if event.class_version != 1:
-            raise EventNotProjectableError(
-                f"{topic} event of class_version {event.class_version}: this projection "
-                "reads version 1 only; upgrade it (a new projection version)"
-            )
-        return event
-
-    return decode
 
 
 def _text(raw: msgspec.Raw) -> str:
@@ -378,7 +360,7 @@ class MetagraphProjection(Projection):
         cls: type[_E],
         apply: Callable[[Transaction, _E, Record], None],
     ) -> None:
-        self._handlers[topic] = Handler(_decoder(cls, topic), apply)
+        self._handlers[topic] = Handler(event_decoder(cls, topic), apply)
 
     def create_tables(self, tx: Transaction) -> None:
         for statement in self.sql.create:
