@@ -20,6 +20,7 @@ design decisions are in ``docs/domain.md``. This package imports neither ``strea
 nor ``projections``: data flows from the domain outwards.
 """
 
+import domain.names  # noqa: F401 (registers the legacy event names: docs/events.md)
 from domain.application import GraphTypeRef, Metagraph
 from domain.errors import (
     AttributesInvalidError,
@@ -38,6 +39,7 @@ from domain.graph_types import GraphType, GraphTypeCatalog
 from domain.graphs import Graph
 from domain.identity import Identity, IssuedKey, Principal
 from domain.tenancy import DataDirectory, check_org_id
+from domain.unit_of_work import SideWrite, UnitOfWork
 from domain.values import (
     STATUS_TRANSITIONS,
     Actor,
@@ -85,7 +87,9 @@ __all__ = [
     "ParallelEdgeError",
     "Principal",
     "Scope",
+    "SideWrite",
     "StatusTransitionError",
+    "UnitOfWork",
     "UpdateMode",
     "ValidationError",
     "check_org_id",

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, Concatenate, Final, ParamSpec, TypeVar
 from uuid import UUID
 
@@ -49,9 +49,10 @@ from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.utils import EnvType
 
 from domain.codec import transcodings
-from domain.errors import ConcurrencyError, NotFoundError, ValidationError
+from domain.errors import ConcurrencyError, DomainError, NotFoundError, ValidationError
 from domain.graph_types import CATALOG_ID, GraphType, GraphTypeCatalog
 from domain.graphs import AttributesAt, Graph
+from domain.unit_of_work import UnitOfWork
 from domain.values import (
     Actor,
     Edge,
@@ -101,6 +102,14 @@ def _command(
     @functools.wraps(method)
     def run(self: Metagraph, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         with self._lock:
+            if self._unit is not None:  # inside a unit of work: it records, it retries
+                try:
+                    return method(self, *args, **kwargs)
+                except DomainError:
+                    raise  # refused before any event was triggered: the unit is intact
+                except BaseException as exc:
+                    self._unit.poisoned = exc
+                    raise
             for attempt in range(1, _ATTEMPTS + 1):
                 self._loaded.clear()
                 try:
@@ -158,6 +167,7 @@ class Metagraph(Application[UUID]):
         super().__init__(env)
         self._lock = threading.RLock()
         self._loaded: dict[UUID, tuple[Aggregate, int]] = {}
+        self._unit: UnitOfWork | None = None
         raw = (self.env.get(self.SNAPSHOT_INTERVAL) or "").strip()
         try:
             self.snapshot_interval = int(raw) if raw else self.DEFAULT_SNAPSHOT_INTERVAL
@@ -194,6 +204,109 @@ class Metagraph(Application[UUID]):
                 aggregate_id, deepcopy_from_cache=False, projector_func=_project
             )
             self.snapshots.put([aggregate.Snapshot.take(aggregate)])
+
+    # --- units of work -------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[UnitOfWork]:
+        """Run many commands, on any aggregates of this tenant, as ONE transaction.
+
+        Every command inside the block joins the unit; when the block ends, all their
+        events (and the unit's queue jobs, notifications and stream entries) are
+        recorded in one recorder transaction. If the block raises, or a command failed
+        for a reason other than a refusal, nothing is written and the aggregates it
+        touched are reloaded on next use. A refused command (a
+        :class:`~domain.errors.DomainError`) triggers no event, so the block may catch it
+        and go on. A version conflict at the end raises
+        :class:`~domain.errors.ConcurrencyError` and writes nothing: run the block again
+        (:meth:`atomic` does). A block inside another one joins the outer unit.
+        """
+        with self._lock:
+            if self._unit is not None:
+                yield self._unit
+                return
+            unit = self._unit = UnitOfWork(self)
+            try:
+                yield unit
+                if unit.poisoned is not None:
+                    raise RuntimeError(
+                        "a command in this unit of work failed, so the unit was rolled back "
+                        "and nothing was written"
+                    ) from unit.poisoned
+                self._commit(unit)
+            except BaseException:
+                self._roll_back(unit)
+                raise
+            finally:
+                self._unit = None
+            for callback in unit.committed:
+                callback()
+
+    def atomic(self, work: Callable[[UnitOfWork], _R], *, attempts: int = _ATTEMPTS) -> _R:
+        """``work(unit)`` in a :meth:`transaction`, re-run on fresh state when another
+        writer won a race (up to ``attempts`` times); its result."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.transaction() as unit:
+                    return work(unit)
+            except ConcurrencyError:
+                if attempt == attempts or self._unit is not None:
+                    raise
+                log.info("unit of work lost a race, retrying", attempt=attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _commit(self, unit: UnitOfWork) -> None:
+        changed = [a for a in unit.aggregates.values() if a.pending_events]
+        if not changed and not unit.side_writes:
+            return
+        if unit.side_writes and not getattr(self.recorder, "supports_side_writes", False):
+            raise ValidationError(
+                f"this application's recorder ({type(self.recorder).__name__}) cannot commit "
+                "queue jobs, notifications or stream entries with events; use "
+                "PERSISTENCE_MODULE=streams.persistence"
+            )
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        for aggregate in changed:
+            processing.events.extend(aggregate.collect_events())
+            processing.aggregates[aggregate.id] = aggregate
+        if unit.side_writes:
+            processing.saved_kwargs["side_writes"] = unit.side_writes
+        try:
+            recordings = self._record(processing)
+        except IntegrityError as exc:
+            raise ConcurrencyError(
+                "another writer changed an aggregate of this unit of work after the unit "
+                "read it; nothing was written: run the unit again"
+            ) from exc
+        cache = self.repository.cache
+        if cache is not None:
+            for aggregate in changed:
+                cache.put(aggregate.id, aggregate)
+        unit.versions.update((a.id, a.version) for a in changed)
+        self._notify(recordings)
+        self.notify(processing.events)  # deprecated hook, still called by save()
+        for aggregate in changed:
+            self._snapshot_if_due(aggregate, aggregate.version - _count(processing, aggregate))
+
+    def _roll_back(self, unit: UnitOfWork) -> None:
+        """Forget what the unit changed in memory: drop pending events, evict from cache."""
+        cache = self.repository.cache
+        for aggregate_id, aggregate in unit.aggregates.items():
+            if aggregate.pending_events or aggregate.version != unit.versions[aggregate_id]:
+                aggregate.collect_events()
+                if cache is not None:
+                    with suppress(KeyError):
+                        cache.get(aggregate_id, evict=True)
+
+    def _fetch(self, aggregate_id: UUID) -> Aggregate | None:
+        """An aggregate from the cache (fast-forwarded) or the store; ``None`` if unknown."""
+        try:
+            found: Aggregate = self.repository.get(
+                aggregate_id, deepcopy_from_cache=False, projector_func=_project
+            )
+        except AggregateNotFoundError:
+            return None
+        return found
 
     # --- graph types ---------------------------------------------------------------
 
@@ -514,12 +627,11 @@ class Metagraph(Application[UUID]):
         return attributes_at
 
     def _load(self, aggregate_id: UUID, cls: type[_A], kind: str) -> _A:
-        try:
-            found: object = self.repository.get(
-                aggregate_id, deepcopy_from_cache=False, projector_func=_project
-            )
-        except AggregateNotFoundError:
-            found = None
+        found: object = (
+            self._unit.load(aggregate_id, cls)
+            if self._unit is not None
+            else self._fetch(aggregate_id)
+        )
         if not isinstance(found, cls):
             raise NotFoundError(
                 f"no {kind} with id {aggregate_id}; check the id", kind=kind, name=str(aggregate_id)
@@ -558,6 +670,9 @@ class Metagraph(Application[UUID]):
         return self._load(graph.graph_type_id, GraphType, "graph type")
 
     def _save(self, *aggregates: Aggregate) -> None:
+        if self._unit is not None:
+            self._unit.add(*aggregates)
+            return
         before = [(a, a.version - len(a.pending_events)) for a in aggregates]
         if type(self).save is Application.save:
             self._save_lean(aggregates)
@@ -607,6 +722,10 @@ class Metagraph(Application[UUID]):
                 if cache is not None:
                     with suppress(KeyError):
                         cache.get(aggregate.id, evict=True)
+
+
+def _count(processing: ProcessingEvent[UUID], aggregate: Aggregate) -> int:
+    return sum(1 for event in processing.events if event.originator_id == aggregate.id)
 
 
 SNAPSHOT_SHARE: Final = 32

@@ -63,6 +63,7 @@ from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 from streams import _honker, envelope
 from streams._honker import Synchronous, TenantFile, Transaction
 from streams.errors import ConfigurationError
+from streams.side_writes import SideWrite, apply_side_writes, check_side_writes
 
 __all__ = [
     "HonkerAggregateRecorder",
@@ -330,11 +331,19 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
             "PRIMARY KEY (originator_id, originator_version)) WITHOUT ROWID",
         ]
 
+    supports_side_writes: ClassVar[bool] = True
+    """``insert_events`` takes ``side_writes=`` (see :mod:`streams.side_writes`)."""
+
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
+        """Record events, their index rows and any ``side_writes`` in ONE transaction."""
+        side_writes: Sequence[SideWrite] = kwargs.pop("side_writes", None) or ()
+        check_side_writes(side_writes, self.stream)
         with self.datastore.transaction() as tx:
-            return self._insert_events(tx, stored_events, **kwargs)
+            ids = self._insert_events(tx, stored_events, **kwargs)
+            apply_side_writes(tx, side_writes)
+            return ids
 
     def _insert_events(
         self, tx: Transaction, stored_events: Sequence[StoredEvent], **kwargs: Any

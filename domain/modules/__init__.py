@@ -1,5 +1,6 @@
 """Built-in graph modules: system-scope graph types every tenant file can hold.
 
+The call graph's type lives with the rest of the call protocol (:mod:`domain.calls.graph`).
 Each module defines its graph type with a :class:`~domain.modules._install.GraphTypeSpec`
 and installs it idempotently (:func:`~domain.modules._install.ensure_graph_type`).
 """
@@ -7,7 +8,7 @@ and installs it idempotently (:func:`~domain.modules._install.ensure_graph_type`
 from __future__ import annotations
 
 from domain.application import Metagraph
-from domain.modules import acl_graph, call_graph, secret_graph
+from domain.modules import acl_graph, secret_graph
 
 __all__ = ["install_builtin_modules"]
 
@@ -17,5 +18,8 @@ def install_builtin_modules(app: Metagraph) -> None:
 
     Idempotent: a second call writes nothing.
     """
-    for module in (call_graph, acl_graph, secret_graph):
-        module.install(app)
+    from domain.calls import graph as call_graph  # the calls package imports this one
+
+    with app.transaction():
+        for module in (call_graph, acl_graph, secret_graph):
+            module.install(app)

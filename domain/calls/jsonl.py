@@ -1,4 +1,4 @@
-"""JSON Lines ingestion of call protocol events into the tenant's call graph.
+"""JSON Lines files of call protocol events: reading them, ingesting them as one batch.
 
 A file holds one call event per line, as UTF-8 JSON::
 
@@ -10,11 +10,10 @@ identity (derived from type, time and payload when absent). Blank lines are skip
 any other field is refused. See ``docs/calls.md``.
 
 A file is ONE batch, all or nothing: every line is read and checked first (format, then
-the rules against the graph and the file's earlier lines), and the first bad line
+the rules against the calls and the file's earlier lines), and the first bad line
 raises a :class:`~domain.errors.CallEventError` with its ``line`` number; nothing is
-written. Only then are the writes made, one store transaction each. Ingesting the same
-file again changes nothing (events are idempotent), which also completes a file whose
-ingestion a crash interrupted.
+written. Otherwise the whole file commits in one transaction. Ingesting the same file
+again changes nothing (events are idempotent).
 """
 
 from __future__ import annotations
@@ -24,13 +23,12 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 from domain.application import Metagraph
-from domain.calls import (
+from domain.calls.ledger import IngestReport, call_ledger
+from domain.calls.protocol import (
     DEFAULT_ABORT_POLICY,
     AbortPolicy,
     CallEvent,
-    IngestReport,
     OperationTypes,
-    call_ledger,
     decode_event,
 )
 from domain.errors import CallEventError

@@ -8,9 +8,10 @@ parallel edges and no self-loops, and has system scope (ADR-043): tenants read a
 write call graphs but can never change the type.
 
 A tenant has one call graph, the graph named ``calls`` of this type, created
-``active`` on first use (:func:`tenant_call_graph`). Its nodes are written by
-:mod:`domain.calls`, which folds call protocol events into them; ``docs/calls.md``
-describes the node attributes and the rules.
+``active`` with the tenant's first call (:mod:`domain.calls.ledger`). Its calls are
+recorded in call trees (:mod:`domain.calls.tree`), not in the graph aggregate's own
+node index, so that a write costs what its run costs; the projections show them as the
+graph's nodes and ``triggered`` edges. ``docs/calls.md`` describes the attributes.
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ from typing import Any, Final
 from uuid import UUID
 
 from domain.application import Metagraph
-from domain.graphs import Graph
+from domain.calls.protocol import (
+    CALL_STATUSES,
+    EVENT_TYPES,
+    OPERATION_TYPES,
+    TERMINAL_STATUSES,
+)
 from domain.modules._install import (
     EdgeTypeSpec,
     GraphTypeSpec,
@@ -34,15 +40,12 @@ __all__ = [
     "CALL_SCHEMA",
     "CALL_STATUSES",
     "DEPENDS_ON",
-    "EVENT_TYPES",
     "GRAPH_NAME",
     "OPERATION_TYPES",
     "SPEC",
     "TERMINAL_STATUSES",
     "TRIGGERED",
-    "find_call_graph",
     "install",
-    "tenant_call_graph",
     "triggered_key",
 ]
 
@@ -54,16 +57,6 @@ CALL: Final = "call"
 TRIGGERED: Final = "triggered"
 DEPENDS_ON: Final = "depends_on"
 
-CALL_STATUSES: Final = ("pending", "running", "completed", "failed", "aborted")
-TERMINAL_STATUSES: Final = frozenset({"completed", "failed", "aborted"})
-OPERATION_TYPES: Final = ("query", "mutation", "subscription")
-EVENT_TYPES: Final = (
-    "call.requested",
-    "call.responded",
-    "call.completed",
-    "call.aborted",
-    "call.error",
-)
 
 _MS: dict[str, Any] = {"type": "integer", "minimum": 0}
 _ID: dict[str, Any] = {"type": "string", "minLength": 1}
@@ -169,10 +162,6 @@ SPEC: Final = GraphTypeSpec(
 )
 """The built-in graph type, as :func:`~domain.modules._install.ensure_graph_type` installs it."""
 
-_CREATED_TOPIC: Final = f"{Graph.Created.__module__}:{Graph.Created.__qualname__}"
-_PAGE: Final = 1000
-
-
 def install(app: Metagraph) -> UUID:
     """Install (or upgrade) the ``call-graph`` type as a system-scope type; its id.
 
@@ -184,52 +173,3 @@ def install(app: Metagraph) -> UUID:
 def triggered_key(child: str) -> str:
     """The key of the ``triggered`` edge into ``child`` (a call has at most one parent)."""
     return f"{TRIGGERED}:{child}"
-
-
-def tenant_call_graph(app: Metagraph) -> UUID:
-    """The id of the tenant's call graph (named ``calls``), created on first use.
-
-    Installs (or upgrades) the module first. If several graphs named ``calls`` of the
-    current ``call-graph`` type exist (two processes created one at once), the first
-    created is the tenant's call graph.
-    """
-    type_id = install(app)
-    found = _find_graph(app, type_id, GRAPH_NAME)
-    if found is not None:
-        return found
-    return app.create_graph(
-        type_id,
-        GRAPH_NAME,
-        description="The tenant's calls (call protocol history).",
-        status="active",
-    )
-
-
-def find_call_graph(app: Metagraph) -> UUID | None:
-    """The id of the tenant's call graph, or ``None`` if it has none yet. Writes nothing.
-
-    The metagraph has no lookup of graphs by name, so this (like
-    :func:`tenant_call_graph`) reads the ``Graph.Created`` events of the tenant's
-    stream: call it once per process and keep the id.
-    """
-    type_id = app.graph_types().get(CALL_GRAPH)
-    return None if type_id is None else _find_graph(app, type_id, GRAPH_NAME)
-
-
-def _find_graph(app: Metagraph, type_id: UUID, name: str) -> UUID | None:
-    start: int | None = None
-    while True:
-        page = app.recorder.select_notifications(
-            start, _PAGE, topics=[_CREATED_TOPIC], inclusive_of_start=False
-        )
-        for notification in page:
-            event = app.mapper.to_domain_event(notification)
-            if (
-                isinstance(event, Graph.Created)
-                and event.name == name
-                and event.graph_type_id == type_id
-            ):
-                return event.originator_id
-        if len(page) < _PAGE:
-            return None
-        start = page[-1].id

@@ -1,0 +1,149 @@
+"""A unit of work: many commands on many aggregates of one tenant, ONE transaction.
+
+``with app.transaction() as tx:`` (:meth:`domain.Metagraph.transaction`) gathers the
+events of every command run inside the block, on any aggregates, and records them with
+one recorder call when the block ends: all of them, or none. Beside the events, the
+platform's Honker primitives ride in the same transaction (ADR-039: "INSERT INTO nodes
+and queue.enqueue() commit atomically"): :meth:`UnitOfWork.enqueue` a job,
+:meth:`UnitOfWork.notify` a channel, :meth:`UnitOfWork.publish` to a named stream. They
+are kept here as :class:`SideWrite` values and handed to the recorder with the events,
+so a refused command, an exception in the block, a version conflict or a crash before
+the commit leaves no job, no notification and no stream entry.
+
+The retry rule: a unit cannot be re-run for you (it is your code), so a version conflict
+at commit (another process changed one of the aggregates since this unit read it)
+raises :class:`~domain.errors.ConcurrencyError` and writes nothing; run the whole block
+again, its commands re-checked on fresh state. :meth:`domain.Metagraph.atomic` does that
+for a function (up to 3 attempts), as call ingestion does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+from uuid import UUID
+
+import msgspec
+from eventsourcing.domain import Aggregate
+
+from domain.errors import ValidationError
+
+if TYPE_CHECKING:
+    from domain.application import Metagraph
+
+__all__ = ["SideWrite", "UnitOfWork"]
+
+_A = TypeVar("_A", bound=Aggregate)
+_MAX_NAME: Final = 128
+
+
+class SideWrite(msgspec.Struct, frozen=True, kw_only=True):
+    """A Honker write committed with the unit's events (see :mod:`streams.side_writes`).
+
+    ``kind`` is ``enqueue``, ``notify`` or ``publish``; ``target`` the queue, channel or
+    stream; ``payload`` JSON text.
+    """
+
+    kind: str
+    target: str
+    payload: str
+    key: str | None = None
+    delay_s: int | None = None
+    priority: int = 0
+    max_attempts: int = 3
+
+
+class UnitOfWork:
+    """The open unit of a :meth:`~domain.Metagraph.transaction` block.
+
+    Commands of the application run inside the block join it by themselves; code that
+    works on aggregates directly uses :meth:`load` and :meth:`add`.
+    """
+
+    def __init__(self, app: Metagraph) -> None:
+        self._app = app
+        self.aggregates: dict[UUID, Aggregate] = {}
+        self.versions: dict[UUID, int] = {}
+        """Each loaded aggregate's recorded version when the unit first saw it."""
+        self.side_writes: list[SideWrite] = []
+        self.poisoned: BaseException | None = None
+        self.committed: list[Callable[[], None]] = []
+
+    # --- aggregates -------------------------------------------------------------------
+
+    def load(self, aggregate_id: UUID, cls: type[_A]) -> _A | None:
+        """The aggregate as this unit sees it (its own changes included), or ``None``."""
+        found = self.aggregates.get(aggregate_id)
+        if found is None:
+            found = self._app._fetch(aggregate_id)
+            if found is None:
+                return None
+            self.aggregates[aggregate_id] = found
+            self.versions[aggregate_id] = found.version - len(found.pending_events)
+        return found if isinstance(found, cls) else None
+
+    def add(self, *aggregates: Aggregate) -> None:
+        """Commit these aggregates' pending events with the unit (new ones included)."""
+        for aggregate in aggregates:
+            if aggregate.id not in self.aggregates:
+                self.aggregates[aggregate.id] = aggregate
+                self.versions[aggregate.id] = aggregate.version - len(aggregate.pending_events)
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` once the unit has committed (never if it rolls back)."""
+        self.committed.append(callback)
+
+    # --- Honker side writes -------------------------------------------------------------
+
+    def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        delay_s: int | None = None,
+        priority: int = 0,
+        max_attempts: int = 3,
+    ) -> None:
+        """Enqueue a job on the tenant file's Honker queue ``queue`` if the unit commits."""
+        if max_attempts < 1:
+            raise ValidationError(f"max_attempts must be at least 1, got {max_attempts}")
+        self.side_writes.append(
+            SideWrite(
+                kind="enqueue",
+                target=_name(queue, "queue"),
+                payload=_json(payload),
+                delay_s=delay_s,
+                priority=priority,
+                max_attempts=max_attempts,
+            )
+        )
+
+    def notify(self, channel: str, payload: Any) -> None:
+        """Notify Honker listeners of ``channel`` if (and when) the unit commits."""
+        self.side_writes.append(
+            SideWrite(kind="notify", target=_name(channel, "channel"), payload=_json(payload))
+        )
+
+    def publish(self, stream: str, payload: Any, *, key: str | None = None) -> None:
+        """Append an entry to the named Honker stream ``stream`` if the unit commits.
+
+        The tenant's event stream itself is refused: only the recorder writes it.
+        """
+        self.side_writes.append(
+            SideWrite(kind="publish", target=_name(stream, "stream"), payload=_json(payload), key=key)
+        )
+
+
+def _name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_NAME:
+        raise ValidationError(f"invalid {what} name {value!r}: use 1-{_MAX_NAME} characters")
+    return value
+
+
+def _json(payload: Any) -> str:
+    try:
+        return msgspec.json.encode(payload).decode()
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise ValidationError(
+            f"a side write's payload must be JSON (dicts, lists, str, numbers, bools, None): {exc}"
+        ) from None
