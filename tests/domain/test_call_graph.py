@@ -16,17 +16,16 @@ from domain import (
     ValidationError,
 )
 from domain.modules import install_builtin_modules
-from domain.modules.call_graph import (
+from domain.calls.graph import (
     CALL,
     CALL_GRAPH,
     CALL_SCHEMA,
     DEPENDS_ON,
     GRAPH_NAME,
     TRIGGERED,
-    find_call_graph,
     install,
-    tenant_call_graph,
 )
+from domain.calls.ledger import find_call_graph, tenant_call_graph
 from tests.domain.conftest import SYSTEM, TENANT, rejected, store_env, stream_position
 
 

@@ -27,10 +27,11 @@ from domain.calls import (
     CallRequested,
     Output,
     call_event,
-    call_ledger,
     decode_event,
+    get_call,
     ingest,
     status_path,
+    tenant_call_graph,
 )
 from domain.errors import (
     CallConflictError,
@@ -39,8 +40,9 @@ from domain.errors import (
     InvalidCallEventError,
     UnknownCallError,
 )
-from domain.modules.call_graph import CALL, TERMINAL_STATUSES, TRIGGERED, triggered_key
+from domain.calls import CALL, TERMINAL_STATUSES, TRIGGERED, triggered_key
 from tests.domain.conftest import rejected, store_env, stream_position
+from tests.domain.calls_state import all_calls, app_children, triggered_edges
 
 SUBSCRIPTIONS = {"ns.sub": "subscription"}
 
@@ -82,7 +84,8 @@ def feed(app: Metagraph, *events: dict[str, Any], **options: Any) -> None:
 
 
 def call(app: Metagraph, key: str) -> dict[str, Any]:
-    attributes: dict[str, Any] = app.get_node(call_ledger(app).graph_id, key).attributes
+    attributes = get_call(app, key)
+    assert attributes is not None, f"no call {key!r}"
     return attributes
 
 
@@ -91,20 +94,13 @@ def status(app: Metagraph, key: str) -> str:
 
 
 def triggered(app: Metagraph) -> set[tuple[str, str]]:
-    graph = call_ledger(app).graph_id
-    found = set()
-    for edge_id in app.edge_ids(graph):
-        edge = app.get_edge(graph, edge_id)
-        if edge.edge_type == TRIGGERED:
-            assert edge.key == triggered_key(edge.target)
-            found.add((edge.source, edge.target))
-    return found
+    return triggered_edges(app)
 
 
 @contextmanager
 def unchanged(app: Metagraph) -> Iterator[None]:
     """The block writes nothing (accepted or refused)."""
-    assert call_ledger(app).graph_id  # created beforehand: not the block's write
+    assert tenant_call_graph(app)  # created beforehand: not the block's write
     before = stream_position(app)
     yield
     assert stream_position(app) == before, "the block wrote to the stream"
@@ -246,7 +242,7 @@ def test_requested_creates_a_pending_call_keyed_by_its_request_id(app: Metagraph
         "requestedAt": 7,
         "events": [{"id": event_id, "type": "call.requested", "at": 7}],
     }
-    assert app.nodes(call_ledger(app).graph_id) == {"r": CALL}
+    assert list(all_calls(app)) == ["r"]
 
 
 def test_a_query_response_completes_the_call_through_running(app: Metagraph) -> None:
@@ -418,8 +414,7 @@ RUN = [
 
 def test_every_event_delivered_twice_changes_nothing_and_writes_nothing(app: Metagraph) -> None:
     feed(app, *RUN)
-    graph = call_ledger(app).graph_id
-    state = {key: call(app, key) for key in app.nodes(graph)}
+    state = all_calls(app)
     assert state["s"]["output"] == [output(1), output(1)]
     for event in RUN:
         with unchanged(app):
@@ -427,7 +422,7 @@ def test_every_event_delivered_twice_changes_nothing_and_writes_nothing(app: Met
     with unchanged(app):
         report = ingest(app, RUN, operation_types=SUBSCRIPTIONS)
     assert (report.events, report.applied, report.unchanged, report.writes) == (11, 0, 11, 0)
-    assert {key: call(app, key) for key in app.nodes(graph)} == state
+    assert all_calls(app) == state
 
 
 def test_a_repeated_request_with_a_new_event_id_is_still_the_same_call(app: Metagraph) -> None:
@@ -438,7 +433,7 @@ def test_a_repeated_request_with_a_new_event_id_is_still_the_same_call(app: Meta
 
 def test_a_report_counts_what_a_batch_did(app: Metagraph) -> None:
     report = ingest(app, [requested("p"), requested("c", 2, parent="p"), completed("c", 3)])
-    assert (report.events, report.applied, report.unchanged, report.writes) == (3, 3, 0, 4)
+    assert (report.events, report.applied, report.unchanged, report.writes) == (3, 3, 0, 3)
 
 
 # --- abort race and abort policy ------------------------------------------------------------
@@ -530,16 +525,6 @@ def test_an_interrupted_cascade_is_completed_when_the_abort_is_delivered_again(
     assert {status(app, key) for key in ("a", "b1", "a1")} == {"aborted"}
 
 
-def test_a_missing_triggered_edge_is_added_when_the_request_is_delivered_again(
-    app: Metagraph,
-) -> None:
-    feed(app, requested("p"), requested("c", 2, parent="p"))
-    graph = call_ledger(app).graph_id
-    app.delete_edge(graph, app.find_edge(graph, triggered_key("c")).id)  # as after a crash
-    feed(app, requested("c", 2, parent="p"))
-    assert triggered(app) == {("p", "c")}
-
-
 # --- batches, other writers, reopening ----------------------------------------------------
 
 
@@ -549,7 +534,7 @@ def test_a_batch_with_a_refused_event_writes_nothing_and_names_its_position(
     with unchanged(app), pytest.raises(UnknownCallError, match=r"^event 3: ") as info:
         feed(app, requested("p"), requested("c", 2, parent="p"), responded("x", 3))
     assert info.value.line == 3
-    assert app.nodes(call_ledger(app).graph_id) == {}
+    assert all_calls(app) == {}
 
 
 def test_a_refused_batch_on_a_tenant_without_calls_writes_nothing_not_even_the_graph(
@@ -570,7 +555,7 @@ def test_rules_in_a_batch_see_the_batchs_earlier_events(app: Metagraph) -> None:
 
 
 def test_an_archived_call_graph_refuses_events_and_nothing_is_written(app: Metagraph) -> None:
-    app.archive_graph(call_ledger(app).graph_id)
+    app.archive_graph(tenant_call_graph(app))
     with rejected(app, GraphArchivedError, "archived"):
         feed(app, requested("r"))
 
@@ -578,14 +563,12 @@ def test_an_archived_call_graph_refuses_events_and_nothing_is_written(app: Metag
 def test_changes_by_another_writer_are_seen_before_the_next_event(tmp_path: Path) -> None:
     env = store_env(tmp_path / "tenant.db")
     with Metagraph(env=env) as app, Metagraph(env=env) as other:
-        feed(app, requested("r"), requested("gone"))
-        graph = call_ledger(app).graph_id
-        other.update_node(graph, "r", {"status": "failed"})
-        other.delete_node(graph, "gone")
-        with pytest.raises(CallConflictError, match="which failed"):
-            feed(app, completed("r", 2))
-        with pytest.raises(UnknownCallError):
-            feed(app, completed("gone", 2))
+        feed(app, requested("r"), requested("c", 2, parent="r"))
+        assert status(app, "r") == "pending"  # loaded (and cached) by this writer
+        feed(other, completed("r", 3), requested("d", 4, parent="r"))
+        with pytest.raises(CallConflictError, match="already completed"):
+            feed(app, failed("r", 5))
+        assert set(app_children(app, "r")) == {"c", "d"}
 
 
 def test_the_state_is_rebuilt_from_the_graph_after_reopening(tmp_path: Path) -> None:
@@ -703,8 +686,7 @@ def fresh_store() -> Iterator[Metagraph]:
 
 
 def graph_state(app: Metagraph) -> tuple[dict[str, Any], set[tuple[str, str]]]:
-    graph = call_ledger(app).graph_id
-    return {key: call(app, key) for key in app.nodes(graph)}, triggered(app)
+    return all_calls(app), triggered(app)
 
 
 def deliver(app: Metagraph, event: dict[str, Any], policy: str) -> None:
@@ -737,7 +719,7 @@ def test_reordered_and_duplicated_deliveries_of_a_run_converge_to_the_same_graph
             deliver(app, event, run.policy)
         expected = graph_state(app)
     with fresh_store() as app:
-        assert call_ledger(app).graph_id
+        assert tenant_call_graph(app)
         seen: set[int] = set()
         for index in order:
             before = stream_position(app)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import AttributesInvalidError
-from domain.modules.call_graph import CALL_SCHEMA
+from domain.calls.graph import CALL_SCHEMA
 from domain.schema import AttributeSchema
 
 SCHEMAS: list[dict[str, Any]] = [
