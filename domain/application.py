@@ -285,8 +285,11 @@ class Metagraph(Application[UUID]):
         unit.versions.update((a.id, a.version) for a in changed)
         self._notify(recordings)
         self.notify(processing.events)  # deprecated hook, still called by save()
+        recorded: dict[UUID, int] = {}
+        for event in processing.events:
+            recorded[event.originator_id] = recorded.get(event.originator_id, 0) + 1
         for aggregate in changed:
-            self._snapshot_if_due(aggregate, aggregate.version - _count(processing, aggregate))
+            self._snapshot_if_due(aggregate, aggregate.version - recorded[aggregate.id])
 
     def _roll_back(self, unit: UnitOfWork) -> None:
         """Forget what the unit changed in memory: drop pending events, evict from cache."""
@@ -722,10 +725,6 @@ class Metagraph(Application[UUID]):
                 if cache is not None:
                     with suppress(KeyError):
                         cache.get(aggregate.id, evict=True)
-
-
-def _count(processing: ProcessingEvent[UUID], aggregate: Aggregate) -> int:
-    return sum(1 for event in processing.events if event.originator_id == aggregate.id)
 
 
 SNAPSHOT_SHARE: Final = 32

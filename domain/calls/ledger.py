@@ -102,8 +102,12 @@ class CallLedger:
             )
         checked = [_labelled(as_event, e, i, lines) for i, e in enumerate(events)]
 
+        attempt = 0
+
         def fold(unit: UnitOfWork) -> tuple[int, int]:
-            trees = _Trees(self, unit)
+            nonlocal attempt
+            attempt += 1  # the first guesses that unseen calls are new; a retry reads
+            trees = _Trees(self, unit, guess_new=attempt == 1)
             rules = Rules(trees, abort_policy, operation_types)
             writes = applied = 0
             for done, event in enumerate(checked, start=1):
@@ -179,17 +183,39 @@ class _Trees:
     parent not recorded yet gets a placeholder reference in the child's tree.
     """
 
-    def __init__(self, ledger: CallLedger, unit: UnitOfWork, graph_id: UUID | None = None):
+    def __init__(
+        self,
+        ledger: CallLedger,
+        unit: UnitOfWork,
+        graph_id: UUID | None = None,
+        *,
+        guess_new: bool = False,
+    ):
         self.ledger = ledger
         self.unit = unit
         self._graph_id = graph_id
         self._new: dict[str, UUID] = {}
+        self._guess_new = guess_new
+        self._guessed: set[str] = set()
 
     # reads ------------------------------------------------------------------------------
 
+    def requested(self, key: str) -> dict[str, Any] | None:
+        """A ``call.requested`` of a call this process has never seen is guessed new,
+        without a read: filing its reference checks the guess (a reference filed twice
+        is a version conflict at commit, and the batch is then re-run reading)."""
+        if (
+            self._guess_new
+            and key not in self._new
+            and self.ledger.location(key) is None
+        ):
+            self._guessed.add(key)
+            return None
+        return self.attributes(key)
+
     def _locate(self, key: str) -> UUID | None:
         found = self._new.get(key) or self.ledger.location(key)
-        if found is None:
+        if found is None and key not in self._guessed:
             ref = self.unit.load(ref_id(key), CallRef)
             if ref is not None:
                 found = self._new[key] = ref.tree_id

@@ -55,6 +55,11 @@ class CallState(Protocol):
     recorded parent and its waiting children); ``update`` replaces a call's attributes."""
 
     def attributes(self, key: str) -> dict[str, Any] | None: ...
+    def requested(self, key: str) -> dict[str, Any] | None:
+        """``attributes(key)``, asked by a ``call.requested`` of ``key`` (a state may
+        guess that a call it has never seen is new, if it checks the guess later)."""
+        ...
+
     def status(self, key: str) -> str | None: ...
     def parent(self, key: str) -> str | None: ...
     def children(self, key: str) -> Iterable[str]: ...
@@ -105,7 +110,7 @@ class Rules:
 
     def _requested(self, event: CallEvent, payload: CallRequested) -> int:
         key = payload.request_id
-        current = self.state.attributes(key)
+        current = self.state.requested(key)
         if current is not None:
             if _request_of(current) != _request_of(_requested_fields(payload)):
                 raise CallConflictError(
