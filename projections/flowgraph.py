@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Final, Literal, Protocol
 import msgspec
 from eventsourcing.utils import Environment
 
-from domain.modules.call_graph import CALL, CALL_GRAPH, CALL_STATUSES, GRAPH_NAME
+from domain.calls import CALL, CALL_GRAPH, CALL_STATUSES, GRAPH_NAME
 from projections._stream import VersionedEvent, event_decoder
 from projections.errors import EventNotProjectableError, UnknownEventError, ViewDivergedError
 from projections.projector import Handler, Projection, Record, Transaction
@@ -45,6 +45,10 @@ from projections.rebuild import live_prefix
 from streams import HonkerDatastore, HonkerFactory
 
 __all__ = [
+    "CALL_ADDED",
+    "CALL_EVENTS",
+    "CALL_IMPORTED",
+    "CALL_UPDATED",
     "RUN_STATUSES",
     "TABLES",
     "CallAttributes",
@@ -71,7 +75,7 @@ RunStatus = Literal["running", "completed", "failed", "aborted"]
 RUN_STATUSES: Final = ("running", "completed", "failed", "aborted")
 ACTIVE_STATUSES: Final = frozenset({"pending", "running"})
 
-GRAPH_TOPIC: Final = "domain.graphs:Graph."
+GRAPH_TOPIC: Final = "Graph."  # stable names (docs/events.md), as decode_record gives
 CREATED: Final = GRAPH_TOPIC + "Created"
 NODE_ADDED: Final = GRAPH_TOPIC + "NodeAdded"
 NODE_UPDATED: Final = GRAPH_TOPIC + "NodeUpdated"
@@ -81,6 +85,17 @@ _IGNORED: Final = frozenset(
 )
 """Events of the graph aggregate that never change the views (edges mirror
 ``parentRequestId``; a graph's status does not change its calls)."""
+
+TREE_TOPIC: Final = "CallTree."
+CALL_ADDED: Final = TREE_TOPIC + "CallAdded"
+CALL_UPDATED: Final = TREE_TOPIC + "CallUpdated"
+CALL_IMPORTED: Final = TREE_TOPIC + "CallImported"
+CALL_EVENTS: Final = frozenset({CALL_ADDED, CALL_UPDATED, CALL_IMPORTED})
+"""Events of the call trees (:mod:`domain.calls.tree`) that change a call; each carries
+the call's key and complete attributes."""
+_IGNORED_TREE: Final = frozenset(TREE_TOPIC + name for name in ("Started", "ChildLinked"))
+"""Events of the call trees that never change the views (a tree's start; a link across
+trees, which ``parentRequestId`` already states)."""
 
 _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
 _COUNT_COLUMN: Final = {status: f"{status}_calls" for status in CALL_STATUSES}
@@ -111,6 +126,13 @@ class _NodeUpdated(_Event):
 
 class _NodeDeleted(_Event):
     key: str
+
+
+class _CallChanged(_Event):
+    """``CallTree.CallAdded``, ``CallUpdated`` and ``CallImported``: what the views read."""
+
+    key: str
+    attributes: msgspec.Raw
 
 
 class CallError(msgspec.Struct, frozen=True):
@@ -662,6 +684,9 @@ class FlowgraphProjection(Projection):
             NODE_ADDED: Handler(event_decoder(_NodeAdded, NODE_ADDED), self._node_added),
             NODE_UPDATED: Handler(event_decoder(_NodeUpdated, NODE_UPDATED), self._node_updated),
             NODE_DELETED: Handler(event_decoder(_NodeDeleted, NODE_DELETED), self._node_deleted),
+            CALL_ADDED: Handler(event_decoder(_CallChanged, CALL_ADDED), self._call_added),
+            CALL_UPDATED: Handler(event_decoder(_CallChanged, CALL_UPDATED), self._call_updated),
+            CALL_IMPORTED: Handler(event_decoder(_CallChanged, CALL_IMPORTED), self._call_imported),
         }
 
     def create_tables(self, tx: Transaction) -> None:
@@ -670,10 +695,13 @@ class FlowgraphProjection(Projection):
 
     def handler(self, topic: str) -> Handler[Any] | None:
         found = self._handlers.get(topic)
-        if found is None and topic.startswith(GRAPH_TOPIC) and topic not in _IGNORED:
+        if found is None and (
+            (topic.startswith(GRAPH_TOPIC) and topic not in _IGNORED)
+            or (topic.startswith(TREE_TOPIC) and topic not in _IGNORED_TREE)
+        ):
             raise UnknownEventError(
-                f"{topic} is an event of the graph aggregate, which the flowgraph projection "
-                "follows, but it does not know it: upgrade the projection (a new version)"
+                f"{topic} is an event of an aggregate the flowgraph projection follows, "
+                "but it does not know it: upgrade the projection (a new version)"
             )
         return found  # None: ignored (edges, other aggregates), still advances the offset
 
@@ -700,6 +728,24 @@ class FlowgraphProjection(Projection):
         if fold is not None:
             attributes = decode_attributes(event.attributes, event.key)
             fold.updated(event.key, attributes, record.offset, record.time)
+
+    def _call_added(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+        attributes = decode_attributes(event.attributes, event.key)
+        Fold(_SqlStore(tx, self.sql)).added(event.key, attributes, record.offset, record.time)
+
+    def _call_updated(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+        attributes = decode_attributes(event.attributes, event.key)
+        Fold(_SqlStore(tx, self.sql)).updated(event.key, attributes, record.offset, record.time)
+
+    def _call_imported(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+        """A call an older version recorded as a graph node, copied into a call tree: in
+        the view already (from its ``NodeAdded``), else added."""
+        store = _SqlStore(tx, self.sql)
+        attributes = decode_attributes(event.attributes, event.key)
+        if store.call(event.key) is None:
+            Fold(store).added(event.key, attributes, record.offset, record.time)
+        else:
+            Fold(store).updated(event.key, attributes, record.offset, record.time)
 
     def _node_deleted(self, tx: Transaction, event: _NodeDeleted, record: Record) -> None:
         fold = self._fold(tx, record)

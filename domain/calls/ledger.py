@@ -197,6 +197,7 @@ class _Trees:
         self._new: dict[str, UUID] = {}
         self._guess_new = guess_new
         self._guessed: set[str] = set()
+        self._trees: dict[str, CallTree] = {}  # a call's tree, once found in this unit
 
     # reads ------------------------------------------------------------------------------
 
@@ -222,12 +223,16 @@ class _Trees:
         return found
 
     def _tree(self, key: str) -> CallTree | None:
+        tree = self._trees.get(key)
+        if tree is not None:
+            return tree
         where = self._locate(key)
         if where is None:
             return None
         tree = self.unit.load(where, CallTree)
         if tree is None:  # pragma: no cover - a reference is filed with its tree
             raise RuntimeError(f"call {key!r} refers to tree {where}, which is not recorded")
+        self._trees[key] = tree
         return tree
 
     def attributes(self, key: str) -> dict[str, Any] | None:
@@ -302,6 +307,7 @@ class _Trees:
     def _file(self, key: str, tree: CallTree) -> None:
         self.unit.add(CallRef.file(key, tree.id))
         self._new[key] = tree.id
+        self._trees[key] = tree
 
     def _graph(self) -> UUID:
         if self._graph_id is None:

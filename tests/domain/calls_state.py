@@ -52,3 +52,16 @@ def app_children(app: Metagraph, key: str) -> list[str]:
         for child, attributes in all_calls(app).items()
         if attributes.get("parentRequestId") == key and get_call(app, child) is not None
     )
+
+
+def graph_calls(app: Metagraph) -> dict[str, dict[str, Any]]:
+    """Every call of the tenant's call graph: written by hand as its nodes (or by an
+    older version), and recorded in call trees (these win: an imported call is both)."""
+    from domain.calls import find_call_graph
+
+    graph = find_call_graph(app)
+    found: dict[str, dict[str, Any]] = {}
+    if graph is not None:
+        found = {key: app.get_node(graph, key).attributes for key in app.nodes(graph)}
+    found.update(all_calls(app))
+    return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import tempfile
 import time
+from uuid import UUID
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +25,10 @@ from hypothesis import strategies as st
 
 from domain import DataDirectory, Metagraph
 from domain.calls import OperationType, ingest
-from domain.modules.call_graph import CALL_GRAPH, find_call_graph, tenant_call_graph
+from domain.calls import CALL_GRAPH, find_call_graph, tenant_call_graph
 from projections import MetagraphProjection, Projector, Runner, UnknownEventError
 from projections.flowgraph import FlowCall, Flowgraph, FlowgraphProjection, FlowRun, RunPage
+from tests.domain.calls_state import graph_calls
 from tests.projections.conftest import define_org, reader, store_env
 
 T0 = 1_700_000_000_000
@@ -85,11 +87,8 @@ def head(app: Metagraph) -> int:
 
 
 def call_attributes(app: Metagraph) -> dict[str, dict[str, Any]]:
-    """Every call of the tenant's call graph, by requestId, as the domain reads it."""
-    graph = find_call_graph(app)
-    if graph is None:
-        return {}
-    return {key: app.get_node(graph, key).attributes for key in app.nodes(graph)}
+    """Every call of the tenant's call graph, by requestId, as the domain records it."""
+    return graph_calls(app)
 
 
 def expected_view(calls: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -261,6 +260,15 @@ def tree(views: Flowgraph, run_id: str) -> list[tuple[str, int, str]]:
     return [(c.request_id, c.depth, c.run_id) for c in views.call_tree(run_id)]
 
 
+def hand(
+    app: Metagraph, graph: UUID, key: str, at: int, parent: str | None, **extra: Any
+) -> None:
+    """A call written by hand as a node of the call graph (as an older version did)."""
+    if parent is not None:
+        extra["parentRequestId"] = parent
+    app.add_node(graph, key, "call", by_hand(key, at=at, **extra))
+
+
 def by_hand(request_id: str, *, at: int | None = None, **extra: Any) -> dict[str, Any]:
     """The attributes of a call written with add_node (not through ingestion)."""
     attributes: dict[str, Any] = {
@@ -304,10 +312,14 @@ def test_an_unknown_event_of_the_graph_aggregate_is_an_error_and_edge_events_are
     projection = FlowgraphProjection()
     assert projection.consumer == "flowgraph@v1"
     with pytest.raises(UnknownEventError, match="upgrade the projection"):
-        projection.handler("domain.graphs:Graph.NodesMerged")
+        projection.handler("Graph.NodesMerged")
+    with pytest.raises(UnknownEventError, match="upgrade the projection"):
+        projection.handler("CallTree.CallsMerged")
     for name in ("EdgeAdded", "EdgeUpdated", "EdgeDeleted", "StatusChanged"):
-        assert projection.handler(f"domain.graphs:Graph.{name}") is None
-    assert projection.handler("domain.graph_types:GraphType.Defined") is None
+        assert projection.handler(f"Graph.{name}") is None
+    for name in ("CallTree.Started", "CallTree.ChildLinked", "CallRef.Filed", "CallIndex.Started"):
+        assert projection.handler(name) is None
+    assert projection.handler("GraphType.Defined") is None
 
 
 # --- runs and calls -------------------------------------------------------------------
@@ -619,15 +631,10 @@ def test_runs_are_listed_by_status_and_start_time_one_page_at_a_time(
 def test_a_call_deleted_by_hand_leaves_its_children_as_detached_runs(
     app: Metagraph, projector: Projector
 ) -> None:
-    feed(
-        app,
-        requested("r", 0),
-        requested("a", 1, "r"),
-        requested("a1", 2, "a"),
-        requested("a2", 3, "a1"),
-        requested("b", 4, "r"),
-    )
-    graph = tenant_call_graph(app)
+    graph = tenant_call_graph(app)  # calls written by hand as nodes: deleted by hand
+    for key, at, parent in (("r", 0, None), ("a", 1, "r"), ("a1", 2, "a"), ("a2", 3, "a1")):
+        hand(app, graph, key, at, parent)
+    hand(app, graph, "b", 4, "r")
     app.delete_node(graph, "a")
     views = caught_up(projector)
     assert views.call("a") is None
@@ -646,16 +653,10 @@ def test_a_call_deleted_by_hand_leaves_its_children_as_detached_runs(
 def test_a_parent_changed_by_hand_moves_the_subtree_to_the_new_parents_run(
     app: Metagraph, projector: Projector
 ) -> None:
-    feed(
-        app,
-        requested("r", 0),
-        requested("s", 0),
-        requested("t", 0),
-        requested("a", 1, "r"),
-        requested("a1", 2, "a"),
-        responded("a1", 3),
-    )
-    graph = tenant_call_graph(app)
+    graph = tenant_call_graph(app)  # calls written by hand as nodes: changed by hand
+    for key, at, parent in (("r", 0, None), ("s", 0, None), ("t", 0, None), ("a", 1, "r")):
+        hand(app, graph, key, at, parent)
+    hand(app, graph, "a1", 2, "a", status="completed", completedAt=T0 + 3)
     attributes = app.get_node(graph, "a").attributes
     app.update_node(graph, "a", {**attributes, "parentRequestId": "s"}, mode="replace")
     views = caught_up(projector)
@@ -674,8 +675,9 @@ def test_a_parent_changed_by_hand_moves_the_subtree_to_the_new_parents_run(
 def test_times_changed_by_hand_move_the_runs_start_and_end_both_ways(
     app: Metagraph, projector: Projector
 ) -> None:
-    feed(app, requested("r", 10), requested("c", 20, "r"), responded("c", 30), responded("r", 40))
-    graph = tenant_call_graph(app)
+    graph = tenant_call_graph(app)  # calls written by hand as nodes: changed by hand
+    hand(app, graph, "r", 10, None, status="completed", completedAt=T0 + 40)
+    hand(app, graph, "c", 20, "r", status="completed", completedAt=T0 + 30)
 
     def change(key: str, **times: int) -> tuple[int, int | None]:
         attributes = app.get_node(graph, key).attributes
