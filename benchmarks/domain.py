@@ -11,7 +11,10 @@ cache and snapshot settings):
   edge) to the big graph; its timestamps split interpreter start, imports, and the cold
   load proper (application construction to the first write committed);
 - ingestion: one event per command and transaction, beside the streams suite's raw
-  one-event appends (a plain eventsourcing ``Application``), in the same rounds.
+  one-event appends (a plain eventsourcing ``Application``), in the same rounds;
+- call history (:mod:`benchmarks._call_history`): ingestion of workflow runs beside raw
+  sqlite3, with 10,000 and with 1,000,000 calls in the tenant (200,000 with ``--quick``),
+  and a fresh process's cold start and peak RSS on the big tenant.
 
 The big graph is built ONCE per run, in batches through the public aggregate API
 (``Graph.add_node`` / ``Graph.add_edge`` check every rule; ``Application.save`` records
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
+from benchmarks._call_history import measure_call_history
 from benchmarks._report import (
     Report,
     RunConfig,
@@ -486,13 +490,12 @@ class Ingested:
 
 def ingest_calls(files: Files, events: int, round_no: int) -> Ingested:
     """The call ingestion module (``domain.calls.ingest``) on a fresh tenant file."""
-    from domain.calls import call_ledger, ingest  # noqa: PLC0415 - written concurrently
+    from domain.calls import ingest  # noqa: PLC0415 - written concurrently
 
     path = files.new("ingest")
     try:
         with Metagraph(env=store_env(path)) as app:
-            call_ledger(app).graph_id  # noqa: B018 - installs the module, creates the graph
-            ingest(app, call_events(5, "warm"))
+            ingest(app, call_events(5, "warm"))  # installs the module, creates the graph
             live = call_events(events // 2, f"live-{round_no}")
             clock = time.perf_counter
             start = clock()
@@ -560,7 +563,7 @@ def raw_append(files: Files, events: int) -> float:
 
 def _has_call_ingestion() -> bool:
     try:
-        from domain.calls import call_ledger, ingest  # noqa: F401, PLC0415
+        from domain.calls import ingest  # noqa: F401, PLC0415
     except ImportError:
         return False
     return True
@@ -642,6 +645,7 @@ def run(config: RunConfig) -> Report:
             ("snapshot_cost", lambda: snapshot_cost(report, big, sizes)),
             ("cold", lambda: cold(report, big, sizes, config)),
             ("ingest", lambda: ingest(report, files, sizes, config)),
+            ("call_history", lambda: measure_call_history(report, files, config)),
         ]
         for name, step in steps:
             started = time.perf_counter()

@@ -75,16 +75,20 @@ class IdentityEvent(Aggregate.Event):
 class Account(Aggregate):
     """One account: email (fixed, unique), display name, access level, status, keys."""
 
+    TOPIC = "Account"
+
     class Event(IdentityEvent):
         pass
 
     class Created(Event, Aggregate.Created):
+        TOPIC = "Account.Created"
         ACTION = "account.created"
         email: str
         display_name: str
         access_level: str
 
     class Suspended(Event):
+        TOPIC = "Account.Suspended"
         ACTION = "account.suspended"
         reason: str
 
@@ -92,12 +96,14 @@ class Account(Aggregate):
             aggregate.status = "suspended"
 
     class Reactivated(Event):
+        TOPIC = "Account.Reactivated"
         ACTION = "account.reactivated"
 
         def apply(self, aggregate: Account) -> None:
             aggregate.status = "active"
 
     class Deactivated(Event):
+        TOPIC = "Account.Deactivated"
         ACTION = "account.deactivated"
         reason: str
 
@@ -106,6 +112,8 @@ class Account(Aggregate):
 
     class KeyAttached(Event):
         """Bookkeeping: the key's own ``api_key.created`` event is the audited one."""
+
+        TOPIC = "Account.KeyAttached"
 
         key_id: UUID
 
@@ -166,16 +174,20 @@ class Account(Aggregate):
 class Organization(Aggregate):
     """One organization (one tenant): name, slug (= org id), owner, members."""
 
+    TOPIC = "Organization"
+
     class Event(IdentityEvent):
         pass
 
     class Created(Event, Aggregate.Created):
+        TOPIC = "Organization.Created"
         ACTION = "organization.created"
         name: str
         slug: str
         owner_id: UUID
 
     class MemberAdded(Event):
+        TOPIC = "Organization.MemberAdded"
         ACTION = "organization.member_added"
         account_id: UUID
         level: str
@@ -184,6 +196,7 @@ class Organization(Aggregate):
             aggregate.members[self.account_id] = cast("MembershipLevel", self.level)
 
     class MemberLevelChanged(Event):
+        TOPIC = "Organization.MemberLevelChanged"
         ACTION = "organization.member_level_changed"
         account_id: UUID
         level: str
@@ -192,6 +205,7 @@ class Organization(Aggregate):
             aggregate.members[self.account_id] = cast("MembershipLevel", self.level)
 
     class MemberRemoved(Event):
+        TOPIC = "Organization.MemberRemoved"
         ACTION = "organization.member_removed"
         account_id: UUID
 
@@ -199,6 +213,7 @@ class Organization(Aggregate):
             del aggregate.members[self.account_id]
 
     class OwnershipTransferred(Event):
+        TOPIC = "Organization.OwnershipTransferred"
         ACTION = "organization.ownership_transferred"
         new_owner_id: UUID
         previous_owner_level: str
@@ -305,14 +320,20 @@ class TenantRegistry(Aggregate):
     processes registering at once conflict on its version and one retries.
     """
 
+    TOPIC = "TenantRegistry"
+
     class Event(IdentityEvent):
         pass
 
     class Started(Event, Aggregate.Created):
-        pass
+        TOPIC = "TenantRegistry.Started"
+
+    Created = Started  # an alias, else eventsourcing adds a Created without TOPIC
 
     class TenantRegistered(Event):
         """Bookkeeping: the organization's ``organization.created`` is the audited one."""
+
+        TOPIC = "TenantRegistry.TenantRegistered"
 
         org_id: str
         organization_id: UUID
@@ -355,10 +376,13 @@ class TenantRegistry(Aggregate):
 class ApiKey(Aggregate):
     """One API key: owner, name, SHA-256 hash of the secret, expiry, revocation, rotation."""
 
+    TOPIC = "ApiKey"
+
     class Event(IdentityEvent):
         pass
 
     class Issued(Event, Aggregate.Created):
+        TOPIC = "ApiKey.Issued"
         ACTION = "api_key.created"
         owner_id: UUID
         name: str
@@ -367,7 +391,10 @@ class ApiKey(Aggregate):
         expires_at: datetime | None
         rotated_from_id: UUID | None
 
+    Created = Issued  # an alias, else eventsourcing adds a Created without TOPIC
+
     class Revoked(Event):
+        TOPIC = "ApiKey.Revoked"
         ACTION = "api_key.revoked"
         revoked_at: datetime
         reason: str
@@ -376,6 +403,7 @@ class ApiKey(Aggregate):
             aggregate.revoked_at = self.revoked_at
 
     class Rotated(Event):
+        TOPIC = "ApiKey.Rotated"
         ACTION = "api_key.rotated"
         revoked_at: datetime
         rotated_to_id: UUID
@@ -386,6 +414,8 @@ class ApiKey(Aggregate):
 
     class Used(Event):
         """Bookkeeping (not audited): ``last_used_at``, recorded at most once a minute."""
+
+        TOPIC = "ApiKey.Used"
 
         used_at: datetime
 
@@ -485,14 +515,19 @@ class TenantWrite(Aggregate):
     """An audit record of a write made in a tenant file (one aggregate per record, so
     recording never contends and never loads earlier records)."""
 
+    TOPIC = "TenantWrite"
+
     class Event(IdentityEvent):
         pass
 
     class Recorded(Event, Aggregate.Created):
+        TOPIC = "TenantWrite.Recorded"
         ACTION = "tenant.write"
         org_id: str
         what: str
         details: dict[str, Any]
+
+    Created = Recorded  # an alias, else eventsourcing adds a Created without TOPIC
 
     def __init__(self, org_id: str, what: str, details: dict[str, Any]) -> None:
         self.org_id = org_id

@@ -95,13 +95,18 @@ def _description(value: object) -> str:
 class GraphTypeCatalog(Aggregate):
     """Names of the graph types of one tenant file, each with its type's id."""
 
+    TOPIC = "GraphTypeCatalog"
+
     class Event(Aggregate.Event):
         pass
 
     class Started(Event, Aggregate.Created):
-        pass
+        TOPIC = "GraphTypeCatalog.Started"
+
+    Created = Started  # an alias, else eventsourcing adds a Created without TOPIC
 
     class NameClaimed(Event):
+        TOPIC = "GraphTypeCatalog.NameClaimed"
         name: str
         graph_type_id: UUID
 
@@ -109,6 +114,7 @@ class GraphTypeCatalog(Aggregate):
             aggregate.names[self.name] = self.graph_type_id
 
     class NameReleased(Event):
+        TOPIC = "GraphTypeCatalog.NameReleased"
         name: str
 
         def apply(self, aggregate: GraphTypeCatalog) -> None:
@@ -139,28 +145,36 @@ class GraphTypeCatalog(Aggregate):
 class GraphType(Aggregate):
     """One graph type: rules, scope, node and edge types. See the module docstring."""
 
+    TOPIC = "GraphType"
+
     class Event(Aggregate.Event):
         pass
 
     class Defined(Event, Aggregate.Created):
+        TOPIC = "GraphType.Defined"
         name: str
         description: str
         config: GraphConfig
         scope: Scope
 
+    Created = Defined  # an alias, else eventsourcing adds a Created without TOPIC
+
     class NodeTypeAdded(Event):
+        TOPIC = "GraphType.NodeTypeAdded"
         node_type: NodeTypeDef
 
         def apply(self, aggregate: GraphType) -> None:
             aggregate.node_types[self.node_type.name] = self.node_type
 
     class EdgeTypeAdded(Event):
+        TOPIC = "GraphType.EdgeTypeAdded"
         edge_type: EdgeTypeDef
 
         def apply(self, aggregate: GraphType) -> None:
             aggregate.edge_types[self.edge_type.name] = self.edge_type
 
     class NodeTypeSchemaEvolved(Event):
+        TOPIC = "GraphType.NodeTypeSchemaEvolved"
         name: str
         schema: dict[str, Any]
         schema_version: int
@@ -173,6 +187,7 @@ class GraphType(Aggregate):
             aggregate.type_version += 1
 
     class EdgeTypeSchemaEvolved(Event):
+        TOPIC = "GraphType.EdgeTypeSchemaEvolved"
         name: str
         schema: dict[str, Any]
         schema_version: int
@@ -185,6 +200,8 @@ class GraphType(Aggregate):
             aggregate.type_version += 1
 
     class Deleted(Event):
+        TOPIC = "GraphType.Deleted"
+
         def apply(self, aggregate: GraphType) -> None:
             aggregate.deleted = True
 

@@ -312,10 +312,13 @@ class GraphIndex:
 class Graph(Aggregate):
     """One graph: metadata, status and the node and edge index. See the module doc."""
 
+    TOPIC = "Graph"
+
     class Event(Aggregate.Event):
         pass
 
     class Created(Event, Aggregate.Created):
+        TOPIC = "Graph.Created"
         name: str
         description: str
         graph_type_id: UUID
@@ -325,12 +328,14 @@ class Graph(Aggregate):
         status: GraphStatus
 
     class StatusChanged(Event):
+        TOPIC = "Graph.StatusChanged"
         status: GraphStatus
 
         def apply(self, aggregate: Graph) -> None:
             aggregate.status = self.status
 
     class NodeAdded(Event):
+        TOPIC = "Graph.NodeAdded"
         key: str
         node_type: str
         attributes: dict[str, Any]
@@ -342,6 +347,8 @@ class Graph(Aggregate):
     class NodeUpdated(Event):
         """``attributes`` is the node's complete attribute object after the update."""
 
+        TOPIC = "Graph.NodeUpdated"
+
         key: str
         attributes: dict[str, Any]
         schema_version: int
@@ -352,12 +359,15 @@ class Graph(Aggregate):
     class NodeDeleted(Event):
         """Recorded after one :class:`EdgeDeleted` per edge of the node, in one save."""
 
+        TOPIC = "Graph.NodeDeleted"
+
         key: str
 
         def apply(self, aggregate: Graph) -> None:
             aggregate.index.remove_node(self.key)
 
     class EdgeAdded(Event):
+        TOPIC = "Graph.EdgeAdded"
         edge_id: str
         key: str | None
         edge_type: str
@@ -381,6 +391,8 @@ class Graph(Aggregate):
     class EdgeUpdated(Event):
         """``attributes`` is the edge's complete attribute object after the update."""
 
+        TOPIC = "Graph.EdgeUpdated"
+
         edge_id: str
         attributes: dict[str, Any]
         schema_version: int
@@ -389,6 +401,7 @@ class Graph(Aggregate):
             aggregate.index.edges[self.edge_id].version = self.originator_version
 
     class EdgeDeleted(Event):
+        TOPIC = "Graph.EdgeDeleted"
         edge_id: str
 
         def apply(self, aggregate: Graph) -> None:

@@ -75,6 +75,7 @@ from domain.errors import (
     UnknownKeyError,
     ValidationError,
 )
+from domain.names import names_of
 
 if TYPE_CHECKING:
     from domain.tenancy import DataDirectory
@@ -260,11 +261,11 @@ class Identity(Application[UUID]):
 
     def accounts(self) -> list[AccountInfo]:
         """Every account, in the order they were opened (read from the identity stream)."""
-        topic = get_topic(Account.Created)
+        topics = list(names_of(get_topic(Account.Created)))  # older files: a legacy name
         found: list[AccountInfo] = []
         start = 1
         while True:
-            page = self.recorder.select_notifications(start, _PAGE, topics=[topic])
+            page = self.recorder.select_notifications(start, _PAGE, topics=topics)
             found += [self._account(n.originator_id).info() for n in page]
             if len(page) < _PAGE:
                 return found
@@ -276,12 +277,19 @@ class Identity(Application[UUID]):
     def create_organization(
         self, name: str, slug: str, *, owner_id: UUID | str, actor: Principal
     ) -> OrganizationInfo:
-        """Found an organization (a tenant) and create its tenant file.
+        """Found an organization (a tenant): create its tenant file, then register it.
 
         ``slug`` is the org id: it must pass :func:`check_org_id` (checked before
         anything else) and, like ``name`` (ignoring case and extra spaces), be unused.
         The owner, an active account, becomes its first member at level ``owner``. A
         user or service account may found organizations it owns; an admin, any.
+
+        Every rule is checked before any file is touched. The tenant file is then
+        created in full, and only then are the organization and its registration saved
+        (one ``system.db`` transaction): a registered tenant always has a complete file.
+        A crash before that save leaves an unregistered file, invisible in
+        :meth:`tenants`, which creating the same org id again completes and registers
+        (docs/identity.md, "Creating a tenant after a crash").
         """
         org_id = check_org_id(slug)
         name = check_text(name, what="organization name", max_length=200)
@@ -296,8 +304,8 @@ class Identity(Application[UUID]):
         registry = self._find(REGISTRY_ID, TenantRegistry) or TenantRegistry.start(actor=actor)
         organization = Organization.found(name, org_id, owner_id=owner.id, actor=actor)
         registry.register(org_id, name, organization.id, actor=actor)
+        self.data_dir.create_tenant_file(org_id)  # complete before it is registered
         self.save(registry, organization)
-        self.data_dir.create_tenant_file(org_id)
         return organization.info()
 
     def get_organization(self, org_id: str) -> OrganizationInfo:

@@ -125,9 +125,11 @@ class DataDirectory:
     def create_tenant_file(self, org_id: str) -> Path:
         """Create the tenant file of ``org_id`` with its tables (no events); idempotent.
 
-        Called by :meth:`Identity.create_organization` after the organization is
-        registered. Opening a registered tenant's metagraph also creates a missing file,
-        so a crash between the two steps loses nothing.
+        Called by :meth:`Identity.create_organization` before the organization is
+        registered, so a registered tenant always has a complete file. A file left by a
+        creation that crashed (some tables, or all of them, and no registration) is
+        completed by calling this again: every table is created if missing, and nothing
+        in the file is removed.
         """
         path = self.tenant_path(org_id)
         with Metagraph(env=self.tenant_env(org_id)):

@@ -130,7 +130,9 @@ class UnitOfWork:
         The tenant's event stream itself is refused: only the recorder writes it.
         """
         self.side_writes.append(
-            SideWrite(kind="publish", target=_name(stream, "stream"), payload=_json(payload), key=key)
+            SideWrite(
+                kind="publish", target=_name(stream, "stream"), payload=_json(payload), key=key
+            )
         )
 
 

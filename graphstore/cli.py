@@ -41,9 +41,8 @@ from eventsourcing.persistence import PersistenceError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from domain import Actor, DataDirectory, IssuedKey, Metagraph, Principal
-from domain.calls import OperationType
+from domain.calls import OperationType, ingest_jsonl
 from domain.errors import AuthenticationError, DomainError, NotFoundError, ValidationError
-from domain.ingest import ingest_jsonl
 from graphstore import logs
 from graphstore._output import Output
 from graphstore._render import run_tree, runs_table, status_table

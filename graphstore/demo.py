@@ -26,7 +26,7 @@ from rich.rule import Rule
 
 import graphstore
 from domain import Principal
-from domain.ingest import ingest_jsonl
+from domain.calls import ingest_jsonl
 from graphstore._render import run_tree, runs_table, status_table
 from graphstore.samples import WORKFLOWS
 from graphstore.samples.generate import OPERATION_TYPES

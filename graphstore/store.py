@@ -93,7 +93,13 @@ class Store:
         owner_email: str,
         actor: Principal | None = None,
     ) -> Metagraph:
-        """Register an organization owned by an existing account; its tenant's metagraph."""
+        """Register an organization owned by an existing account; its tenant's metagraph.
+
+        The tenant file is created in full before the registration is saved, so after a
+        crash at any point the tenant is either registered with a complete file, or not
+        registered and ``create_tenant`` with the same org id completes it
+        (docs/identity.md, "Creating a tenant after a crash").
+        """
         owner = self.identity.find_account(owner_email)
         self.identity.create_organization(
             name, org_id, owner_id=owner.id, actor=actor or Principal.system()

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
+from domain.names import canonical
 from projections.errors import EventNotProjectableError
 from streams import HonkerDatastore
 from streams import envelope as envelopes
@@ -50,6 +51,9 @@ class Row(NamedTuple):
 class Record(msgspec.Struct, frozen=True):
     """One event of the stream, its envelope decoded; ``state`` is still the mapper's bytes.
 
+    ``type`` is the event's stable name (``Graph.NodeAdded``, see docs/events.md), also
+    for an event recorded under a legacy name (``domain.graphs:Graph.NodeAdded``).
+
     ``encoded`` is true when the envelope carried ``data_b64`` (a cipher or compressor
     was configured), so ``state`` must be decrypted before it is JSON.
     """
@@ -75,7 +79,7 @@ def decode_record(row: Row) -> Record:
         ) from exc
     return Record(
         offset=row.offset,
-        type=env.type,
+        type=canonical(env.type),
         subject=env.subject,
         version=env.version,
         time=env.time,

@@ -43,10 +43,17 @@ import msgspec
 from eventsourcing.persistence import ProgrammingError, Tracking
 from eventsourcing.utils import Environment
 
-from domain.modules.call_graph import CALL
+from domain.calls import CALL
 from projections._stream import Row, StreamReader, Transaction, decode_record
 from projections.errors import EventNotProjectableError, UnknownEventError
-from projections.flowgraph import NODE_ADDED, NODE_DELETED, NODE_UPDATED, FlowgraphProjection
+from projections.flowgraph import (
+    CALL_EVENTS,
+    NODE_ADDED,
+    NODE_DELETED,
+    NODE_UPDATED,
+    FlowgraphProjection,
+)
+from projections.metagraph import MetagraphProjection
 from projections.projector import DEFAULT_BATCH_SIZE, Projection, plain_state_reader
 from streams import HonkerDatastore, HonkerFactory, HonkerTrackingRecorder
 
@@ -54,7 +61,7 @@ __all__ = ["CONSUMER_PREFIX", "Change", "Subscription"]
 
 CONSUMER_PREFIX: Final = "changes:"
 """A named subscription's position is the Honker consumer ``changes:<name>``."""
-GRAPH_TOPIC: Final = "domain.graphs:Graph."
+GRAPH_TOPIC: Final = "Graph."
 _NODE_EVENTS: Final = frozenset({NODE_ADDED, NODE_UPDATED, NODE_DELETED})
 
 
@@ -63,7 +70,8 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
 
     ``position`` is the stream offset of the event (commit it once handled); ``time``
     when it was recorded (ms since the epoch); ``type`` the event's topic
-    (``domain.graphs:Graph.NodeAdded``) and ``event`` its last part (``NodeAdded``);
+    (its stable name, ``Graph.NodeAdded``: docs/events.md) and ``event`` its last part
+    (``NodeAdded``);
     ``subject`` the aggregate. For events of a graph: ``graph_id`` (= ``subject``),
     ``node_key`` or ``edge_id``. For the flowgraph: ``call_id`` (the call's request id)
     and ``status``, the call's new status (None when the call was deleted); ``run_id`` is
@@ -397,7 +405,9 @@ class Subscription:
             record = decode_record(row)
         except EventNotProjectableError:
             return None  # not an envelope: the projector did not apply it either
-        if self.graph is not None and record.subject != self.graph:
+        is_call = record.type in CALL_EVENTS  # a call tree's: of the tenant's call graph
+        graph_id = self._call_graph_id() if is_call else record.subject
+        if self.graph is not None and graph_id != self.graph:
             return None
         try:
             if self.projection.handler(record.type) is None:
@@ -420,8 +430,8 @@ class Subscription:
             event=event,
             subject=record.subject,
             projector=self.projector,
-            graph_id=record.subject if is_graph else None,
-            node_key=data.key if is_graph and "Node" in event else None,
+            graph_id=graph_id if is_graph or is_call else None,
+            node_key=data.key if (is_graph and "Node" in event) or is_call else None,
             edge_id=data.edge_id if is_graph and "Edge" in event else None,
         )
         if self._flow is None:
@@ -430,11 +440,11 @@ class Subscription:
 
     def _call_change(self, change: Change, topic: str, data: _Data) -> Change | None:
         """The flowgraph's changes: node events of the tenant's call graph only."""
-        if topic not in _NODE_EVENTS or data.key is None:
+        if data.key is None or (topic not in _NODE_EVENTS and topic not in CALL_EVENTS):
             return None
         if topic == NODE_ADDED and data.node_type != CALL:
             return None
-        if change.subject != self._call_graph_id():
+        if topic in _NODE_EVENTS and change.subject != self._call_graph_id():
             return None
         status = None
         if topic != NODE_DELETED:
@@ -443,9 +453,15 @@ class Subscription:
         return msgspec.structs.replace(change, call_id=data.key, status=status, run_id=self.run)
 
     def _call_graph_id(self) -> str | None:
-        if self._call_graph is None and self._flow is not None:
+        if self._call_graph is None:
+            if self._flow is not None:
+                sql = f'SELECT id FROM "{self._flow.tables["flow_graph"]}"'
+            elif isinstance(self.projection, MetagraphProjection):
+                sql = self.projection.sql.call_graph
+            else:
+                return None
             try:
-                rows = self.datastore.query(f'SELECT id FROM "{self._flow.tables["flow_graph"]}"')
+                rows = self.datastore.query(sql)
             except ProgrammingError:  # no table yet: the projector never ran
                 return None
             self._call_graph = str(rows[0]["id"]) if rows else None

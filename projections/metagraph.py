@@ -28,13 +28,25 @@ from projections._stream import Record, Transaction, VersionedEvent, event_decod
 from projections.errors import EventNotProjectableError, UnknownEventError, ViewDivergedError
 from projections.projector import Handler, Projection
 
-__all__ = ["TABLES", "MetagraphProjection", "edge_type_id", "node_id", "node_type_id"]
+__all__ = [
+    "TABLES",
+    "MetagraphProjection",
+    "call_edge_id",
+    "edge_type_id",
+    "node_id",
+    "node_type_id",
+]
 
 TABLES: Final = ("graph_types", "node_types", "edge_types", "graphs", "nodes", "edges")
 
-_GRAPH_TYPE: Final = "domain.graph_types:GraphType."
-_GRAPH: Final = "domain.graphs:Graph."
-_CATALOG: Final = "domain.graph_types:GraphTypeCatalog."
+# Stable event names (docs/events.md): a record's ``type`` is one of these, also for an
+# event recorded under its legacy name (``decode_record`` maps it).
+_GRAPH_TYPE: Final = "GraphType."
+_GRAPH: Final = "Graph."
+_TREE: Final = "CallTree."
+_IGNORED_TREE: Final = frozenset({_TREE + "Started", _TREE + "ChildLinked"})
+_CALL: Final = "call"
+_TRIGGERED: Final = "triggered"
 _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
 
 
@@ -61,6 +73,12 @@ def node_type_id(graph_type_id: str, name: str) -> str:
 def edge_type_id(graph_type_id: str, name: str) -> str:
     """The row id of an edge type: ``uuid5(graph type id, "edge-type:" + name)``."""
     return _uuid5(graph_type_id, "edge-type:" + name)
+
+
+def call_edge_id(graph_id: str, child: str) -> str:
+    """The row id of the ``triggered`` edge into call ``child`` of the call graph: its
+    key is ``triggered:<child>`` (a call has one parent), so the id is derived from it."""
+    return _uuid5(graph_id, "edge:triggered:" + child)
 
 
 def node_id(graph_id: str, key: str) -> str:
@@ -171,6 +189,22 @@ class _NodeUpdated(_Event):
 
 class _NodeDeleted(_Event):
     key: str
+
+
+class _CallAdded(_Event):
+    """``CallTree.CallAdded``: a call of the tenant's call graph and the ``triggered``
+    edges (parent, child) that exist from then on."""
+
+    key: str
+    attributes: msgspec.Raw
+    links: list[tuple[str, str]]
+
+
+class _CallChanged(_Event):
+    """``CallTree.CallUpdated`` and ``CallImported``."""
+
+    key: str
+    attributes: msgspec.Raw
 
 
 class _EdgeAdded(_Event):
@@ -322,6 +356,16 @@ class _Sql:
             "WHERE id = ? AND graph_id = ? RETURNING 1"
         )
         self.delete_edge = f"DELETE FROM {e} WHERE id = ? AND graph_id = ? RETURNING 1"
+        self.upsert_node = (
+            f"{self.insert_node} ON CONFLICT (graph_id, key) DO UPDATE SET "
+            "attributes = excluded.attributes, updated_at = excluded.updated_at"
+        )
+        # The tenant's call graph: the first graph named "calls" of type "call-graph"
+        # (the one the domain's call index names: docs/calls.md).
+        self.call_graph = (
+            f"SELECT {g}.id FROM {g} JOIN {gt} ON {g}.graph_type_id = {gt}.id "
+            f"WHERE {g}.name = 'calls' AND {gt}.name = 'call-graph' ORDER BY {g}.rowid LIMIT 1"
+        )
 
 
 class MetagraphProjection(Projection):
@@ -353,6 +397,9 @@ class MetagraphProjection(Projection):
         self._on(_GRAPH + "EdgeAdded", _EdgeAdded, self._edge_added)
         self._on(_GRAPH + "EdgeUpdated", _EdgeUpdated, self._edge_updated)
         self._on(_GRAPH + "EdgeDeleted", _EdgeDeleted, self._edge_deleted)
+        self._on(_TREE + "CallAdded", _CallAdded, self._call_added)
+        self._on(_TREE + "CallUpdated", _CallChanged, self._call_updated)
+        self._on(_TREE + "CallImported", _CallChanged, self._call_imported)
 
     def _on(
         self,
@@ -371,7 +418,11 @@ class MetagraphProjection(Projection):
 
     def handler(self, topic: str) -> Handler[Any] | None:
         found = self._handlers.get(topic)
-        if found is None and topic.startswith((_GRAPH_TYPE, _GRAPH)):
+        if (
+            found is None
+            and topic.startswith((_GRAPH_TYPE, _GRAPH, _TREE))
+            and (topic not in _IGNORED_TREE)
+        ):
             raise UnknownEventError(
                 f"{topic} is an event of an aggregate the metagraph projection follows, "
                 "but it does not know it: upgrade the projection (a new version)"
@@ -556,6 +607,60 @@ class MetagraphProjection(Projection):
             ],
         )
         _changed(rows, f"edge {event.edge_id} of graph {record.subject}")
+
+    # --- calls (the call trees of the tenant's call graph) ------------------------------
+
+    def _call_graph_id(self, tx: Transaction) -> str:
+        # Looked up each time: one projection object serves every tenant of a runner.
+        rows = tx.query(self.sql.call_graph)
+        if not rows:
+            raise ViewDivergedError(
+                "a call event precedes the tenant's call graph in the view: an earlier event "
+                "was parked or the tables were edited; rebuild the projection"
+            )
+        return str(rows[0]["id"])
+
+    def _call_added(self, tx: Transaction, event: _CallAdded, record: Record) -> None:
+        graph, at = self._call_graph_id(tx), _seconds(record)
+        attributes = _text(event.attributes)
+        tx.execute(
+            self.sql.insert_node,
+            [node_id(graph, event.key), graph, event.key, _CALL, attributes, 1, at, at],
+        )
+        for parent, child in event.links:
+            edge_key = f"{_TRIGGERED}:{child}"
+            tx.execute(
+                self.sql.insert_edge,
+                [
+                    _uuid5(graph, "edge:" + edge_key),
+                    graph,
+                    edge_key,
+                    _TRIGGERED,
+                    parent,
+                    child,
+                    "{}",
+                    0,
+                    1,
+                    at,
+                    at,
+                ],
+            )
+
+    def _call_updated(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+        graph = self._call_graph_id(tx)
+        rows = tx.query(
+            self.sql.update_node, [_text(event.attributes), 1, _seconds(record), graph, event.key]
+        )
+        _changed(rows, f"call {event.key!r} of the call graph {graph}")
+
+    def _call_imported(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+        """A call an older version recorded as a node: its row exists (kept), else added."""
+        graph, at = self._call_graph_id(tx), _seconds(record)
+        attributes = _text(event.attributes)
+        tx.execute(
+            self.sql.upsert_node,
+            [node_id(graph, event.key), graph, event.key, _CALL, attributes, 1, at, at],
+        )
 
     def _edge_deleted(self, tx: Transaction, event: _EdgeDeleted, record: Record) -> None:
         rows = tx.query(self.sql.delete_edge, [event.edge_id, record.subject])

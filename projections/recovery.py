@@ -1,30 +1,31 @@
 """After a crash: the workflow runs left with calls that will never end, and aborting them.
 
 A writer that dies in the middle of a workflow (or whose producer died) leaves calls
-``pending`` or ``running`` in the tenant's call graph for ever: nothing will send their
-``call.completed``. :func:`in_flight_runs` lists the runs that have such calls, read from
-the call graph itself (the aggregates, not the projections: it is right even while a
-projector lags or is rebuilt). :func:`abort_in_flight` ends them through the normal path:
-it ingests ``call.aborted`` call-protocol events with :func:`domain.calls.ingest` under
-the ``abort-dependents`` policy, so the call rules, the abort cascade and every
-projection follow exactly as for an abort sent by a producer. See docs/recovery.md.
+``pending`` or ``running`` for ever: nothing will send their ``call.completed``.
+:func:`in_flight_runs` lists the runs that have such calls from the flowgraph views,
+after catching the flowgraph projector up to the stream's head in this process (so the
+answer is not stale while a runner lags; the views are the only place that knows which
+runs are active without reading every call of the tenant). :func:`abort_in_flight` ends
+them through the write side, :func:`domain.calls.abort_calls`: one ``call.aborted`` per
+head under the ``abort-dependents`` policy, so the rules, the cascade and every
+projection follow as for an abort sent by a producer. See docs/recovery.md.
 
-The run of a call is the tree under its topmost recorded ancestor (``parentRequestId``
-links between recorded calls), as the flowgraph views define it: a call whose parent is
-not recorded heads a run of its own (a *detached* run).
+The run of a call is the tree under its topmost recorded ancestor, as the flowgraph
+views define it: a call whose parent is not recorded heads a *detached* run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec
 
 from domain import Metagraph
-from domain.calls import IngestReport, ingest
-from domain.modules.call_graph import find_call_graph
+from domain.calls import IngestReport, abort_calls, abort_events
+from projections.flowgraph import Flowgraph, FlowgraphProjection
+from projections.rebuild import open_live_projector
 
 __all__ = ["ACTIVE_STATUSES", "AbortReport", "InFlightRun", "abort_in_flight", "in_flight_runs"]
 
@@ -59,89 +60,54 @@ class AbortReport(msgspec.Struct, frozen=True, kw_only=True):
     report: IngestReport | None
 
 
-def _calls(app: Metagraph) -> dict[str, dict[str, Any]]:
-    graph = find_call_graph(app)
-    if graph is None:
-        return {}
-    return {key: app.get_node(graph, key).attributes for key in app.nodes(graph)}
+_PAGE: Final = 500
 
 
-def _runs_of(calls: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
-    """requestIds by run id (the topmost recorded ancestor; a cycle's entry call heads it)."""
-    root_of: dict[str, str] = {}
-    for key in calls:
-        chain: list[str] = []
-        seen: set[str] = set()
-        node = key
-        while True:
-            if node in root_of:
-                root = root_of[node]
-                break
-            chain.append(node)
-            seen.add(node)
-            parent = calls[node].get("parentRequestId")
-            if parent is None or parent not in calls or parent in seen:
-                root = node
-                break
-            node = parent
-        for member in chain:
-            root_of[member] = root
-    runs: dict[str, list[str]] = {}
-    for key, root in root_of.items():
-        runs.setdefault(root, []).append(key)
-    return runs
-
-
-def _active_ancestor(key: str, calls: Mapping[str, Mapping[str, Any]]) -> bool:
-    seen = {key}
-    parent = calls[key].get("parentRequestId")
-    while parent is not None and parent in calls and parent not in seen:
-        if calls[parent]["status"] in ACTIVE_STATUSES:
-            return True
-        seen.add(parent)
-        parent = calls[parent].get("parentRequestId")
-    return False
-
-
-def in_flight_runs(app: Metagraph) -> list[InFlightRun]:
-    """The tenant's runs that have pending or running calls, by run id. Writes nothing."""
-    calls = _calls(app)
+def in_flight_runs(app: Metagraph, *, catch_up: bool = True) -> list[InFlightRun]:
+    """The tenant's runs that have pending or running calls, by run id. Writes nothing
+    but the flowgraph projector's progress (unless ``catch_up`` is false)."""
+    if catch_up:
+        with open_live_projector(app.env, FlowgraphProjection) as projector:
+            projector.catch_up()
     found: list[InFlightRun] = []
-    for run_id, members in sorted(_runs_of(calls).items()):
-        active = sorted(k for k in members if calls[k]["status"] in ACTIVE_STATUSES)
-        if not active:
-            continue
-        heads = [k for k in active if not _active_ancestor(k, calls)]
-        root = calls[run_id]
-        found.append(
-            InFlightRun(
-                run_id=run_id,
-                root_operation=str(root["operationId"]),
-                root_status=str(root["status"]),
-                calls=len(members),
-                active=active,
-                heads=heads,
+    with Flowgraph.open(app.env) as views:
+        page = views.runs(status="running", detached=True, limit=_PAGE, newest_first=False)
+        while True:
+            for run in page.runs:
+                calls = views.call_tree(run.run_id)
+                status = {c.request_id: c.status for c in calls}
+                parent = {c.request_id: c.parent for c in calls}
+                active = sorted(k for k, s in status.items() if s in ACTIVE_STATUSES)
+                if not active:
+                    continue
+                heads = [k for k in active if not _active_ancestor(k, status, parent)]
+                found.append(
+                    InFlightRun(
+                        run_id=run.run_id,
+                        root_operation=run.root_operation,
+                        root_status=status[run.run_id],
+                        calls=run.calls,
+                        active=active,
+                        heads=heads,
+                    )
+                )
+            if page.next is None:
+                break
+            page = views.runs(
+                status="running", detached=True, limit=_PAGE, newest_first=False, after=page.next
             )
-        )
-    return found
+    return sorted(found, key=lambda r: r.run_id)
 
 
-def abort_events(runs: Iterable[InFlightRun], *, at: int) -> list[dict[str, Any]]:
-    """One ``call.aborted`` event per head of each run, at ``at`` (ms since the epoch).
-
-    Ids are ``recovery:<requestId>:<at>``: a second abort at the same time is recognised
-    as the same event.
-    """
-    return [
-        {
-            "id": f"recovery:{head}:{at}",
-            "type": "call.aborted",
-            "at": at,
-            "payload": {"requestId": head},
-        }
-        for run in runs
-        for head in run.heads
-    ]
+def _active_ancestor(key: str, status: dict[str, str], parent: dict[str, str | None]) -> bool:
+    seen = {key}
+    node = parent.get(key)
+    while node is not None and node in status and node not in seen:
+        if status[node] in ACTIVE_STATUSES:
+            return True
+        seen.add(node)
+        node = parent.get(node)
+    return False
 
 
 def abort_in_flight(
@@ -149,7 +115,7 @@ def abort_in_flight(
 ) -> AbortReport:
     """Abort every in-flight run (or those of ``runs``) through call-protocol ingestion.
 
-    Each head's ``call.aborted`` is ingested (one batch, all or nothing) under the
+    Each head's ``call.aborted`` is ingested (one batch, one transaction) under the
     ``abort-dependents`` policy: the head ends ``aborted`` and the cascade aborts its
     active descendants, each with an ``events`` entry naming the head as ``cause``.
     ``at`` (default: now) is the abort's time. Nothing in flight: nothing is written.
@@ -158,11 +124,12 @@ def abort_in_flight(
     targets = [r for r in in_flight_runs(app) if wanted is None or r.run_id in wanted]
     if not targets:
         return AbortReport(runs=[], aborted_calls=0, events=[], report=None)
-    events = abort_events(targets, at=int(time.time() * 1000) if at is None else at)
-    report = ingest(app, events, abort_policy="abort-dependents")
+    when = int(time.time() * 1000) if at is None else at
+    heads = [head for run in targets for head in run.heads]
+    report = abort_calls(app, heads, at=when)
     return AbortReport(
         runs=[r.run_id for r in targets],
         aborted_calls=sum(len(r.active) for r in targets),
-        events=events,
+        events=abort_events(heads, at=when),
         report=report,
     )

@@ -34,8 +34,16 @@ from uuid import UUID
 import msgspec
 from eventsourcing.utils import Environment
 
-from domain.calls import CallEvent, OperationType, call_event
-from domain.modules.call_graph import CALL
+from domain.calls import (
+    CALL,
+    CALL_GRAPH,
+    GRAPH_NAME,
+    TRIGGERED,
+    CallEvent,
+    OperationType,
+    call_event,
+)
+from domain.names import canonical, names_of
 from domain.values import Edge, Node
 from projections.errors import (
     EventNotProjectableError,
@@ -44,11 +52,16 @@ from projections.errors import (
     ViewDivergedError,
 )
 from projections.flowgraph import (
+    CALL_ADDED,
+    CALL_EVENTS,
+    CALL_IMPORTED,
+    CALL_UPDATED,
     CREATED,
     GRAPH_TOPIC,
     NODE_ADDED,
     NODE_DELETED,
     NODE_UPDATED,
+    TREE_TOPIC,
     CallRow,
     FlowCall,
     FlowgraphProjection,
@@ -60,6 +73,7 @@ from projections.flowgraph import (
     flow_run,
     tree_order,
 )
+from projections.metagraph import call_edge_id
 from projections.projector import PARKED_TABLE, plain_state_reader
 from projections.rebuild import live_projection
 from streams import HonkerApplicationRecorder, HonkerDatastore, HonkerFactory
@@ -77,6 +91,17 @@ __all__ = [
 
 _HEAD: Final = 2**62
 """An offset beyond any stream's head."""
+_FOLDED: Final = (
+    CREATED,
+    NODE_ADDED,
+    NODE_UPDATED,
+    NODE_DELETED,
+    CALL_ADDED,
+    CALL_UPDATED,
+    CALL_IMPORTED,
+)
+"""The events the flowgraph's fold reads: the call graph's, and the call trees'."""
+_ADDED: Final = frozenset({NODE_ADDED, CALL_ADDED})
 _INDEXED_TABLES: Final = ("flow_calls", "flow_runs", "flow_call_events")
 
 
@@ -304,7 +329,7 @@ class _Folded(NamedTuple):
 
 
 def _short(topic: str) -> str:
-    return topic.removeprefix(GRAPH_TOPIC)
+    return topic.removeprefix(GRAPH_TOPIC).removeprefix(TREE_TOPIC)
 
 
 # --- graph events (graph_as_of) ---------------------------------------------------------
@@ -327,6 +352,15 @@ class _GraphEvent(msgspec.Struct, kw_only=True):
 
 
 _graph_event_decoder = msgspec.json.Decoder(_GraphEvent)
+
+
+class _CallTreeEvent(msgspec.Struct, kw_only=True):
+    key: str
+    attributes: msgspec.Raw
+    links: list[tuple[str, str]] = []
+
+
+_call_event_decoder = msgspec.json.Decoder(_CallTreeEvent)
 _GRAPH_EVENTS: Final = frozenset(
     GRAPH_TOPIC + name
     for name in (
@@ -561,7 +595,40 @@ class Replay:
                     f"{row['offset']}: this replay reads version 1 only"
                 )
             state.apply(topic, event)
-        return state.snapshot(offset) if state.created else None
+        if not state.created:
+            return None
+        if state.name == GRAPH_NAME and state.graph_type_name == CALL_GRAPH:
+            self._calls_as_of(state, offset)
+        return state.snapshot(offset)
+
+    def _calls_as_of(self, state: _GraphState, offset: int) -> None:
+        """The call graph's calls are kept in call trees (docs/calls.md): fold their events
+        up to ``offset`` as the metagraph projection does (a call is a node, each link a
+        ``triggered`` edge). This reads every call event up to ``offset``."""
+        names = sorted(CALL_EVENTS)
+        rows = self.datastore.query(
+            'SELECT "offset", payload FROM _honker_stream WHERE topic = ? AND "offset" <= ? '
+            f"AND payload ->> '$.type' IN ({_marks(names)}) ORDER BY \"offset\"",
+            [self.stream, offset, *names],
+        )
+        for row in rows:
+            topic, state_bytes = self._state(row["offset"], row["payload"])
+            try:
+                event = _call_event_decoder.decode(state_bytes)
+            except msgspec.MsgspecError as exc:
+                raise EventNotProjectableError(
+                    f"malformed {topic} event at offset {row['offset']}: {exc}"
+                ) from exc
+            state.nodes[event.key] = (CALL, event.attributes, 1)
+            for parent, child in event.links:
+                edge_id = call_edge_id(state.graph_id, child)
+                state.edges[edge_id] = _GraphEvent(
+                    key=f"{TRIGGERED}:{child}",
+                    edge_id=edge_id,
+                    edge_type=TRIGGERED,
+                    source=parent,
+                    target=child,
+                )
 
     # --- folding ----------------------------------------------------------------------
 
@@ -588,8 +655,8 @@ class Replay:
             envelope = _envelope_decoder.decode(payload)
         except msgspec.MsgspecError as exc:
             raise EventNotProjectableError(f"stream entry {offset} is not an envelope") from exc
-        topic = envelope.type
-        if topic not in (CREATED, NODE_ADDED, NODE_UPDATED, NODE_DELETED):
+        topic = canonical(envelope.type)
+        if topic not in _FOLDED:
             return None
         data = envelope.data
         if isinstance(data, msgspec.UnsetType):
@@ -599,9 +666,17 @@ class Replay:
         if topic == CREATED:
             fold.created(envelope.subject, data.name, data.graph_type_name, envelope.time)
             return None
+        key, time = data.key, envelope.time
+        if topic in CALL_EVENTS:  # a call tree's: always of the tenant's call graph
+            attributes = decode_attributes(data.attributes, key)
+            if topic == CALL_UPDATED or (topic == CALL_IMPORTED and store.call(key) is not None):
+                fold.updated(key, attributes, offset, time)
+            else:
+                fold.added(key, attributes, offset, time)
+                topic = CALL_ADDED
+            return _Touch(offset, time, topic, key, data.attributes)
         if envelope.subject != store.graph_id:
             return None
-        key, time = data.key, envelope.time
         if topic == NODE_ADDED:
             if data.node_type != CALL:
                 return None
@@ -624,7 +699,7 @@ class Replay:
             raise EventNotProjectableError(f"event {offset}: {exc}") from exc
 
     def _state(self, offset: int, payload: str) -> tuple[str, bytes]:
-        """An event's topic and plain state bytes."""
+        """An event's stable name (docs/events.md) and plain state bytes."""
         try:
             envelope = envelopes.decode(payload)
             state = envelopes.state_of(envelope)
@@ -634,7 +709,7 @@ class Replay:
             if self._plain_state is None:
                 raise _no_cipher(offset)
             state = self._plain_state(state)
-        return envelope.type, state
+        return canonical(envelope.type), state
 
     def _applied(
         self, run_id: str, folded: _Folded
@@ -658,7 +733,7 @@ class Replay:
                 raise EventNotProjectableError(
                     f"call {touch.key!r} has a malformed events list: {exc}"
                 ) from exc
-            before = 0 if touch.topic == NODE_ADDED else listed.get(touch.key, 0)
+            before = 0 if touch.topic in _ADDED else listed.get(touch.key, 0)
             listed[touch.key] = len(events)
             added = [(events[i], i) for i in range(before, len(events))]
             result.append((touch, added))
@@ -752,15 +827,18 @@ class Replay:
         else:  # the projection never ran here: everything is "not applied yet"
             ctes += ["pos(p) AS (SELECT 0)", "graph(g) AS (SELECT NULL)"]
         # Events the live view has not applied: after its position, and parked ones.
+        # A type matches under every name it was recorded with (docs/events.md).
+        folded = [name for topic in _FOLDED for name in names_of(topic)]
+        unscoped = [*names_of(CREATED), *sorted(CALL_EVENTS)]  # not the graph's own events
         tail = (
             'tail("offset", payload) AS ('
             'SELECT "offset", payload FROM _honker_stream WHERE topic = ? '
             'AND "offset" > (SELECT p FROM pos) AND "offset" <= ? '
-            "AND payload ->> '$.type' IN (?, ?, ?, ?) "
-            "AND (payload ->> '$.type' = ? OR (SELECT g FROM graph) IS NULL "
+            f"AND payload ->> '$.type' IN ({_marks(folded)}) "
+            f"AND (payload ->> '$.type' IN ({_marks(unscoped)}) OR (SELECT g FROM graph) IS NULL "
             "OR payload ->> '$.subject' = (SELECT g FROM graph))"
         )
-        params += [self.stream, upto, CREATED, NODE_ADDED, NODE_UPDATED, NODE_DELETED, CREATED]
+        params += [self.stream, upto, *folded, *unscoped]
         if parked:
             tail += (
                 f' UNION ALL SELECT "offset", payload FROM "{PARKED_TABLE}" '
@@ -794,6 +872,11 @@ class Replay:
             params.append(upto)
         select += ' UNION ALL SELECT "offset", payload, 1 FROM tail'
         return f"WITH {', '.join(ctes)} {select}", params
+
+
+def _marks(values: Sequence[object]) -> str:
+    """One SQL parameter mark per value: ``?, ?, ?``."""
+    return ", ".join("?" * len(values))
 
 
 def _no_cipher(offset: int) -> ProjectionError:

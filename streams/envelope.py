@@ -3,12 +3,14 @@
 Each event appended to a tenant's Honker stream (table ``_honker_stream``, one topic per
 application) carries this object as its ``payload``::
 
-    {"v": 1, "tenant": "acme", "type": "domain.graphs:Graph.NodeAdded",
+    {"v": 1, "tenant": "acme", "type": "Graph.NodeAdded",
      "subject": "1c7d...", "version": 7, "time": 1795305736783, "data": {...}}
 
-``type`` is the event's class (its eventsourcing topic), ``subject`` the aggregate it
-belongs to (eventsourcing's ``originator_id``) and ``version`` its position in that
-aggregate (``originator_version``). ``time`` is when the event was recorded, in
+``type`` is the event's class (its eventsourcing topic); for the domain's events a stable
+name that does not change when a class moves, listed in docs/events.md with the
+``module:Class`` names recorded before. ``subject`` is the aggregate it belongs to
+(eventsourcing's ``originator_id``) and ``version`` its position in that aggregate
+(``originator_version``). ``time`` is when the event was recorded, in
 milliseconds since the Unix epoch, UTC (the call protocol's convention for times).
 ``data`` is the event's state exactly as the application's mapper wrote it, embedded as
 JSON. When the state is not JSON (a compressor or a cipher is configured) it is carried as

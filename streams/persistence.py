@@ -64,8 +64,8 @@ from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 from streams import _honker, envelope
 from streams._honker import Synchronous, TenantFile, Transaction
 from streams.errors import ConfigurationError
-from streams.transcoder import MsgspecTranscoder
 from streams.side_writes import SideWrite, apply_side_writes, check_side_writes
+from streams.transcoder import MsgspecTranscoder
 
 __all__ = [
     "HonkerAggregateRecorder",

@@ -1,14 +1,14 @@
 """The call protocol, in one place: from its events to the tenant's call trees.
 
-| module | one job |
-|---|---|
-| :mod:`~domain.calls.protocol` | the five events' payloads, parsing and checking, the state machine |
-| :mod:`~domain.calls.rules` | how an event folds into calls (docs/calls.md), over any state |
-| :mod:`~domain.calls.tree` | where calls are recorded: call trees (one per workflow run), call references |
-| :mod:`~domain.calls.ledger` | a batch folded into the trees in one unit of work; reads of calls |
-| :mod:`~domain.calls.graph` | the built-in ``call-graph`` graph type |
-| :mod:`~domain.calls.jsonl` | JSON Lines files of call events |
-| :mod:`~domain.calls.recovery` | ending calls left in flight by a crash |
+- :mod:`~domain.calls.protocol`: the five events' payloads, parsing and checking, the
+  state machine;
+- :mod:`~domain.calls.rules`: how an event folds into calls (docs/calls.md), over any state;
+- :mod:`~domain.calls.tree`: where calls are recorded: call trees (one per workflow run),
+  a reference per call, the call index;
+- :mod:`~domain.calls.ledger`: a batch folded into the trees in one unit of work; reads;
+- :mod:`~domain.calls.graph`: the built-in ``call-graph`` graph type;
+- :mod:`~domain.calls.jsonl`: JSON Lines files of call events;
+- :mod:`~domain.calls.recovery`: ending calls left in flight by a crash.
 
 The common names are re-exported here: ``from domain.calls import ingest``.
 """

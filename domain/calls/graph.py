@@ -162,6 +162,7 @@ SPEC: Final = GraphTypeSpec(
 )
 """The built-in graph type, as :func:`~domain.modules._install.ensure_graph_type` installs it."""
 
+
 def install(app: Metagraph) -> UUID:
     """Install (or upgrade) the ``call-graph`` type as a system-scope type; its id.
 

@@ -39,6 +39,7 @@ from domain.calls.rules import Rules
 from domain.calls.tree import INDEX_ID, CallIndex, CallRef, CallTree, ref_id
 from domain.errors import CallEventError, GraphArchivedError, ValidationError
 from domain.graphs import Graph
+from domain.names import names_of
 from domain.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -55,7 +56,6 @@ log = structlog.get_logger("domain.calls")
 
 _LOCATIONS: Final = 65_536
 """Call references remembered per application (each ~150 bytes); beyond, read again."""
-_LEGACY_CREATED: Final = ("domain.graphs:Graph.Created", "Graph.Created")
 _PAGE: Final = 1000
 
 
@@ -205,11 +205,7 @@ class _Trees:
         """A ``call.requested`` of a call this process has never seen is guessed new,
         without a read: filing its reference checks the guess (a reference filed twice
         is a version conflict at commit, and the batch is then re-run reading)."""
-        if (
-            self._guess_new
-            and key not in self._new
-            and self.ledger.location(key) is None
-        ):
+        if self._guess_new and key not in self._new and self.ledger.location(key) is None:
             self._guessed.add(key)
             return None
         return self.attributes(key)
@@ -347,7 +343,7 @@ def _legacy_call_graph(app: Metagraph) -> UUID | None:
     start: int | None = None
     while True:
         page = app.recorder.select_notifications(
-            start, _PAGE, topics=list(_LEGACY_CREATED), inclusive_of_start=False
+            start, _PAGE, topics=list(names_of("Graph.Created")), inclusive_of_start=False
         )
         for notification in page:
             event = app.mapper.to_domain_event(notification)

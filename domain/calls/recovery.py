@@ -28,7 +28,12 @@ def abort_events(heads: Iterable[str], *, at: int) -> list[dict[str, Any]]:
     as the same event.
     """
     return [
-        {"id": f"recovery:{head}:{at}", "type": "call.aborted", "at": at, "payload": {"requestId": head}}
+        {
+            "id": f"recovery:{head}:{at}",
+            "type": "call.aborted",
+            "at": at,
+            "payload": {"requestId": head},
+        }
         for head in heads
     ]
 

@@ -74,9 +74,7 @@ class Rules:
     nothing). A refused event raises before it changes the state.
     """
 
-    def __init__(
-        self, state: CallState, policy: AbortPolicy, types: OperationTypes | None
-    ) -> None:
+    def __init__(self, state: CallState, policy: AbortPolicy, types: OperationTypes | None) -> None:
         self.state = state
         self.policy = policy
         self.types = types
@@ -190,9 +188,7 @@ class Rules:
 
     # outcomes ------------------------------------------------------------------------
 
-    def _responded(
-        self, event: CallEvent, payload: CallResponded, current: dict[str, Any]
-    ) -> int:
+    def _responded(self, event: CallEvent, payload: CallResponded, current: dict[str, Any]) -> int:
         key, status = payload.request_id, current["status"]
         output = msgspec.to_builtins(payload.output)
         if current.get("operationType") == "subscription":
@@ -237,9 +233,7 @@ class Rules:
         changes = {"status": self._step(key, status, "completed")}
         return self._update(key, current, event, changes, ended=True)
 
-    def _errored(
-        self, event: CallEvent, payload: CallErrored, current: dict[str, Any]
-    ) -> int:
+    def _errored(self, event: CallEvent, payload: CallErrored, current: dict[str, Any]) -> int:
         key, status = payload.request_id, current["status"]
         error = _error_of(payload)
         if status == "failed" and current.get("error") == error:

@@ -18,7 +18,8 @@ def install_builtin_modules(app: Metagraph) -> None:
 
     Idempotent: a second call writes nothing.
     """
-    from domain.calls import graph as call_graph  # the calls package imports this one
+    # Imported here: domain.calls.graph imports this package (its _install module).
+    from domain.calls import graph as call_graph  # noqa: PLC0415
 
     with app.transaction():
         for module in (call_graph, acl_graph, secret_graph):

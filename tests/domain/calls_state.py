@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain import Metagraph
-from domain.calls import CallTree, get_call
+from domain.calls import CallTree, find_call_graph, get_call
 from domain.names import names_of
 
 
@@ -57,8 +57,6 @@ def app_children(app: Metagraph, key: str) -> list[str]:
 def graph_calls(app: Metagraph) -> dict[str, dict[str, Any]]:
     """Every call of the tenant's call graph: written by hand as its nodes (or by an
     older version), and recorded in call trees (these win: an imported call is both)."""
-    from domain.calls import find_call_graph
-
     graph = find_call_graph(app)
     found: dict[str, dict[str, Any]] = {}
     if graph is not None:

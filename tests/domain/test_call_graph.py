@@ -15,7 +15,6 @@ from domain import (
     ParallelEdgeError,
     ValidationError,
 )
-from domain.modules import install_builtin_modules
 from domain.calls.graph import (
     CALL,
     CALL_GRAPH,
@@ -26,6 +25,7 @@ from domain.calls.graph import (
     install,
 )
 from domain.calls.ledger import find_call_graph, tenant_call_graph
+from domain.modules import install_builtin_modules
 from tests.domain.conftest import SYSTEM, TENANT, rejected, store_env, stream_position
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from domain import GraphArchivedError, Metagraph, ValidationError
 from domain.calls import (
+    TERMINAL_STATUSES,
     TRANSITIONS,
     CallEvent,
     CallRequested,
@@ -40,9 +41,8 @@ from domain.errors import (
     InvalidCallEventError,
     UnknownCallError,
 )
-from domain.calls import CALL, TERMINAL_STATUSES, TRIGGERED, triggered_key
-from tests.domain.conftest import rejected, store_env, stream_position
 from tests.domain.calls_state import all_calls, app_children, triggered_edges
+from tests.domain.conftest import rejected, store_env, stream_position
 
 SUBSCRIPTIONS = {"ns.sub": "subscription"}
 

@@ -11,13 +11,13 @@ import msgspec
 import pytest
 
 from domain import Metagraph
+from domain.calls import ingest_jsonl, read_jsonl
 from domain.errors import (
     CallConflictError,
     CallEventError,
     InvalidCallEventError,
     UnknownCallError,
 )
-from domain.calls import ingest_jsonl, read_jsonl
 from tests.domain.calls_state import all_calls, triggered_edges
 from tests.domain.conftest import stream_position
 from tests.domain.test_calls import completed, requested, responded, unchanged

@@ -86,7 +86,7 @@ def test_stream_carries_the_data_model_field_names(app: Metagraph) -> None:
         "_type_": "metagraph.GraphConfig",
         "_data_": {"graphType": "directed", "multi": False, "allowSelfLoops": False},
     }
-    assert notification.topic == "domain.graph_types:GraphType.Defined"
+    assert notification.topic == "GraphType.Defined"
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.errors import AttributesInvalidError
 from domain.calls.graph import CALL_SCHEMA
+from domain.errors import AttributesInvalidError
 from domain.schema import AttributeSchema
 
 SCHEMAS: list[dict[str, Any]] = [

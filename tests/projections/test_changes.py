@@ -18,8 +18,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from domain import Metagraph
-from domain.calls import ingest
-from domain.modules.call_graph import tenant_call_graph
+from domain.calls import ingest, tenant_call_graph
 from projections import MetagraphProjection, Projector
 from projections.changes import Change, Subscription
 from projections.flowgraph import FlowgraphProjection
@@ -243,7 +242,7 @@ def test_a_run_subscription_gets_its_calls_changes_with_their_new_status(
         ("o1", "pending"),
         ("o1", "failed"),
     ]
-    assert {c.event for c in all_calls} <= {"NodeAdded", "NodeUpdated"}  # no edge events
+    assert {c.event for c in all_calls} <= {"CallAdded", "CallUpdated"}  # no tree links
     assert [c.position for c in all_calls] == sorted(c.position for c in all_calls)
 
 

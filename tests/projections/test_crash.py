@@ -40,12 +40,12 @@ import pytest
 
 from domain import DataDirectory, Metagraph
 from domain.calls import ingest
-from domain.modules.call_graph import find_call_graph
 from graphstore.samples.generate import OPERATION_TYPES
 from projections import FlowgraphProjection, MetagraphProjection, Projector
 from projections.flowgraph import TABLES as FLOW_TABLES
 from projections.recovery import abort_in_flight, in_flight_runs
 from streams import HonkerDatastore
+from tests.domain.calls_state import all_calls
 from tests.projections._crash_worker import TENANT, workload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,21 +224,12 @@ def projections_equal_rebuild(path: Path, work: Path) -> int:
 
 
 def call_events(app: Metagraph) -> dict[str, list[str]]:
-    """Each call's listed event ids, from the call graph."""
-    graph = find_call_graph(app)
-    if graph is None:
-        return {}
-    return {
-        key: [e["id"] for e in app.get_node(graph, key).attributes.get("events", [])]
-        for key in app.nodes(graph)
-    }
+    """Each call's listed event ids, from the call trees."""
+    return {key: [e["id"] for e in a.get("events", [])] for key, a in all_calls(app).items()}
 
 
 def calls_of(app: Metagraph) -> dict[str, dict[str, Any]]:
-    graph = find_call_graph(app)
-    if graph is None:
-        return {}
-    return {key: app.get_node(graph, key).attributes for key in app.nodes(graph)}
+    return all_calls(app)
 
 
 # --- the reference: one uninterrupted ingestion of the whole workload -------------------

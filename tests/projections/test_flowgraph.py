@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from uuid import UUID
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import msgspec
 import pytest
@@ -24,8 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain import DataDirectory, Metagraph
-from domain.calls import OperationType, ingest
-from domain.calls import CALL_GRAPH, find_call_graph, tenant_call_graph
+from domain.calls import CALL_GRAPH, OperationType, ingest, tenant_call_graph
 from projections import MetagraphProjection, Projector, Runner, UnknownEventError
 from projections.flowgraph import FlowCall, Flowgraph, FlowgraphProjection, FlowRun, RunPage
 from tests.domain.calls_state import graph_calls
@@ -260,9 +259,7 @@ def tree(views: Flowgraph, run_id: str) -> list[tuple[str, int, str]]:
     return [(c.request_id, c.depth, c.run_id) for c in views.call_tree(run_id)]
 
 
-def hand(
-    app: Metagraph, graph: UUID, key: str, at: int, parent: str | None, **extra: Any
-) -> None:
+def hand(app: Metagraph, graph: UUID, key: str, at: int, parent: str | None, **extra: Any) -> None:
     """A call written by hand as a node of the call graph (as an older version did)."""
     if parent is not None:
         extra["parentRequestId"] = parent

@@ -113,7 +113,7 @@ def test_events_the_projection_ignores_still_advance_its_offset(
     assert table(tenant_file, "ignored_nodes") == []
     # In a real history: the catalog's events are ignored by the metagraph projection.
     topics = [n.topic for n in app.recorder.select_notifications(start=0, limit=100)]
-    assert "domain.graph_types:GraphTypeCatalog.NameClaimed" in topics
+    assert "GraphTypeCatalog.NameClaimed" in topics
     metagraph = open_projector()
     assert metagraph.catch_up() == len(topics)
     assert metagraph.position == head(app)
@@ -188,7 +188,7 @@ def test_skip_and_park_commits_the_events_around_a_poison_event_and_parks_it(
     assert {n["key"] for n in table(tenant_file, "nodes")} == {"p0", "p1", "p3", "p4"}
     [parked] = projector.parked()
     assert parked.offset == poison
-    assert parked.type == "domain.graphs:Graph.NodeAdded"
+    assert parked.type == "Graph.NodeAdded"
     assert parked.error == f"ValueError: poison event {poison}"
     assert parked.attempts == 1
     assert before * 1000 - 1 <= parked.parked_at <= time.time() * 1000 + 1
@@ -356,14 +356,14 @@ def test_unknown_events_of_followed_aggregates_are_errors_not_skipped(
     app: Metagraph, tenant_file: Path, open_projector: OpenProjector
 ) -> None:
     projection = MetagraphProjection()
-    assert projection.handler("domain.graph_types:GraphTypeCatalog.NameClaimed") is None
+    assert projection.handler("GraphTypeCatalog.NameClaimed") is None
     assert projection.handler("someone.else:Thing.Happened") is None
     with pytest.raises(UnknownEventError, match=r"Graph\.Renamed"):
-        projection.handler("domain.graphs:Graph.Renamed")
+        projection.handler("Graph.Renamed")
 
 
 def test_an_event_of_a_newer_class_version_is_not_guessed(app: Metagraph) -> None:
-    handler = MetagraphProjection().handler("domain.graphs:Graph.NodeDeleted")
+    handler = MetagraphProjection().handler("Graph.NodeDeleted")
     assert handler is not None
     assert handler.decode(b'{"key": "a"}').key == "a"
     with pytest.raises(EventNotProjectableError, match="class_version 2"):

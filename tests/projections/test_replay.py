@@ -15,15 +15,15 @@ from eventsourcing.cipher import AESCipher
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain import Metagraph
-from domain.calls import ingest
-from domain.ingest import ingest_jsonl
-from domain.modules.call_graph import tenant_call_graph
+from domain import Edge, Metagraph, Node
+from domain.calls import ingest, ingest_jsonl, tenant_call_graph
 from graphstore.samples import generate as sample
 from projections import ProjectionError, Projector
 from projections.flowgraph import Flowgraph, FlowgraphProjection
+from projections.metagraph import call_edge_id
 from projections.projector import Handler, Record, Transaction
 from projections.replay import Replay, RunSnapshot
+from tests.domain.calls_state import graph_calls, triggered_edges
 from tests.projections.conftest import define_org, reader, store_env
 from tests.projections.test_flowgraph import (
     OPERATION_TYPES,
@@ -97,11 +97,11 @@ def test_a_runs_history_is_every_event_that_touched_its_calls_in_stream_order(
     caught_up(projector)
     history = replay.history("r")
     assert [(h.event, h.request_id, h.status) for h in history] == [
-        ("NodeAdded", "r", "pending"),
-        ("NodeAdded", "c", "pending"),
-        ("NodeUpdated", "c", "completed"),
-        ("NodeUpdated", "r", "aborted"),
-        ("NodeAdded", "late", "aborted"),
+        ("CallAdded", "r", "pending"),
+        ("CallAdded", "c", "pending"),
+        ("CallUpdated", "c", "completed"),
+        ("CallUpdated", "r", "aborted"),
+        ("CallAdded", "late", "aborted"),
     ]
     offsets = [h.offset for h in history]
     assert offsets == sorted(offsets) and offsets[-1] <= head(app)
@@ -125,9 +125,9 @@ def test_a_runs_history_includes_calls_requested_before_their_parent(
     feed(app, requested("r", 0))
     caught_up(projector)
     assert [(h.request_id, h.event) for h in replay.history("r")] == [
-        ("c", "NodeAdded"),
-        ("c", "NodeUpdated"),
-        ("r", "NodeAdded"),
+        ("c", "CallAdded"),
+        ("c", "CallUpdated"),
+        ("r", "CallAdded"),
     ]
 
 
@@ -316,6 +316,32 @@ def graph_now(app: Metagraph, graph: Any) -> tuple[list[Any], list[Any]]:
     return nodes, edges
 
 
+def call_graph_now(app: Metagraph, graph: Any) -> tuple[list[Any], list[Any]]:
+    """The call graph as the projections show it: its calls (from the call trees) as
+    nodes, a ``triggered`` edge from each call to each recorded child."""
+    calls = graph_calls(app)
+    nodes = [
+        Node(key=k, node_type="call", attributes=calls[k], schema_version=1) for k in sorted(calls)
+    ]
+    edges = sorted(
+        (
+            Edge(
+                id=call_edge_id(str(graph), child),
+                key=f"triggered:{child}",
+                edge_type="triggered",
+                source=parent,
+                target=child,
+                undirected=False,
+                attributes={},
+                schema_version=1,
+            )
+            for parent, child in triggered_edges(app)
+        ),
+        key=lambda e: e.id,
+    )
+    return nodes, edges
+
+
 def test_a_graph_as_of_an_offset_has_the_nodes_and_edges_it_had_then(
     app: Metagraph, replay: Replay
 ) -> None:
@@ -356,7 +382,7 @@ def test_the_call_graph_as_of_an_offset_is_folded_like_any_graph(
     graph = tenant_call_graph(app)
     snapshot = replay.graph_as_of(graph, head(app))
     assert snapshot is not None
-    assert (snapshot.nodes, snapshot.edges) == graph_now(app, graph)
+    assert (snapshot.nodes, snapshot.edges) == call_graph_now(app, graph)
     assert [(e.source, e.target) for e in snapshot.edges] == [("r", "c")]
 
 

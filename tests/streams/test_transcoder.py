@@ -444,6 +444,16 @@ def as_json_reads_it(node: Node) -> Node:
 
 
 FAST = {"TRANSCODER_TOPIC": "streams.transcoder:MsgspecTranscoder"}
+STDLIB = {"TRANSCODER_TOPIC": "eventsourcing.persistence:JSONTranscoder"}
+
+
+def test_the_persistence_module_defaults_to_the_msgspec_transcoder(
+    honker_env: dict[str, str],
+) -> None:
+    saved = save_node(honker_env)
+    loaded, transcoder = load_node(honker_env, saved.id)
+    assert type(transcoder) is MsgspecTranscoder
+    assert loaded == as_json_reads_it(saved)
 
 
 def test_an_application_with_the_msgspec_transcoder_saves_and_reloads_an_aggregate(
@@ -461,12 +471,12 @@ def test_events_written_with_one_transcoder_load_with_the_other(
     honker_env: dict[str, str],
 ) -> None:
     saved = save_node({**honker_env, **FAST})
-    loaded_by_json, transcoder = load_node(honker_env, saved.id)
+    loaded_by_json, transcoder = load_node({**honker_env, **STDLIB}, saved.id)
     assert type(transcoder) is JSONTranscoder
     assert loaded_by_json == as_json_reads_it(saved)
 
     other_env = {**honker_env, "HONKER_DBNAME": honker_env["HONKER_DBNAME"] + ".2"}
-    saved = save_node(other_env)
+    saved = save_node({**other_env, **STDLIB})
     loaded_by_msgspec, _ = load_node({**other_env, **FAST}, saved.id)
     assert loaded_by_msgspec == as_json_reads_it(saved)
 

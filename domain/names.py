@@ -1,0 +1,181 @@
+"""Stable event names: what a stored event (and a stored aggregate) is called, for good.
+
+What: every event class the domain stores, and every aggregate class, has a stable name
+``<Aggregate>.<Event>`` (``Graph.NodeAdded``) or ``<Aggregate>`` (``Graph``), set by a
+``TOPIC`` attribute in the class's own body. eventsourcing's ``get_topic`` uses it
+instead of ``module:QualName``, so it is the event's topic in the recorder, the ``type``
+of its stream envelope, the ``originator_topic`` of a created event and the aggregate
+topic inside a snapshot. This module is the one table of those names, with the names
+earlier code wrote for the same classes (their legacy aliases), and the two lookups
+readers need: :func:`canonical` and :func:`names_of`.
+
+Why: a topic made of the module and class names changes whenever a class is moved or
+renamed, which renames every event already stored, and a projection matching the old
+name silently ignores the new one. A stable name does not depend on where the class
+lives. Importing :mod:`domain` imports this module, which registers every legacy alias
+with eventsourcing (``register_topic``), so events and snapshots recorded under an old
+name still decode to the right class; a process that only reads needs nothing else.
+
+The rule: a stable name never changes and is never reused for another class. Moving or
+renaming a class keeps its ``TOPIC``. A class that has been stored under another name
+keeps that name as a legacy alias here (see docs/events.md, "Renaming a class safely").
+
+Reserved for the call trees of :mod:`domain.calls` (their classes define them as
+``TOPIC``): :data:`RESERVED_NAMES`. A class with a ``TOPIC`` and no legacy alias needs no
+entry here: :func:`canonical` leaves a stable name unchanged. A class that does have
+legacy names is added with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+from eventsourcing.utils import register_topic
+
+from domain._identity_aggregates import Account, ApiKey, Organization, TenantRegistry, TenantWrite
+from domain.graph_types import GraphType, GraphTypeCatalog
+from domain.graphs import Graph
+
+__all__ = ["RESERVED_NAMES", "STABLE_NAMES", "canonical", "names_of", "register"]
+
+RESERVED_NAMES: Final = (
+    "CallTree",
+    "CallTree.Started",
+    "CallTree.CallAdded",
+    "CallTree.CallUpdated",
+    "CallTree.CallImported",
+    "CallTree.ChildLinked",
+    "CallRef",
+    "CallRef.Filed",
+    "CallIndex",
+    "CallIndex.Started",
+)
+"""Stable names kept for the call trees' classes (not defined in this module)."""
+
+# Until stable names, a class was stored as "<module>:<qualname>", and every qualname
+# was what is now its stable name: the legacy alias is that name under its old module.
+_UNTIL_STABLE_NAMES: Final[dict[str, tuple[str, ...]]] = {
+    "domain.graphs": (
+        "Graph",
+        "Graph.Created",
+        "Graph.StatusChanged",
+        "Graph.NodeAdded",
+        "Graph.NodeUpdated",
+        "Graph.NodeDeleted",
+        "Graph.EdgeAdded",
+        "Graph.EdgeUpdated",
+        "Graph.EdgeDeleted",
+    ),
+    "domain.graph_types": (
+        "GraphTypeCatalog",
+        "GraphTypeCatalog.Started",
+        "GraphTypeCatalog.NameClaimed",
+        "GraphTypeCatalog.NameReleased",
+        "GraphType",
+        "GraphType.Defined",
+        "GraphType.NodeTypeAdded",
+        "GraphType.EdgeTypeAdded",
+        "GraphType.NodeTypeSchemaEvolved",
+        "GraphType.EdgeTypeSchemaEvolved",
+        "GraphType.Deleted",
+    ),
+    "domain._identity_aggregates": (
+        "Account",
+        "Account.Created",
+        "Account.Suspended",
+        "Account.Reactivated",
+        "Account.Deactivated",
+        "Account.KeyAttached",
+        "Organization",
+        "Organization.Created",
+        "Organization.MemberAdded",
+        "Organization.MemberLevelChanged",
+        "Organization.MemberRemoved",
+        "Organization.OwnershipTransferred",
+        "TenantRegistry",
+        "TenantRegistry.Started",
+        "TenantRegistry.TenantRegistered",
+        "ApiKey",
+        "ApiKey.Issued",
+        "ApiKey.Revoked",
+        "ApiKey.Rotated",
+        "ApiKey.Used",
+        "TenantWrite",
+        "TenantWrite.Recorded",
+    ),
+}
+
+_aliases: dict[str, tuple[str, ...]] = {}  # stable name -> its legacy aliases
+_stable: dict[str, str] = {}  # legacy alias -> stable name
+
+STABLE_NAMES: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(_aliases)
+"""Every registered stable name with its legacy aliases (a read-only view)."""
+
+
+def canonical(type_name: str) -> str:
+    """The stable name of ``type_name``: a legacy alias becomes its stable name; a
+    stable name, or a name this module does not know, is returned unchanged."""
+    return _stable.get(type_name, type_name)
+
+
+def names_of(stable: str) -> tuple[str, ...]:
+    """Every name an event of ``stable`` may be stored under: the stable name, then its
+    legacy aliases (for SQL filters on the stream). A legacy alias is accepted too."""
+    name = canonical(stable)
+    return (name, *_aliases.get(name, ()))
+
+
+def register(cls: type, stable: str, *legacy: str) -> None:
+    """Record that ``cls``, whose own ``TOPIC`` is ``stable``, was stored as ``legacy``.
+
+    Registers every name with eventsourcing, so each resolves to ``cls``. Calling it
+    again with the same arguments changes nothing; a name already taken by another class
+    raises ``eventsourcing.utils.TopicError``.
+    """
+    own = cls.__dict__.get("TOPIC")
+    if own != stable:
+        raise ValueError(
+            f"{cls.__module__}.{cls.__qualname__} has TOPIC {own!r} in its own body, not "
+            f"{stable!r}: define TOPIC = {stable!r} in the class itself (a TOPIC inherited "
+            "from a parent names the parent)"
+        )
+    for name in legacy:
+        if _stable.get(name, stable) != stable or name in _aliases:
+            raise ValueError(
+                f"{name!r} is already a name of {_stable.get(name, name)!r}; a stored name "
+                "names one class for good"
+            )
+    register_topic(stable, cls)
+    for name in legacy:
+        register_topic(name, cls)
+        _stable[name] = stable
+    _aliases[stable] = tuple(dict.fromkeys((*_aliases.get(stable, ()), *legacy)))
+
+
+def _register_until_stable_names() -> None:
+    aggregates: tuple[type, ...] = (
+        Graph,
+        GraphTypeCatalog,
+        GraphType,
+        Account,
+        Organization,
+        TenantRegistry,
+        ApiKey,
+        TenantWrite,
+    )
+    classes = {aggregate.__name__: aggregate for aggregate in aggregates}
+    for module, names in _UNTIL_STABLE_NAMES.items():
+        for stable in names:
+            cls = classes[stable] if "." not in stable else _nested(classes, stable)
+            register(cls, stable, f"{module}:{stable}")
+
+
+def _nested(classes: Mapping[str, type], stable: str) -> type:
+    aggregate, _, event = stable.partition(".")
+    found: type = getattr(classes[aggregate], event)
+    return found
+
+
+_register_until_stable_names()
