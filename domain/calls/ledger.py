@@ -62,13 +62,16 @@ _PAGE: Final = 1000
 class IngestReport(msgspec.Struct, frozen=True, kw_only=True):
     """What a batch did: ``events`` given, ``applied`` (changed a call), ``unchanged``
     (duplicates and ignored events), ``writes`` (calls added or changed) and
-    ``transactions`` committed (1, or 0 when nothing changed)."""
+    ``transactions`` committed (1, or 0 when nothing changed); ``attempts``: how many
+    times the batch was run (more than 1 when another writer of the same run won a
+    race and the batch was run again on fresh state)."""
 
     events: int
     applied: int
     unchanged: int
     writes: int
     transactions: int = 1
+    attempts: int = 1
 
 
 class CallLedger:
@@ -127,6 +130,7 @@ class CallLedger:
             unchanged=len(checked) - applied,
             writes=writes,
             transactions=int(writes > 0),
+            attempts=attempt,
         )
 
     def get(self, request_id: str) -> dict[str, Any] | None:

@@ -551,8 +551,8 @@ def grant(
 
     The graph allows one edge per pair, so a principal holds at most one grant edge per
     resource: granting what an existing grant already covers returns that grant;
-    granting write over read replaces the read grant (deleted first, so the principal
-    briefly holds neither: this fails closed); other combinations (read or write beside
+    granting write over read replaces the read grant (both in one transaction, so no
+    reader ever sees neither or both); other combinations (read or write beside
     execute) are a :class:`~domain.errors.ParallelEdgeError`: grant one of them
     through a role the principal belongs to.
     """
@@ -570,9 +570,13 @@ def grant(
         if action in granted:
             return existing.id
         if granted and granted < _GRANTS[edge_type]:
-            app.delete_edge(graph_id, existing.id)
+            with app.transaction():  # the narrower grant and the wider one swap atomically
+                app.delete_edge(graph_id, existing.id)
+                edge_id = _add_pair_edge(
+                    app, graph_id, edge_type, principal, resource, attributes={}
+                )
             log.info("grant widened", principal=principal, resource=resource, action=action)
-            return _add_pair_edge(app, graph_id, edge_type, principal, resource, attributes={})
+            return edge_id
         raise ParallelEdgeError(
             f"{principal!r} already has a {existing.edge_type!r} edge to {resource!r}, and an "
             f"ACL graph holds one edge per pair: {action!r} cannot be added beside it. Grant "

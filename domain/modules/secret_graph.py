@@ -297,9 +297,8 @@ class SecretBox:
         keyring's current version); the keys re-encrypted, one update event each.
 
         Every secret is decrypted and re-sealed before the first write, so a secret
-        the keyring cannot open stops the rotation with nothing written. The writes are
-        one command per secret (the Metagraph has no multi-node command); an
-        interrupted rotation is finished by running it again.
+        the keyring cannot open stops the rotation with nothing written. Every update
+        commits in ONE transaction (a unit of work): a rotation is whole or absent.
         """
         graph = self._graph(graph_id)
         target = self._keyring.current if to_version is None else to_version
@@ -320,6 +319,18 @@ class SecretBox:
             blob = _parse_blob(recorded, graph, key)
             if blob.key_version != target:
                 planned.append((key, recorded, self._reseal(graph, key, blob, password, target)))
+        with self._app.transaction():
+            rotated = self._write_rotation(graph, planned, password, target)
+        log.info("secrets rotated", graph_id=str(graph), key_version=target, count=len(rotated))
+        return rotated
+
+    def _write_rotation(
+        self,
+        graph: UUID,
+        planned: list[tuple[str, Any, SealedBlob]],
+        password: str,
+        target: int,
+    ) -> list[str]:
         rotated: list[str] = []
         for key, recorded, planned_blob in planned:
             resealed = planned_blob
@@ -334,7 +345,6 @@ class SecretBox:
                 resealed = self._reseal(graph, key, blob, password, target)
             self._app.update_node(graph, key, {"encrypted": resealed.to_json()})
             rotated.append(key)
-        log.info("secrets rotated", graph_id=str(graph), key_version=target, count=len(rotated))
         return rotated
 
     # --- reads -----------------------------------------------------------------------
