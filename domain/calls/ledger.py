@@ -136,10 +136,16 @@ class CallLedger:
     def get(self, request_id: str) -> dict[str, Any] | None:
         """A call's attributes as recorded, or ``None``."""
         with self._lock, self.app.transaction() as unit:
+            if self.graph_id(unit, create=False) is None:
+                return None
             return _Trees(self, unit).attributes(request_id)
 
     def graph_id(self, unit: UnitOfWork, *, create: bool) -> UUID | None:
-        """The tenant's call graph; with ``create``, made (in ``unit``) if missing."""
+        """The tenant's call graph; with ``create``, made (in ``unit``) if missing.
+
+        A tenant written before call trees has a call graph whose calls are its own
+        nodes: the first use upgrades it (in ``unit``), copying them into call trees.
+        """
         if self._graph_id is not None:
             return self._graph_id
         index = unit.load(INDEX_ID, CallIndex)
@@ -147,8 +153,8 @@ class CallLedger:
             self._graph_id = index.graph_id
             return index.graph_id
         legacy = _legacy_call_graph(self.app)
-        if not create:
-            return legacy
+        if legacy is None and not create:
+            return None
         if legacy is None:
             graph_id = self.app.create_graph(
                 install(self.app),
@@ -161,6 +167,7 @@ class CallLedger:
             graph_id = legacy
             imported = _import_legacy(self.app, unit, _Trees(self, unit, graph_id))
         unit.add(CallIndex.start(graph_id, imported))
+        unit.on_commit(lambda: self.remember({}, graph_id))
         return graph_id
 
     def remember(self, locations: Mapping[str, UUID], graph_id: UUID | None) -> None:
@@ -418,7 +425,8 @@ def get_call(app: Metagraph, request_id: str) -> dict[str, Any] | None:
 
 
 def find_call_graph(app: Metagraph) -> UUID | None:
-    """The id of the tenant's call graph, or ``None`` if it has none yet. Writes nothing."""
+    """The id of the tenant's call graph, or ``None`` if it has none yet. Writes nothing,
+    except the one-time upgrade of a tenant written before call trees."""
     with app.transaction() as unit:
         return call_ledger(app).graph_id(unit, create=False)
 
