@@ -256,9 +256,12 @@ class Metagraph(Application[UUID]):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _commit(self, unit: UnitOfWork) -> None:
-        changed = [a for a in unit.aggregates.values() if a.pending_events]
-        if not changed and not unit.side_writes:
+        for aggregate in unit.aggregates.values():  # events triggered without add()
+            if aggregate.pending_events:
+                unit.add(aggregate)
+        if not unit.events and not unit.side_writes:
             return
+        changed = [a for a in unit.aggregates.values() if a.version != unit.versions[a.id]]
         if unit.side_writes and not getattr(self.recorder, "supports_side_writes", False):
             raise ValidationError(
                 f"this application's recorder ({type(self.recorder).__name__}) cannot commit "
@@ -266,8 +269,8 @@ class Metagraph(Application[UUID]):
                 "PERSISTENCE_MODULE=streams.persistence"
             )
         processing: ProcessingEvent[UUID] = ProcessingEvent()
+        processing.events.extend(unit.events)  # in the order they were triggered
         for aggregate in changed:
-            processing.events.extend(aggregate.collect_events())
             processing.aggregates[aggregate.id] = aggregate
         if unit.side_writes:
             processing.saved_kwargs["side_writes"] = unit.side_writes

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
 
 import msgspec
-from eventsourcing.domain import Aggregate
+from eventsourcing.domain import Aggregate, CanMutateAggregate
 
 from domain.errors import ValidationError
 
@@ -65,6 +65,8 @@ class UnitOfWork:
         self.aggregates: dict[UUID, Aggregate] = {}
         self.versions: dict[UUID, int] = {}
         """Each loaded aggregate's recorded version when the unit first saw it."""
+        self.events: list[CanMutateAggregate[UUID]] = []
+        """The unit's events so far, in the order they were triggered."""
         self.side_writes: list[SideWrite] = []
         self.poisoned: BaseException | None = None
         self.committed: list[Callable[[], None]] = []
@@ -83,11 +85,17 @@ class UnitOfWork:
         return found if isinstance(found, cls) else None
 
     def add(self, *aggregates: Aggregate) -> None:
-        """Commit these aggregates' pending events with the unit (new ones included)."""
+        """Commit these aggregates' pending events with the unit (new ones included).
+
+        The events are taken now, so the stream records a unit's events in the order
+        they happened, across aggregates: call this right after each change (every
+        command does), never after a batch of changes to several aggregates.
+        """
         for aggregate in aggregates:
             if aggregate.id not in self.aggregates:
                 self.aggregates[aggregate.id] = aggregate
                 self.versions[aggregate.id] = aggregate.version - len(aggregate.pending_events)
+            self.events.extend(aggregate.collect_events())
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once the unit has committed (never if it rolls back)."""

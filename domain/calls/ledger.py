@@ -111,6 +111,7 @@ class CallLedger:
             nonlocal attempt
             attempt += 1  # the first guesses that unseen calls are new; a retry reads
             trees = _Trees(self, unit, guess_new=attempt == 1)
+            trees.open()
             rules = Rules(trees, abort_policy, operation_types)
             writes = applied = 0
             for done, event in enumerate(checked, start=1):
@@ -268,10 +269,12 @@ class _Trees:
             assert parent_tree is not None
             if parent_tree is not tree:
                 parent_tree.link_child(parent, key)
+                self.unit.add(parent_tree)
             if parent in parent_tree.calls:
                 links.append([parent, key])
         links.extend([key, child] for child in tree.children.get(key, ()))
         tree.add_call(key, attributes, links)
+        self.unit.add(tree)
 
     def import_call(self, key: str, attributes: dict[str, Any]) -> None:
         """A call of an older version's call graph (its edges are recorded already)."""
@@ -279,12 +282,15 @@ class _Trees:
         parent = attributes.get("parentRequestId")
         if parent is not None and parent_tree is not None and parent_tree is not tree:
             parent_tree.link_child(parent, key)
+            self.unit.add(parent_tree)
         tree.import_call(key, attributes)
+        self.unit.add(tree)
 
     def update(self, key: str, attributes: dict[str, Any]) -> None:
         tree = self._tree(key)
         assert tree is not None, key
         tree.update_call(key, attributes)
+        self.unit.add(tree)
 
     def settle(self) -> None:
         """Hand what this unit learnt to the ledger once the unit commits."""
@@ -316,17 +322,29 @@ class _Trees:
         self._new[key] = tree.id
         self._trees[key] = tree
 
+    def open(self) -> None:
+        """Find the call graph before any call is read: upgrading a tenant written before
+        call trees files its calls' references, which the rules then read."""
+        graph_id = self.ledger.graph_id(self.unit, create=False)
+        if graph_id is not None:
+            self._use(graph_id)
+
     def _graph(self) -> UUID:
         if self._graph_id is None:
-            self._graph_id = self.ledger.graph_id(self.unit, create=True)
-            assert self._graph_id is not None
-            graph = self.unit.load(self._graph_id, Graph)
-            if graph is not None and graph.status == "archived":
-                raise GraphArchivedError(
-                    f"the tenant's call graph ({self._graph_id}) is archived, so calls can no "
-                    "longer be recorded in it; nothing was written"
-                )
+            graph_id = self.ledger.graph_id(self.unit, create=True)
+            assert graph_id is not None
+            self._use(graph_id)
+        assert self._graph_id is not None
         return self._graph_id
+
+    def _use(self, graph_id: UUID) -> None:
+        graph = self.unit.load(graph_id, Graph)
+        if graph is not None and graph.status == "archived":
+            raise GraphArchivedError(
+                f"the tenant's call graph ({graph_id}) is archived, so calls can no longer be "
+                "recorded in it; nothing was written"
+            )
+        self._graph_id = graph_id
 
 
 def _import_legacy(app: Metagraph, unit: UnitOfWork, trees: _Trees) -> int:

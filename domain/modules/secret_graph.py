@@ -328,7 +328,7 @@ class SecretBox:
         self,
         graph: UUID,
         planned: list[tuple[str, Any, SealedBlob]],
-        password: str,
+        password: Password,
         target: int,
     ) -> list[str]:
         rotated: list[str] = []
