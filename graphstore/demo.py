@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
         console.print(
-            f"{report.events} call events -> {report.writes} graph writes in "
-            f"{time.perf_counter() - started:.2f} s"
+            f"{report.events} call events -> {report.writes} call changes in "
+            f"{report.transactions} transaction, {time.perf_counter() - started:.2f} s"
         )
         head = acme.recorder.max_notification_id() or 0
 

@@ -20,9 +20,9 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "tenants: ['acme']" in out
-    assert "622 call events -> 926 graph writes" in out
+    assert "622 call events -> 651 call changes in 1 transaction" in out
     assert "4. run run-004, now" in out and "VALIDATION_ERROR" in out
-    assert "5. run run-004 as of offset 103" in out
+    assert "5. run run-004 as of offset 112 (of 1014)" in out
     assert "9 calls: 4 completed, 0 failed, 0 aborted, 5 open" in out  # the past
     assert "9 calls: 7 completed, 2 failed, 0 aborted, 0 open" in out  # the present
     assert "every projector caught up: yes" in out
@@ -36,4 +36,4 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
         check=False,
         env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
     )
-    assert again.returncode == 0 and "as of offset 103" in again.stdout
+    assert again.returncode == 0 and "as of offset 112 (of 1014)" in again.stdout

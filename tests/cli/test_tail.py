@@ -76,9 +76,9 @@ def test_tail_follows_a_run_live_from_another_process(data: Path, tmp_path: Path
     got = changes(out)
     # The run's calls only ("other" is a run of its own), in order, with their statuses.
     assert [(c["call_id"], c["status"], c["event"], c["run_id"]) for c in got] == [
-        ("r1", "pending", "NodeAdded", "r1"),
-        ("c1", "pending", "NodeAdded", "r1"),
-        ("c1", "completed", "NodeUpdated", "r1"),
+        ("r1", "pending", "CallAdded", "r1"),
+        ("c1", "pending", "CallAdded", "r1"),
+        ("c1", "completed", "CallUpdated", "r1"),
     ]
     positions = [c["position"] for c in got]
     assert positions == sorted(positions) and len(set(positions)) == 3
@@ -99,7 +99,7 @@ def test_tail_resumes_by_name_without_a_gap_and_prints_text(data: Path, tmp_path
     assert text.returncode == 0, text.stderr
     position, _, event, *rest = text.stdout.split()
     assert int(position) == changes(first.stdout)[0]["position"]
-    assert event == "NodeAdded" and "call=r0" in rest and "status=pending" in rest
+    assert event == "CallAdded" and "call=r0" in rest and "status=pending" in rest
 
 
 def test_tail_refuses_a_bad_command_line(data: Path) -> None:
