@@ -54,15 +54,14 @@ class CallTree(Aggregate):
     TOPIC = "CallTree"
 
     class Event(Aggregate.Event):
-        TOPIC = "CallTree.Event"
-
-    class Created(Event, Aggregate.Created):  # eventsourcing's default, never triggered
-        TOPIC = "CallTree.Created"
+        pass
 
     class Started(Event, Aggregate.Created):
         TOPIC = "CallTree.Started"
         graph_id: UUID
         first: str
+
+    Created = Started  # eventsourcing's name for the created event (docs/events.md)
 
     class CallAdded(Event):
         """A new call, with its complete attributes. ``links`` are the ``triggered``
@@ -150,14 +149,13 @@ class CallRef(Aggregate):
     TOPIC = "CallRef"
 
     class Event(Aggregate.Event):
-        TOPIC = "CallRef.Event"
-
-    class Created(Event, Aggregate.Created):  # eventsourcing's default, never triggered
-        TOPIC = "CallRef.Created"
+        pass
 
     class Filed(Event, Aggregate.Created):
         TOPIC = "CallRef.Filed"
         tree_id: UUID
+
+    Created = Filed
 
     def __init__(self, *, tree_id: UUID) -> None:
         self.tree_id = tree_id
@@ -173,10 +171,7 @@ class CallIndex(Aggregate):
     TOPIC = "CallIndex"
 
     class Event(Aggregate.Event):
-        TOPIC = "CallIndex.Event"
-
-    class Created(Event, Aggregate.Created):  # eventsourcing's default, never triggered
-        TOPIC = "CallIndex.Created"
+        pass
 
     class Started(Event, Aggregate.Created):
         """``imported``: calls an older version had recorded, copied into trees."""
@@ -184,6 +179,8 @@ class CallIndex(Aggregate):
         TOPIC = "CallIndex.Started"
         graph_id: UUID
         imported: int
+
+    Created = Started
 
     def __init__(self, *, graph_id: UUID, imported: int) -> None:
         self.graph_id = graph_id
