@@ -222,7 +222,7 @@ def test_a_run_as_of_includes_events_the_projection_parked(
 ) -> None:
     feed(app, requested("r", 0))
     feed(app, requested("c", 1, "r"))
-    poison = head(app) - 1  # c's NodeAdded (its triggered edge follows)
+X
     with Projector.open(env, PoisonedFlowgraph(poison), policy="skip-and-park") as parking:
         parking.catch_up()
         assert [p.offset for p in parking.parked()] == [poison]
