@@ -17,7 +17,7 @@ from domain.names import canonical
 from projections.flowgraph import Flowgraph
 from projections.replay import Replay
 from tests.domain.calls_state import all_calls, graph_calls
-from tests.projections.test_crash import catch_up_in_process, projections_equal_rebuild
+from tests.projections.rebuild_check import catch_up_in_process, projections_equal_rebuild
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy-v1"
 T1 = 1_795_000_100_000

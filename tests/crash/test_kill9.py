@@ -33,7 +33,6 @@ import contextlib
 import itertools
 import os
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -54,7 +53,6 @@ from domain import Actor, DataDirectory, Metagraph, Principal
 from domain.calls import get_call, ingest
 from domain.errors import NotFoundError
 from projections import Flowgraph, FlowgraphProjection, MetagraphProjection, Projector
-from projections.flowgraph import TABLES as FLOW_TABLES
 from projections.metagraph import TABLES as METAGRAPH_TABLES
 from streams import HonkerDatastore
 from tests.crash._worker import (
@@ -65,6 +63,7 @@ from tests.crash._worker import (
     TENANT,
     run_batch,
 )
+from tests.projections.rebuild_check import projections_equal_rebuild
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 SEED: Final = int(os.environ.get("CRASH_SEED", random.randrange(1 << 30)))
@@ -248,61 +247,6 @@ def catch_up(path: Path) -> None:
             projector.catch_up()
             status = projector.status()
             assert status.lag_events == 0, f"{projection.consumer} stopped: {status}"
-
-
-class CleanMetagraph(MetagraphProjection):
-    name = "clean-metagraph"
-
-    def __init__(self) -> None:
-        super().__init__(table_prefix="clean_")
-
-
-class CleanFlowgraph(FlowgraphProjection):
-    name = "clean-flowgraph"
-
-    def __init__(self) -> None:
-        super().__init__(table_prefix="clean_")
-
-
-def _rows(db: HonkerDatastore, table: str) -> list[tuple[Any, ...]]:
-    rows = db.query(f'SELECT * FROM "{table}"')
-    return sorted((tuple(sorted(row.items())) for row in rows), key=repr)
-
-
-def projections_equal_rebuild(path: Path, work: Path) -> int:
-    """In a copy of the (closed) file, rebuild both projections from offset 0 into
-    ``clean_`` tables and compare every row with the live ones; the rows compared."""
-    copy = work / "check.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{copy}{suffix}").unlink(missing_ok=True)
-    for suffix in ("", "-wal"):
-        if Path(f"{path}{suffix}").exists():
-            shutil.copyfile(f"{path}{suffix}", f"{copy}{suffix}")
-    for projection in (CleanMetagraph(), CleanFlowgraph()):
-        with Projector.open(tenant_env(copy), projection) as projector:
-            projector.catch_up()
-    compared = 0
-    with opened(copy) as db:
-        head = db.query('SELECT max("offset") AS h FROM _honker_stream WHERE topic = ?', [STREAM])
-        saved = {
-            row["name"]: row["offset"]
-            for row in db.query(
-                'SELECT name, "offset" FROM _honker_stream_consumers WHERE topic = ?', [STREAM]
-            )
-        }
-        assert {saved.get(c) for c in (*CONSUMERS, "clean-metagraph@v1", "clean-flowgraph@v1")} == {
-            head[0]["h"]
-        }, f"saved offsets {saved}, head {head[0]['h']}"
-        parked = db.query('SELECT consumer, "offset", error FROM projection_parked')
-        assert parked == [], f"events were parked: {parked[:3]}"
-        pairs = list(
-            zip(MetagraphProjection().table_names(), CleanMetagraph().table_names(), strict=True)
-        )
-        for live, clean in pairs + [(t, f"clean_{t}") for t in FLOW_TABLES]:
-            live_rows, clean_rows = _rows(db, live), _rows(db, clean)
-            assert live_rows == clean_rows, f"{live} differs from a clean rebuild"
-            compared += len(live_rows)
-    return compared
 
 
 # --- 1. call ingestion ------------------------------------------------------------------

@@ -26,13 +26,11 @@ import contextlib
 import os
 import queue
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -41,33 +39,22 @@ import pytest
 from domain import DataDirectory, Metagraph
 from domain.calls import ingest
 from graphstore.samples.generate import OPERATION_TYPES
-from projections import FlowgraphProjection, MetagraphProjection, Projector
-from projections.flowgraph import TABLES as FLOW_TABLES
+from projections import FlowgraphProjection, Projector
 from projections.recovery import abort_in_flight, in_flight_runs
-from streams import HonkerDatastore
 from tests.domain.calls_state import all_calls
 from tests.projections._crash_worker import TENANT, workload
+from tests.projections.rebuild_check import (
+    CONSUMERS,
+    catch_up_in_process,
+    head_and_offsets,
+    opened,
+    projections_equal_rebuild,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("CRASH_SEED", random.randrange(1 << 30)))
 SERIES = int(os.environ.get("CRASH_SERIES", "5"))
 ROUNDS = int(os.environ.get("CRASH_ROUNDS", "6"))
-CONSUMERS = ("metagraph@v1", "flowgraph@v1")
-STREAM = "metagraph"
-
-
-class CleanMetagraph(MetagraphProjection):
-    name = "clean-metagraph"
-
-    def __init__(self) -> None:
-        super().__init__(table_prefix="clean_")
-
-
-class CleanFlowgraph(FlowgraphProjection):
-    name = "clean-flowgraph"
-
-    def __init__(self) -> None:
-        super().__init__(table_prefix="clean_")
 
 
 class Worker:
@@ -152,26 +139,6 @@ class Worker:
 # --- checks -----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def opened(path: Path) -> Iterator[HonkerDatastore]:
-    datastore = HonkerDatastore(path)
-    try:
-        yield datastore
-    finally:
-        datastore.close()
-
-
-def head_and_offsets(path: Path) -> tuple[int, dict[str, int]]:
-    with opened(path) as db:
-        rows = db.query(
-            'SELECT max("offset") AS head FROM _honker_stream WHERE topic = ?', [STREAM]
-        )
-        saved = db.query(
-            'SELECT name, "offset" FROM _honker_stream_consumers WHERE topic = ?', [STREAM]
-        )
-    return int(rows[0]["head"] or 0), {r["name"]: int(r["offset"]) for r in saved}
-
-
 def wait_caught_up(path: Path, runner: Worker, timeout: float = 60.0) -> int:
     deadline = time.monotonic() + timeout
     while True:
@@ -181,46 +148,6 @@ def wait_caught_up(path: Path, runner: Worker, timeout: float = 60.0) -> int:
         assert runner.alive(), f"runner died: {runner.stderr()}"
         assert time.monotonic() < deadline, f"not caught up: head {head}, saved {saved}"
         time.sleep(0.02)
-
-
-def _rows(db: HonkerDatastore, table: str) -> list[tuple[Any, ...]]:
-    rows = db.query(f'SELECT * FROM "{table}"')
-    return sorted((tuple(sorted(row.items())) for row in rows), key=repr)
-
-
-def table_pairs() -> list[tuple[str, str]]:
-    live, clean = MetagraphProjection(), CleanMetagraph()
-    pairs = list(zip(live.table_names(), clean.table_names(), strict=True))
-    return pairs + [(t, f"clean_{t}") for t in FLOW_TABLES]
-
-
-def projections_equal_rebuild(path: Path, work: Path) -> int:
-    """Copy the (closed) file, rebuild both projections from offset 0 into prefixed
-    tables of the copy, compare every row; the number of rows compared."""
-    copy = work / "check.db"
-    for suffix in ("", "-wal"):
-        target = Path(f"{copy}{suffix}")
-        target.unlink(missing_ok=True)
-        if Path(f"{path}{suffix}").exists():
-            shutil.copyfile(f"{path}{suffix}", target)
-    Path(f"{copy}-shm").unlink(missing_ok=True)
-    env = {"PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(copy)}
-    compared = 0
-    for projection in (CleanMetagraph(), CleanFlowgraph()):
-        with Projector.open(env, projection) as projector:
-            projector.catch_up()
-            assert projector.status().lag_events == 0
-    head, saved = head_and_offsets(copy)
-    assert saved["clean-metagraph@v1"] == saved["clean-flowgraph@v1"] == head
-    assert saved["metagraph@v1"] == saved["flowgraph@v1"] == head, f"saved {saved}, head {head}"
-    with opened(copy) as db:
-        parked = db.query('SELECT consumer, "offset", error FROM projection_parked')
-        assert parked == [], f"events were parked: {parked[:3]}"
-        for live, clean in table_pairs():
-            live_rows, clean_rows = _rows(db, live), _rows(db, clean)
-            assert live_rows == clean_rows, f"{live} differs from a clean rebuild"
-            compared += len(live_rows)
-    return compared
 
 
 def call_events(app: Metagraph) -> dict[str, list[str]]:
@@ -348,13 +275,6 @@ def flow_active(path: Path) -> tuple[set[str], dict[str, set[str]]]:
         ):
             calls.setdefault(row["run_id"], set()).add(row["id"])
     return runs, calls
-
-
-def catch_up_in_process(path: Path) -> None:
-    env = {"PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(path)}
-    for projection in (MetagraphProjection(), FlowgraphProjection()):
-        with Projector.open(env, projection) as projector:
-            projector.catch_up()
 
 
 @pytest.mark.parametrize("attempt", range(3))
