@@ -16,6 +16,7 @@ memory of a writer and a cold start do not grow with the history.
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections import OrderedDict
@@ -52,7 +53,7 @@ __all__ = [
     "tenant_call_graph",
 ]
 
-log = structlog.get_logger("domain.calls")
+log = structlog.wrap_logger(logging.getLogger("domain.calls"))
 
 _LOCATIONS: Final = 65_536
 """Call references remembered per application (each ~150 bytes); beyond, read again."""
@@ -79,12 +80,13 @@ class CallLedger:
 
     Remembers the tree of recently seen calls (references never change once filed) and
     the call graph's id; everything else is read through the application, inside the
-    batch's unit of work. Use :func:`call_ledger` to share one per application.
+    batch's unit of work. Use :func:`call_ledger` to share one per application. It has
+    no lock of its own: everything it does runs inside the application's unit of work,
+    under the application's lock (one lock, so no lock order to get wrong).
     """
 
     def __init__(self, app: Metagraph) -> None:
         self.app = app
-        self._lock = threading.Lock()
         self._where: OrderedDict[str, UUID] = OrderedDict()
         self._graph_id: UUID | None = None
 
@@ -123,8 +125,7 @@ class CallLedger:
             trees.settle()
             return writes, applied
 
-        with self._lock:
-            writes, applied = self.app.atomic(fold)
+        writes, applied = self.app.atomic(fold)
         return IngestReport(
             events=len(checked),
             applied=applied,
@@ -136,7 +137,7 @@ class CallLedger:
 
     def get(self, request_id: str) -> dict[str, Any] | None:
         """A call's attributes as recorded, or ``None``."""
-        with self._lock, self.app.transaction() as unit:
+        with self.app.transaction() as unit:
             if self.graph_id(unit, create=False) is None:
                 return None
             return _Trees(self, unit).attributes(request_id)
