@@ -31,6 +31,7 @@ recorded.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -67,7 +68,7 @@ from domain.values import (
 
 __all__ = ["SNAPSHOT_SHARE", "GraphTypeRef", "Metagraph", "snapshot_interval"]
 
-log = structlog.get_logger("domain")
+log = structlog.wrap_logger(logging.getLogger("domain"))
 
 GraphTypeRef = UUID | str
 """A graph type by id (a ``UUID``) or by name (a ``str``)."""
@@ -219,11 +220,19 @@ class Metagraph(Application[UUID]):
         :class:`~domain.errors.DomainError`) triggers no event, so the block may catch it
         and go on. A version conflict at the end raises
         :class:`~domain.errors.ConcurrencyError` and writes nothing: run the block again
-        (:meth:`atomic` does). A block inside another one joins the outer unit.
+        (:meth:`atomic` does). A block inside another one joins the outer unit; if it
+        raises, the outer unit rolls back too (it is not a savepoint), whatever the
+        outer block does with the exception.
         """
         with self._lock:
             if self._unit is not None:
-                yield self._unit
+                # Joined, not a savepoint: what failed inside may have changed aggregates
+                # of the outer unit, so the outer unit can no longer commit.
+                try:
+                    yield self._unit
+                except BaseException as exc:
+                    self._unit.poisoned = exc
+                    raise
                 return
             unit = self._unit = UnitOfWork(self)
             try:

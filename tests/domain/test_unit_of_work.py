@@ -12,8 +12,11 @@ import honker
 import pytest
 
 from domain import ConcurrencyError, DuplicateError, Metagraph, UnitOfWork, ValidationError
+from domain.calls import ingest
+from domain.errors import UnknownCallError
 from streams import ConfigurationError
 from tests.domain.conftest import define_org_type, stream_position
+from tests.domain.test_calls import requested, responded
 
 
 @contextmanager
@@ -113,6 +116,20 @@ def test_a_block_inside_a_block_joins_it(app: Metagraph, graph: Any) -> None:
         assert stream_position(app) == before  # the inner block committed nothing
         raise RuntimeError("outer fails")
     assert stream_position(app) == before
+
+
+def test_a_refused_batch_inside_a_block_rolls_the_whole_block_back(
+    app: Metagraph, graph: Any
+) -> None:
+    """A batch joined to an outer block is not a savepoint: it may have applied some of
+    its events before one was refused, so the outer block cannot commit."""
+    before = stream_position(app)
+    with pytest.raises(RuntimeError, match="rolled back"), app.transaction():
+        app.add_node(graph, "ada", "person", {"name": "Ada"})
+        with pytest.raises(UnknownCallError):
+            ingest(app, [requested("p"), responded("nope", 2)])
+    assert stream_position(app) == before
+    assert app.nodes(graph) == {}
 
 
 def test_a_conflict_at_commit_raises_concurrency_error_and_writes_nothing(
