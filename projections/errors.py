@@ -6,11 +6,17 @@ or full file, ...), as ``streams`` raises them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
+from domain.errors import NotFoundError
+
 __all__ = [
     "EventNotProjectableError",
     "ProjectionError",
     "UnknownEventError",
     "ViewDivergedError",
+    "ViewNotBuiltError",
 ]
 
 
@@ -37,3 +43,41 @@ class ViewDivergedError(ProjectionError):
     The view no longer matches the stream: an earlier event was parked, or the tables
     were changed by hand. Replay the parked events, or rebuild the projection.
     """
+
+
+class ViewNotBuiltError(ProjectionError, NotFoundError):
+    """A read of views whose tables are not in the tenant file: no projector has built
+    them there yet. Nothing was read or written.
+
+    Also a :class:`domain.errors.NotFoundError` (``kind="view"``), so callers and the
+    command line treat it as a named thing that does not exist (exit code 3). ``view``
+    (the projection's name), ``tenant``, ``path`` (the tenant file) and ``tables`` (the
+    missing ones) say what is missing; the message says how to build it.
+    """
+
+    def __init__(
+        self,
+        view: str,
+        *,
+        consumer: str,
+        projection: str,
+        tenant: str,
+        path: str | Path,
+        tables: Sequence[str],
+    ) -> None:
+        super().__init__(
+            f"the {view} views of tenant {tenant!r} are not built yet: {path} has no "
+            f"{', '.join(tables)} (the projector {consumer} has not run on it). Build them "
+            f"with `graphstore projector catch-up --tenant {tenant}`, or keep them current "
+            "with `graphstore projector run`; from Python: `with Runner(data_dir) as "
+            f"runner: runner.wait_for({tenant!r}, head)`, or "
+            f"`Projector.open(env, {projection}()).catch_up()`. Replay (history, as of an "
+            "offset, export) reads the stream and needs no views.",
+            kind="view",
+            name=view,
+        )
+        self.view = view
+        self.consumer = consumer
+        self.tenant = tenant
+        self.path = Path(path)
+        self.tables = list(tables)

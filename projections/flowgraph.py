@@ -35,13 +35,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal, Protocol
 
 import msgspec
+from eventsourcing.persistence import ProgrammingError
 from eventsourcing.utils import Environment
 
 from domain.calls import CALL, CALL_GRAPH, CALL_STATUSES, GRAPH_NAME
 from projections._stream import VersionedEvent, event_decoder
-from projections.errors import EventNotProjectableError, UnknownEventError, ViewDivergedError
+from projections.errors import (
+    EventNotProjectableError,
+    UnknownEventError,
+    ViewDivergedError,
+    ViewNotBuiltError,
+)
 from projections.projector import Handler, Projection, Record, Transaction
-from projections.rebuild import live_prefix
+from projections.rebuild import live_prefix, live_version
 from streams import HonkerDatastore, HonkerFactory
 
 __all__ = [
@@ -876,10 +882,16 @@ def tree_order(calls: Iterable[CallRow], root: str) -> list[CallRow]:
 
 class Flowgraph:
     """Typed queries on the flowgraph views of one tenant file (reads through the reader
-    pool; never inside a write transaction)."""
+    pool; never inside a write transaction).
+
+    Before a projector has built the views in the file, every query raises
+    :class:`~projections.errors.ViewNotBuiltError`, which says what to run
+    (:class:`~projections.replay.Replay` folds the stream and needs no views).
+    """
 
     def __init__(self, datastore: HonkerDatastore, *, table_prefix: str = "") -> None:
         self.datastore = datastore
+        self.table_prefix = table_prefix
         self._sql = _Sql(table_prefix)
         self._calls = f'"{self._sql.names["flow_calls"]}"'
         self._runs = f'"{self._sql.names["flow_runs"]}"'
@@ -913,13 +925,48 @@ class Flowgraph:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _query(self, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        """The rows of one read; :class:`ViewNotBuiltError` if the views are not built."""
+        try:
+            return self.datastore.query(sql, params)
+        except ProgrammingError as exc:  # e.g. "no such table: flow_runs"
+            not_built = self._not_built()
+            if not_built is None:
+                raise
+            raise not_built from exc
+
+    def _not_built(self) -> ViewNotBuiltError | None:
+        """The error to raise if tables of the live views are missing from the file, else
+        None (another failure, or tables the caller chose with ``table_prefix``)."""
+        live = live_version(self.datastore, FlowgraphProjection.name)
+        if live.table_prefix != self.table_prefix:
+            return None  # not the live version: building the views would not help
+        names = list(self._sql.names.values())
+        found = self.datastore.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN "
+            f"({', '.join('?' * len(names))})",
+            names,
+        )
+        present = {row["name"] for row in found}
+        missing = [name for name in names if name not in present]
+        if not missing:
+            return None
+        return ViewNotBuiltError(
+            FlowgraphProjection.name,
+            consumer=f"{FlowgraphProjection.name}@v{live.version or FlowgraphProjection.version}",
+            projection=FlowgraphProjection.__name__,
+            tenant=self.datastore.tenant,
+            path=self.datastore.path,
+            tables=missing,
+        )
+
     def _calls_where(self, where: str, params: Sequence[Any], order: str = "") -> list[CallRow]:
         sql = f"SELECT {self._sql.call_columns} FROM {self._calls} WHERE {where} {order}"
-        return [CallRow(**row) for row in self.datastore.query(sql, params)]
+        return [CallRow(**row) for row in self._query(sql, params)]
 
     def run(self, run_id: str) -> FlowRun | None:
         """The run whose root is ``run_id``, or None."""
-        rows = self.datastore.query(self._sql.run, [run_id])
+        rows = self._query(self._sql.run, [run_id])
         return flow_run(rows[0]) if rows else None
 
     def call(self, request_id: str) -> FlowCall | None:
@@ -951,7 +998,7 @@ class Flowgraph:
             f"SELECT {', '.join('c.' + col for col in CALL_COLUMNS)} "
             f"FROM up JOIN {self._calls} c ON c.id = up.id WHERE up.n > 0 ORDER BY up.n"
         )
-        return [flow_call(row) for row in self.datastore.query(sql, [request_id])]
+        return [flow_call(row) for row in self._query(sql, [request_id])]
 
     def runs(
         self,
@@ -998,7 +1045,7 @@ class Flowgraph:
             f"{'WHERE ' + ' AND '.join(where) if where else ''} "
             f"ORDER BY started_at {direction}, id {direction} LIMIT ?"
         )
-        rows = self.datastore.query(sql, [*params, limit + 1])
+        rows = self._query(sql, [*params, limit + 1])
         runs = [flow_run(row) for row in rows[:limit]]
         more = len(rows) > limit
         cursor = RunCursor(started_at=runs[-1].started_at, run_id=runs[-1].run_id) if more else None

@@ -98,7 +98,7 @@ def test_a_named_subscription_resumes_after_its_saved_position_with_no_gap(
             first = nodes_written(app, graph, [f"n{i}" for i in range(5)])
             projector.catch_up()
             for _ in range(3):
-                change = sub.next(timeout=5)
+                change = sub.next(timeout=60)
                 assert change is not None
                 received.append(change.position)
         # Offline: more is written and projected while nobody listens.
@@ -124,7 +124,7 @@ def test_acknowledged_changes_are_not_delivered_again(app: Metagraph, env: dict[
         with Subscription.open(env, MetagraphProjection(), name="ack") as sub:
             offsets = nodes_written(app, graph, ["a", "b", "c"])
             projector.catch_up()
-            got = [sub.next(timeout=5) for _ in range(2)]
+            got = [sub.next(timeout=60) for _ in range(2)]
             assert got[1] is not None
             sub.commit(got[1].position)  # handled both
         with Subscription.open(env, MetagraphProjection(), name="ack") as sub:
@@ -247,6 +247,8 @@ def test_a_run_subscription_gets_its_calls_changes_with_their_new_status(
 
 
 def test_the_async_iterator_is_woken_by_a_commit(app: Metagraph, env: dict[str, str]) -> None:
+    # Its poll comes after an hour: only the commit's wake can deliver within the minute
+    # the test waits (a deadline that only a missing wake reaches).
     define_org(app)
     graph = app.create_graph("org", "team", status="active")
     projector = Projector.open(env, MetagraphProjection())
@@ -259,7 +261,7 @@ def test_the_async_iterator_is_woken_by_a_commit(app: Metagraph, env: dict[str, 
 
     async def consume() -> list[Change]:
         got: list[Change] = []
-        with Subscription.open(env, MetagraphProjection(), poll_interval=30) as sub:
+        with Subscription.open(env, MetagraphProjection(), poll_interval=3600) as sub:
             async for change in sub:
                 got.append(change)
                 if len(got) == 2:
@@ -268,14 +270,12 @@ def test_the_async_iterator_is_woken_by_a_commit(app: Metagraph, env: dict[str, 
 
     writer = threading.Thread(target=write_later)
     writer.start()
-    started = time.monotonic()
     try:
-        got = asyncio.run(asyncio.wait_for(consume(), 10))
+        got = asyncio.run(asyncio.wait_for(consume(), 60))
     finally:
         writer.join()
         projector.close()
-    assert [c.node_key for c in got] == ["late1", "late2"]
-    assert time.monotonic() - started < 5  # woken by the commit, not the 30 s poll
+    assert [c.node_key for c in got] == ["late1", "late2"]  # both, in commit order
 
 
 SUBSCRIBER = textwrap.dedent(

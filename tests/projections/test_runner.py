@@ -1,9 +1,13 @@
-"""The runner: every tenant of a data directory, woken by commits from any process."""
+"""The runner: every tenant of a data directory, woken by commits from any process.
+
+No test here asserts how fast anything is (benchmarks/ measures that). A test that a
+wake works turns the other ways of waking off (intervals of an hour) and waits with a
+generous deadline: it fails only if the wake never comes.
+"""
 
 from __future__ import annotations
 
 import shutil
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -46,7 +50,13 @@ def _fill(data: DataDirectory, org_id: str, nodes: int = 3) -> tuple[UUID, int]:
         return graph, head(app)
 
 
-def _until(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+NEVER: float = 3600.0
+"""An interval no test lasts: the sweep, poll or idle time it sets never comes."""
+PATIENCE: float = 60.0
+"""How long a test waits for something that must happen: only a hang reaches it."""
+
+
+def _until(condition: Callable[[], Any], timeout: float = PATIENCE) -> Any:
     deadline = time.monotonic() + timeout
     while not (result := condition()):
         if time.monotonic() > deadline:
@@ -91,27 +101,40 @@ def test_a_tenant_registered_while_running_is_followed(data: DataDirectory) -> N
 
 
 @pytest.mark.multiprocess
-def test_commits_from_another_process_wake_a_hot_tenant_within_milliseconds(
+def test_commits_from_another_process_wake_a_hot_tenant_through_the_update_watcher(
     data: DataDirectory,
 ) -> None:
     path = data.tenant_path("acme")
     with Writer(path) as writer:
         graph, last = writer.ask("setup").split()
-        # No sweep and no poll for a minute: only Honker's update watcher can wake it.
+        # No sweep, no poll, no file events, never idle: only Honker's update watcher can
+        # wake it (the checks just after it goes hot may take the first commit).
         with Runner(
-            data, _metagraph_only(), tenants=lambda: ["acme"], sweep_interval=60, poll_interval=60
+            data,
+            _metagraph_only(),
+            tenants=lambda: ["acme"],
+            sweep_interval=NEVER,
+            poll_interval=NEVER,
+            idle_after=NEVER,
+            file_events=False,
         ) as runner:
-            runner.wait_for("acme", int(last))
+            runner.wait_for("acme", int(last), timeout=PATIENCE)
             _until(lambda: runner.hot_tenants() == ["acme"])  # its events are recent
-            delays = []
+            offsets = []
             for i in range(20):
-                sent = time.monotonic()
                 offset = int(writer.ask(f"nodes {graph} 1 n{i}-"))
-                runner.wait_for("acme", offset, timeout=5)
-                delays.append(time.monotonic() - sent)
-    # The writer's own command takes part of each delay; the poll would take 60 s.
-    assert max(delays) < 2.0, delays
-    assert statistics.median(delays) < 0.1, delays
+                [status] = runner.wait_for("acme", offset, timeout=PATIENCE)
+                # Each commit woke it, and it applied exactly that commit, in order.
+                assert (status.position, status.lag_events, status.state) == (
+                    offset,
+                    0,
+                    "running",
+                )
+                offsets.append(offset)
+            assert runner.hot_tenants() == ["acme"] and runner.open_tenants() == ["acme"]
+    assert offsets == sorted(set(offsets)) and offsets[0] > int(last)
+    with Metagraph(env=data.tenant_env("acme")) as app:
+        tables_match_aggregates(app, path, [UUID(graph)])
 
 
 @pytest.mark.multiprocess
@@ -126,15 +149,17 @@ def test_an_idle_tenant_is_closed_and_woken_by_the_file_sweep(data: DataDirector
             sweep_interval=0.05,
             poll_interval=0.05,
             idle_after=0.3,
+            file_events=False,  # only the sweep can wake a closed tenant
         ) as runner:
-            runner.wait_for("acme", int(last))
+            runner.wait_for("acme", int(last), timeout=PATIENCE)
             _until(lambda: runner.open_tenants() == [])  # no new event for 0.3 s: closed
             assert runner.hot_tenants() == [] and _watcher_threads(path) == []
+            # From now on every event counts as recent, however long the wake takes: the
+            # woken tenant must go hot (not close again before it is seen hot).
+            runner.idle_after = NEVER
             offset = int(writer.ask(f"nodes {graph} 2 late-"))
-            started = time.monotonic()
-            [status] = runner.wait_for("acme", offset, timeout=5)
-            assert time.monotonic() - started < 2.0
-            assert status.lag_events == 0
+            [status] = runner.wait_for("acme", offset, timeout=PATIENCE)
+            assert (status.position, status.lag_events) == (offset, 0)
             _until(lambda: runner.hot_tenants() == ["acme"])  # recent events: followed closely
 
 
@@ -149,16 +174,16 @@ def test_an_idle_tenant_is_woken_by_a_file_event_without_waiting_for_a_sweep(
             data,
             _metagraph_only(),
             tenants=lambda: ["acme"],
-            sweep_interval=60,  # no sweep during the test: only a file event can wake it
-            poll_interval=60,
+            sweep_interval=NEVER,  # no sweep during the test: only a file event can wake it
+            poll_interval=NEVER,
             idle_after=0.2,
         ) as runner:
-            runner.wait_for("acme", int(last))
+            runner.wait_for("acme", int(last), timeout=PATIENCE)
             _until(lambda: runner.open_tenants() == [])
             time.sleep(1.2)  # past the untrusted-mtime recheck
             offset = int(writer.ask(f"nodes {graph} 2 evented-"))
-            [status] = runner.wait_for("acme", offset, timeout=10)
-            assert status.lag_events == 0
+            [status] = runner.wait_for("acme", offset, timeout=PATIENCE)
+            assert (status.position, status.lag_events) == (offset, 0)
 
 
 def test_an_idle_tenant_is_not_reopened_while_nothing_changes(data: DataDirectory) -> None:

@@ -8,7 +8,6 @@ strings are those in the bundled SQLite 3.45.1 library), and say so.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -374,10 +373,9 @@ def test_a_writer_past_the_busy_timeout_gets_operational_error_and_writes_nothin
 
         with Worker("hold-lock", dbname=tenant_file) as holder:  # plain sqlite3, elsewhere
             holder.expect("locked")
-            started = time.monotonic()
+            # The holder keeps the lock until told: the save gives up, it cannot wait it out.
             with pytest.raises(OperationalError) as info:
                 app.save(*events)
-            waited = time.monotonic() - started
             # Readers are not blocked by the other process's write lock.
             assert app.repository.get(before.id).owner == "before"
             holder.send("release")
@@ -388,7 +386,9 @@ def test_a_writer_past_the_busy_timeout_gets_operational_error_and_writes_nothin
         assert str(tenant_file) in message
         assert "HONKER_BUSY_TIMEOUT" in message
         assert "database is locked" in message
-        assert waited < 4.0  # the configured 200 ms, not Honker's default of 5 s
+        # It waited the configured 200 ms, not Honker's default of 5 s: the setting is in
+        # force on the connection that waited (how long it takes is benchmarks' business).
+        assert app.factory.datastore.file.writer_setting("busy_timeout") == 200
 
         # Nothing of the failed save: not in the stream, not in the index.
         assert app.recorder.select_events(account.id) == []
