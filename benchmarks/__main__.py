@@ -22,6 +22,7 @@ SUITES: dict[str, str] = {
     "streams": "benchmarks.streams",  # the Honker persistence module vs its baselines
     "domain": "benchmarks.domain",  # big graphs: write latency, cold start, ingestion
     "projections": "benchmarks.projections",  # catch-up, end to end, time travel, idle tenants
+    "cli": "benchmarks.cli",  # command line start-up: --help and projector status vs python
 }
 
 RESULTS = Path(__file__).with_name("results")

@@ -20,6 +20,8 @@ design decisions are in ``docs/domain.md``. This package imports neither ``strea
 nor ``projections``: data flows from the domain outwards.
 """
 
+import logging
+
 import domain.names  # noqa: F401 (registers the legacy event names: docs/events.md)
 from domain.application import GraphTypeRef, Metagraph
 from domain.errors import (
@@ -55,6 +57,9 @@ from domain.values import (
     Scope,
     UpdateMode,
 )
+
+# Quiet unless the application configures logging (README, "Logs").
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "STATUS_TRANSITIONS",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hmac
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -98,7 +99,7 @@ __all__ = [
     "hash_key",
 ]
 
-log = structlog.get_logger("domain.identity")
+log = structlog.wrap_logger(logging.getLogger("domain.identity"))
 
 USAGE_GRANULARITY: Final = timedelta(minutes=1)
 """``last_used_at`` is recorded at most this often per key (each is a write)."""

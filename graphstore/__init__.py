@@ -9,18 +9,29 @@
 
 :func:`open` gives a :class:`Store` (a data directory); :meth:`Store.tenant` a tenant's
 :class:`domain.Metagraph`. The command line is :mod:`graphstore.cli`.
+
+Importing the package configures nothing (logging is the application's: README, "Logs")
+and loads the store on first use of these names, so ``graphstore --help`` starts without it.
 """
 
-import structlog
+from __future__ import annotations
 
-from graphstore import logs
-from graphstore.store import Store, open_store
+import importlib
+from typing import TYPE_CHECKING, Any
 
-if not structlog.is_configured():
-    # Unconfigured structlog prints every debug record to stdout; the store's own logs
-    # go to stderr from WARNING up until the application configures logging itself.
-    logs.configure("warning")
+if TYPE_CHECKING:
+    from graphstore.store import Store, open_store
 
-open = open_store  # graphstore.open(path), like sqlite3.connect(path)
+    open = open_store  # graphstore.open(path), like sqlite3.connect(path)
 
 __all__ = ["Store", "open", "open_store"]
+
+
+def __getattr__(name: str) -> Any:
+    """``Store``, ``open`` and ``open_store``: from :mod:`graphstore.store`, on first use."""
+    if name not in __all__:
+        raise AttributeError(f"module 'graphstore' has no attribute {name!r}")
+    store = importlib.import_module("graphstore.store")
+    value = store.open_store if name == "open" else getattr(store, name)
+    globals()[name] = value  # later look-ups skip this function
+    return value

@@ -19,6 +19,11 @@ Who acts: with ``--api-key`` (or ``GRAPHSTORE_API_KEY``) the key's account; with
 one, the local operator, who has the files anyway and acts as the system principal.
 """
 
+# A quick front door: `graphstore --help` imports typer and nothing of the store. Each
+# command imports what it needs (the domain, projections, rich's progress bars, YAML)
+# when it runs, so the imports inside functions are on purpose.
+# ruff: noqa: PLC0415
+
 from __future__ import annotations
 
 import contextlib
@@ -31,35 +36,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from uuid import UUID
 
-import msgspec
 import typer
-import yaml
-from eventsourcing.persistence import PersistenceError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from domain import Actor, DataDirectory, IssuedKey, Metagraph, Principal
-from domain.calls import OperationType, ingest_jsonl
-from domain.errors import AuthenticationError, DomainError, NotFoundError, ValidationError
-from graphstore import logs
-from graphstore._output import Output
-from graphstore._render import run_tree, runs_table, status_table
-from graphstore.store import Store
-from projections import (
-    Flowgraph,
-    FlowgraphProjection,
-    MetagraphProjection,
-    Projection,
-    ProjectorStatus,
-    Replay,
-    Runner,
-)
-from projections.changes import Change, Subscription
-from projections.rebuild import RebuildResult, live_projection, open_live_projector, rebuild_next
-from projections.recovery import abort_in_flight, in_flight_runs
-from streams import HonkerDatastore
+if TYPE_CHECKING:
+    from domain import Actor, DataDirectory, IssuedKey, Metagraph, Principal
+    from graphstore._output import Output
+    from graphstore.store import Store
+    from projections import Flowgraph, Projection, ProjectorStatus, Replay, Runner
+    from projections.changes import Change
+    from projections.rebuild import RebuildResult
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -77,17 +65,33 @@ class ExitCode(IntEnum):
 
 @dataclass
 class Session:
-    """What every command shares: where the data is, how to print, who acts."""
+    """What every command shares: where the data is, how to print, who acts.
+
+    The output, the store and the logs are set up when a command first needs them: a
+    ``--help`` needs none of them.
+    """
 
     data_dir: Path
-    output: Output
+    as_json: bool
     api_key: str | None
+    log_level: str = "warning"
     closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _store: Store | None = field(default=None, repr=False)
+    _output: Output | None = field(default=None, repr=False)
+
+    @property
+    def output(self) -> Output:
+        if self._output is None:
+            from graphstore._output import Output
+
+            self._output = Output(as_json=self.as_json)
+        return self._output
 
     @property
     def store(self) -> Store:
         if self._store is None:
+            from graphstore.store import Store
+
             self._store = Store(self.data_dir)
         return self._store
 
@@ -98,6 +102,8 @@ class Session:
     def principal(self) -> Principal:
         """The key's principal, or the local operator's (system) without a key."""
         if self.api_key is None:
+            from domain import Principal
+
             return Principal.system()
         return self.data.identity.authenticate(self.api_key)
 
@@ -163,8 +169,7 @@ def _root(
         str, typer.Option(help="debug, info or warning (logs go to stderr).")
     ] = "warning",
 ) -> None:
-    logs.configure(log_level)
-    session = Session(data_dir, Output(as_json=as_json), api_key)
+    session = Session(data_dir, as_json, api_key, log_level)
     ctx.obj = session
     ctx.call_on_close(session.close)
 
@@ -176,8 +181,15 @@ def _session(ctx: typer.Context) -> Session:
 
 
 def _run(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
-    """Run a command; map the store's errors to a message on stderr and an exit code."""
+    """Run a command with logs configured; map the store's errors to a message on stderr
+    and an exit code."""
+    from eventsourcing.persistence import PersistenceError
+
+    from domain.errors import AuthenticationError, DomainError, NotFoundError
+    from graphstore import logs
+
     session = _session(ctx)
+    logs.configure(session.log_level)
     try:
         return action(session)
     except AuthenticationError as exc:
@@ -443,6 +455,10 @@ def _plain_json(details: dict[str, Any]) -> dict[str, Any]:
 
 def _load_document(path: Path) -> dict[str, Any]:
     """A JSON or YAML file as a mapping; NotFoundError / DomainError if it is not one."""
+    import yaml
+
+    from domain.errors import NotFoundError, ValidationError
+
     if not path.is_file():
         raise NotFoundError(f"no file {str(path)!r}", kind="file", name=str(path))
     text = path.read_text()
@@ -470,6 +486,8 @@ def graph_type_define(
     """
 
     def action(session: Session) -> None:
+        from domain import Actor
+
         document = _load_document(file)
         principal = session.principal()
         actor = Actor(scope="tenant", id=principal.actor_id)
@@ -488,6 +506,8 @@ def graph_type_define(
 
 def define_graph_type(metagraph: Metagraph, document: dict[str, Any], actor: Actor) -> UUID:
     """Define a graph type and its node and edge types from a parsed definition."""
+    from domain.errors import ValidationError
+
     name = document.get("name")
     if not isinstance(name, str):
         raise ValidationError("the definition needs a `name` (a string)")
@@ -672,6 +692,17 @@ def ingest(
     """
 
     def action(session: Session) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        from domain.calls import OperationType, ingest_jsonl
+        from domain.errors import NotFoundError
+
         if source != "-" and not Path(source).is_file():
             raise NotFoundError(f"no file {source!r}", kind="file", name=source)
         principal = session.principal()
@@ -719,6 +750,8 @@ TenantOption = Annotated[str, typer.Option(help="The tenant's org id.")]
 
 def _views(session: Session, tenant: str) -> tuple[Flowgraph, Replay]:
     """The flowgraph views and the replay of a registered tenant (closed with the session)."""
+    from projections import Flowgraph, Replay
+
     session.tenant(tenant)  # registered? (NotFoundError otherwise)
     env = session.data.tenant_env(tenant)
     flowgraph = Flowgraph.open(env)
@@ -729,6 +762,8 @@ def _views(session: Session, tenant: str) -> tuple[Flowgraph, Replay]:
 
 def _ms(value: str | None, option: str) -> int | None:
     """An ISO 8601 time or ms since the epoch, as ms."""
+    from domain.errors import ValidationError
+
     if value is None:
         return None
     if value.isdigit():
@@ -759,6 +794,8 @@ def runs_list(
     """List workflow runs, newest first, filtered by status and start time."""
 
     def action(session: Session) -> None:
+        from graphstore._render import runs_table
+
         flowgraph, _ = _views(session, tenant)
         page = flowgraph.runs(
             status=status or None,  # type: ignore[arg-type]  # checked by the views
@@ -788,6 +825,9 @@ def runs_show(
     """Show a run's call tree with statuses and durations (now, or as of an offset)."""
 
     def action(session: Session) -> None:
+        from domain.errors import NotFoundError
+        from graphstore._render import run_tree
+
         flowgraph, replay = _views(session, tenant)
         if as_of is None:
             run = flowgraph.run(run_id)
@@ -817,6 +857,8 @@ def runs_history(ctx: typer.Context, run_id: str, tenant: TenantOption) -> None:
     """A run's ordered history: the stream events that touched its calls, with offsets."""
 
     def action(session: Session) -> None:
+        from domain.errors import NotFoundError
+
         _, replay = _views(session, tenant)
         entries = replay.history(run_id)
         if not entries:
@@ -852,6 +894,8 @@ def runs_export(
     """Export a run's history as call-protocol JSON Lines (re-ingestable with `ingest`)."""
 
     def action(session: Session) -> None:
+        from domain.errors import NotFoundError
+
         _, replay = _views(session, tenant)
         export = replay.export_run(run_id)
         if not export.events:
@@ -882,6 +926,8 @@ def runs_in_flight(ctx: typer.Context, tenant: TenantOption) -> None:
     """Runs left with pending or running calls (after a crash), read from the call graph."""
 
     def action(session: Session) -> None:
+        from projections.recovery import in_flight_runs
+
         runs = in_flight_runs(session.tenant(tenant))
         if session.output.as_json:
             session.output.data(runs)
@@ -922,6 +968,8 @@ def runs_abort_in_flight(
     """
 
     def action(session: Session) -> None:
+        from projections.recovery import abort_in_flight
+
         principal = session.principal()
         done = abort_in_flight(session.tenant(tenant), runs=run)
         if done.runs:
@@ -943,13 +991,16 @@ def runs_abort_in_flight(
 # -------------------------------------------------------------------------- projectors
 
 
-_PROJECTIONS: dict[str, type[Projection]] = {
-    "metagraph": MetagraphProjection,
-    "flowgraph": FlowgraphProjection,
-}
+def _projections() -> dict[str, type[Projection]]:
+    """The projections the command line knows, by name."""
+    from projections import FlowgraphProjection, MetagraphProjection
+
+    return {"metagraph": MetagraphProjection, "flowgraph": FlowgraphProjection}
 
 
 def _runner(session: Session, tenant: str | None) -> Runner:
+    from projections import Runner
+
     tenants = [tenant] if tenant else session.data.tenants()
     for org_id in tenants:
         session.tenant(org_id)  # registered?
@@ -968,11 +1019,14 @@ def projector_status(
     """
 
     def action(session: Session) -> None:
+        from graphstore._render import status_table
+        from projections.rebuild import open_live_projector
+
         tenants = [tenant] if tenant else session.data.tenants()
         statuses = []
         for org_id in tenants:
             session.tenant(org_id)
-            for projection in _PROJECTIONS.values():
+            for projection in _projections().values():
                 projector = open_live_projector(session.data.tenant_env(org_id), projection)
                 try:
                     statuses.append(projector.status())
@@ -1000,6 +1054,8 @@ def projector_run(
     """
 
     def action(session: Session) -> None:
+        from projections import Runner
+
         with Runner(session.data) as runner:
             session.output.err.print(
                 f"projecting every tenant of {session.data_dir}; Ctrl-C stops", markup=False
@@ -1018,6 +1074,8 @@ def projector_run(
 
 
 def _print_statuses(session: Session, statuses: list[ProjectorStatus]) -> None:
+    from graphstore._render import status_table
+
     if session.output.as_json:
         session.output.data(statuses)
     else:
@@ -1039,10 +1097,7 @@ def projector_catch_up(
                 head = max((s.head for s in runner.status() if s.tenant == org_id), default=0)
                 runner.wait_for(org_id, head, timeout=max(0.1, deadline - time.monotonic()))
             statuses = runner.status()
-        if session.output.as_json:
-            session.output.data(statuses)
-        else:
-            session.output.out.print(status_table(statuses))
+        _print_statuses(session, statuses)
 
     _run(ctx, action)
 
@@ -1059,13 +1114,17 @@ def projector_replay_parked(
     """Apply a projector's parked (dead-lettered) events again, in stream order."""
 
     def action(session: Session) -> None:
+        from domain.errors import ValidationError
+        from projections.rebuild import open_live_projector
+
+        projections = _projections()
         name = projector.split("@", 1)[0]
-        if name not in _PROJECTIONS:
+        if name not in projections:
             raise ValidationError(
-                f"no projector {projector!r}: use one of {', '.join(sorted(_PROJECTIONS))}"
+                f"no projector {projector!r}: use one of {', '.join(sorted(projections))}"
             )
         session.tenant(tenant)
-        opened = open_live_projector(session.data.tenant_env(tenant), _PROJECTIONS[name])
+        opened = open_live_projector(session.data.tenant_env(tenant), projections[name])
         try:
             if projector not in (name, opened.consumer):
                 raise ValidationError(
@@ -1096,9 +1155,21 @@ def projector_rebuild(
     start of the stream while the live version serves reads, then swap it in atomically."""
 
     def action(session: Session) -> None:
-        if name not in _PROJECTIONS:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        from domain.errors import ValidationError
+        from projections.rebuild import rebuild_next
+
+        projections = _projections()
+        if name not in projections:
             raise ValidationError(
-                f"no projection {name!r}: use one of {', '.join(sorted(_PROJECTIONS))}"
+                f"no projection {name!r}: use one of {', '.join(sorted(projections))}"
             )
         session.tenant(tenant)  # registered? (NotFoundError otherwise)
         with Progress(
@@ -1113,7 +1184,7 @@ def projector_rebuild(
             task = progress.add_task("rebuild", total=None)
             result = rebuild_next(
                 session.data,
-                _PROJECTIONS[name],
+                projections[name],
                 tenant=tenant,
                 drop_old=drop_old,
                 progress=lambda position, head: progress.update(
@@ -1203,10 +1274,14 @@ def tail(
     """
 
     def action(session: Session) -> None:
-        projections: dict[str, type[Projection]] = {
-            "metagraph": MetagraphProjection,
-            "flowgraph": FlowgraphProjection,
-        }
+        import msgspec
+
+        from domain.errors import ValidationError
+        from projections.changes import Subscription
+        from projections.rebuild import live_projection
+        from streams import HonkerDatastore
+
+        projections = _projections()
         chosen = projector or ("flowgraph" if run is not None else "metagraph")
         if chosen not in projections:
             raise ValidationError(

@@ -27,6 +27,7 @@ from rich.rule import Rule
 import graphstore
 from domain import Principal
 from domain.calls import ingest_jsonl
+from graphstore import logs
 from graphstore._render import run_tree, runs_table, status_table
 from graphstore.samples import WORKFLOWS
 from graphstore.samples.generate import OPERATION_TYPES
@@ -45,7 +46,9 @@ def _pick_run(flowgraph: Flowgraph) -> FlowRun:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="graphstore.demo", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path("data/demo"))
+    parser.add_argument("--log-level", default="warning", help="debug, info or warning")
     args = parser.parse_args(argv)
+    logs.configure(args.log_level)  # the demo is an application: it configures the logs
     console = Console(highlight=False)
 
     # 1-2. A fresh data directory, an admin, a tenant.

@@ -9,6 +9,8 @@ docs/flowgraph.md.
         runner.status()                 # position, head, lag, state per (tenant, projector)
 """
 
+import logging
+
 from projections.changes import Change, Subscription
 from projections.errors import (
     EventNotProjectableError,
@@ -33,6 +35,12 @@ from projections.projector import (
 )
 from projections.replay import GraphSnapshot, HistoryEntry, Replay, RunExport, RunSnapshot
 from projections.runner import Runner
+
+# Quiet unless the application configures logging (README, "Logs"). The runner's file
+# watcher (watchdog) follows the same rule: it logs an error on most stops (a race in its
+# inotify emitter's shutdown, harmless) that would otherwise reach stderr.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+logging.getLogger("watchdog").addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

@@ -40,11 +40,11 @@ from time import monotonic
 from typing import Any, Final
 
 import msgspec
-from eventsourcing.persistence import ProgrammingError, Tracking
+from eventsourcing.persistence import ProgrammingError
 from eventsourcing.utils import Environment
 
 from domain.calls import CALL
-from projections._stream import Row, StreamReader, Transaction, decode_record
+from projections._stream import decode_record
 from projections.errors import EventNotProjectableError, UnknownEventError
 from projections.flowgraph import (
     CALL_EVENTS,
@@ -55,7 +55,16 @@ from projections.flowgraph import (
 )
 from projections.metagraph import MetagraphProjection
 from projections.projector import DEFAULT_BATCH_SIZE, Projection, plain_state_reader
-from streams import HonkerDatastore, HonkerFactory, HonkerTrackingRecorder
+from streams import (
+    Entry,
+    HonkerDatastore,
+    HonkerFactory,
+    Transaction,
+    read_after,
+    read_at,
+    save_position,
+    saved_position,
+)
 
 __all__ = ["CONSUMER_PREFIX", "Change", "Subscription"]
 
@@ -159,22 +168,18 @@ class Subscription:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._plain_state = plain_state
-        self._reader = StreamReader(datastore, self.stream)
-        self._projector_tracking = HonkerTrackingRecorder(datastore, consumer=self.projector)
-        self._tracking = (
-            HonkerTrackingRecorder(datastore, consumer=CONSUMER_PREFIX + name) if name else None
-        )
+        self._consumer = CONSUMER_PREFIX + name if name else None
         self._flow = projection if isinstance(projection, FlowgraphProjection) else None
         self._call_graph: str | None = None
         self._buffer: deque[_Pending] = deque()
         self._delivered: _Pending | None = None  # handed out, not yet acknowledged
         self._on_close: Callable[[], None] | None = None
         self._closed = threading.Event()
-        saved = self._tracking.max_tracking_id(self.stream) if self._tracking else None
+        saved = saved_position(datastore, self._consumer, self.stream) if self._consumer else None
         if saved is None:
             saved = 0 if from_start else self.visible()
-            if self._tracking is not None and saved > 0:
-                self._tracking.insert_tracking(Tracking(self.stream, saved))
+            if self._consumer is not None and saved > 0:
+                self._save(self._consumer, saved)
         self._saved = saved
         self._acked = saved  # every change up to here is handled
         self._cursor = saved  # read up to here
@@ -215,7 +220,7 @@ class Subscription:
 
     def visible(self) -> int:
         """The projector's saved offset: changes up to it are committed (0: none yet)."""
-        return self._projector_tracking.max_tracking_id(self.stream) or 0
+        return saved_position(self.datastore, self.projector, self.stream) or 0
 
     def commit(self, position: int | None = None) -> None:
         """Save ``position`` (default: the acknowledged one) as the durable position.
@@ -226,9 +231,9 @@ class Subscription:
         if position is not None and position > self._acked:
             self._acked = position
         target = self._acked if position is None else position
-        if self._tracking is None or target <= self._saved:
+        if self._consumer is None or target <= self._saved:
             return
-        self._tracking.insert_tracking(Tracking(self.stream, target))
+        self._save(self._consumer, target)
         self._saved = target
         self._since_commit = 0
 
@@ -239,11 +244,16 @@ class Subscription:
         Raises ``IntegrityError`` (rolling the caller's transaction back) when the saved
         position is already at or past it: the change was handled before.
         """
-        if self._tracking is None:
+        if self._consumer is None:
             raise ValueError("commit_in needs a named subscription")
-        self._tracking._insert_tracking(tx, Tracking(self.stream, position))
+        save_position(tx, self._consumer, self.stream, position)
         self._saved = max(self._saved, position)
         self._acked = max(self._acked, position)
+
+    def _save(self, consumer: str, position: int) -> None:
+        """Save the durable position in a transaction of its own."""
+        with self.datastore.transaction() as tx:
+            save_position(tx, consumer, self.stream, position)
 
     # --- reading --------------------------------------------------------------------
 
@@ -382,23 +392,23 @@ class Subscription:
         )
         return True
 
-    def _read(self, after: int, upto: int) -> list[Row]:
+    def _read(self, after: int, upto: int) -> list[Entry]:
         if self.run is None or self._flow is None:
-            rows = self._reader.after(after, self.batch_size)
+            rows = read_after(self.datastore, self.stream, after, limit=self.batch_size)
             return [row for row in rows if row.offset <= upto]
+        # The run's events, found through the flowgraph's index of each call's events;
+        # stream entries never change, so reading them in a second statement is safe.
         names = self._flow.tables
         found = self.datastore.query(
-            f'SELECT s."offset" AS "offset", s.payload AS payload '
-            f'FROM "{names["flow_calls"]}" c '
+            f'SELECT DISTINCT e."offset" AS "offset" FROM "{names["flow_calls"]}" c '
             f'JOIN "{names["flow_call_events"]}" e ON e.call_id = c.id '
-            f'JOIN _honker_stream s ON s.topic = ? AND s."offset" = e."offset" '
             f'WHERE c.run_id = ? AND e."offset" > ? AND e."offset" <= ? '
             f'ORDER BY e."offset" LIMIT ?',
-            [self.stream, self.run, after, upto, self.batch_size],
+            [self.run, after, upto, self.batch_size],
         )
-        return [Row(int(row["offset"]), str(row["payload"])) for row in found]
+        return read_at(self.datastore, self.stream, [int(row["offset"]) for row in found])
 
-    def _change(self, row: Row) -> Change | None:
+    def _change(self, row: Entry) -> Change | None:
         """The change ``row`` is for this subscription, or None (not a change of the
         projection, or filtered out)."""
         try:

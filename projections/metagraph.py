@@ -24,9 +24,10 @@ from uuid import UUID
 
 import msgspec
 
-from projections._stream import Record, Transaction, VersionedEvent, event_decoder
+from projections._stream import Record, VersionedEvent, event_decoder
 from projections.errors import EventNotProjectableError, UnknownEventError, ViewDivergedError
 from projections.projector import Handler, Projection
+from streams import Transaction
 
 __all__ = [
     "TABLES",
@@ -628,13 +629,12 @@ class MetagraphProjection(Projection):
             [node_id(graph, event.key), graph, event.key, _CALL, attributes, 1, at, at],
         )
         for parent, child in event.links:
-            edge_key = f"{_TRIGGERED}:{child}"
             tx.execute(
                 self.sql.insert_edge,
                 [
-                    _uuid5(graph, "edge:" + edge_key),
+                    call_edge_id(graph, child),
                     graph,
-                    edge_key,
+                    f"{_TRIGGERED}:{child}",
                     _TRIGGERED,
                     parent,
                     child,

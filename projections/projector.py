@@ -11,7 +11,8 @@ it changes the tables. A :class:`Projector` runs one projection on one tenant fi
 3. in ONE write transaction it checks that its saved offset is still the one it read
    from (another runner on the same file cannot make it apply an event twice), applies
    the batch to its tables and saves the batch's last offset as its Honker consumer
-   offset (``HonkerTrackingRecorder._insert_tracking``). All or nothing: a crash
+   offset (:func:`streams.save_position`, which refuses a position that does not
+   advance). All or nothing: a crash
    replays at most the uncommitted batch.
 
 Events the projection ignores still advance the offset. An event that cannot be decoded
@@ -31,6 +32,7 @@ an event's fault: it is raised to the caller with nothing committed, to retry la
 
 from __future__ import annotations
 
+import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -40,19 +42,23 @@ from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import msgspec
 import structlog
-from eventsourcing.persistence import InterfaceError, OperationalError, Tracking
+from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.utils import Environment
 
-from projections._stream import (
-    Record,
-    Row,
-    StreamReader,
-    Transaction,
-    decode_record,
-    saved_offset_in,
-)
+from projections._stream import Record, decode_record
 from projections.errors import EventNotProjectableError
-from streams import HonkerDatastore, HonkerFactory, HonkerTrackingRecorder
+from streams import (
+    Entry,
+    HonkerDatastore,
+    HonkerFactory,
+    Transaction,
+    count_between,
+    read_after,
+    save_position,
+    saved_position,
+    stream_head,
+    time_at,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -70,7 +76,7 @@ __all__ = [
     "plain_state_reader",
 ]
 
-log = structlog.get_logger("projections")
+log = structlog.wrap_logger(logging.getLogger("projections"))
 
 ErrorPolicy = Literal["stop", "skip-and-park"]
 ProjectorState = Literal["running", "catching-up", "stopped", "failed"]
@@ -262,18 +268,16 @@ class Projector:
         self.datastore = datastore
         self.tenant = tenant or datastore.tenant
         self._plain_state = plain_state
-        self._reader = StreamReader(datastore, self.stream)
-        self._tracking = HonkerTrackingRecorder(datastore, consumer=self.consumer)
         self._on_close: Callable[[], None] | None = None
         self._lock = threading.Lock()  # guards the status fields below
         if not self._tables_exist():
             with datastore.transaction() as tx:
                 projection.create_tables(tx)
                 _create_parked_table(tx)
-        self._position = self._tracking.max_tracking_id(self.stream) or 0
-        self._position_time = self._reader.time_at(self._position)
-        self._head, self._head_time = self._reader.head()
-        self._lag_events = self._reader.count_between(self._position, self._head)
+        self._position = saved_position(datastore, self.consumer, self.stream) or 0
+        self._position_time = time_at(datastore, self.stream, self._position)
+        self._head, self._head_time = stream_head(datastore, self.stream)
+        self._lag_events = count_between(datastore, self.stream, self._position, self._head)
         self._parked = self._count_parked()
         self._stopped = False
         self._error: str | None = None
@@ -390,12 +394,12 @@ class Projector:
 
     def refresh(self) -> None:
         """Read the stream's head (one indexed query) and update the lag."""
-        head, head_time = self._reader.head()
+        head, head_time = stream_head(self.datastore, self.stream)
         known = max(self._head, self._position)
-        added = self._reader.count_between(known, head) if head > known else 0
+        added = count_between(self.datastore, self.stream, known, head) if head > known else 0
         position_time = self._position_time
         if position_time is None and head > self._position:  # the stream was empty
-            position_time = self._reader.time_at(self._position)
+            position_time = time_at(self.datastore, self.stream, self._position)
         with self._lock:
             self._lag_events += added
             if head >= self._head:
@@ -427,7 +431,7 @@ class Projector:
         self.refresh()
         if not self.active:
             return 0
-        rows = self._reader.after(self._position, self.batch_size)
+        rows = read_after(self.datastore, self.stream, self._position, limit=self.batch_size)
         self._more = len(rows) == self.batch_size
         if not rows:
             return 0
@@ -456,7 +460,7 @@ class Projector:
                 break
         return total
 
-    def _decode(self, row: Row) -> _Change:
+    def _decode(self, row: Entry) -> _Change:
         record = decode_record(row)
         handler = self.projection.handler(record.type)
         if handler is None:
@@ -474,10 +478,10 @@ class Projector:
 
     def _commit(
         self,
-        rows: Sequence[Row],
+        rows: Sequence[Entry],
         changes: Sequence[_Change],
         *,
-        parked: tuple[Row, str] | None = None,
+        parked: tuple[Entry, str] | None = None,
         dry_run: bool = False,
     ) -> _Failure | None:
         """Apply ``changes`` and save the offset in one transaction.
@@ -490,7 +494,7 @@ class Projector:
         applying: int | None = None  # the change being applied, while one is
         try:
             with self.datastore.transaction() as tx:
-                saved = saved_offset_in(tx, self.consumer, self.stream)
+                saved = saved_position(tx, self.consumer, self.stream) or 0
                 if saved != self._position:
                     raise _PositionMovedError(saved)
                 for index, change in enumerate(changes):
@@ -502,7 +506,7 @@ class Projector:
                     self._insert_parked(tx, parked[0], parked[1])
                 if dry_run:
                     raise _RollbackError
-                self._tracking._insert_tracking(tx, Tracking(self.stream, last))
+                save_position(tx, self.consumer, self.stream, last)
         except _RollbackError:  # the dry run went through
             return None
         except (_PositionMovedError, *TRANSIENT_ERRORS):
@@ -522,13 +526,13 @@ class Projector:
                 self._parked += 1
         return None
 
-    def _time_of(self, row: Row) -> int | None:
+    def _time_of(self, row: Entry) -> int | None:
         try:
             return decode_record(row).time
         except EventNotProjectableError:  # a malformed envelope: ask SQLite for its time
-            return self._reader.time_at(row.offset)
+            return time_at(self.datastore, self.stream, row.offset)
 
-    def _first_failure(self, rows: Sequence[Row]) -> _Failure | None:
+    def _first_failure(self, rows: Sequence[Entry]) -> _Failure | None:
         """Decode and apply row by row in a transaction rolled back at the end; the first
         row that fails, with its error (None if all pass now)."""
         changes: list[_Change] = []
@@ -542,7 +546,7 @@ class Projector:
                 return found or _Failure(index, exc)
         return self._commit(rows, changes, dry_run=True)
 
-    def _after_failure(self, rows: Sequence[Row]) -> int:
+    def _after_failure(self, rows: Sequence[Entry]) -> int:
         """Handle a batch that failed: find the first failing event, then follow the policy."""
         for _ in range(3):  # a deterministic projection settles in one round
             try:
@@ -583,7 +587,7 @@ class Projector:
         )
         return 0
 
-    def _fail(self, failure: _Failure, row: Row) -> None:
+    def _fail(self, failure: _Failure, row: Entry) -> None:
         with self._lock:
             self._error = failure.describe()
             self._error_offset = row.offset
@@ -598,8 +602,8 @@ class Projector:
     def _resync(self, saved: int) -> None:
         """Another runner moved the saved offset: continue from there."""
         head = self._head
-        lag = self._reader.count_between(saved, head)
-        position_time = self._reader.time_at(saved)
+        lag = count_between(self.datastore, self.stream, saved, head)
+        position_time = time_at(self.datastore, self.stream, saved)
         with self._lock:
             self._position, self._lag_events = saved, lag
             self._position_time = position_time
@@ -608,7 +612,7 @@ class Projector:
 
     # --- parked events --------------------------------------------------------------
 
-    def _insert_parked(self, tx: Transaction, row: Row, error: str) -> None:
+    def _insert_parked(self, tx: Transaction, row: Entry, error: str) -> None:
         record_type = _type_of(row)
         tx.execute(
             f'INSERT INTO {PARKED_TABLE} (consumer, "offset", type, payload, error, '
@@ -642,7 +646,7 @@ class Projector:
         replayed: list[int] = []
         still: list[int] = []
         for event in self.parked():
-            row = Row(event.offset, event.payload)
+            row = Entry(event.offset, event.payload)
             try:
                 with self.datastore.transaction() as tx:
                     change = self._decode(row)
@@ -671,7 +675,7 @@ class Projector:
         return ReplayResult(replayed=replayed, still_parked=still)
 
 
-def _type_of(row: Row) -> str:
+def _type_of(row: Entry) -> str:
     try:
         return decode_record(row).type
     except EventNotProjectableError:

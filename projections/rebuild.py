@@ -32,9 +32,8 @@ from typing import Any, Final, Protocol, TypeVar, cast
 from eventsourcing.utils import Environment
 
 from domain import DataDirectory
-from projections._stream import StreamReader, Transaction, saved_offset_in
 from projections.projector import Projection, Projector, plain_state_reader
-from streams import HonkerFactory
+from streams import HonkerFactory, Transaction, saved_position, stream_head
 
 __all__ = [
     "VERSIONS_TABLE",
@@ -231,7 +230,6 @@ def rebuild(
                 f"{projection.name}'s live tables use the prefix {prefix!r}: give the new "
                 "version another table_prefix"
             )
-        reader = StreamReader(datastore, projector.stream)
         for _ in range(MAX_SWAP_ATTEMPTS):
             while True:
                 consumed = projector.step()
@@ -257,7 +255,7 @@ def rebuild(
         dropped: list[str] = []
         if drop_old:
             dropped = _drop(datastore, projection, previous.table_prefix)
-        head = reader.head()[0]
+        head = stream_head(datastore, projector.stream).offset
         if progress is not None:
             progress(projector.position, head)
         return RebuildResult(
@@ -297,12 +295,8 @@ def _swap(datastore: Any, projector: Projector, prefix: str) -> bool:
     """Flip the live version if the new consumer is at the head, in ONE transaction."""
     projection = projector.projection
     with datastore.transaction() as tx:
-        head_rows = tx.query(
-            'SELECT max("offset") AS head FROM _honker_stream WHERE topic = ?',
-            [projector.stream],
-        )
-        head = int(head_rows[0]["head"] or 0)
-        if saved_offset_in(tx, projector.consumer, projector.stream) != head:
+        head = stream_head(tx, projector.stream).offset
+        if (saved_position(tx, projector.consumer, projector.stream) or 0) != head:
             return False
         _create_versions_table(tx)
         tx.execute(

@@ -76,7 +76,15 @@ from projections.flowgraph import (
 from projections.metagraph import call_edge_id
 from projections.projector import PARKED_TABLE, plain_state_reader
 from projections.rebuild import live_projection
-from streams import HonkerApplicationRecorder, HonkerDatastore, HonkerFactory
+from streams import (
+    HonkerDatastore,
+    HonkerFactory,
+    aggregate_offsets,
+    positions_table,
+    read_after,
+    read_at,
+    stream_table,
+)
 from streams import envelope as envelopes
 
 __all__ = [
@@ -469,7 +477,6 @@ class Replay:
         self._on_close: Callable[[], None] | None = None
         names = self.projection.tables
         self._flow_tables = (names["flow_calls"], names["flow_runs"], names["flow_graph"])
-        self._index_table = HonkerApplicationRecorder(datastore, stream=stream).index_table_name
 
     @classmethod
     def open(cls, env: Mapping[str, str] | Environment, **options: Any) -> Replay:
@@ -566,33 +573,30 @@ class Replay:
         (found through the stream's aggregate index); None if it did not exist then (or
         ``graph_id`` is not a graph)."""
         uuid = UUID(str(graph_id))
-        key: bytes | str = uuid.bytes if self.datastore.uuid_ids else str(uuid)
-        rows = self.datastore.query(
-            f'SELECT s."offset" AS "offset", s.payload AS payload FROM "{self._index_table}" i '
-            'JOIN _honker_stream s ON s."offset" = i."offset" '
-            'WHERE i.originator_id = ? AND i."offset" <= ? ORDER BY i.originator_version',
-            [key, offset],
+        versions = aggregate_offsets(
+            self.datastore, self.stream, uuid if self.datastore.uuid_ids else str(uuid), upto=offset
         )
+        payloads = dict(read_at(self.datastore, self.stream, [v.offset for v in versions]))
         state = _GraphState(str(uuid))
-        for row in rows:
-            topic, state_bytes = self._state(row["offset"], row["payload"])
+        for at in (v.offset for v in versions if v.offset in payloads):
+            topic, state_bytes = self._state(at, payloads[at])
             if not topic.startswith(GRAPH_TOPIC):
                 continue
             if topic not in _GRAPH_EVENTS:
                 raise UnknownEventError(
-                    f"{topic} (offset {row['offset']}) is a graph event this replay does not "
+                    f"{topic} (offset {at}) is a graph event this replay does not "
                     "know: upgrade projections/replay.py"
                 )
             try:
                 event = _graph_event_decoder.decode(state_bytes)
             except msgspec.MsgspecError as exc:
                 raise EventNotProjectableError(
-                    f"malformed {topic} event at offset {row['offset']}: {exc}"
+                    f"malformed {topic} event at offset {at}: {exc}"
                 ) from exc
             if event.class_version != 1:
                 raise EventNotProjectableError(
                     f"{topic} event of class_version {event.class_version} at offset "
-                    f"{row['offset']}: this replay reads version 1 only"
+                    f"{at}: this replay reads version 1 only"
                 )
             state.apply(topic, event)
         if not state.created:
@@ -605,19 +609,14 @@ class Replay:
         """The call graph's calls are kept in call trees (docs/calls.md): fold their events
         up to ``offset`` as the metagraph projection does (a call is a node, each link a
         ``triggered`` edge). This reads every call event up to ``offset``."""
-        names = sorted(CALL_EVENTS)
-        rows = self.datastore.query(
-            'SELECT "offset", payload FROM _honker_stream WHERE topic = ? AND "offset" <= ? '
-            f"AND payload ->> '$.type' IN ({_marks(names)}) ORDER BY \"offset\"",
-            [self.stream, offset, *names],
-        )
-        for row in rows:
-            topic, state_bytes = self._state(row["offset"], row["payload"])
+        entries = read_after(self.datastore, self.stream, 0, upto=offset, types=sorted(CALL_EVENTS))
+        for entry in entries:
+            topic, state_bytes = self._state(entry.offset, entry.payload)
             try:
                 event = _call_event_decoder.decode(state_bytes)
             except msgspec.MsgspecError as exc:
                 raise EventNotProjectableError(
-                    f"malformed {topic} event at offset {row['offset']}: {exc}"
+                    f"malformed {topic} event at offset {entry.offset}: {exc}"
                 ) from exc
             state.nodes[event.key] = (CALL, event.attributes, 1)
             for parent, child in event.links:
@@ -800,13 +799,15 @@ class Replay:
             "WITH named(k) AS (SELECT value FROM json_each(?)), "
             f"runs(r) AS (SELECT run_id FROM {fc} WHERE id IN (SELECT k FROM named) "
             f"UNION SELECT id FROM {fr} WHERE root_parent IN (SELECT k FROM named)) "
-            f'SELECT e."offset" AS "offset", s.payload AS payload FROM {fc} c '
+            f'SELECT DISTINCT e."offset" AS "offset" FROM {fc} c '
             f"JOIN {fe} e ON e.call_id = c.id "
-            'JOIN _honker_stream s ON s."offset" = e."offset" '
             'WHERE c.run_id IN (SELECT r FROM runs) AND e."offset" <= ?',
             [msgspec.json.encode(sorted(names)).decode(), upto],
         )
-        return [(row["offset"], row["payload"]) for row in rows]
+        offsets = [int(row["offset"]) for row in rows]
+        return [
+            (entry.offset, entry.payload) for entry in read_at(self.datastore, self.stream, offsets)
+        ]
 
     def _involved_sql(
         self, run_id: str, upto: int, *, indexed: bool, parked: bool
@@ -815,11 +816,15 @@ class Replay:
         fg, fc, fr, fe = (
             f'"{names[t]}"' for t in ("flow_graph", "flow_calls", "flow_runs", "flow_call_events")
         )
+        # The stream and the saved positions are joined with the flowgraph's tables in
+        # this ONE statement (one snapshot: the position and the rows it reflects agree),
+        # hence streams' table names rather than its per-query functions.
+        stream, positions = stream_table(), positions_table()
         ctes: list[str] = []
         params: list[Any] = []
         if indexed:
             ctes.append(
-                'pos(p) AS (SELECT coalesce((SELECT "offset" FROM _honker_stream_consumers '
+                f'pos(p) AS (SELECT coalesce((SELECT "offset" FROM {positions} '
                 "WHERE name = ? AND topic = ?), 0))"
             )
             ctes.append(f"graph(g) AS (SELECT id FROM {fg} ORDER BY created_at, id LIMIT 1)")
@@ -832,7 +837,7 @@ class Replay:
         unscoped = [*names_of(CREATED), *sorted(CALL_EVENTS)]  # not the graph's own events
         tail = (
             'tail("offset", payload) AS ('
-            'SELECT "offset", payload FROM _honker_stream WHERE topic = ? '
+            f'SELECT "offset", payload FROM {stream} WHERE topic = ? '
             'AND "offset" > (SELECT p FROM pos) AND "offset" <= ? '
             f"AND payload ->> '$.type' IN ({_marks(folded)}) "
             f"AND (payload ->> '$.type' IN ({_marks(unscoped)}) OR (SELECT g FROM graph) IS NULL "
@@ -866,7 +871,7 @@ class Replay:
             select += (
                 f' UNION ALL SELECT e."offset", s.payload, 0 FROM {fc} c '
                 f"JOIN {fe} e ON e.call_id = c.id "
-                'JOIN _honker_stream s ON s."offset" = e."offset" '
+                f'JOIN {stream} s ON s."offset" = e."offset" '
                 'WHERE c.run_id IN (SELECT r FROM runs) AND e."offset" <= ?'
             )
             params.append(upto)

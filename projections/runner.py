@@ -44,6 +44,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import logging
 import os
 import threading
 from collections import deque
@@ -80,7 +81,7 @@ from streams import HonkerFactory
 
 __all__ = ["Runner", "file_signature"]
 
-log = structlog.get_logger("projections")
+log = structlog.wrap_logger(logging.getLogger("projections"))
 
 UNTRUSTED_MTIME_AGE: Final = 1.0
 """Seconds: a file signature this fresh may hide a commit in the same mtime tick."""

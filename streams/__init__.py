@@ -1,9 +1,13 @@
 """How events are kept: an eventsourcing persistence module on Honker.
 
 Select it with ``PERSISTENCE_MODULE=streams.persistence`` and
-``HONKER_DBNAME=<file>``. See :mod:`streams.persistence` for every setting and
-:mod:`streams.envelope` for the stream payload other clients read.
+``HONKER_DBNAME=<file>``. See :mod:`streams.persistence` for every setting,
+:mod:`streams.envelope` for the stream payload other clients read, and
+:mod:`streams.reading` and :mod:`streams.positions` for reading a stream and keeping a
+consumer's position outside eventsourcing (the only public access to Honker's tables).
 """
+
+import logging
 
 from streams.envelope import Envelope
 from streams.errors import ConfigurationError, StreamsError
@@ -16,11 +20,30 @@ from streams.persistence import (
     HonkerSubscription,
     HonkerTrackingRecorder,
 )
+from streams.positions import positions_table, save_position, saved_position
+from streams.reading import (
+    Entry,
+    Head,
+    VersionOffset,
+    aggregate_offsets,
+    count_between,
+    read_after,
+    read_at,
+    stream_head,
+    stream_table,
+    time_at,
+)
+from streams.transaction import Source, Transaction
 from streams.transcoder import MsgspecTranscoder, TupleAsList
+
+# Quiet unless the application configures logging (README, "Logs").
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "ConfigurationError",
+    "Entry",
     "Envelope",
+    "Head",
     "HonkerAggregateRecorder",
     "HonkerApplicationRecorder",
     "HonkerDatastore",
@@ -29,6 +52,19 @@ __all__ = [
     "HonkerSubscription",
     "HonkerTrackingRecorder",
     "MsgspecTranscoder",
+    "Source",
     "StreamsError",
+    "Transaction",
     "TupleAsList",
+    "VersionOffset",
+    "aggregate_offsets",
+    "count_between",
+    "positions_table",
+    "read_after",
+    "read_at",
+    "save_position",
+    "saved_position",
+    "stream_head",
+    "stream_table",
+    "time_at",
 ]

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, NoReturn, Protocol, cast
+from typing import Any, Final, Literal, NoReturn, cast
 
 import honker
 import structlog
@@ -33,10 +34,11 @@ from eventsourcing.persistence import (
     ProgrammingError,
 )
 
+from streams.transaction import Transaction
+
 __all__ = [
     "Synchronous",
     "TenantFile",
-    "Transaction",
     "Watcher",
     "open_file",
     "raise_translated",
@@ -44,18 +46,10 @@ __all__ = [
     "translate_errors",
 ]
 
-log = structlog.get_logger("streams")
+log = structlog.wrap_logger(logging.getLogger("streams"))
 
 Synchronous = Literal["NORMAL", "FULL"]
 _SYNCHRONOUS_CODES = {"NORMAL": 1, "FULL": 2}
-
-
-class Transaction(Protocol):
-    """What a Honker write transaction offers (``BEGIN IMMEDIATE`` ... ``COMMIT``)."""
-
-    def execute(self, sql: str, params: Any = None) -> None: ...
-
-    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]: ...
 
 
 # --------------------------------------------------------------------------- errors

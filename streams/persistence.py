@@ -32,6 +32,7 @@ Settings (read by ``Application`` from its env, ``os.environ`` or the ``env`` ar
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import weakref
@@ -62,9 +63,11 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 
 from streams import _honker, envelope
-from streams._honker import Synchronous, TenantFile, Transaction
+from streams._honker import Synchronous, TenantFile
 from streams.errors import ConfigurationError
+from streams.positions import save_position, saved_position
 from streams.side_writes import SideWrite, apply_side_writes, check_side_writes
+from streams.transaction import Transaction
 from streams.transcoder import MsgspecTranscoder
 
 __all__ = [
@@ -77,7 +80,7 @@ __all__ = [
     "HonkerTrackingRecorder",
 ]
 
-log = structlog.get_logger("streams")
+log = structlog.wrap_logger(logging.getLogger("streams"))
 
 _ROWS_PER_STATEMENT = 250  # 3 parameters a row, far below SQLite's 32766 limit
 _NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
@@ -322,7 +325,7 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
                 f"invalid stream name {stream!r}: use 1-128 characters from A-Z a-z 0-9 _ . : @ -"
             )
         self.stream = stream
-        self.index_table_name = index_table_name or f"es_{_table_prefix(stream)}_index"
+        self.index_table_name = index_table_name or _index_table(stream)
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -558,28 +561,11 @@ class HonkerTrackingRecorder(HonkerRecorder, TrackingRecorder):
             self._insert_tracking(tx, tracking)
 
     def _insert_tracking(self, tx: Transaction, tracking: Tracking) -> None:
-        rows = tx.query(
-            'SELECT "offset" FROM _honker_stream_consumers WHERE name = ? AND topic = ?',
-            [self.consumer, tracking.application_name],
-        )
-        # Honker ignores a lower offset silently; eventsourcing needs the refusal.
-        if rows and rows[0]["offset"] >= tracking.notification_id:
-            raise IntegrityError(
-                f"consumer {self.consumer!r} is already at offset {rows[0]['offset']} of "
-                f"{tracking.application_name!r}; position {tracking.notification_id} does not "
-                "advance it (already processed). Nothing was written."
-            )
-        tx.query(
-            "SELECT honker_stream_save_offset(?, ?, ?)",
-            [self.consumer, tracking.application_name, tracking.notification_id],
-        )
+        # Refuses a position that does not advance (Honker alone would ignore it).
+        save_position(tx, self.consumer, tracking.application_name, tracking.notification_id)
 
     def max_tracking_id(self, application_name: str) -> int | None:
-        rows = self.datastore.query(
-            'SELECT "offset" FROM _honker_stream_consumers WHERE name = ? AND topic = ?',
-            [self.consumer, application_name],
-        )
-        return int(rows[0]["offset"]) if rows else None
+        return saved_position(self.datastore, self.consumer, application_name)
 
     def wait(
         self,
@@ -625,6 +611,11 @@ _R = TypeVar("_R", bound=HonkerRecorder)
 
 def _table_prefix(name: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", name.lower())
+
+
+def _index_table(stream: str) -> str:
+    """The default aggregate index table of ``stream`` (what :mod:`streams.reading` reads)."""
+    return f"es_{_table_prefix(stream)}_index"
 
 
 class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Protocol
 
-from streams._honker import Transaction
 from streams.errors import ConfigurationError
+from streams.transaction import Transaction
 
 __all__ = ["KINDS", "SideWrite", "apply_side_writes", "check_side_writes"]
 

@@ -31,6 +31,7 @@ edge by edge: O(size) reads, then every question is answered in memory).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, Literal, get_args
 from uuid import UUID
@@ -74,7 +75,7 @@ __all__ = [
     "update_delegation",
 ]
 
-log = structlog.get_logger("domain.acl")
+log = structlog.wrap_logger(logging.getLogger("domain.acl"))
 
 GRAPH_TYPE: Final = "acl-graph"
 PRINCIPAL: Final = "principal"

@@ -24,6 +24,7 @@ per key version). Decisions and their reasons: ``docs/secrets.md``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 from uuid import UUID
@@ -54,7 +55,7 @@ __all__ = [
     "install",
 ]
 
-log = structlog.get_logger("domain.secrets")
+log = structlog.wrap_logger(logging.getLogger("domain.secrets"))
 
 GRAPH_TYPE: Final = "secret-graph"
 SECRET: Final = "secret"
