@@ -49,6 +49,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.utils import EnvType
 
+from domain.audit import AuditRecord, Auditor
 from domain.codec import transcodings
 from domain.errors import ConcurrencyError, DomainError, NotFoundError, ValidationError
 from domain.graph_types import CATALOG_ID, GraphType, GraphTypeCatalog
@@ -169,6 +170,9 @@ class Metagraph(Application[UUID]):
         self._lock = threading.RLock()
         self._loaded: dict[UUID, tuple[Aggregate, int]] = {}
         self._unit: UnitOfWork | None = None
+        self.auditor: Auditor | None = None
+        """Who this application's writes are made by: when set, every commit also
+        records an :class:`~domain.audit.AuditRecord`, in the same transaction."""
         raw = (self.env.get(self.SNAPSHOT_INTERVAL) or "").strip()
         try:
             self.snapshot_interval = int(raw) if raw else self.DEFAULT_SNAPSHOT_INTERVAL
@@ -251,6 +255,11 @@ class Metagraph(Application[UUID]):
             for callback in unit.committed:
                 callback()
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether this thread's commands join an open unit of work (see :meth:`transaction`)."""
+        return self._unit is not None and self._lock._is_owned()  # type: ignore[attr-defined]
+
     def atomic(self, work: Callable[[UnitOfWork], _R], *, attempts: int = _ATTEMPTS) -> _R:
         """``work(unit)`` in a :meth:`transaction`, re-run on fresh state when another
         writer won a race (up to ``attempts`` times); its result."""
@@ -281,6 +290,11 @@ class Metagraph(Application[UUID]):
         processing.events.extend(unit.events)  # in the order they were triggered
         for aggregate in changed:
             processing.aggregates[aggregate.id] = aggregate
+        if self.auditor is not None and unit.events:
+            record = AuditRecord.of(
+                self.auditor, unit.events, what=unit.description, details=unit.details
+            )
+            processing.events.extend(record.collect_events())
         if unit.side_writes:
             processing.saved_kwargs["side_writes"] = unit.side_writes
         try:
@@ -705,6 +719,9 @@ class Metagraph(Application[UUID]):
         for aggregate in aggregates:
             processing.events.extend(aggregate.collect_events())
             processing.aggregates[aggregate.id] = aggregate
+        if self.auditor is not None and processing.events:
+            record = AuditRecord.of(self.auditor, processing.events)
+            processing.events.extend(record.collect_events())
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)

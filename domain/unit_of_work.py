@@ -70,6 +70,8 @@ class UnitOfWork:
         self.side_writes: list[SideWrite] = []
         self.poisoned: BaseException | None = None
         self.committed: list[Callable[[], None]] = []
+        self.description: str | None = None
+        self.details: dict[str, Any] = {}
 
     # --- aggregates -------------------------------------------------------------------
 
@@ -96,6 +98,16 @@ class UnitOfWork:
                 self.aggregates[aggregate.id] = aggregate
                 self.versions[aggregate.id] = aggregate.version - len(aggregate.pending_events)
             self.events.extend(aggregate.collect_events())
+
+    def describe(self, what: str, details: dict[str, Any] | None = None) -> None:
+        """Say what this unit does, for its audit record (the application's
+        :attr:`~domain.Metagraph.auditor`); ``details`` must be JSON and hold no secret.
+        Without it, the record lists the kinds of events written."""
+        if not isinstance(what, str) or not what.strip() or len(what) > 200:
+            raise ValidationError(f"invalid description {what!r}: use 1-200 characters")
+        self.description = what
+        if details is not None:
+            self.details = msgspec.json.decode(_json(details))
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` once the unit has committed (never if it rolls back)."""

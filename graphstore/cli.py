@@ -42,12 +42,23 @@ from uuid import UUID
 import typer
 
 if TYPE_CHECKING:
-    from domain import Actor, DataDirectory, IssuedKey, Metagraph, Principal
+    from domain import (
+        Actor,
+        DataDirectory,
+        GraphInfo,
+        GraphTypeInfo,
+        IssuedKey,
+        Metagraph,
+        Principal,
+        UnitOfWork,
+    )
+    from domain.calls import IngestReport
     from graphstore._output import Output
     from graphstore.store import Store
     from projections import Flowgraph, Projection, ProjectorStatus, Replay, Runner
     from projections.changes import Change
     from projections.rebuild import RebuildResult
+    from projections.recovery import AbortReport
 
 __all__ = ["ExitCode", "app", "main"]
 
@@ -111,9 +122,18 @@ class Session:
         """The metagraph of a registered tenant; NotFoundError for an unknown one."""
         return self.store.tenant(org_id)
 
-    def audit(self, principal: Principal, org_id: str, what: str, details: dict[str, Any]) -> None:
-        """Record a tenant-level write in system.db's audit log (who, what, when)."""
-        self.data.identity.record_tenant_write(principal, org_id, what, _plain_json(details))
+    def audited(self, org_id: str, principal: Principal) -> Metagraph:
+        """The tenant's metagraph, its writes recorded as made by ``principal`` (each
+        commit with its audit record, in the same transaction: docs/identity.md)."""
+        from domain.audit import Auditor
+
+        metagraph = self.store.tenant(org_id)
+        metagraph.auditor = Auditor(
+            actor_id=principal.actor_id,
+            credential_type=principal.credential_type,
+            credential_id=principal.credential_id,
+        )
+        return metagraph
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -449,10 +469,6 @@ def whoami(ctx: typer.Context) -> None:
 # -------------------------------------------------------------------------- graph types
 
 
-def _plain_json(details: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, UUID) else v for k, v in details.items()}
-
-
 def _load_document(path: Path) -> dict[str, Any]:
     """A JSON or YAML file as a mapping; NotFoundError / DomainError if it is not one."""
     import yaml
@@ -491,10 +507,14 @@ def graph_type_define(
         document = _load_document(file)
         principal = session.principal()
         actor = Actor(scope="tenant", id=principal.actor_id)
-        metagraph = session.tenant(tenant)
-        type_id = define_graph_type(metagraph, document, actor)
-        info = metagraph.get_graph_type(type_id)
-        session.audit(principal, tenant, "graph type defined", {"name": info.name, "id": info.id})
+        metagraph = session.audited(tenant, principal)
+
+        def define(unit: UnitOfWork) -> GraphTypeInfo:  # the type and its parts, whole
+            found = metagraph.get_graph_type(define_graph_type(metagraph, document, actor))
+            unit.describe("graph type defined", {"name": found.name, "id": str(found.id)})
+            return found
+
+        info = metagraph.atomic(define)
         session.output.result(
             info,
             f"graph type {info.name} defined in {tenant}: {len(info.node_types)} node types, "
@@ -582,11 +602,15 @@ def graph_create(
     """Create a graph of a graph type."""
 
     def action(session: Session) -> None:
-        principal = session.principal()
-        metagraph = session.tenant(tenant)
-        graph_id = metagraph.create_graph(graph_type, name, status=status)  # type: ignore[arg-type]
-        info = metagraph.get_graph(graph_id)
-        session.audit(principal, tenant, "graph created", {"name": info.name, "id": info.id})
+        metagraph = session.audited(tenant, session.principal())
+
+        def create(unit: UnitOfWork) -> GraphInfo:
+            graph_id = metagraph.create_graph(graph_type, name, status=status)  # type: ignore[arg-type]
+            found = metagraph.get_graph(graph_id)
+            unit.describe("graph created", {"name": found.name, "id": str(found.id)})
+            return found
+
+        info = metagraph.atomic(create)
         session.output.result(info, f"graph {info.name} created ({info.id}, {info.status})")
 
     _run(ctx, action)
@@ -647,7 +671,7 @@ def audit(
     """Show the audit log: identity changes and tenant-level writes (who, what, when)."""
 
     def action(session: Session) -> None:
-        entries = session.data.identity.audit_log(org_id=tenant, limit=limit)
+        entries = session.store.audit_log(org_id=tenant, limit=limit)
         session.output.table(
             [
                 {
@@ -700,13 +724,12 @@ def ingest(
             TimeRemainingColumn,
         )
 
-        from domain.calls import OperationType, ingest_jsonl
+        from domain.calls import OperationType, call_ledger, read_jsonl
         from domain.errors import NotFoundError
 
         if source != "-" and not Path(source).is_file():
             raise NotFoundError(f"no file {source!r}", kind="file", name=source)
-        principal = session.principal()
-        metagraph = session.tenant(tenant)
+        metagraph = session.audited(tenant, session.principal())
         operation_types: dict[str, OperationType] = dict.fromkeys(
             subscription or [], "subscription"
         )
@@ -721,19 +744,23 @@ def ingest(
             transient=True,
         ) as progress:
             task = progress.add_task("ingest", total=None)
-            report = ingest_jsonl(
-                metagraph,
-                stream,
-                abort_policy=abort_policy,  # type: ignore[arg-type]  # checked by the domain
-                operation_types=operation_types,
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )
-        session.audit(
-            principal,
-            tenant,
-            "call events ingested",
-            {"source": source, "events": report.events, "applied": report.applied},
-        )
+            events = read_jsonl(stream)  # read once: a retried unit must not read it again
+
+            def fold(unit: UnitOfWork) -> IngestReport:  # the batch and its audit record
+                done = call_ledger(metagraph).ingest(
+                    [event for _, event in events],
+                    abort_policy=abort_policy,  # type: ignore[arg-type]  # checked by the domain
+                    operation_types=operation_types,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total),
+                    lines=[line for line, _ in events],
+                )
+                unit.describe(
+                    "call events ingested",
+                    {"source": source, "events": done.events, "applied": done.applied},
+                )
+                return done
+
+            report = metagraph.atomic(fold)
         session.output.result(
             report,
             f"ingested {report.events} events into {tenant}: {report.applied} applied, "
@@ -970,15 +997,16 @@ def runs_abort_in_flight(
     def action(session: Session) -> None:
         from projections.recovery import abort_in_flight
 
-        principal = session.principal()
-        done = abort_in_flight(session.tenant(tenant), runs=run)
-        if done.runs:
-            session.audit(
-                principal,
-                tenant,
-                "in-flight runs aborted",
-                {"runs": done.runs, "events": len(done.events)},
+        metagraph = session.audited(tenant, session.principal())
+
+        def abort(unit: UnitOfWork) -> AbortReport:  # the aborts and their audit record
+            found = abort_in_flight(metagraph, runs=run)
+            unit.describe(
+                "in-flight runs aborted", {"runs": found.runs, "events": len(found.events)}
             )
+            return found
+
+        done = metagraph.atomic(abort)
         session.output.result(
             done,
             f"aborted {len(done.runs)} runs in flight in {tenant} "

@@ -21,40 +21,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-from eventsourcing.persistence import Recording
 
 from domain import DataDirectory, Identity, Metagraph, Principal
+from domain.audit import Auditor, tenant_audit_log
 from domain.errors import NotFoundError
+from domain.identity import AuditEntry
 
-__all__ = ["AuditedMetagraph", "Store", "open_store"]
-
-
-class AuditedMetagraph(Metagraph):
-    """A tenant's metagraph whose every save is also an audit record in ``system.db``."""
-
-    audit_identity: Identity
-    audit_actor: Principal
-    audit_org_id: str
-
-    def _notify(self, recordings: list[Recording[Any]]) -> None:
-        super()._notify(recordings)
-        if not recordings:
-            return
-        kinds = Counter(r.notification.topic.rpartition(":")[2] for r in recordings)
-        self.audit_identity.record_tenant_write(
-            self.audit_actor,
-            self.audit_org_id,
-            ", ".join(f"{name} x{count}" for name, count in sorted(kinds.items())),
-            {
-                "offsets": [recordings[0].notification.id, recordings[-1].notification.id],
-                "aggregates": sorted({str(r.notification.originator_id) for r in recordings}),
-            },
-        )
+__all__ = ["Store", "open_store"]
 
 
 class Store:
@@ -125,17 +100,26 @@ class Store:
                     kind="tenant",
                     name=org_id,
                 )
-            env = self.data.tenant_env(org_id)
-            if self.actor is None:
-                metagraph = Metagraph(env=env)
-            else:
-                audited = AuditedMetagraph(env=env)
-                audited.audit_identity = self.identity
-                audited.audit_actor = self.actor
-                audited.audit_org_id = org_id
-                metagraph = audited
+            metagraph = Metagraph(env=self.data.tenant_env(org_id))
+            if self.actor is not None:  # every commit carries its audit record
+                metagraph.auditor = Auditor(
+                    actor_id=self.actor.actor_id,
+                    credential_type=self.actor.credential_type,
+                    credential_id=self.actor.credential_id,
+                )
             self._tenants[org_id] = metagraph
             return metagraph
+
+    def audit_log(self, *, org_id: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+        """The audit log: identity changes (``system.db``) and every tenant's writes (each
+        recorded in its tenant file with the write itself), oldest first; ``org_id``
+        keeps one tenant's entries. Positions are per stream: ``system.db``'s for
+        identity changes, the tenant file's for its writes."""
+        entries = self.identity.audit_log(org_id=org_id)
+        for tenant in [org_id] if org_id is not None else self.tenants():
+            entries += tenant_audit_log(self.tenant(tenant), tenant)
+        entries.sort(key=lambda e: e.at)
+        return entries if limit is None else entries[-limit:]
 
     def close(self) -> None:
         """Close every open tenant, then ``system.db``."""

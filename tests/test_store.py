@@ -26,14 +26,26 @@ def test_a_store_opened_with_an_actor_audits_every_tenant_write(tmp_path: Path) 
         acme.add_node_type("g", "n", actor=Actor(scope="tenant"))
         graph = acme.create_graph("g", "one")
         acme.add_node(graph, "a", "n", {})
+        with acme.transaction() as unit:
+            acme.add_node(graph, "b", "n", {})
+            acme.add_node(graph, "c", "n", {})
+            unit.describe("two nodes", {"why": "a test"})
         head = acme.recorder.max_notification_id()
-        writes = [e for e in store.identity.audit_log(org_id="acme") if e.action == "tenant.write"]
-    assert len(writes) == 4  # one per save: type defined, node type added, graph, node
+        writes = [e for e in store.audit_log(org_id="acme") if e.action == "tenant.write"]
+    # One record per commit, in the tenant file: type defined, node type added, graph,
+    # node, and the unit of two nodes; each is the last event of its commit.
+    assert len(writes) == 5
     assert {e.actor_id for e in writes} == {str(ada.id)}
     assert {e.credential_type for e in writes} == {"api_key"}
-    assert writes[-1].details["what"] == "Graph.NodeAdded x1"
-    assert writes[-1].details["details"]["offsets"] == [head, head]
-    assert str(graph) in writes[-1].details["details"]["aggregates"]
+    assert writes[3].details["what"] == "Graph.NodeAdded x1" and writes[3].details["covers"] == 1
+    assert writes[-1].details == {
+        "what": "two nodes",
+        "why": "a test",
+        "events": "Graph.NodeAdded x2",
+        "covers": 2,
+    }
+    assert writes[-1].position == head
+    assert store.identity.audit_log(org_id="acme")[-1].action == "organization.created"
 
 
 def test_without_an_actor_nothing_is_audited_and_unknown_tenants_are_refused(
@@ -43,9 +55,7 @@ def test_without_an_actor_nothing_is_audited_and_unknown_tenants_are_refused(
         store.identity.create_account("b@example.com", "B", actor=Principal.system())
         acme = store.create_tenant("acme", name="Acme", owner_email="b@example.com")
         acme.define_graph_type("g", actor=Actor(scope="tenant"))
-        assert [e.action for e in store.identity.audit_log(org_id="acme")] == [
-            "organization.created"
-        ]
+        assert [e.action for e in store.audit_log(org_id="acme")] == ["organization.created"]
         with pytest.raises(NotFoundError, match="no tenant 'nope'"):
             store.tenant("nope")
         with pytest.raises(InvalidOrgIdError):

@@ -108,11 +108,14 @@ class CallLedger:
         checked = [_labelled(as_event, e, i, lines) for i, e in enumerate(events)]
 
         attempt = 0
+        # The first attempt guesses that unseen calls are new, and a retry reads; a batch
+        # joined to an outer unit cannot be retried alone, so it reads at once.
+        joined = self.app.in_transaction
 
         def fold(unit: UnitOfWork) -> tuple[int, int]:
             nonlocal attempt
-            attempt += 1  # the first guesses that unseen calls are new; a retry reads
-            trees = _Trees(self, unit, guess_new=attempt == 1)
+            attempt += 1
+            trees = _Trees(self, unit, guess_new=attempt == 1 and not joined)
             trees.open()
             rules = Rules(trees, abort_policy, operation_types)
             writes = applied = 0
