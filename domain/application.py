@@ -49,7 +49,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.utils import EnvType
 
-from domain.audit import AuditRecord, Auditor
+from domain.audit import Auditor, AuditRecord
 from domain.codec import transcodings
 from domain.errors import ConcurrencyError, DomainError, NotFoundError, ValidationError
 from domain.graph_types import CATALOG_ID, GraphType, GraphTypeCatalog

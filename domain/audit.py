@@ -62,7 +62,7 @@ class AuditRecord(Aggregate):
 
     Created = Recorded
 
-    def __init__(  # noqa: PLR0913 - the fields of the record
+    def __init__(
         self,
         *,
         actor_id: str,
