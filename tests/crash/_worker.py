@@ -19,6 +19,8 @@ Roles (``ARGS`` after ``ROLE DATA_DIR SIDE_FILE``):
                          :data:`EDGES` edges to the leaves (half in, half out), prints
                          ``ready``, then deletes them in a seeded order, one
                          :meth:`Metagraph.delete_node` (one save) per hub.
+``audited START``        as ``ingest``, through a store opened with an actor: every
+                         batch commits with its audit record (docs/identity.md).
 ``tenants LABEL OWNER``  creates tenants ``<LABEL>-t<i>`` (i = 0, 1, ...) with
                          :meth:`graphstore.Store.create_tenant`, marking the steps
                          ``file``/``filed`` (the tenant file), ``save``/``saved`` (the
@@ -40,7 +42,7 @@ from typing import Any, Final, TypeVar
 import structlog
 
 import graphstore
-from domain import DataDirectory, Identity, Metagraph
+from domain import DataDirectory, Identity, Metagraph, Principal
 from domain.calls import OperationType, ingest
 
 TENANT: Final = "acme"
@@ -164,6 +166,20 @@ def _ingest(data: Path, side: SideFile, start: int) -> None:
         _wait_to_be_killed(side)
 
 
+def _audited(data: Path, side: SideFile, start: int) -> None:
+    with graphstore.open(data, actor=Principal.system()) as store:
+        app = store.tenant(TENANT)
+        ingest(app, [])  # opens the call ledger before the timed work
+        side.mark("ready")
+        for index in range(start, start + 2000):
+            batch = run_batch(index)
+            side.unit(
+                str(index),
+                functools.partial(ingest, app, batch, operation_types=OPERATION_TYPES),
+            )
+        _wait_to_be_killed(side)
+
+
 def _hubs(data: Path, side: SideFile, graph: str, round_: int, count: int) -> None:
     hubs = [f"r{round_}-hub{i}" for i in range(count)]
     with Metagraph(env=DataDirectory(data).tenant_env(TENANT)) as app:
@@ -218,12 +234,14 @@ def main() -> None:
     side = SideFile(Path(side_path))
     if role == "ingest":
         _ingest(Path(data), side, int(args[0]))
+    elif role == "audited":
+        _audited(Path(data), side, int(args[0]))
     elif role == "hubs":
         _hubs(Path(data), side, args[0], int(args[1]), int(args[2]))
     elif role == "tenants":
         _tenants(Path(data), side, args[0], args[1])
     else:
-        raise SystemExit(f"unknown role {role!r}: use ingest, hubs or tenants")
+        raise SystemExit(f"unknown role {role!r}: use ingest, audited, hubs or tenants")
 
 
 if __name__ == "__main__":
