@@ -51,6 +51,8 @@ RESERVED_NAMES: Final = (
     "CallRef.Filed",
     "CallIndex",
     "CallIndex.Started",
+    "AuditRecord",
+    "AuditRecord.Recorded",
 )
 """Stable names kept for the call trees' classes (not defined in this module)."""
 
