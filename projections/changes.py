@@ -46,13 +46,15 @@ from eventsourcing.utils import Environment
 from domain.calls import CALL
 from projections._stream import decode_record
 from projections.errors import EventNotProjectableError, UnknownEventError
-from projections.flowgraph import (
+from projections.events import (
     CALL_EVENTS,
+    GRAPH_TOPIC,
     NODE_ADDED,
     NODE_DELETED,
     NODE_UPDATED,
-    FlowgraphProjection,
+    AnyEvent,
 )
+from projections.flowgraph import FlowgraphProjection
 from projections.metagraph import MetagraphProjection
 from projections.projector import DEFAULT_BATCH_SIZE, Projection, plain_state_reader
 from streams import (
@@ -70,7 +72,6 @@ __all__ = ["CONSUMER_PREFIX", "Change", "Subscription"]
 
 CONSUMER_PREFIX: Final = "changes:"
 """A named subscription's position is the Honker consumer ``changes:<name>``."""
-GRAPH_TOPIC: Final = "Graph."
 _NODE_EVENTS: Final = frozenset({NODE_ADDED, NODE_UPDATED, NODE_DELETED})
 
 
@@ -101,20 +102,11 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
     run_id: str | None = None
 
 
-class _Data(msgspec.Struct):
-    """What a change reads of an event's state; any other field is ignored."""
-
-    key: str | None = None
-    edge_id: str | None = None
-    node_type: str | None = None
-    attributes: msgspec.Raw = msgspec.Raw(b"null")
-
-
 class _Status(msgspec.Struct):
     status: str | None = None
 
 
-_data_decoder: Final = msgspec.json.Decoder(_Data)
+_data_decoder: Final = msgspec.json.Decoder(AnyEvent)
 _status_decoder: Final = msgspec.json.Decoder(_Status)
 
 
@@ -424,7 +416,7 @@ class Subscription:
                 return None
         except UnknownEventError:
             pass  # a parking projector passed it; the consumer should hear of it
-        data = _Data()
+        data = AnyEvent()
         state = record.state
         if record.encoded and self._plain_state is not None:
             state = self._plain_state(state)
@@ -448,7 +440,7 @@ class Subscription:
             return change
         return self._call_change(change, record.type, data)
 
-    def _call_change(self, change: Change, topic: str, data: _Data) -> Change | None:
+    def _call_change(self, change: Change, topic: str, data: AnyEvent) -> Change | None:
         """The flowgraph's changes: node events of the tenant's call graph only."""
         if data.key is None or (topic not in _NODE_EVENTS and topic not in CALL_EVENTS):
             return None

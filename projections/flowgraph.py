@@ -39,22 +39,34 @@ from eventsourcing.persistence import ProgrammingError
 from eventsourcing.utils import Environment
 
 from domain.calls import CALL, CALL_GRAPH, CALL_STATUSES, GRAPH_NAME
-from projections._stream import VersionedEvent, event_decoder
+from projections._stream import event_decoder
 from projections.errors import (
     EventNotProjectableError,
     UnknownEventError,
     ViewDivergedError,
     ViewNotBuiltError,
 )
+from projections.events import (
+    CALL_ADDED,
+    CALL_IMPORTED,
+    CALL_UPDATED,
+    CREATED,
+    GRAPH_TOPIC,
+    NODE_ADDED,
+    NODE_DELETED,
+    NODE_UPDATED,
+    TREE_TOPIC,
+    CallChanged,
+    Created,
+    NodeAdded,
+    NodeDeleted,
+    NodeUpdated,
+)
 from projections.projector import Handler, Projection, Record, Transaction
 from projections.rebuild import live_prefix, live_version
 from streams import HonkerDatastore, HonkerFactory
 
 __all__ = [
-    "CALL_ADDED",
-    "CALL_EVENTS",
-    "CALL_IMPORTED",
-    "CALL_UPDATED",
     "RUN_STATUSES",
     "TABLES",
     "CallAttributes",
@@ -81,24 +93,12 @@ RunStatus = Literal["running", "completed", "failed", "aborted"]
 RUN_STATUSES: Final = ("running", "completed", "failed", "aborted")
 ACTIVE_STATUSES: Final = frozenset({"pending", "running"})
 
-GRAPH_TOPIC: Final = "Graph."  # stable names (docs/events.md), as decode_record gives
-CREATED: Final = GRAPH_TOPIC + "Created"
-NODE_ADDED: Final = GRAPH_TOPIC + "NodeAdded"
-NODE_UPDATED: Final = GRAPH_TOPIC + "NodeUpdated"
-NODE_DELETED: Final = GRAPH_TOPIC + "NodeDeleted"
 _IGNORED: Final = frozenset(
     GRAPH_TOPIC + name for name in ("StatusChanged", "EdgeAdded", "EdgeUpdated", "EdgeDeleted")
 )
 """Events of the graph aggregate that never change the views (edges mirror
 ``parentRequestId``; a graph's status does not change its calls)."""
 
-TREE_TOPIC: Final = "CallTree."
-CALL_ADDED: Final = TREE_TOPIC + "CallAdded"
-CALL_UPDATED: Final = TREE_TOPIC + "CallUpdated"
-CALL_IMPORTED: Final = TREE_TOPIC + "CallImported"
-CALL_EVENTS: Final = frozenset({CALL_ADDED, CALL_UPDATED, CALL_IMPORTED})
-"""Events of the call trees (:mod:`domain.calls.tree`) that change a call; each carries
-the call's key and complete attributes."""
 _IGNORED_TREE: Final = frozenset(TREE_TOPIC + name for name in ("Started", "ChildLinked"))
 """Events of the call trees that never change the views (a tree's start; a link across
 trees, which ``parentRequestId`` already states)."""
@@ -108,37 +108,6 @@ _COUNT_COLUMN: Final = {status: f"{status}_calls" for status in CALL_STATUSES}
 
 
 # --- what is decoded --------------------------------------------------------------------
-
-
-class _Event(VersionedEvent, kw_only=True):
-    pass
-
-
-class _Created(_Event):
-    name: str
-    graph_type_name: str
-
-
-class _NodeAdded(_Event):
-    key: str
-    node_type: str
-    attributes: msgspec.Raw
-
-
-class _NodeUpdated(_Event):
-    key: str
-    attributes: msgspec.Raw
-
-
-class _NodeDeleted(_Event):
-    key: str
-
-
-class _CallChanged(_Event):
-    """``CallTree.CallAdded``, ``CallUpdated`` and ``CallImported``: what the views read."""
-
-    key: str
-    attributes: msgspec.Raw
 
 
 class CallError(msgspec.Struct, frozen=True):
@@ -686,13 +655,13 @@ class FlowgraphProjection(Projection):
         self.sql = _Sql(table_prefix)
         self.tables = self.sql.names
         self._handlers: dict[str, Handler[Any]] = {
-            CREATED: Handler(event_decoder(_Created, CREATED), self._created),
-            NODE_ADDED: Handler(event_decoder(_NodeAdded, NODE_ADDED), self._node_added),
-            NODE_UPDATED: Handler(event_decoder(_NodeUpdated, NODE_UPDATED), self._node_updated),
-            NODE_DELETED: Handler(event_decoder(_NodeDeleted, NODE_DELETED), self._node_deleted),
-            CALL_ADDED: Handler(event_decoder(_CallChanged, CALL_ADDED), self._call_added),
-            CALL_UPDATED: Handler(event_decoder(_CallChanged, CALL_UPDATED), self._call_updated),
-            CALL_IMPORTED: Handler(event_decoder(_CallChanged, CALL_IMPORTED), self._call_imported),
+            CREATED: Handler(event_decoder(Created, CREATED), self._created),
+            NODE_ADDED: Handler(event_decoder(NodeAdded, NODE_ADDED), self._node_added),
+            NODE_UPDATED: Handler(event_decoder(NodeUpdated, NODE_UPDATED), self._node_updated),
+            NODE_DELETED: Handler(event_decoder(NodeDeleted, NODE_DELETED), self._node_deleted),
+            CALL_ADDED: Handler(event_decoder(CallChanged, CALL_ADDED), self._call_added),
+            CALL_UPDATED: Handler(event_decoder(CallChanged, CALL_UPDATED), self._call_updated),
+            CALL_IMPORTED: Handler(event_decoder(CallChanged, CALL_IMPORTED), self._call_imported),
         }
 
     def create_tables(self, tx: Transaction) -> None:
@@ -716,12 +685,12 @@ class FlowgraphProjection(Projection):
         store = _SqlStore(tx, self.sql)
         return Fold(store) if store.graph() == record.subject else None
 
-    def _created(self, tx: Transaction, event: _Created, record: Record) -> None:
+    def _created(self, tx: Transaction, event: Created, record: Record) -> None:
         Fold(_SqlStore(tx, self.sql)).created(
             record.subject, event.name, event.graph_type_name, record.time
         )
 
-    def _node_added(self, tx: Transaction, event: _NodeAdded, record: Record) -> None:
+    def _node_added(self, tx: Transaction, event: NodeAdded, record: Record) -> None:
         if event.node_type != CALL:
             return  # the call graph's type has no other node type; nothing to show
         fold = self._fold(tx, record)
@@ -729,21 +698,21 @@ class FlowgraphProjection(Projection):
             attributes = decode_attributes(event.attributes, event.key)
             fold.added(event.key, attributes, record.offset, record.time)
 
-    def _node_updated(self, tx: Transaction, event: _NodeUpdated, record: Record) -> None:
+    def _node_updated(self, tx: Transaction, event: NodeUpdated, record: Record) -> None:
         fold = self._fold(tx, record)
         if fold is not None:
             attributes = decode_attributes(event.attributes, event.key)
             fold.updated(event.key, attributes, record.offset, record.time)
 
-    def _call_added(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+    def _call_added(self, tx: Transaction, event: CallChanged, record: Record) -> None:
         attributes = decode_attributes(event.attributes, event.key)
         Fold(_SqlStore(tx, self.sql)).added(event.key, attributes, record.offset, record.time)
 
-    def _call_updated(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+    def _call_updated(self, tx: Transaction, event: CallChanged, record: Record) -> None:
         attributes = decode_attributes(event.attributes, event.key)
         Fold(_SqlStore(tx, self.sql)).updated(event.key, attributes, record.offset, record.time)
 
-    def _call_imported(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+    def _call_imported(self, tx: Transaction, event: CallChanged, record: Record) -> None:
         """A call an older version recorded as a graph node, copied into a call tree: in
         the view already (from its ``NodeAdded``), else added."""
         store = _SqlStore(tx, self.sql)
@@ -753,7 +722,7 @@ class FlowgraphProjection(Projection):
         else:
             Fold(store).updated(event.key, attributes, record.offset, record.time)
 
-    def _node_deleted(self, tx: Transaction, event: _NodeDeleted, record: Record) -> None:
+    def _node_deleted(self, tx: Transaction, event: NodeDeleted, record: Record) -> None:
         fold = self._fold(tx, record)
         if fold is not None:
             fold.deleted(event.key, record.offset, record.time)

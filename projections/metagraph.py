@@ -24,8 +24,29 @@ from uuid import UUID
 
 import msgspec
 
-from projections._stream import Record, VersionedEvent, event_decoder
+from projections._stream import Record, event_decoder
 from projections.errors import EventNotProjectableError, UnknownEventError, ViewDivergedError
+from projections.events import (
+    GRAPH_TOPIC,
+    GRAPH_TYPE_TOPIC,
+    TREE_TOPIC,
+    CallAdded,
+    CallChanged,
+    Created,
+    Defined,
+    Deleted,
+    EdgeAdded,
+    EdgeDeleted,
+    EdgeTypeAdded,
+    EdgeUpdated,
+    Event,
+    NodeAdded,
+    NodeDeleted,
+    NodeTypeAdded,
+    NodeUpdated,
+    SchemaEvolved,
+    StatusChanged,
+)
 from projections.projector import Handler, Projection
 from streams import Transaction
 
@@ -42,9 +63,9 @@ TABLES: Final = ("graph_types", "node_types", "edge_types", "graphs", "nodes", "
 
 # Stable event names (docs/events.md): a record's ``type`` is one of these, also for an
 # event recorded under its legacy name (``decode_record`` maps it).
-_GRAPH_TYPE: Final = "GraphType."
-_GRAPH: Final = "Graph."
-_TREE: Final = "CallTree."
+_GRAPH_TYPE: Final = GRAPH_TYPE_TOPIC
+_GRAPH: Final = GRAPH_TOPIC
+_TREE: Final = TREE_TOPIC
 _IGNORED_TREE: Final = frozenset({_TREE + "Started", _TREE + "ChildLinked"})
 _CALL: Final = "call"
 _TRIGGERED: Final = "triggered"
@@ -90,143 +111,7 @@ def node_id(graph_id: str, key: str) -> str:
 # --- event payloads (the ``data`` of each envelope) ----------------------------------
 
 
-class _Event(VersionedEvent, kw_only=True):
-    pass
-
-
-_E = TypeVar("_E", bound=_Event)
-
-
-class _UuidHex(msgspec.Struct):
-    type: str = msgspec.field(name="_type_")
-    hex: str = msgspec.field(name="_data_")
-
-    def canonical(self) -> str:
-        if self.type != "uuid_hex":
-            raise EventNotProjectableError(f"expected a uuid_hex value, got {self.type!r}")
-        return str(UUID(self.hex))
-
-
-class _Tagged(msgspec.Struct):
-    """A transcoded value: ``{"_type_": name, "_data_": value}``, value kept as JSON."""
-
-    type: str = msgspec.field(name="_type_")
-    data: msgspec.Raw = msgspec.field(name="_data_")
-
-
-class _NodeTypeDef(msgspec.Struct):
-    name: str
-    description: str = ""
-    schema: msgspec.Raw = _EMPTY_OBJECT
-    schema_version: int = 1
-
-
-class _EdgeTypeDef(_NodeTypeDef):
-    allowed_source_types: msgspec.Raw = msgspec.Raw(b"[]")
-    allowed_target_types: msgspec.Raw = msgspec.Raw(b"[]")
-
-
-class _NodeTypeTag(msgspec.Struct):
-    type: str = msgspec.field(name="_type_")
-    data: _NodeTypeDef = msgspec.field(name="_data_")
-
-
-class _EdgeTypeTag(msgspec.Struct):
-    type: str = msgspec.field(name="_type_")
-    data: _EdgeTypeDef = msgspec.field(name="_data_")
-
-
-class _Defined(_Event):
-    name: str
-    config: _Tagged
-    scope: str
-    description: str = ""
-
-
-class _NodeTypeAdded(_Event):
-    node_type: _NodeTypeTag
-
-
-class _EdgeTypeAdded(_Event):
-    edge_type: _EdgeTypeTag
-
-
-class _SchemaEvolved(_Event):
-    name: str
-    schema: msgspec.Raw
-    schema_version: int
-
-
-class _Deleted(_Event):
-    pass
-
-
-class _Created(_Event):
-    name: str
-    graph_type_id: _UuidHex
-    graph_type_name: str
-    status: str
-    description: str = ""
-    owner_id: str = ""
-    project_id: str = ""
-
-
-class _StatusChanged(_Event):
-    status: str
-
-
-class _NodeAdded(_Event):
-    key: str
-    node_type: str
-    attributes: msgspec.Raw
-    schema_version: int
-
-
-class _NodeUpdated(_Event):
-    key: str
-    attributes: msgspec.Raw
-    schema_version: int
-
-
-class _NodeDeleted(_Event):
-    key: str
-
-
-class _CallAdded(_Event):
-    """``CallTree.CallAdded``: a call of the tenant's call graph and the ``triggered``
-    edges (parent, child) that exist from then on."""
-
-    key: str
-    attributes: msgspec.Raw
-    links: list[tuple[str, str]]
-
-
-class _CallChanged(_Event):
-    """``CallTree.CallUpdated`` and ``CallImported``."""
-
-    key: str
-    attributes: msgspec.Raw
-
-
-class _EdgeAdded(_Event):
-    edge_id: str
-    key: str | None
-    edge_type: str
-    source: str
-    target: str
-    undirected: bool
-    attributes: msgspec.Raw
-    schema_version: int
-
-
-class _EdgeUpdated(_Event):
-    edge_id: str
-    attributes: msgspec.Raw
-    schema_version: int
-
-
-class _EdgeDeleted(_Event):
-    edge_id: str
+_E = TypeVar("_E", bound=Event)
 
 
 def _text(raw: msgspec.Raw) -> str:
@@ -384,23 +269,23 @@ class MetagraphProjection(Projection):
         self.sql = _Sql(table_prefix)
         self.tables = self.sql.tables
         self._handlers: dict[str, Handler[Any]] = {}
-        self._on(_GRAPH_TYPE + "Defined", _Defined, self._defined)
-        self._on(_GRAPH_TYPE + "NodeTypeAdded", _NodeTypeAdded, self._node_type_added)
-        self._on(_GRAPH_TYPE + "EdgeTypeAdded", _EdgeTypeAdded, self._edge_type_added)
-        self._on(_GRAPH_TYPE + "NodeTypeSchemaEvolved", _SchemaEvolved, self._node_schema)
-        self._on(_GRAPH_TYPE + "EdgeTypeSchemaEvolved", _SchemaEvolved, self._edge_schema)
-        self._on(_GRAPH_TYPE + "Deleted", _Deleted, self._deleted)
-        self._on(_GRAPH + "Created", _Created, self._created)
-        self._on(_GRAPH + "StatusChanged", _StatusChanged, self._status_changed)
-        self._on(_GRAPH + "NodeAdded", _NodeAdded, self._node_added)
-        self._on(_GRAPH + "NodeUpdated", _NodeUpdated, self._node_updated)
-        self._on(_GRAPH + "NodeDeleted", _NodeDeleted, self._node_deleted)
-        self._on(_GRAPH + "EdgeAdded", _EdgeAdded, self._edge_added)
-        self._on(_GRAPH + "EdgeUpdated", _EdgeUpdated, self._edge_updated)
-        self._on(_GRAPH + "EdgeDeleted", _EdgeDeleted, self._edge_deleted)
-        self._on(_TREE + "CallAdded", _CallAdded, self._call_added)
-        self._on(_TREE + "CallUpdated", _CallChanged, self._call_updated)
-        self._on(_TREE + "CallImported", _CallChanged, self._call_imported)
+        self._on(_GRAPH_TYPE + "Defined", Defined, self._defined)
+        self._on(_GRAPH_TYPE + "NodeTypeAdded", NodeTypeAdded, self._node_type_added)
+        self._on(_GRAPH_TYPE + "EdgeTypeAdded", EdgeTypeAdded, self._edge_type_added)
+        self._on(_GRAPH_TYPE + "NodeTypeSchemaEvolved", SchemaEvolved, self._node_schema)
+        self._on(_GRAPH_TYPE + "EdgeTypeSchemaEvolved", SchemaEvolved, self._edge_schema)
+        self._on(_GRAPH_TYPE + "Deleted", Deleted, self._deleted)
+        self._on(_GRAPH + "Created", Created, self._created)
+        self._on(_GRAPH + "StatusChanged", StatusChanged, self._status_changed)
+        self._on(_GRAPH + "NodeAdded", NodeAdded, self._node_added)
+        self._on(_GRAPH + "NodeUpdated", NodeUpdated, self._node_updated)
+        self._on(_GRAPH + "NodeDeleted", NodeDeleted, self._node_deleted)
+        self._on(_GRAPH + "EdgeAdded", EdgeAdded, self._edge_added)
+        self._on(_GRAPH + "EdgeUpdated", EdgeUpdated, self._edge_updated)
+        self._on(_GRAPH + "EdgeDeleted", EdgeDeleted, self._edge_deleted)
+        self._on(_TREE + "CallAdded", CallAdded, self._call_added)
+        self._on(_TREE + "CallUpdated", CallChanged, self._call_updated)
+        self._on(_TREE + "CallImported", CallChanged, self._call_imported)
 
     def _on(
         self,
@@ -432,7 +317,7 @@ class MetagraphProjection(Projection):
 
     # --- graph types ----------------------------------------------------------------
 
-    def _defined(self, tx: Transaction, event: _Defined, record: Record) -> None:
+    def _defined(self, tx: Transaction, event: Defined, record: Record) -> None:
         if event.config.type != "metagraph.GraphConfig":
             raise EventNotProjectableError(f"unexpected config value {event.config.type!r}")
         at = _seconds(record)
@@ -449,7 +334,7 @@ class MetagraphProjection(Projection):
             ],
         )
 
-    def _node_type_added(self, tx: Transaction, event: _NodeTypeAdded, record: Record) -> None:
+    def _node_type_added(self, tx: Transaction, event: NodeTypeAdded, record: Record) -> None:
         spec, at = event.node_type.data, _seconds(record)
         tx.execute(
             self.sql.insert_node_type,
@@ -466,7 +351,7 @@ class MetagraphProjection(Projection):
         )
         self._touch_type(tx, record)
 
-    def _edge_type_added(self, tx: Transaction, event: _EdgeTypeAdded, record: Record) -> None:
+    def _edge_type_added(self, tx: Transaction, event: EdgeTypeAdded, record: Record) -> None:
         spec, at = event.edge_type.data, _seconds(record)
         tx.execute(
             self.sql.insert_edge_type,
@@ -485,13 +370,13 @@ class MetagraphProjection(Projection):
         )
         self._touch_type(tx, record)
 
-    def _node_schema(self, tx: Transaction, event: _SchemaEvolved, record: Record) -> None:
+    def _node_schema(self, tx: Transaction, event: SchemaEvolved, record: Record) -> None:
         self._evolve(tx, "node", event, record)
 
-    def _edge_schema(self, tx: Transaction, event: _SchemaEvolved, record: Record) -> None:
+    def _edge_schema(self, tx: Transaction, event: SchemaEvolved, record: Record) -> None:
         self._evolve(tx, "edge", event, record)
 
-    def _evolve(self, tx: Transaction, kind: str, event: _SchemaEvolved, record: Record) -> None:
+    def _evolve(self, tx: Transaction, kind: str, event: SchemaEvolved, record: Record) -> None:
         at = _seconds(record)
         rows = tx.query(
             self.sql.evolve[kind],
@@ -509,7 +394,7 @@ class MetagraphProjection(Projection):
             f"graph type {record.subject}",
         )
 
-    def _deleted(self, tx: Transaction, event: _Deleted, record: Record) -> None:
+    def _deleted(self, tx: Transaction, event: Deleted, record: Record) -> None:
         # Its node and edge types go with it (cascade); its graphs stay, with graph_type_id
         # NULL (set null): they are read-only in the domain too.
         _changed(
@@ -518,7 +403,7 @@ class MetagraphProjection(Projection):
 
     # --- graphs ---------------------------------------------------------------------
 
-    def _created(self, tx: Transaction, event: _Created, record: Record) -> None:
+    def _created(self, tx: Transaction, event: Created, record: Record) -> None:
         at = _seconds(record)
         tx.execute(
             self.sql.insert_graph,
@@ -536,13 +421,13 @@ class MetagraphProjection(Projection):
             ],
         )
 
-    def _status_changed(self, tx: Transaction, event: _StatusChanged, record: Record) -> None:
+    def _status_changed(self, tx: Transaction, event: StatusChanged, record: Record) -> None:
         rows = tx.query(self.sql.set_status, [event.status, _seconds(record), record.subject])
         _changed(rows, f"graph {record.subject}")
 
     # --- nodes and edges ------------------------------------------------------------
 
-    def _node_added(self, tx: Transaction, event: _NodeAdded, record: Record) -> None:
+    def _node_added(self, tx: Transaction, event: NodeAdded, record: Record) -> None:
         at = _seconds(record)
         tx.execute(
             self.sql.insert_node,
@@ -558,7 +443,7 @@ class MetagraphProjection(Projection):
             ],
         )
 
-    def _node_updated(self, tx: Transaction, event: _NodeUpdated, record: Record) -> None:
+    def _node_updated(self, tx: Transaction, event: NodeUpdated, record: Record) -> None:
         rows = tx.query(
             self.sql.update_node,
             [
@@ -571,13 +456,13 @@ class MetagraphProjection(Projection):
         )
         _changed(rows, f"node {event.key!r} of graph {record.subject}")
 
-    def _node_deleted(self, tx: Transaction, event: _NodeDeleted, record: Record) -> None:
+    def _node_deleted(self, tx: Transaction, event: NodeDeleted, record: Record) -> None:
         # Its edges were deleted by the EdgeDeleted events before this one (the foreign
         # keys would cascade anyway).
         rows = tx.query(self.sql.delete_node, [record.subject, event.key])
         _changed(rows, f"node {event.key!r} of graph {record.subject}")
 
-    def _edge_added(self, tx: Transaction, event: _EdgeAdded, record: Record) -> None:
+    def _edge_added(self, tx: Transaction, event: EdgeAdded, record: Record) -> None:
         at = _seconds(record)
         tx.execute(
             self.sql.insert_edge,
@@ -596,7 +481,7 @@ class MetagraphProjection(Projection):
             ],
         )
 
-    def _edge_updated(self, tx: Transaction, event: _EdgeUpdated, record: Record) -> None:
+    def _edge_updated(self, tx: Transaction, event: EdgeUpdated, record: Record) -> None:
         rows = tx.query(
             self.sql.update_edge,
             [
@@ -621,7 +506,7 @@ class MetagraphProjection(Projection):
             )
         return str(rows[0]["id"])
 
-    def _call_added(self, tx: Transaction, event: _CallAdded, record: Record) -> None:
+    def _call_added(self, tx: Transaction, event: CallAdded, record: Record) -> None:
         graph, at = self._call_graph_id(tx), _seconds(record)
         attributes = _text(event.attributes)
         tx.execute(
@@ -646,14 +531,14 @@ class MetagraphProjection(Projection):
                 ],
             )
 
-    def _call_updated(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+    def _call_updated(self, tx: Transaction, event: CallChanged, record: Record) -> None:
         graph = self._call_graph_id(tx)
         rows = tx.query(
             self.sql.update_node, [_text(event.attributes), 1, _seconds(record), graph, event.key]
         )
         _changed(rows, f"call {event.key!r} of the call graph {graph}")
 
-    def _call_imported(self, tx: Transaction, event: _CallChanged, record: Record) -> None:
+    def _call_imported(self, tx: Transaction, event: CallChanged, record: Record) -> None:
         """A call an older version recorded as a node: its row exists (kept), else added."""
         graph, at = self._call_graph_id(tx), _seconds(record)
         attributes = _text(event.attributes)
@@ -662,6 +547,6 @@ class MetagraphProjection(Projection):
             [node_id(graph, event.key), graph, event.key, _CALL, attributes, 1, at, at],
         )
 
-    def _edge_deleted(self, tx: Transaction, event: _EdgeDeleted, record: Record) -> None:
+    def _edge_deleted(self, tx: Transaction, event: EdgeDeleted, record: Record) -> None:
         rows = tx.query(self.sql.delete_edge, [event.edge_id, record.subject])
         _changed(rows, f"edge {event.edge_id} of graph {record.subject}")

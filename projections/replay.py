@@ -51,7 +51,7 @@ from projections.errors import (
     UnknownEventError,
     ViewDivergedError,
 )
-from projections.flowgraph import (
+from projections.events import (
     CALL_ADDED,
     CALL_EVENTS,
     CALL_IMPORTED,
@@ -62,6 +62,11 @@ from projections.flowgraph import (
     NODE_DELETED,
     NODE_UPDATED,
     TREE_TOPIC,
+    AnyGraphEvent,
+    CallChanged,
+    FoldedEvent,
+)
+from projections.flowgraph import (
     CallRow,
     FlowCall,
     FlowgraphProjection,
@@ -293,22 +298,11 @@ class MemoryStore:
 # --- decoding ---------------------------------------------------------------------------
 
 
-class _Data(msgspec.Struct, kw_only=True):
-    """The fields of the graph events a replay reads (others skipped)."""
-
-    class_version: int = 1
-    key: str = ""
-    node_type: str = ""
-    attributes: msgspec.Raw = msgspec.Raw(b"{}")
-    name: str = ""
-    graph_type_name: str = ""
-
-
 class _Envelope(msgspec.Struct, kw_only=True):
     type: str
     subject: str
     time: int
-    data: _Data | msgspec.UnsetType = msgspec.UNSET
+    data: FoldedEvent | msgspec.UnsetType = msgspec.UNSET
     data_b64: str | msgspec.UnsetType = msgspec.UNSET
 
 
@@ -317,7 +311,7 @@ class _Events(msgspec.Struct):
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
-_data_decoder = msgspec.json.Decoder(_Data)
+_data_decoder = msgspec.json.Decoder(FoldedEvent)
 _events_decoder = msgspec.json.Decoder(_Events)
 
 
@@ -343,32 +337,10 @@ def _short(topic: str) -> str:
 # --- graph events (graph_as_of) ---------------------------------------------------------
 
 
-class _GraphEvent(msgspec.Struct, kw_only=True):
-    class_version: int = 1
-    name: str = ""
-    graph_type_name: str = ""
-    status: str = ""
-    key: str | None = None
-    node_type: str = ""
-    attributes: msgspec.Raw = msgspec.Raw(b"{}")
-    schema_version: int = 1
-    edge_id: str = ""
-    edge_type: str = ""
-    source: str = ""
-    target: str = ""
-    undirected: bool = False
+_graph_event_decoder = msgspec.json.Decoder(AnyGraphEvent)
 
 
-_graph_event_decoder = msgspec.json.Decoder(_GraphEvent)
-
-
-class _CallTreeEvent(msgspec.Struct, kw_only=True):
-    key: str
-    attributes: msgspec.Raw
-    links: list[tuple[str, str]] = []
-
-
-_call_event_decoder = msgspec.json.Decoder(_CallTreeEvent)
+_call_event_decoder = msgspec.json.Decoder(CallChanged)
 _GRAPH_EVENTS: Final = frozenset(
     GRAPH_TOPIC + name
     for name in (
@@ -390,9 +362,9 @@ class _GraphState:
         self.created = False
         self.name = self.graph_type_name = self.status = ""
         self.nodes: dict[str, tuple[str, msgspec.Raw, int]] = {}
-        self.edges: dict[str, _GraphEvent] = {}
+        self.edges: dict[str, AnyGraphEvent] = {}
 
-    def apply(self, topic: str, event: _GraphEvent) -> None:
+    def apply(self, topic: str, event: AnyGraphEvent) -> None:
         name = _short(topic)
         if name == "Created":
             self.created = True
@@ -621,7 +593,7 @@ class Replay:
             state.nodes[event.key] = (CALL, event.attributes, 1)
             for parent, child in event.links:
                 edge_id = call_edge_id(state.graph_id, child)
-                state.edges[edge_id] = _GraphEvent(
+                state.edges[edge_id] = AnyGraphEvent(
                     key=f"{TRIGGERED}:{child}",
                     edge_id=edge_id,
                     edge_type=TRIGGERED,
@@ -686,7 +658,7 @@ class Replay:
             fold.deleted(key, offset, time)
         return _Touch(offset, time, topic, key, data.attributes)
 
-    def _decode_data(self, offset: int, envelope: _Envelope) -> _Data:
+    def _decode_data(self, offset: int, envelope: _Envelope) -> FoldedEvent:
         if isinstance(envelope.data_b64, msgspec.UnsetType):
             raise EventNotProjectableError(f"stream entry {offset} has no data")
         if self._plain_state is None:

@@ -1,0 +1,261 @@
+"""The domain events the projections read, declared once: their stable names and shapes.
+
+Each class is the typed shape of one event's ``data`` in the stream envelope (the field
+names of docs/domain.md and docs/events.md), decoded straight from JSON with msgspec:
+unknown fields are skipped, attributes, schemas and configs stay the JSON text the
+event carries (``msgspec.Raw``). The metagraph projection, the flowgraph projection,
+replay and change subscriptions all decode with these, so a change to an event's shape
+is made here, once. :class:`AnyGraphEvent` and :class:`AnyEvent` are the lenient
+shapes of readers that look at several event types with one decoder.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+from uuid import UUID
+
+import msgspec
+
+from projections._stream import VersionedEvent
+from projections.errors import EventNotProjectableError
+
+__all__ = [
+    "CALL_ADDED",
+    "CALL_EVENTS",
+    "CALL_IMPORTED",
+    "CALL_UPDATED",
+    "CREATED",
+    "GRAPH_TOPIC",
+    "GRAPH_TYPE_TOPIC",
+    "NODE_ADDED",
+    "NODE_DELETED",
+    "NODE_UPDATED",
+    "TREE_TOPIC",
+    "AnyEvent",
+    "AnyGraphEvent",
+    "CallAdded",
+    "CallChanged",
+    "Created",
+    "Defined",
+    "Deleted",
+    "EdgeAdded",
+    "EdgeDeleted",
+    "EdgeTypeAdded",
+    "EdgeUpdated",
+    "Event",
+    "FoldedEvent",
+    "NodeAdded",
+    "NodeDeleted",
+    "NodeTypeAdded",
+    "NodeUpdated",
+    "SchemaEvolved",
+    "StatusChanged",
+    "Tagged",
+    "UuidHex",
+]
+
+GRAPH_TYPE_TOPIC: Final = "GraphType."
+GRAPH_TOPIC: Final = "Graph."
+TREE_TOPIC: Final = "CallTree."
+CREATED: Final = GRAPH_TOPIC + "Created"
+NODE_ADDED: Final = GRAPH_TOPIC + "NodeAdded"
+NODE_UPDATED: Final = GRAPH_TOPIC + "NodeUpdated"
+NODE_DELETED: Final = GRAPH_TOPIC + "NodeDeleted"
+CALL_ADDED: Final = TREE_TOPIC + "CallAdded"
+CALL_UPDATED: Final = TREE_TOPIC + "CallUpdated"
+CALL_IMPORTED: Final = TREE_TOPIC + "CallImported"
+CALL_EVENTS: Final = frozenset({CALL_ADDED, CALL_UPDATED, CALL_IMPORTED})
+"""Events of the call trees (docs/calls.md) that change a call; each carries the call's
+key and complete attributes."""
+
+_EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
+
+
+class Event(VersionedEvent, kw_only=True):
+    """The base of every event shape (eventsourcing's ``class_version``)."""
+
+
+class UuidHex(msgspec.Struct):
+    """A UUID as eventsourcing's JSON transcoder writes it."""
+
+    type: str = msgspec.field(name="_type_")
+    hex: str = msgspec.field(name="_data_")
+
+    def canonical(self) -> str:
+        if self.type != "uuid_hex":
+            raise EventNotProjectableError(f"expected a uuid_hex value, got {self.type!r}")
+        return str(UUID(self.hex))
+
+
+class Tagged(msgspec.Struct):
+    """A transcoded value: ``{"_type_": name, "_data_": value}``, value kept as JSON."""
+
+    type: str = msgspec.field(name="_type_")
+    data: msgspec.Raw = msgspec.field(name="_data_")
+
+
+class NodeTypeDef(msgspec.Struct):
+    name: str
+    description: str = ""
+    schema: msgspec.Raw = _EMPTY_OBJECT
+    schema_version: int = 1
+
+
+class EdgeTypeDef(NodeTypeDef):
+    allowed_source_types: msgspec.Raw = msgspec.Raw(b"[]")
+    allowed_target_types: msgspec.Raw = msgspec.Raw(b"[]")
+
+
+class NodeTypeTag(msgspec.Struct):
+    type: str = msgspec.field(name="_type_")
+    data: NodeTypeDef = msgspec.field(name="_data_")
+
+
+class EdgeTypeTag(msgspec.Struct):
+    type: str = msgspec.field(name="_type_")
+    data: EdgeTypeDef = msgspec.field(name="_data_")
+
+
+# --- GraphType.* -----------------------------------------------------------------------
+
+
+class Defined(Event):
+    name: str
+    config: Tagged
+    scope: str
+    description: str = ""
+
+
+class NodeTypeAdded(Event):
+    node_type: NodeTypeTag
+
+
+class EdgeTypeAdded(Event):
+    edge_type: EdgeTypeTag
+
+
+class SchemaEvolved(Event):
+    """``NodeTypeSchemaEvolved`` and ``EdgeTypeSchemaEvolved``."""
+
+    name: str
+    schema: msgspec.Raw
+    schema_version: int
+
+
+class Deleted(Event):
+    pass
+
+
+# --- Graph.* ---------------------------------------------------------------------------
+
+
+class Created(Event):
+    name: str
+    graph_type_id: UuidHex
+    graph_type_name: str
+    status: str
+    description: str = ""
+    owner_id: str = ""
+    project_id: str = ""
+
+
+class StatusChanged(Event):
+    status: str
+
+
+class NodeAdded(Event):
+    key: str
+    node_type: str
+    attributes: msgspec.Raw
+    schema_version: int = 1
+
+
+class NodeUpdated(Event):
+    key: str
+    attributes: msgspec.Raw
+    schema_version: int = 1
+
+
+class NodeDeleted(Event):
+    key: str
+
+
+class EdgeAdded(Event):
+    edge_id: str
+    key: str | None
+    edge_type: str
+    source: str
+    target: str
+    undirected: bool
+    attributes: msgspec.Raw
+    schema_version: int
+
+
+class EdgeUpdated(Event):
+    edge_id: str
+    attributes: msgspec.Raw
+    schema_version: int
+
+
+class EdgeDeleted(Event):
+    edge_id: str
+
+
+# --- CallTree.* ------------------------------------------------------------------------
+
+
+class CallChanged(Event):
+    """``CallTree.CallAdded``, ``CallUpdated`` and ``CallImported``: a call's key and
+    complete attributes; ``links`` (``CallAdded`` only) the ``triggered`` edges (parent,
+    child) that exist from this event on."""
+
+    key: str
+    attributes: msgspec.Raw
+    links: list[tuple[str, str]] = msgspec.field(default_factory=list)
+
+
+class CallAdded(CallChanged):
+    """``CallTree.CallAdded`` (``links`` required)."""
+
+    links: list[tuple[str, str]]
+
+
+# --- lenient shapes ----------------------------------------------------------------------
+
+
+class AnyGraphEvent(Event):
+    """Any ``Graph.*`` event, every field optional (a graph folded as of an offset)."""
+
+    name: str = ""
+    graph_type_name: str = ""
+    status: str = ""
+    key: str | None = None
+    node_type: str = ""
+    attributes: msgspec.Raw = _EMPTY_OBJECT
+    schema_version: int = 1
+    edge_id: str = ""
+    edge_type: str = ""
+    source: str = ""
+    target: str = ""
+    undirected: bool = False
+
+
+class FoldedEvent(Event):
+    """The fields of the events the flowgraph's fold reads (``Graph.Created``, node
+    events, call tree events), every one optional: replay decodes them with one
+    decoder, inside the envelope."""
+
+    key: str = ""
+    node_type: str = ""
+    attributes: msgspec.Raw = _EMPTY_OBJECT
+    name: str = ""
+    graph_type_name: str = ""
+
+
+class AnyEvent(msgspec.Struct):
+    """What a change subscription reads of any event; other fields are ignored."""
+
+    key: str | None = None
+    edge_id: str | None = None
+    node_type: str | None = None
+    attributes: msgspec.Raw = msgspec.Raw(b"null")
