@@ -12,9 +12,15 @@ store (one writer connection and one watcher per file per process) and closes ev
 of them, then ``system.db``, on :meth:`Store.close`.
 
 Opened with an ``actor`` (a :class:`~domain.Principal`, e.g. from
-``store.identity.authenticate(api_key)``), every write to a tenant is also recorded in
-``system.db``'s append-only audit log: who (the actor and its credential), what (the
-events written, their offsets and aggregates) and when. One audit record per save.
+``store.identity.authenticate(api_key)``), every commit to a tenant carries its audit
+record (who, what, when) in the same transaction, in the tenant file
+(:mod:`domain.audit`); :meth:`Store.audit_log` merges them with ``system.db``'s
+identity changes.
+
+The read side of a tenant comes from the same object, with no settings to pass:
+:meth:`Store.views` (the flowgraph views), :meth:`Store.replay` (history, time travel,
+export), :meth:`Store.subscribe` (changes of a projection) and :meth:`Store.runner`
+(the projectors of every tenant).
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ import os
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from domain import DataDirectory, Identity, Metagraph, Principal
 from domain.audit import Auditor, tenant_audit_log
 from domain.errors import NotFoundError
 from domain.identity import AuditEntry
+
+if TYPE_CHECKING:
+    from projections import Flowgraph, Projection, Replay, Runner, Subscription
 
 __all__ = ["Store", "open_store"]
 
@@ -120,6 +130,42 @@ class Store:
             entries += tenant_audit_log(self.tenant(tenant), tenant)
         entries.sort(key=lambda e: e.at)
         return entries if limit is None else entries[-limit:]
+
+    # --- the read side ------------------------------------------------------------------
+
+    def views(self, org_id: str) -> Flowgraph:
+        """The flowgraph views of a tenant (runs and calls; close it when done)."""
+        from projections import Flowgraph  # noqa: PLC0415 - the write side needs none of it
+
+        return Flowgraph.open(self._tenant_env(org_id))
+
+    def replay(self, org_id: str) -> Replay:
+        """A tenant's replay: a run's history, a run or graph as of an offset, export."""
+        from projections import Replay  # noqa: PLC0415
+
+        return Replay.open(self._tenant_env(org_id))
+
+    def subscribe(
+        self, org_id: str, projection: Projection | None = None, **options: Any
+    ) -> Subscription:
+        """Changes of a tenant's projection (default: the flowgraph) as they commit;
+        ``options`` as :meth:`projections.Subscription.open` (``name``, ``run``,
+        ``graph``, ``from_start``, ...)."""
+        from projections import FlowgraphProjection, Subscription  # noqa: PLC0415
+
+        chosen = FlowgraphProjection() if projection is None else projection
+        return Subscription.open(self._tenant_env(org_id), chosen, **options)
+
+    def runner(self, **options: Any) -> Runner:
+        """The projectors of every tenant of this data directory, in this process
+        (``options`` as :class:`projections.Runner`); close it (or use ``with``)."""
+        from projections import Runner  # noqa: PLC0415
+
+        return Runner(self.path, **options)
+
+    def _tenant_env(self, org_id: str) -> dict[str, str]:
+        self.tenant(org_id)  # a registered tenant, or NotFoundError saying how to create it
+        return self.data.tenant_env(org_id)
 
     def close(self) -> None:
         """Close every open tenant, then ``system.db``."""

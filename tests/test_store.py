@@ -8,6 +8,7 @@ import pytest
 
 import graphstore
 from domain import Actor, Principal
+from domain.calls import ingest
 from domain.errors import InvalidOrgIdError, NotFoundError
 
 
@@ -61,3 +62,27 @@ def test_without_an_actor_nothing_is_audited_and_unknown_tenants_are_refused(
         with pytest.raises(InvalidOrgIdError):
             store.tenant("../x")
         assert store.tenant("acme") is acme  # one metagraph per tenant per store
+
+
+def test_the_read_side_of_a_tenant_comes_from_the_store(tmp_path: Path) -> None:
+    events = [
+        {
+            "type": "call.requested",
+            "at": 1,
+            "payload": {"requestId": "r", "operationId": "o", "input": 1},
+        },
+    ]
+    with graphstore.open(tmp_path / "data") as store:
+        store.identity.create_account("b@example.com", "B", actor=Principal.system())
+        acme = store.create_tenant("acme", name="Acme", owner_email="b@example.com")
+        ingest(acme, events)
+        with store.runner() as runner:
+            runner.wait_for("acme", acme.recorder.max_notification_id())
+        with store.views("acme") as views, store.replay("acme") as replay:
+            assert views.run("r").status == "running"  # type: ignore[union-attr]
+            assert [h.request_id for h in replay.history("r")] == ["r"]
+        with store.subscribe("acme", from_start=True) as changes:
+            assert [(c.call_id, c.status) for c in changes.poll()] == [("r", "pending")]
+        for read in (store.views, store.replay, store.subscribe):
+            with pytest.raises(NotFoundError, match="no tenant 'nope'"):
+                read("nope")
