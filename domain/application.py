@@ -258,7 +258,8 @@ class Metagraph(Application[UUID]):
     @property
     def in_transaction(self) -> bool:
         """Whether this thread's commands join an open unit of work (see :meth:`transaction`)."""
-        return self._unit is not None and self._lock._is_owned()  # type: ignore[attr-defined]
+        unit = self._unit
+        return unit is not None and unit.thread == threading.get_ident()
 
     def atomic(self, work: Callable[[UnitOfWork], _R], *, attempts: int = _ATTEMPTS) -> _R:
         """``work(unit)`` in a :meth:`transaction`, re-run on fresh state when another

@@ -19,6 +19,7 @@ for a function (up to 3 attempts), as call ingestion does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from uuid import UUID
@@ -62,6 +63,9 @@ class UnitOfWork:
 
     def __init__(self, app: Metagraph) -> None:
         self._app = app
+        self.thread = threading.get_ident()
+        """The thread that opened the unit (the only one that can use it: it holds the
+        application's lock)."""
         self.aggregates: dict[UUID, Aggregate] = {}
         self.versions: dict[UUID, int] = {}
         """Each loaded aggregate's recorded version when the unit first saw it."""
