@@ -155,29 +155,24 @@ def _wait_to_be_killed(side: SideFile) -> None:
 
 def _ingest(data: Path, side: SideFile, start: int) -> None:
     with Metagraph(env=DataDirectory(data).tenant_env(TENANT)) as app:
-        ingest(app, [])  # opens the call ledger before the timed work
-        side.mark("ready")
-        for index in range(start, start + 2000):
-            batch = run_batch(index)
-            side.unit(
-                str(index),
-                functools.partial(ingest, app, batch, operation_types=OPERATION_TYPES),
-            )
-        _wait_to_be_killed(side)
+        _ingest_runs(app, side, start)
 
 
 def _audited(data: Path, side: SideFile, start: int) -> None:
     with graphstore.open(data, actor=Principal.system()) as store:
-        app = store.tenant(TENANT)
-        ingest(app, [])  # opens the call ledger before the timed work
-        side.mark("ready")
-        for index in range(start, start + 2000):
-            batch = run_batch(index)
-            side.unit(
-                str(index),
-                functools.partial(ingest, app, batch, operation_types=OPERATION_TYPES),
-            )
-        _wait_to_be_killed(side)
+        _ingest_runs(store.tenant(TENANT), side, start)
+
+
+def _ingest_runs(app: Metagraph, side: SideFile, start: int) -> None:
+    """Ingest runs ``start``, ``start + 1``, ..., one whole run per batch, marking each."""
+    ingest(app, [])  # opens the call ledger before the timed work
+    side.mark("ready")
+    for index in range(start, start + 2000):
+        batch = run_batch(index)
+        side.unit(
+            str(index), functools.partial(ingest, app, batch, operation_types=OPERATION_TYPES)
+        )
+    _wait_to_be_killed(side)
 
 
 def _hubs(data: Path, side: SideFile, graph: str, round_: int, count: int) -> None:

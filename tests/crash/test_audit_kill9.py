@@ -19,7 +19,8 @@ import pytest
 
 import graphstore
 from domain import Actor, Principal
-from tests.crash.test_kill9 import Landing, Worker, kill_points, opened, seeded
+from tests.crash.test_kill9 import Landing, Worker, kill_points, seeded
+from tests.projections.rebuild_check import opened
 
 TENANT: Final = "acme"
 SERIES: Final = 2

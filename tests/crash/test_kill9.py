@@ -54,7 +54,6 @@ from domain.calls import get_call, ingest
 from domain.errors import NotFoundError
 from projections import Flowgraph, FlowgraphProjection, MetagraphProjection, Projector
 from projections.metagraph import TABLES as METAGRAPH_TABLES
-from streams import HonkerDatastore
 from tests.crash._worker import (
     EDGES,
     HUB_GRAPH_TYPE,
@@ -63,7 +62,8 @@ from tests.crash._worker import (
     TENANT,
     run_batch,
 )
-from tests.projections.rebuild_check import projections_equal_rebuild
+from tests.projections.rebuild_check import file_env as tenant_env
+from tests.projections.rebuild_check import opened, projections_equal_rebuild
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 SEED: Final = int(os.environ.get("CRASH_SEED", random.randrange(1 << 30)))
@@ -225,19 +225,6 @@ def seeded(test: str, series: int) -> Iterator[random.Random]:
 
 
 # --- projections: caught up, and equal to a clean rebuild -------------------------------
-
-
-def tenant_env(path: Path) -> dict[str, str]:
-    return {"PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(path)}
-
-
-@contextlib.contextmanager
-def opened(path: Path) -> Iterator[HonkerDatastore]:
-    datastore = HonkerDatastore(path)
-    try:
-        yield datastore
-    finally:
-        datastore.close()
 
 
 def catch_up(path: Path) -> None:
