@@ -5,7 +5,8 @@ events of every command run inside the block, on any aggregates, and records the
 one recorder call when the block ends: all of them, or none. Beside the events, the
 platform's Honker primitives ride in the same transaction (ADR-039: "INSERT INTO nodes
 and queue.enqueue() commit atomically"): :meth:`UnitOfWork.enqueue` a job,
-:meth:`UnitOfWork.notify` a channel, :meth:`UnitOfWork.publish` to a named stream. They
+:meth:`UnitOfWork.notify` a channel, :meth:`UnitOfWork.publish` to a named stream,
+:meth:`UnitOfWork.save_position` of a consumer (its writes and its position together). They
 are kept here as :class:`SideWrite` values and handed to the recorder with the events,
 so a refused command, an exception in the block, a version conflict or a crash before
 the commit leaves no job, no notification and no stream entry.
@@ -41,8 +42,9 @@ _MAX_NAME: Final = 128
 class SideWrite(msgspec.Struct, frozen=True, kw_only=True):
     """A Honker write committed with the unit's events (see :mod:`streams.side_writes`).
 
-    ``kind`` is ``enqueue``, ``notify`` or ``publish``; ``target`` the queue, channel or
-    stream; ``payload`` JSON text.
+    ``kind`` is ``enqueue``, ``notify``, ``publish`` or ``position``; ``target`` the
+    queue, channel or stream; ``payload`` JSON text (for ``position``: ``{position,
+    expected}``, ``key`` being the consumer).
     """
 
     kind: str
@@ -156,6 +158,32 @@ class UnitOfWork:
         self.side_writes.append(
             SideWrite(
                 kind="publish", target=_name(stream, "stream"), payload=_json(payload), key=key
+            )
+        )
+
+    def save_position(
+        self, consumer: str, stream: str, position: int, *, expected: int | None
+    ) -> None:
+        """Move ``consumer``'s position in ``stream`` to ``position`` if the unit commits.
+
+        ``expected`` is the position the consumer read before deriving this unit's
+        commands (None if it had never saved one): if another copy of the consumer moved
+        it since, the unit writes nothing and raises
+        :class:`~domain.errors.ConcurrencyError` (read the position again). This is how
+        a consumer whose writes are domain events applies each entry exactly once.
+        """
+        if not isinstance(position, int) or isinstance(position, bool) or position < 1:
+            raise ValidationError(f"a position must be an integer of at least 1, got {position!r}")
+        if expected is not None and (not isinstance(expected, int) or expected >= position):
+            raise ValidationError(
+                f"a position moves forward: expected {expected!r} must be below {position}"
+            )
+        self.side_writes.append(
+            SideWrite(
+                kind="position",
+                target=_name(stream, "stream"),
+                key=_name(consumer, "consumer"),
+                payload=_json({"position": position, "expected": expected}),
             )
         )
 

@@ -11,6 +11,15 @@ docs/flowgraph.md.
 
 import logging
 
+from projections.call_intake import (
+    DEFAULT_CONSUMER,
+    CallIntake,
+    CallIntakeError,
+    DeadLetter,
+    call_event_of,
+    call_topic,
+    publish_call,
+)
 from projections.changes import Change, Subscription
 from projections.errors import (
     EventNotProjectableError,
@@ -44,8 +53,12 @@ logging.getLogger("watchdog").addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CONSUMER",
     "PARKED_TABLE",
+    "CallIntake",
+    "CallIntakeError",
     "Change",
+    "DeadLetter",
     "ErrorPolicy",
     "EventNotProjectableError",
     "FlowCall",
@@ -72,4 +85,7 @@ __all__ = [
     "Subscription",
     "UnknownEventError",
     "ViewDivergedError",
+    "call_event_of",
+    "call_topic",
+    "publish_call",
 ]

@@ -4,7 +4,8 @@ Select it with ``PERSISTENCE_MODULE=streams.persistence`` and
 ``HONKER_DBNAME=<file>``. See :mod:`streams.persistence` for every setting,
 :mod:`streams.envelope` for the stream payload other clients read, and
 :mod:`streams.reading` and :mod:`streams.positions` for reading a stream and keeping a
-consumer's position outside eventsourcing (the only public access to Honker's tables).
+consumer's position outside eventsourcing (the only public access to Honker's tables), and
+:mod:`streams.target` for publishing and subscribing by event type (the event target).
 """
 
 import logging
@@ -33,6 +34,15 @@ from streams.reading import (
     stream_table,
     time_at,
 )
+from streams.target import (
+    Batch,
+    EventTarget,
+    Outbox,
+    Subscription,
+    TargetClosedError,
+    TargetError,
+    TargetEvent,
+)
 from streams.transaction import Source, Transaction
 from streams.transcoder import MsgspecTranscoder, TupleAsList
 
@@ -40,9 +50,11 @@ from streams.transcoder import MsgspecTranscoder, TupleAsList
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "Batch",
     "ConfigurationError",
     "Entry",
     "Envelope",
+    "EventTarget",
     "Head",
     "HonkerAggregateRecorder",
     "HonkerApplicationRecorder",
@@ -52,8 +64,13 @@ __all__ = [
     "HonkerSubscription",
     "HonkerTrackingRecorder",
     "MsgspecTranscoder",
+    "Outbox",
     "Source",
     "StreamsError",
+    "Subscription",
+    "TargetClosedError",
+    "TargetError",
+    "TargetEvent",
     "Transaction",
     "TupleAsList",
     "VersionOffset",

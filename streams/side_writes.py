@@ -1,5 +1,5 @@
 """Honker writes that commit with a batch of events: queue jobs, notifications, entries
-of a named stream.
+of a named stream, consumer positions.
 
 The platform pairs data writes with Honker's primitives ("INSERT INTO nodes and
 queue.enqueue() commit atomically", ADR-039): a job enqueued for the events just
@@ -8,8 +8,17 @@ takes them as ``side_writes=`` and runs them in the SAME transaction as the even
 their index rows, after those: a version conflict, a bad side write or a crash before
 the commit leaves none of them; after the commit all of them are there.
 
+The ``position`` kind is what makes a consumer exactly-once when its writes are domain
+events (``projections.call_intake`` folds a durable event target's entries into the call
+graph): the consumer's position moves in the transaction that records the events it
+derived from the entries, and only from the position it read (a compare-and-set), so a
+crash can neither lose an entry nor apply one twice, and two copies of one consumer
+cannot both apply a batch.
+
 A side write is any object with the attributes of :class:`SideWrite` (the domain's unit
 of work builds its own; ``streams`` does not import it). ``payload`` is JSON text.
+:func:`notify` and :func:`publish_entry` are the single statements behind the ``notify``
+and ``publish`` kinds, shared with :mod:`streams.target`.
 """
 
 from __future__ import annotations
@@ -17,21 +26,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Protocol
 
+import msgspec
+from eventsourcing.persistence import IntegrityError
+
 from streams.errors import ConfigurationError
+from streams.positions import save_position, saved_position
 from streams.transaction import Transaction
 
-__all__ = ["KINDS", "SideWrite", "apply_side_writes", "check_side_writes"]
+__all__ = [
+    "KINDS",
+    "PositionMove",
+    "SideWrite",
+    "advance_position",
+    "apply_side_writes",
+    "check_side_writes",
+    "notify",
+    "publish_entry",
+]
 
-KINDS: Final = ("enqueue", "notify", "publish")
+KINDS: Final = ("enqueue", "notify", "publish", "position")
 
 
 class SideWrite(Protocol):
     """What the recorder needs of a side write.
 
     ``kind`` is ``enqueue`` (``target`` = queue name; ``delay_s``, ``priority`` and
-    ``max_attempts`` as Honker's ``Queue.enqueue``), ``notify`` (``target`` = channel)
-    or ``publish`` (``target`` = a named stream other than the events' own; ``key`` is
-    the entry's key).
+    ``max_attempts`` as Honker's ``Queue.enqueue``), ``notify`` (``target`` = channel),
+    ``publish`` (``target`` = a named stream other than the events' own; ``key`` is the
+    entry's key) or ``position`` (``target`` = the stream read, ``key`` = the consumer,
+    ``payload`` = a :class:`PositionMove` as JSON).
     """
 
     @property
@@ -50,6 +73,13 @@ class SideWrite(Protocol):
     def max_attempts(self) -> int: ...
 
 
+class PositionMove(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A consumer's position moving from ``expected`` (None: never saved) to ``position``."""
+
+    position: int
+    expected: int | None
+
+
 def check_side_writes(side_writes: Sequence[SideWrite], event_stream: str) -> None:
     """Refuse side writes the recorder cannot run, before anything is written."""
     for write in side_writes:
@@ -64,6 +94,10 @@ def check_side_writes(side_writes: Sequence[SideWrite], event_stream: str) -> No
                 f"cannot publish to {event_stream!r}: it is the events' own stream, which only "
                 "the recorder writes; publish to another stream name"
             )
+        if write.kind == "position":
+            _move(write)
+            if not write.key:
+                raise ConfigurationError("a position side write needs the consumer's name as key")
 
 
 def apply_side_writes(tx: Transaction, side_writes: Sequence[SideWrite]) -> None:
@@ -75,8 +109,53 @@ def apply_side_writes(tx: Transaction, side_writes: Sequence[SideWrite]) -> None
                 [write.target, write.payload, write.delay_s, write.priority, write.max_attempts],
             )
         elif write.kind == "notify":
-            tx.query("SELECT notify(?, ?)", [write.target, write.payload])
+            notify(tx, write.target, write.payload)
+        elif write.kind == "publish":
+            publish_entry(tx, write.target, write.key, write.payload)
         else:
-            tx.query(
-                "SELECT honker_stream_publish(?, ?, ?)", [write.target, write.key, write.payload]
-            )
+            move = _move(write)
+            advance_position(tx, str(write.key), write.target, move.position, move.expected)
+
+
+def notify(tx: Transaction, channel: str, payload: str) -> int:
+    """Notify Honker listeners of ``channel`` when ``tx`` commits; the notification's id."""
+    return int(tx.query("SELECT notify(?, ?) AS id", [channel, payload])[0]["id"])
+
+
+def publish_entry(tx: Transaction, stream: str, key: str | None, payload: str) -> int:
+    """Append an entry to the named Honker stream ``stream`` in ``tx``; its offset."""
+    rows = tx.query("SELECT honker_stream_publish(?, ?, ?) AS o", [stream, key, payload])
+    return int(rows[0]["o"])
+
+
+def advance_position(
+    tx: Transaction, consumer: str, stream: str, position: int, expected: int | None
+) -> None:
+    """Move ``consumer``'s position in ``stream`` from ``expected`` to ``position`` in ``tx``.
+
+    Raises ``IntegrityError`` (and the caller's transaction rolls back) when the saved
+    position is not ``expected`` any more: another copy of the consumer moved it since
+    it was read, so what this transaction derived from those entries must not commit.
+    """
+    saved = saved_position(tx, consumer, stream)
+    if saved != expected:
+        raise IntegrityError(
+            f"consumer {consumer!r} of {stream!r} is at {saved}, not at {expected} as read: "
+            "another copy of it moved on. Nothing was written; read its position again."
+        )
+    save_position(tx, consumer, stream, position)
+
+
+def _move(write: SideWrite) -> PositionMove:
+    try:
+        move = msgspec.json.decode(write.payload, type=PositionMove)
+    except msgspec.DecodeError as exc:
+        raise ConfigurationError(
+            f"a position side write's payload must be {{position, expected}} as JSON: {exc}"
+        ) from None
+    if move.position < 1 or (move.expected is not None and move.expected >= move.position):
+        raise ConfigurationError(
+            f"a position side write must move forward to an offset of at least 1, got "
+            f"{move.expected} -> {move.position}"
+        )
+    return move
