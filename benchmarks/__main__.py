@@ -23,6 +23,7 @@ SUITES: dict[str, str] = {
     "domain": "benchmarks.domain",  # big graphs: write latency, cold start, ingestion
     "projections": "benchmarks.projections",  # catch-up, end to end, time travel, idle tenants
     "cli": "benchmarks.cli",  # command line start-up: --help and projector status vs python
+    "target": "benchmarks.target",  # the event target: in-process and cross-process delivery
 }
 
 RESULTS = Path(__file__).with_name("results")
