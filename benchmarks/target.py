@@ -11,7 +11,7 @@
   Honker's own ``db.listen()`` on a plain ``notify`` in the other process.
 
 Every round runs every side on a fresh file; figures are medians over rounds of each
-round's percentile. README.md says what each metric means.
+round's percentile. docs/event-target.md says what each metric means.
 """
 
 from __future__ import annotations
