@@ -154,12 +154,11 @@ def build_graph(path: Path, nodes: int, edges: int, name: str) -> Built:
     started = time.perf_counter()
     rng = random.Random(f"{name}-{nodes}-{edges}")
     with Metagraph(env=store_env(path)) as app:
-        type_id = app.define_graph_type(TYPE, actor=SYSTEM, config={"graphType": "directed"})
-        app.add_node_type(type_id, ITEM, actor=SYSTEM, schema=ITEM_SCHEMA)
+        type_id = app.define_graph_type(TYPE, config={"graphType": "directed"})
+        app.add_node_type(type_id, ITEM, schema=ITEM_SCHEMA)
         app.add_edge_type(
             type_id,
             LINK,
-            actor=SYSTEM,
             schema=LINK_SCHEMA,
             allowed_source_types=[ITEM],
             allowed_target_types=[ITEM],
@@ -530,8 +529,8 @@ def ingest_standin(files: Files, events: int, round_no: int) -> Ingested:
     path = files.new("ingest")
     try:
         with Metagraph(env=store_env(path)) as app:
-            type_id = app.define_graph_type("calls-like", actor=SYSTEM)
-            app.add_node_type(type_id, "call", actor=SYSTEM, schema={"type": "object"})
+            type_id = app.define_graph_type("calls-like")
+            app.add_node_type(type_id, "call", schema={"type": "object"})
             graph = app.create_graph(type_id, "calls", status="active")
             app.add_node(graph, "warm", "call", {**CALL_ATTRIBUTES, "requestId": "warm"})
             start = time.perf_counter()

@@ -203,8 +203,8 @@ def _e2e_writer(path: str, samples: int, ready: Any, go: Any, out: Queue[Any]) -
     """The writer process: one graph, then ``samples`` add_node commands, paced."""
     rng = random.Random(path)
     with Metagraph(env=store_env(Path(path))) as app:
-        type_id = app.define_graph_type("bench", actor=SYSTEM)
-        app.add_node_type(type_id, "item", actor=SYSTEM)
+        type_id = app.define_graph_type("bench")
+        app.add_node_type(type_id, "item")
         graph = app.create_graph(type_id, "g", status="active")
         ready.set()
         go.wait()
@@ -372,8 +372,8 @@ def many_tenants(report: Report, root: Path, sizes: Sizes) -> None:
     data = DataDirectory(data_dir)
     template = root / "tenant-template.db"
     with Metagraph(env=store_env(template)) as app:
-        type_id = app.define_graph_type("bench", actor=SYSTEM)
-        app.add_node_type(type_id, "item", actor=SYSTEM)
+        type_id = app.define_graph_type("bench")
+        app.add_node_type(type_id, "item")
         graph = app.create_graph(type_id, "g", status="active")
         for i in range(20):
             app.add_node(graph, f"n{i}", "item", {"i": i})

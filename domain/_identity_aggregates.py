@@ -1,5 +1,5 @@
 """Identity's aggregates and events: accounts, organizations, API keys, the tenant
-registry and tenant-write audit records. They live in ``system.db``.
+registry, tenant-write audit records and refused tenant operations. They live in ``system.db``.
 
 Every event carries who caused it (``actor_id``, ``credential_type``, ``credential_id``)
 and, through eventsourcing, when (``timestamp``). An event class with an ``ACTION`` is an
@@ -40,6 +40,7 @@ from domain.errors import ConflictError, DuplicateError, NotFoundError, StatusTr
 
 __all__ = [
     "REGISTRY_ID",
+    "AccessRefused",
     "Account",
     "ApiKey",
     "IdentityEvent",
@@ -540,4 +541,45 @@ class TenantWrite(Aggregate):
     ) -> TenantWrite:
         return cls._create(
             cls.Recorded, id=uuid4(), org_id=org_id, what=what, details=details, **stamp(actor)
+        )
+
+
+class AccessRefused(Aggregate):
+    """An audit record of a refused tenant operation (one aggregate per record, like
+    :class:`TenantWrite`). Kept in ``system.db``: the refusal wrote nothing to the
+    tenant, and its file is not the place for those who may not write to it."""
+
+    TOPIC = "AccessRefused"
+
+    class Event(IdentityEvent):
+        pass
+
+    class Recorded(Event, Aggregate.Created):
+        TOPIC = "AccessRefused.Recorded"
+        ACTION = "access.denied"
+        org_id: str | None
+        operation: str
+        what: str
+        missing: str
+
+    Created = Recorded  # an alias, else eventsourcing adds a Created without TOPIC
+
+    def __init__(self, org_id: str | None, operation: str, what: str, missing: str) -> None:
+        self.org_id = org_id
+        self.operation = operation
+        self.what = what
+        self.missing = missing
+
+    @classmethod
+    def record(
+        cls, org_id: str | None, operation: str, what: str, missing: str, *, actor: Principal
+    ) -> AccessRefused:
+        return cls._create(
+            cls.Recorded,
+            id=uuid4(),
+            org_id=org_id,
+            operation=operation,
+            what=what,
+            missing=missing,
+            **stamp(actor),
         )

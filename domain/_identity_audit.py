@@ -12,7 +12,7 @@ from uuid import UUID
 
 import msgspec
 
-from domain._identity_aggregates import IdentityEvent, TenantWrite
+from domain._identity_aggregates import AccessRefused, IdentityEvent, TenantWrite
 from domain._identity_values import AuditEntry, CredentialType
 from domain.errors import ValidationError
 
@@ -53,7 +53,7 @@ def audit_entry(position: int, event: object, org_ids: Mapping[UUID, str]) -> Au
     if not isinstance(event, IdentityEvent) or event.ACTION is None:
         return None
     fields = {k: v for k, v in vars(event).items() if k not in _NOT_DETAILS}
-    if isinstance(event, TenantWrite.Recorded):
+    if isinstance(event, TenantWrite.Recorded | AccessRefused.Recorded):
         org_id: str | None = fields.pop("org_id")
     else:
         org_id = org_ids.get(event.originator_id)

@@ -22,6 +22,13 @@ Performance settings (read from the environment like every other setting):
     its size (see :func:`snapshot_interval`), so loading a graph costs O(its size):
     the latest snapshot plus at most about ``size / 32`` events.
 
+Who acts: a Metagraph given a ``gate`` (:class:`domain.access.Gate`, e.g. the
+:class:`~domain.access.TenantAccess` the store builds for a principal) asks it before
+every read, command and unit of work, and the graph-type rules check the scope of the
+actor the gate gives; a refused operation raises before anything is read or written.
+Without a gate the application acts for the local operator, who opened the file and may
+do anything (system scope), and records no audit records unless ``auditor`` is set.
+
 Commands are serialised per application object by a lock. Between processes, the
 recorder's optimistic concurrency decides; a command that lost a race is re-run on
 fresh state (up to 3 attempts), so its rules are always checked against what is
@@ -49,9 +56,17 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.utils import EnvType
 
+from domain.access import Gate, Operation
 from domain.audit import Auditor, AuditRecord
 from domain.codec import transcodings
-from domain.errors import ConcurrencyError, DomainError, NotFoundError, ValidationError
+from domain.errors import (
+    AccessDeniedError,
+    ConcurrencyError,
+    DomainError,
+    ForbiddenError,
+    NotFoundError,
+    ValidationError,
+)
 from domain.graph_types import CATALOG_ID, GraphType, GraphTypeCatalog
 from domain.graphs import AttributesAt, Graph
 from domain.unit_of_work import UnitOfWork
@@ -67,12 +82,15 @@ from domain.values import (
     UpdateMode,
 )
 
-__all__ = ["SNAPSHOT_SHARE", "GraphTypeRef", "Metagraph", "snapshot_interval"]
+__all__ = ["LOCAL_OPERATOR", "SNAPSHOT_SHARE", "GraphTypeRef", "Metagraph", "snapshot_interval"]
 
 log = structlog.wrap_logger(logging.getLogger("domain"))
 
 GraphTypeRef = UUID | str
 """A graph type by id (a ``UUID``) or by name (a ``str``)."""
+
+LOCAL_OPERATOR: Final = Actor(scope="system", id="system")
+"""Who acts in a Metagraph opened without a gate: whoever opened the file."""
 
 _ATTEMPTS: Final = 3
 _AttributesEvent = Graph.NodeAdded | Graph.NodeUpdated | Graph.EdgeAdded | Graph.EdgeUpdated
@@ -96,52 +114,57 @@ def _project(aggregate: Any, events: Iterable[Any]) -> Any:
     return aggregate
 
 
-def _command(
-    method: Callable[Concatenate[Metagraph, _P], _R],
-) -> Callable[Concatenate[Metagraph, _P], _R]:
-    """Run a command under the lock; discard touched aggregates if it fails; retry races."""
+def _what(method: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """An operation in words for refusals and the audit log: ``define graph type 'x'``."""
+    name = method.__name__.replace("_", " ")
+    first = args[0] if args and isinstance(args[0], str) else None
+    return f"{name} {first!r}" if first is not None else name
 
-    @functools.wraps(method)
-    def run(self: Metagraph, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with self._lock:
-            if self._unit is not None:  # inside a unit of work: it records, it retries
-                try:
-                    return method(self, *args, **kwargs)
-                except DomainError:
-                    raise  # refused before any event was triggered: the unit is intact
-                except BaseException as exc:
-                    self._unit.poisoned = exc
-                    raise
-            for attempt in range(1, _ATTEMPTS + 1):
-                self._loaded.clear()
-                try:
-                    return method(self, *args, **kwargs)
-                except IntegrityError as exc:
-                    self._discard_changed()
-                    log.info("command lost a race, retrying", command=method.__name__)
-                    if attempt == _ATTEMPTS:
-                        raise ConcurrencyError(
-                            f"{method.__name__}: other writers changed the same graph or type "
-                            f"during each of {_ATTEMPTS} attempts; nothing was written, retry "
-                            "later"
-                        ) from exc
-                except BaseException:
-                    self._discard_changed()
-                    raise
-                finally:
-                    self._loaded.clear()
-            raise AssertionError("unreachable")  # pragma: no cover
 
-    return run
+def _guarded(
+    operation: Operation,
+) -> Callable[[Callable[Concatenate[Metagraph, _P], _R]], Callable[Concatenate[Metagraph, _P], _R]]:
+    """A command of group ``operation`` (``write``, or ``define`` for graph types): asks
+    the gate, runs under the lock, discards touched aggregates if it fails, retries
+    races. A refusal by a domain rule about who may act (a scope the actor lacks) is
+    reported to the gate, which audits it."""
+
+    def decorate(
+        method: Callable[Concatenate[Metagraph, _P], _R],
+    ) -> Callable[Concatenate[Metagraph, _P], _R]:
+        @functools.wraps(method)
+        def run(self: Metagraph, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            what = _what(method, args)
+            with self._lock:
+                if operation == "define" and self._module_actor is not None:
+                    self._actor = self._module_actor
+                else:
+                    self._actor = self.require(operation, what)
+                try:
+                    return self._run(method, *args, **kwargs)
+                except ForbiddenError as exc:
+                    if self.gate is not None and not isinstance(exc, AccessDeniedError):
+                        self.gate.refused(operation, what, exc)
+                    raise
+
+        return run
+
+    return decorate
+
+
+_command = _guarded("write")
+_definition = _guarded("define")
 
 
 def _read(
     method: Callable[Concatenate[Metagraph, _P], _R],
 ) -> Callable[Concatenate[Metagraph, _P], _R]:
-    """Run a read under the lock (cached aggregates are shared with commands)."""
+    """A read: asks the gate, runs under the lock (cached aggregates are shared with
+    commands)."""
 
     @functools.wraps(method)
     def run(self: Metagraph, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        self.require("read", _what(method, args))
         with self._lock:
             try:
                 return method(self, *args, **kwargs)
@@ -165,12 +188,15 @@ class Metagraph(Application[UUID]):
     SNAPSHOT_INTERVAL: Final = "SNAPSHOT_INTERVAL"
     DEFAULT_SNAPSHOT_INTERVAL: Final = 1000
 
-    def __init__(self, env: EnvType | None = None) -> None:
+    def __init__(self, env: EnvType | None = None, *, gate: Gate | None = None) -> None:
         super().__init__(env)
         self._lock = threading.RLock()
         self._loaded: dict[UUID, tuple[Aggregate, int]] = {}
         self._unit: UnitOfWork | None = None
-        self.auditor: Auditor | None = None
+        self._actor: Actor = LOCAL_OPERATOR
+        self._module_actor: Actor | None = None
+        self._gate = gate
+        self.auditor: Auditor | None = None if gate is None else gate.auditor
         """Who this application's writes are made by: when set, every commit also
         records an :class:`~domain.audit.AuditRecord`, in the same transaction."""
         raw = (self.env.get(self.SNAPSHOT_INTERVAL) or "").strip()
@@ -181,6 +207,62 @@ class Metagraph(Application[UUID]):
                 f"{self.SNAPSHOT_INTERVAL}={raw!r} is not an integer: use the number of events "
                 "between snapshots, or 0 for none"
             ) from None
+
+    @property
+    def gate(self) -> Gate | None:
+        """Who decides what may be done here (fixed when the application is built)."""
+        return self._gate
+
+    def require(self, operation: Operation, what: str) -> Actor:
+        """The actor making ``what`` (an operation of group ``operation``, see
+        :data:`domain.access.OPERATIONS`), or the gate's
+        :class:`~domain.errors.AccessDeniedError`. For code outside this class that
+        reads or writes the tenant (the call ledger, the built-in modules)."""
+        if self._gate is None:
+            return LOCAL_OPERATOR
+        return self._gate.require(operation, what)
+
+    @contextmanager
+    def _acting_as(self, actor: Actor) -> Iterator[None]:
+        """Graph-type commands in the block act as ``actor`` without asking the gate
+        about ``define``: for the store's own modules (their types are system scope),
+        never for a caller's choice. Other operations still ask the gate."""
+        with self._lock:
+            previous, self._module_actor = self._module_actor, actor
+            try:
+                yield
+            finally:
+                self._module_actor = previous
+
+    def _run(self, method: Callable[..., _R], *args: Any, **kwargs: Any) -> _R:
+        """``method`` as a command: joins an open unit, or runs alone with retries."""
+        if self._unit is not None:  # inside a unit of work: it records, it retries
+            try:
+                return method(self, *args, **kwargs)
+            except DomainError:
+                raise  # refused before any event was triggered: the unit is intact
+            except BaseException as exc:
+                self._unit.poisoned = exc
+                raise
+        for attempt in range(1, _ATTEMPTS + 1):
+            self._loaded.clear()
+            try:
+                return method(self, *args, **kwargs)
+            except IntegrityError as exc:
+                self._discard_changed()
+                log.info("command lost a race, retrying", command=method.__name__)
+                if attempt == _ATTEMPTS:
+                    raise ConcurrencyError(
+                        f"{method.__name__}: other writers changed the same graph or type "
+                        f"during each of {_ATTEMPTS} attempts; nothing was written, retry "
+                        "later"
+                    ) from exc
+            except BaseException:
+                self._discard_changed()
+                raise
+            finally:
+                self._loaded.clear()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """Register the library's transcodings and the domain's (:mod:`domain.codec`)."""
@@ -280,6 +362,9 @@ class Metagraph(Application[UUID]):
                 unit.add(aggregate)
         if not unit.events and not unit.side_writes:
             return
+        # Every write of a unit passes here, whatever made it (a command, the call
+        # ledger, a side write): the gate decides once more, with the commit in sight.
+        self.require("write", unit.description or "commit a unit of work")
         changed = [a for a in unit.aggregates.values() if a.version != unit.versions[a.id]]
         if unit.side_writes and not getattr(self.recorder, "supports_side_writes", False):
             raise ValidationError(
@@ -340,51 +425,49 @@ class Metagraph(Application[UUID]):
 
     # --- graph types ---------------------------------------------------------------
 
-    @_command
+    @_definition
     def define_graph_type(
         self,
         name: str,
         *,
-        actor: Actor,
         config: GraphConfig | dict[str, Any] | None = None,
         description: str = "",
         scope: Scope | None = None,
     ) -> UUID:
         """Define a graph type with a unique ``name``; returns its id.
 
-        ``scope`` defaults to the actor's scope; an actor may not define a type of a
-        higher scope than its own. ``config`` is fixed for the type's life.
+        ``scope`` defaults to the acting principal's scope (docs/identity.md); no one
+        may define a type of a higher scope than their own. ``config`` is fixed for the
+        type's life.
         """
         graph_type = GraphType.define(
-            name, actor=actor, config=config, description=description, scope=scope
+            name, actor=self._actor, config=config, description=description, scope=scope
         )
         catalog = self._catalog()
         catalog.claim(name, graph_type.id)
         self._save(catalog, graph_type)
         return graph_type.id
 
-    @_command
+    @_definition
     def add_node_type(
         self,
         graph_type: GraphTypeRef,
         name: str,
         *,
-        actor: Actor,
         schema: dict[str, Any] | None = None,
         description: str = "",
     ) -> None:
         """Add a node type whose attributes must match the JSON Schema ``schema``."""
         found = self._graph_type(graph_type)
-        found.add_node_type(name, actor=actor, schema=schema, description=description)
+        found.add_node_type(name, actor=self._actor, schema=schema, description=description)
         self._save(found)
 
-    @_command
+    @_definition
     def add_edge_type(
         self,
         graph_type: GraphTypeRef,
         name: str,
         *,
-        actor: Actor,
         schema: dict[str, Any] | None = None,
         description: str = "",
         allowed_source_types: tuple[str, ...] | list[str] = (),
@@ -394,7 +477,7 @@ class Metagraph(Application[UUID]):
         found = self._graph_type(graph_type)
         found.add_edge_type(
             name,
-            actor=actor,
+            actor=self._actor,
             schema=schema,
             description=description,
             allowed_source_types=allowed_source_types,
@@ -402,9 +485,9 @@ class Metagraph(Application[UUID]):
         )
         self._save(found)
 
-    @_command
+    @_definition
     def evolve_node_type_schema(
-        self, graph_type: GraphTypeRef, name: str, schema: dict[str, Any], *, actor: Actor
+        self, graph_type: GraphTypeRef, name: str, schema: dict[str, Any]
     ) -> int:
         """Replace a node type's schema; returns the new schema version.
 
@@ -412,25 +495,25 @@ class Metagraph(Application[UUID]):
         existing nodes keep their attributes; their next write must match ``schema``.
         """
         found = self._graph_type(graph_type)
-        version = found.evolve_node_type_schema(name, schema, actor=actor)
+        version = found.evolve_node_type_schema(name, schema, actor=self._actor)
         self._save(found)
         return version
 
-    @_command
+    @_definition
     def evolve_edge_type_schema(
-        self, graph_type: GraphTypeRef, name: str, schema: dict[str, Any], *, actor: Actor
+        self, graph_type: GraphTypeRef, name: str, schema: dict[str, Any]
     ) -> int:
         """Replace an edge type's schema; returns the new schema version (as for nodes)."""
         found = self._graph_type(graph_type)
-        version = found.evolve_edge_type_schema(name, schema, actor=actor)
+        version = found.evolve_edge_type_schema(name, schema, actor=self._actor)
         self._save(found)
         return version
 
-    @_command
-    def delete_graph_type(self, graph_type: GraphTypeRef, *, actor: Actor) -> None:
+    @_definition
+    def delete_graph_type(self, graph_type: GraphTypeRef) -> None:
         """Delete a graph type and free its name; its graphs become read-only."""
         found = self._graph_type(graph_type)
-        found.delete(actor=actor)
+        found.delete(actor=self._actor)
         catalog = self._catalog()
         catalog.release(found.name)
         self._save(catalog, found)

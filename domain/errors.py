@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AccessDeniedError",
     "AttributesInvalidError",
     "AuthenticationError",
     "CallConflictError",
@@ -163,6 +164,19 @@ class ExpiredKeyError(AuthenticationError):
     def __init__(self, message: str, *, key_id: object) -> None:
         super().__init__(message)
         self.key_id = key_id
+
+
+class AccessDeniedError(ForbiddenError):
+    """A principal may not make this tenant operation (docs/identity.md, "Who may do
+    what in a tenant"). ``operation`` is what was asked (``read``, ``write``, ``define``,
+    ``operate``), ``org_id`` the tenant and ``missing`` what the principal lacks, in
+    words. Nothing was written to the tenant; the refusal is in the audit log."""
+
+    def __init__(self, message: str, *, operation: str, org_id: str, missing: str) -> None:
+        super().__init__(message)
+        self.operation = operation
+        self.org_id = org_id
+        self.missing = missing
 
 
 class InactiveAccountError(AuthenticationError):

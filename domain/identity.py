@@ -35,6 +35,7 @@ from eventsourcing.utils import get_topic
 
 from domain._identity_aggregates import (
     REGISTRY_ID,
+    AccessRefused,
     Account,
     ApiKey,
     Organization,
@@ -64,6 +65,7 @@ from domain._identity_values import (
     check_text,
     organization_id_for,
 )
+from domain.access import CredentialState, Standing
 from domain.errors import (
     ConcurrencyError,
     ConflictError,
@@ -111,6 +113,14 @@ _R = TypeVar("_R")
 _A = TypeVar("_A", bound=Aggregate)
 
 SameLifetime = Literal["same-lifetime"]
+
+
+_WHY_REFUSED: Final = {
+    "revoked": "a key that is not revoked",
+    "expired": "a key that has not expired",
+    "suspended": "an active account (it is suspended)",
+    "deactivated": "an active account (it is deactivated)",
+}
 
 
 def _utc_now() -> datetime:
@@ -504,6 +514,72 @@ class Identity(Application[UUID]):
         self._note_use(key, now, principal)
         return principal
 
+    # --- standing (domain.access decides from it) ------------------------------------
+
+    def standing(self, principal: Principal, org_id: str | None) -> Standing:
+        """What ``principal`` is, as recorded now: its credential's and account's state,
+        its access level and its membership level in ``org_id`` (None: no tenant).
+        The permission model (:func:`domain.access.decide`) works from it; nothing in
+        the principal itself is trusted but its ids."""
+        if not isinstance(principal, Principal):
+            raise ValidationError(
+                f"invalid principal {principal!r}: pass a Principal (from authenticate(), "
+                "or Principal.system() for the local operator)"
+            )
+        if principal.account_id is None:
+            return Standing(system=True)
+        account = self._find(principal.account_id, Account)
+        credential, expires_at = self._credential_state(principal)
+        membership = None
+        if org_id is not None and account is not None:
+            organization = self._organization(org_id)
+            membership = organization.level_of(account.id)
+        return Standing(
+            credential=credential,
+            account="unknown" if account is None else account.status,
+            access_level="user" if account is None else account.access_level,
+            membership=membership,
+            expires_at=expires_at,
+        )
+
+    def _credential_state(self, principal: Principal) -> tuple[CredentialState, datetime | None]:
+        if principal.credential_type != "api_key" or principal.credential_id is None:
+            return "unknown", None  # an account acts only through one of its keys
+        key = self._find(principal.credential_id, ApiKey)
+        if key is None or key.owner_id != principal.account_id:
+            return "unknown", None
+        if key.revoked_at is not None:
+            return "revoked", None
+        if key.is_expired(self._now()):
+            return "expired", key.expires_at
+        return "valid", key.expires_at
+
+    @_command
+    def record_refusal(
+        self,
+        principal: Principal,
+        *,
+        operation: str,
+        what: str,
+        missing: str,
+        org_id: str | None = None,
+    ) -> UUID:
+        """Add an ``access.denied`` entry: ``principal`` was refused ``what`` (of group
+        ``operation``) in tenant ``org_id`` (None: an operation over every tenant, or an
+        authentication) for lack of ``missing``. Recorded whatever the principal's state
+        (a suspended account's attempts are exactly what an audit wants to see)."""
+        if org_id is not None:
+            org_id = check_org_id(org_id)
+        record = AccessRefused.record(
+            org_id,
+            check_text(operation, what="operation", max_length=50),
+            check_text(what, what="refused operation", max_length=200),
+            check_text(missing, what="what was missing", max_length=500),
+            actor=principal,
+        )
+        self.save(record)
+        return record.id
+
     # --- audit ----------------------------------------------------------------------
 
     @_command
@@ -696,9 +772,19 @@ class Identity(Application[UUID]):
             "and 43 characters). Check that it was copied whole, or create a new key"
         )
 
-    @staticmethod
-    def _refuse(reason: str, key: ApiKey) -> None:
+    def _refuse(self, reason: str, key: ApiKey) -> None:
+        """Log and audit the refusal of a key this store issued (an unknown key names
+        no one, so it is only logged)."""
         log.info("authentication refused", reason=reason, key_id=str(key.id))
+        who = Principal(
+            account_id=key.owner_id,
+            access_level="user",  # not recorded: the audit names ids only
+            credential_type="api_key",
+            credential_id=key.id,
+        )
+        self.record_refusal(
+            who, operation="authenticate", what="authenticate", missing=_WHY_REFUSED[reason]
+        )
 
     def _note_use(self, key: ApiKey, now: datetime, principal: Principal) -> None:
         """Record ``last_used_at`` if the last record is older than USAGE_GRANULARITY."""

@@ -53,8 +53,10 @@ RESERVED_NAMES: Final = (
     "CallIndex.Started",
     "AuditRecord",
     "AuditRecord.Recorded",
+    "AccessRefused",
+    "AccessRefused.Recorded",
 )
-"""Stable names kept for the call trees' classes (not defined in this module)."""
+"""Stable names of classes written only under them (no legacy alias to register)."""
 
 # Until stable names, a class was stored as "<module>:<qualname>", and every qualname
 # was what is now its stable name: the legacy alias is that name under its old module.

@@ -1,14 +1,17 @@
 """An embedded, event-sourced, multi-tenant graph store: the public façade.
 
     import graphstore
-    from domain import Actor
 
-    with graphstore.open("data") as store:
-        acme = store.tenant("acme")
-        acme.define_graph_type("social", actor=Actor(scope="tenant"))
+    with graphstore.open("data", api_key=key) as store:   # acting as the key's account
+        acme = store.tenant("acme")                      # authorized at each operation
+        acme.define_graph_type("social")                 # scope from the account's role
+        graphstore.ingest(acme, events)                  # call events, one transaction
 
 :func:`open` gives a :class:`Store` (a data directory); :meth:`Store.tenant` a tenant's
-:class:`domain.Metagraph`. The command line is :mod:`graphstore.cli`.
+:class:`domain.Metagraph`, :meth:`Store.views`, :meth:`Store.replay`,
+:meth:`Store.subscribe` and :meth:`Store.runner` its read side. The names a program
+needs besides are here too (:data:`__all__`), so one import line is enough. The command
+line is :mod:`graphstore.cli`.
 
 Importing the package configures nothing (logging is the application's: README, "Logs")
 and loads the store on first use of these names, so ``graphstore --help`` starts without it.
@@ -17,21 +20,61 @@ and loads the store on first use of these names, so ``graphstore --help`` starts
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
+    from domain import Principal
+    from domain.calls import get_call, ingest, ingest_jsonl
+    from domain.errors import (
+        AccessDeniedError,
+        AuthenticationError,
+        DomainError,
+        ForbiddenError,
+        NotFoundError,
+        ValidationError,
+    )
     from graphstore.store import Store, open_store
 
     open = open_store  # graphstore.open(path), like sqlite3.connect(path)
 
-__all__ = ["Store", "open", "open_store"]
+__all__ = [
+    "AccessDeniedError",
+    "AuthenticationError",
+    "DomainError",
+    "ForbiddenError",
+    "NotFoundError",
+    "Principal",
+    "Store",
+    "ValidationError",
+    "get_call",
+    "ingest",
+    "ingest_jsonl",
+    "open",
+    "open_store",
+]
+
+_FROM: Final = {
+    "Store": ("graphstore.store", "Store"),
+    "open": ("graphstore.store", "open_store"),
+    "open_store": ("graphstore.store", "open_store"),
+    "Principal": ("domain", "Principal"),
+    "get_call": ("domain.calls", "get_call"),
+    "ingest": ("domain.calls", "ingest"),
+    "ingest_jsonl": ("domain.calls", "ingest_jsonl"),
+    "AccessDeniedError": ("domain.errors", "AccessDeniedError"),
+    "AuthenticationError": ("domain.errors", "AuthenticationError"),
+    "DomainError": ("domain.errors", "DomainError"),
+    "ForbiddenError": ("domain.errors", "ForbiddenError"),
+    "NotFoundError": ("domain.errors", "NotFoundError"),
+    "ValidationError": ("domain.errors", "ValidationError"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    """``Store``, ``open`` and ``open_store``: from :mod:`graphstore.store`, on first use."""
-    if name not in __all__:
+    """The names of :data:`__all__`, imported from where they live on first use."""
+    if name not in _FROM:
         raise AttributeError(f"module 'graphstore' has no attribute {name!r}")
-    store = importlib.import_module("graphstore.store")
-    value = store.open_store if name == "open" else getattr(store, name)
+    module, attribute = _FROM[name]
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value  # later look-ups skip this function
     return value

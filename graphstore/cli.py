@@ -11,11 +11,14 @@ Exit codes:
       was written
 2     the command line itself is wrong (unknown option, missing argument)
 3     something named does not exist (tenant, account, graph, key, file)
-4     authentication failed (unknown, revoked or expired API key; inactive account)
+4     not allowed: authentication failed (unknown, revoked or expired API key;
+      inactive account), or the key's account may not do this in this tenant
+      (docs/identity.md, "Who may do what in a tenant"); nothing was written
 5     the storage failed (e.g. the file stayed locked past the busy timeout)
 ====  =============================================================================
 
-Who acts: with ``--api-key`` (or ``GRAPHSTORE_API_KEY``) the key's account; without
+Who acts: with ``--api-key`` (or ``GRAPHSTORE_API_KEY``) the key's account, every
+tenant command authorized against the permission model and its writes audited; without
 one, the local operator, who has the files anyway and acts as the system principal.
 """
 
@@ -43,7 +46,6 @@ import typer
 
 if TYPE_CHECKING:
     from domain import (
-        Actor,
         DataDirectory,
         GraphInfo,
         GraphTypeInfo,
@@ -101,9 +103,13 @@ class Session:
     @property
     def store(self) -> Store:
         if self._store is None:
+            from domain import Principal
             from graphstore.store import Store
 
-            self._store = Store(self.data_dir)
+            if self.api_key is None:  # the local operator: allowed everything, audited
+                self._store = Store(self.data_dir, principal=Principal.system())
+            else:
+                self._store = Store(self.data_dir, api_key=self.api_key)
         return self._store
 
     @property
@@ -112,28 +118,12 @@ class Session:
 
     def principal(self) -> Principal:
         """The key's principal, or the local operator's (system) without a key."""
-        if self.api_key is None:
-            from domain import Principal
-
-            return Principal.system()
-        return self.data.identity.authenticate(self.api_key)
+        return self.store.principal
 
     def tenant(self, org_id: str) -> Metagraph:
-        """The metagraph of a registered tenant; NotFoundError for an unknown one."""
+        """The metagraph of a registered tenant, acting for the key's account (each of
+        its operations authorized, its writes audited); NotFoundError for an unknown one."""
         return self.store.tenant(org_id)
-
-    def audited(self, org_id: str, principal: Principal) -> Metagraph:
-        """The tenant's metagraph, its writes recorded as made by ``principal`` (each
-        commit with its audit record, in the same transaction: docs/identity.md)."""
-        from domain.audit import Auditor
-
-        metagraph = self.store.tenant(org_id)
-        metagraph.auditor = Auditor(
-            actor_id=principal.actor_id,
-            credential_type=principal.credential_type,
-            credential_id=principal.credential_id,
-        )
-        return metagraph
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -205,14 +195,19 @@ def _run(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
     and an exit code."""
     from eventsourcing.persistence import PersistenceError
 
-    from domain.errors import AuthenticationError, DomainError, NotFoundError
+    from domain.errors import (
+        AccessDeniedError,
+        AuthenticationError,
+        DomainError,
+        NotFoundError,
+    )
     from graphstore import logs
 
     session = _session(ctx)
     logs.configure(session.log_level)
     try:
         return action(session)
-    except AuthenticationError as exc:
+    except (AuthenticationError, AccessDeniedError) as exc:
         session.output.error(str(exc))
         raise typer.Exit(ExitCode.UNAUTHENTICATED) from None
     except NotFoundError as exc:
@@ -497,20 +492,17 @@ def graph_type_define(
 
     The file: ``{name, description?, config?: {graphType, multi, allowSelfLoops},
     nodeTypes: [{name, description?, schema?}], edgeTypes: [{name, description?,
-    schema?, allowedSourceTypes?, allowedTargetTypes?}]}``. Types are defined at tenant
-    scope.
+    schema?, allowedSourceTypes?, allowedTargetTypes?}]}``. Types are defined at the
+    scope the key's account holds in the tenant (tenant for its owner and admins, user
+    for members; system for the local operator and admin accounts).
     """
 
     def action(session: Session) -> None:
-        from domain import Actor
-
         document = _load_document(file)
-        principal = session.principal()
-        actor = Actor(scope="tenant", id=principal.actor_id)
-        metagraph = session.audited(tenant, principal)
+        metagraph = session.tenant(tenant)
 
         def define(unit: UnitOfWork) -> GraphTypeInfo:  # the type and its parts, whole
-            found = metagraph.get_graph_type(define_graph_type(metagraph, document, actor))
+            found = metagraph.get_graph_type(define_graph_type(metagraph, document))
             unit.describe("graph type defined", {"name": found.name, "id": str(found.id)})
             return found
 
@@ -524,7 +516,7 @@ def graph_type_define(
     _run(ctx, action)
 
 
-def define_graph_type(metagraph: Metagraph, document: dict[str, Any], actor: Actor) -> UUID:
+def define_graph_type(metagraph: Metagraph, document: dict[str, Any]) -> UUID:
     """Define a graph type and its node and edge types from a parsed definition."""
     from domain.errors import ValidationError
 
@@ -533,7 +525,6 @@ def define_graph_type(metagraph: Metagraph, document: dict[str, Any], actor: Act
         raise ValidationError("the definition needs a `name` (a string)")
     type_id = metagraph.define_graph_type(
         name,
-        actor=actor,
         config=document.get("config"),
         description=str(document.get("description", "")),
     )
@@ -541,7 +532,6 @@ def define_graph_type(metagraph: Metagraph, document: dict[str, Any], actor: Act
         metagraph.add_node_type(
             type_id,
             node_type["name"],
-            actor=actor,
             schema=node_type.get("schema"),
             description=node_type.get("description", ""),
         )
@@ -549,7 +539,6 @@ def define_graph_type(metagraph: Metagraph, document: dict[str, Any], actor: Act
         metagraph.add_edge_type(
             type_id,
             edge_type["name"],
-            actor=actor,
             schema=edge_type.get("schema"),
             description=edge_type.get("description", ""),
             allowed_source_types=edge_type.get("allowedSourceTypes", []),
@@ -602,7 +591,7 @@ def graph_create(
     """Create a graph of a graph type."""
 
     def action(session: Session) -> None:
-        metagraph = session.audited(tenant, session.principal())
+        metagraph = session.tenant(tenant)
 
         def create(unit: UnitOfWork) -> GraphInfo:
             graph_id = metagraph.create_graph(graph_type, name, status=status)  # type: ignore[arg-type]
@@ -729,7 +718,7 @@ def ingest(
 
         if source != "-" and not Path(source).is_file():
             raise NotFoundError(f"no file {source!r}", kind="file", name=source)
-        metagraph = session.audited(tenant, session.principal())
+        metagraph = session.tenant(tenant)
         operation_types: dict[str, OperationType] = dict.fromkeys(
             subscription or [], "subscription"
         )
@@ -777,13 +766,10 @@ TenantOption = Annotated[str, typer.Option(help="The tenant's org id.")]
 
 def _views(session: Session, tenant: str) -> tuple[Flowgraph, Replay]:
     """The flowgraph views and the replay of a registered tenant (closed with the session)."""
-    from projections import Flowgraph, Replay
-
-    session.tenant(tenant)  # registered? (NotFoundError otherwise)
-    env = session.data.tenant_env(tenant)
-    flowgraph = Flowgraph.open(env)
-    replay = Replay.open(env)
-    session.closers += [flowgraph.close, replay.close]
+    flowgraph = session.store.views(tenant)
+    session.closers.append(flowgraph.close)
+    replay = session.store.replay(tenant)
+    session.closers.append(replay.close)
     return flowgraph, replay
 
 
@@ -997,7 +983,7 @@ def runs_abort_in_flight(
     def action(session: Session) -> None:
         from projections.recovery import abort_in_flight
 
-        metagraph = session.audited(tenant, session.principal())
+        metagraph = session.tenant(tenant)
 
         def abort(unit: UnitOfWork) -> AbortReport:  # the aborts and their audit record
             found = abort_in_flight(metagraph, runs=run)
@@ -1029,9 +1015,11 @@ def _projections() -> dict[str, type[Projection]]:
 def _runner(session: Session, tenant: str | None) -> Runner:
     from projections import Runner
 
+    if tenant is None:
+        session.store.authorize_operator("catch up the projectors of every tenant")
+    else:
+        session.store.authorize(tenant, "operate", "catch up its projectors")
     tenants = [tenant] if tenant else session.data.tenants()
-    for org_id in tenants:
-        session.tenant(org_id)  # registered?
     return Runner(session.data, tenants=lambda: tenants)
 
 
@@ -1050,10 +1038,13 @@ def projector_status(
         from graphstore._render import status_table
         from projections.rebuild import open_live_projector
 
+        if tenant is None:
+            session.store.authorize_operator("read the projector status of every tenant")
+        else:
+            session.store.authorize(tenant, "read", "read its projector status")
         tenants = [tenant] if tenant else session.data.tenants()
         statuses = []
         for org_id in tenants:
-            session.tenant(org_id)
             for projection in _projections().values():
                 projector = open_live_projector(session.data.tenant_env(org_id), projection)
                 try:
@@ -1084,6 +1075,7 @@ def projector_run(
     def action(session: Session) -> None:
         from projections import Runner
 
+        session.store.authorize_operator("run the projectors of every tenant")
         with Runner(session.data) as runner:
             session.output.err.print(
                 f"projecting every tenant of {session.data_dir}; Ctrl-C stops", markup=False
@@ -1151,7 +1143,7 @@ def projector_replay_parked(
             raise ValidationError(
                 f"no projector {projector!r}: use one of {', '.join(sorted(projections))}"
             )
-        session.tenant(tenant)
+        session.store.authorize(tenant, "operate", f"replay the parked events of {projector}")
         opened = open_live_projector(session.data.tenant_env(tenant), projections[name])
         try:
             if projector not in (name, opened.consumer):
@@ -1199,7 +1191,7 @@ def projector_rebuild(
             raise ValidationError(
                 f"no projection {name!r}: use one of {', '.join(sorted(projections))}"
             )
-        session.tenant(tenant)  # registered? (NotFoundError otherwise)
+        session.store.authorize(tenant, "operate", f"rebuild the {name} projection")
         with Progress(
             TextColumn(f"rebuilding {name}"),
             BarColumn(),
@@ -1319,7 +1311,7 @@ def tail(
             raise ValidationError("--run follows the flowgraph projector: drop --projector")
         if run is not None and graph is not None:
             raise ValidationError("give --graph or --run, not both")
-        session.tenant(tenant)  # registered? (NotFoundError otherwise)
+        session.store.authorize(tenant, "read", "tail its changes")
         datastore = HonkerDatastore(session.data.tenant_path(tenant))
         try:  # follow the live version (after a rebuild's swap)
             followed = live_projection(datastore, projections[chosen])

@@ -23,7 +23,11 @@ def test_the_quickstart_runs_and_prints_what_it_claims(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["1 {'name': 'Ada'}", "completed"]
+    assert done.stdout.splitlines() == [
+        "1 {'name': 'Ada'}",
+        "completed",
+        "read needs membership of the organization (ask its owner or an admin to add the account)",
+    ]
     assert (tmp_path / "data-quickstart" / "tenant-acme.db").exists()
 
 

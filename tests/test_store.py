@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import graphstore
-from domain import Actor, Principal
+from domain import Principal
 from domain.calls import ingest
 from domain.errors import InvalidOrgIdError, NotFoundError
 
@@ -21,10 +21,10 @@ def test_a_store_opened_with_an_actor_audits_every_tenant_write(tmp_path: Path) 
         key = setup.identity.create_api_key(ada.id, name="t", actor=Principal.system())
         principal = setup.identity.authenticate(key.secret)
 
-    with graphstore.open(tmp_path / "data", actor=principal) as store:
+    with graphstore.open(tmp_path / "data", principal=principal) as store:
         acme = store.tenant("acme")
-        acme.define_graph_type("g", actor=Actor(scope="tenant"))
-        acme.add_node_type("g", "n", actor=Actor(scope="tenant"))
+        acme.define_graph_type("g")
+        acme.add_node_type("g", "n")
         graph = acme.create_graph("g", "one")
         acme.add_node(graph, "a", "n", {})
         with acme.transaction() as unit:
@@ -55,7 +55,7 @@ def test_without_an_actor_nothing_is_audited_and_unknown_tenants_are_refused(
     with graphstore.open(tmp_path / "data") as store:
         store.identity.create_account("b@example.com", "B", actor=Principal.system())
         acme = store.create_tenant("acme", name="Acme", owner_email="b@example.com")
-        acme.define_graph_type("g", actor=Actor(scope="tenant"))
+        acme.define_graph_type("g")
         assert [e.action for e in store.audit_log(org_id="acme")] == ["organization.created"]
         with pytest.raises(NotFoundError, match="no tenant 'nope'"):
             store.tenant("nope")

@@ -443,12 +443,14 @@ def ingest(
 
 def get_call(app: Metagraph, request_id: str) -> dict[str, Any] | None:
     """The attributes of call ``request_id`` as recorded (docs/calls.md), or ``None``."""
+    app.require("read", f"get call {request_id!r}")
     return call_ledger(app).get(request_id)
 
 
 def find_call_graph(app: Metagraph) -> UUID | None:
     """The id of the tenant's call graph, or ``None`` if it has none yet. Writes nothing,
     except the one-time upgrade of a tenant written before call trees."""
+    app.require("read", "find the call graph")
     with app.transaction() as unit:
         return call_ledger(app).graph_id(unit, create=False)
 

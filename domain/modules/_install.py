@@ -1,8 +1,10 @@
 """Installing a built-in module's graph type: idempotent, safe against a second process.
 
 A module describes its graph type once (:class:`GraphTypeSpec`); :func:`ensure_graph_type`
-brings a tenant file to that description using the public :class:`Metagraph` commands
-with a system-scope actor:
+brings a tenant file to that description using the :class:`Metagraph` commands, acting
+as the store's own modules (system scope, whoever triggered the install: a member
+ingesting its first call events installs the call graph's type; the member itself may
+change no system-scope type):
 
 - the type is defined (system scope) if its name is free;
 - missing node and edge types are added; a node or edge type whose schema differs from
@@ -58,12 +60,16 @@ class GraphTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 def ensure_graph_type(app: Metagraph, spec: GraphTypeSpec) -> UUID:
     """Bring the tenant's graph type ``spec.name`` to ``spec``; its id. Idempotent."""
+    with app._acting_as(MODULE_ACTOR):
+        return _ensure(app, spec)
+
+
+def _ensure(app: Metagraph, spec: GraphTypeSpec) -> UUID:
     if spec.name not in app.graph_types():
         # another process defining it meanwhile is fine: it is checked below like any other
         with suppress(DuplicateError):
             app.define_graph_type(
                 spec.name,
-                actor=MODULE_ACTOR,
                 config=spec.config,
                 description=spec.description,
                 scope="system",
@@ -77,12 +83,11 @@ def ensure_graph_type(app: Metagraph, spec: GraphTypeSpec) -> UUID:
                 app.add_node_type(
                     info.id,
                     node.name,
-                    actor=MODULE_ACTOR,
                     schema=node.schema,
                     description=node.description,
                 )
         elif found.schema != node.schema:
-            app.evolve_node_type_schema(info.id, node.name, node.schema, actor=MODULE_ACTOR)
+            app.evolve_node_type_schema(info.id, node.name, node.schema)
     for edge in spec.edge_types:
         found_edge = info.edge_types.get(edge.name)
         if found_edge is None:
@@ -90,14 +95,13 @@ def ensure_graph_type(app: Metagraph, spec: GraphTypeSpec) -> UUID:
                 app.add_edge_type(
                     info.id,
                     edge.name,
-                    actor=MODULE_ACTOR,
                     schema=edge.schema,
                     description=edge.description,
                     allowed_source_types=edge.sources,
                     allowed_target_types=edge.targets,
                 )
         elif found_edge.schema != edge.schema:
-            app.evolve_edge_type_schema(info.id, edge.name, edge.schema, actor=MODULE_ACTOR)
+            app.evolve_edge_type_schema(info.id, edge.name, edge.schema)
     _check_compatible(app.get_graph_type(info.id), spec)
     return info.id
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from domain.calls import OperationType
+from graphstore.samples import OPERATION_TYPES as SAMPLE_OPERATION_TYPES
 
 __all__ = ["OPERATION_TYPES", "generate", "main"]
 
@@ -28,7 +29,7 @@ OPERATIONS = (
     "search.index",
     "ai.summarize",
 )
-OPERATION_TYPES: dict[str, OperationType] = {"feed.watch": "subscription"}
+OPERATION_TYPES: dict[str, OperationType] = dict(SAMPLE_OPERATION_TYPES)
 ERRORS = (
     ("TIMEOUT", "deadline passed"),
     ("EXECUTION_ERROR", "handler raised ValueError"),

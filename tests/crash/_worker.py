@@ -159,7 +159,7 @@ def _ingest(data: Path, side: SideFile, start: int) -> None:
 
 
 def _audited(data: Path, side: SideFile, start: int) -> None:
-    with graphstore.open(data, actor=Principal.system()) as store:
+    with graphstore.open(data, principal=Principal.system()) as store:
         _ingest_runs(store.tenant(TENANT), side, start)
 
 

@@ -18,7 +18,7 @@ from typing import Final
 import pytest
 
 import graphstore
-from domain import Actor, Principal
+from domain import Principal
 from tests.crash.test_kill9 import Landing, Worker, kill_points, seeded
 from tests.projections.rebuild_check import opened
 
@@ -76,15 +76,15 @@ def test_kill9_never_separates_a_write_from_its_audit_record(tmp_path: Path) -> 
 
 def test_the_check_catches_a_write_without_its_record(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with graphstore.open(data, actor=Principal.system()) as store:
+    with graphstore.open(data, principal=Principal.system()) as store:
         store.identity.create_account("op@example.com", "Op", actor=Principal.system())
         store.create_tenant(TENANT, name="Acme", owner_email="op@example.com")
         path = store.data.tenant_path(TENANT)
         assert commits(path) == []
         audited = store.tenant(TENANT)
-        audited.define_graph_type("g", actor=Actor(scope="tenant"))
+        audited.define_graph_type("g")
         assert commits(path) == [3]  # catalog started, name claimed, type defined
         audited.auditor = None  # as a writer that records no audit would
-        audited.add_node_type("g", "n", actor=Actor(scope="tenant"))
+        audited.add_node_type("g", "n")
     with pytest.raises(AssertionError, match="have no audit record"):
         commits(path)

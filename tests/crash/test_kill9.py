@@ -49,7 +49,7 @@ from uuid import UUID
 import pytest
 
 import graphstore
-from domain import Actor, DataDirectory, Metagraph, Principal
+from domain import DataDirectory, Metagraph, Principal
 from domain.calls import get_call, ingest
 from domain.errors import NotFoundError
 from projections import Flowgraph, FlowgraphProjection, MetagraphProjection, Projector
@@ -391,11 +391,10 @@ def hub_edges(hub: str) -> dict[str, tuple[str, str]]:
 
 
 def new_hub_graph(path: Path) -> UUID:
-    me = Actor(scope="tenant")
     with Metagraph(env=tenant_env(path)) as app:
-        app.define_graph_type(HUB_GRAPH_TYPE, actor=me, config={"graphType": "directed"})
-        app.add_node_type(HUB_GRAPH_TYPE, "node", actor=me)
-        app.add_edge_type(HUB_GRAPH_TYPE, "link", actor=me)
+        app.define_graph_type(HUB_GRAPH_TYPE, config={"graphType": "directed"})
+        app.add_node_type(HUB_GRAPH_TYPE, "node")
+        app.add_edge_type(HUB_GRAPH_TYPE, "link")
         graph = app.create_graph(HUB_GRAPH_TYPE, "hubs", status="active")
         for leaf in LEAVES:
             app.add_node(graph, leaf, "node", {})
@@ -493,7 +492,7 @@ def tables_of(path: Path) -> set[str]:
 def probe_write(store: graphstore.Store, org_id: str) -> None:
     """A write to the tenant is accepted and read back."""
     app = store.tenant(org_id)
-    app.define_graph_type("probe", actor=Actor(scope="tenant"))
+    app.define_graph_type("probe")
     assert "probe" in app.graph_types()
 
 

@@ -10,7 +10,9 @@ from uuid import UUID
 
 import pytest
 
-from domain import Actor, DomainError, Metagraph
+from domain import Actor, DomainError, ForbiddenError, Metagraph
+from domain.access import Operation
+from domain.audit import Auditor
 
 SYSTEM = Actor(scope="system", id="operator")
 TENANT = Actor(scope="tenant", id="acme")
@@ -30,6 +32,36 @@ KNOWS_SCHEMA: dict[str, Any] = {
     "properties": {"since": {"type": "integer"}},
     "additionalProperties": False,
 }
+
+
+class FixedScope:
+    """A gate for domain tests of the scope rule: allows every operation, acting as
+    ``actor`` (the store builds a real :class:`domain.access.TenantAccess` instead)."""
+
+    def __init__(self, actor: Actor) -> None:
+        self.actor = actor
+        self.refusals: list[tuple[str, str]] = []
+
+    @property
+    def auditor(self) -> Auditor:
+        return Auditor(actor_id=self.actor.id, credential_type="system", credential_id=None)
+
+    def require(self, operation: Operation, what: str) -> Actor:
+        return self.actor
+
+    def refused(self, operation: Operation, what: str, error: ForbiddenError) -> None:
+        self.refusals.append((operation, what))
+
+
+@contextmanager
+def acting(app: Metagraph, actor: Actor) -> Iterator[FixedScope]:
+    """Commands in the block act as ``actor`` (scope rule tests only)."""
+    gate = FixedScope(actor)
+    previous, app._gate = app._gate, gate
+    try:
+        yield gate
+    finally:
+        app._gate = previous
 
 
 def store_env(path: Path, **extra: str) -> dict[str, str]:
@@ -58,31 +90,29 @@ def define_org_type(
 ) -> UUID:
     """A graph type with node types person (strict schema) and project (any attributes),
     and edge types knows (person->person), works_on (person->project), related (any)."""
-    graph_type = app.define_graph_type(
-        name,
-        actor=actor,
-        config=config or {"graphType": "directed", "multi": False, "allowSelfLoops": False},
-        scope=scope,  # type: ignore[arg-type]
-    )
-    app.add_node_type(graph_type, "person", actor=actor, schema=PERSON_SCHEMA)
-    app.add_node_type(graph_type, "project", actor=actor)
-    app.add_edge_type(
-        graph_type,
-        "knows",
-        actor=actor,
-        schema=KNOWS_SCHEMA,
-        allowed_source_types=["person"],
-        allowed_target_types=["person"],
-    )
-    app.add_edge_type(
-        graph_type,
-        "works_on",
-        actor=actor,
-        allowed_source_types=["person"],
-        allowed_target_types=["project"],
-    )
-    app.add_edge_type(graph_type, "related", actor=actor)
-    return graph_type
+    with acting(app, actor):
+        graph_type = app.define_graph_type(
+            name,
+            config=config or {"graphType": "directed", "multi": False, "allowSelfLoops": False},
+            scope=scope,  # type: ignore[arg-type]
+        )
+        app.add_node_type(graph_type, "person", schema=PERSON_SCHEMA)
+        app.add_node_type(graph_type, "project")
+        app.add_edge_type(
+            graph_type,
+            "knows",
+            schema=KNOWS_SCHEMA,
+            allowed_source_types=["person"],
+            allowed_target_types=["person"],
+        )
+        app.add_edge_type(
+            graph_type,
+            "works_on",
+            allowed_source_types=["person"],
+            allowed_target_types=["project"],
+        )
+        app.add_edge_type(graph_type, "related")
+        return graph_type
 
 
 @pytest.fixture

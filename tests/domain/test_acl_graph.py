@@ -9,7 +9,6 @@ from uuid import UUID
 import pytest
 
 from domain import (
-    Actor,
     AttributesInvalidError,
     ConflictError,
     ForbiddenError,
@@ -23,7 +22,7 @@ from domain.errors import DelegationScopeError
 from domain.modules import acl_graph as acl
 from domain.modules import install_builtin_modules
 from domain.modules._install import ensure_graph_type
-from tests.domain.conftest import SYSTEM, TENANT, rejected, store_env, stream_position
+from tests.domain.conftest import TENANT, USER, acting, rejected, store_env, stream_position
 
 
 @pytest.fixture
@@ -110,17 +109,18 @@ def test_install_evolves_a_built_in_type_whose_schema_is_older_than_the_modules(
 
 
 def test_install_refuses_a_tenant_type_that_took_the_modules_name(app: Metagraph) -> None:
-    app.define_graph_type(acl.GRAPH_TYPE, actor=TENANT)
+    with acting(app, TENANT):
+        app.define_graph_type(acl.GRAPH_TYPE)
     with rejected(app, ConflictError, "not the built-in module's: its scope is 'tenant'"):
         acl.install(app)
 
 
 def test_a_tenant_cannot_change_the_acl_graph_type(app: Metagraph) -> None:
     acl.install(app)
-    with rejected(app, ForbiddenError):
-        app.evolve_node_type_schema(acl.GRAPH_TYPE, "principal", {}, actor=TENANT)
-    with rejected(app, ForbiddenError):
-        app.delete_graph_type(acl.GRAPH_TYPE, actor=Actor(scope="user", id="ada"))
+    with rejected(app, ForbiddenError), acting(app, TENANT):
+        app.evolve_node_type_schema(acl.GRAPH_TYPE, "principal", {})
+    with rejected(app, ForbiddenError), acting(app, USER):
+        app.delete_graph_type(acl.GRAPH_TYPE)
 
 
 # --- attribute schemas ---------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_belongs_to_joins_principals_or_resources_but_not_one_of_each(
 
 
 def test_helpers_refuse_a_graph_that_is_not_an_acl_graph(app: Metagraph, graph: UUID) -> None:
-    app.define_graph_type("org", actor=SYSTEM)
+    app.define_graph_type("org")
     other = app.create_graph("org", "team")
     with pytest.raises(ValidationError, match="not an 'acl-graph' graph"):
         acl.AclView.load(app, other)

@@ -26,7 +26,7 @@ from domain.calls.graph import (
 )
 from domain.calls.ledger import find_call_graph, tenant_call_graph
 from domain.modules import install_builtin_modules
-from tests.domain.conftest import SYSTEM, TENANT, rejected, store_env, stream_position
+from tests.domain.conftest import TENANT, acting, rejected, store_env, stream_position
 
 
 def _call(key: str, **extra: Any) -> dict[str, Any]:
@@ -74,23 +74,24 @@ def test_install_builtin_modules_installs_the_call_graph(app: Metagraph) -> None
 
 def test_a_tenant_cannot_change_the_call_graph_type(app: Metagraph) -> None:
     install(app)
-    with rejected(app, ForbiddenError):
-        app.add_node_type(CALL_GRAPH, "mine", actor=TENANT)
-    with rejected(app, ForbiddenError):
-        app.evolve_node_type_schema(CALL_GRAPH, CALL, {}, actor=TENANT)
-    with rejected(app, ForbiddenError):
-        app.delete_graph_type(CALL_GRAPH, actor=TENANT)
+    with rejected(app, ForbiddenError), acting(app, TENANT):
+        app.add_node_type(CALL_GRAPH, "mine")
+    with rejected(app, ForbiddenError), acting(app, TENANT):
+        app.evolve_node_type_schema(CALL_GRAPH, CALL, {})
+    with rejected(app, ForbiddenError), acting(app, TENANT):
+        app.delete_graph_type(CALL_GRAPH)
 
 
 def test_a_tenant_type_named_call_graph_is_a_conflict_and_stays_untouched(app: Metagraph) -> None:
-    app.define_graph_type(CALL_GRAPH, actor=TENANT)
+    with acting(app, TENANT):
+        app.define_graph_type(CALL_GRAPH)
     with rejected(app, ConflictError, "not 'system'"):
         install(app)
 
 
 def test_an_older_call_node_schema_is_evolved_to_the_modules(app: Metagraph) -> None:
     install(app)
-    app.evolve_node_type_schema(CALL_GRAPH, CALL, {"type": "object"}, actor=SYSTEM)
+    app.evolve_node_type_schema(CALL_GRAPH, CALL, {"type": "object"})
     install(app)
     assert app.get_graph_type(CALL_GRAPH).node_types[CALL].schema == CALL_SCHEMA
 
@@ -169,7 +170,8 @@ def test_the_tenant_call_graph_is_created_once_active_and_found_after_reopening(
 
 
 def test_a_graph_named_calls_of_another_type_is_not_the_call_graph(app: Metagraph) -> None:
-    app.define_graph_type("other", actor=TENANT)
+    with acting(app, TENANT):
+        app.define_graph_type("other")
     other = app.create_graph("other", GRAPH_NAME)
     assert tenant_call_graph(app) != other
 

@@ -15,7 +15,7 @@ from domain import (
     ParallelEdgeError,
     ValidationError,
 )
-from tests.domain.conftest import SYSTEM, define_org_type, rejected
+from tests.domain.conftest import define_org_type, rejected
 
 
 def graph_of(app: Metagraph, **config: Any) -> UUID:
@@ -200,9 +200,7 @@ def test_edge_schema_evolution_applies_to_later_edge_writes(
     app: Metagraph, graph: UUID, org_type: UUID
 ) -> None:
     edge = app.add_edge(graph, "knows", "ada", "bob", {"since": 1})
-    app.evolve_edge_type_schema(
-        org_type, "knows", {"type": "object", "required": ["since", "how"]}, actor=SYSTEM
-    )
+    app.evolve_edge_type_schema(org_type, "knows", {"type": "object", "required": ["since", "how"]})
     assert app.get_edge(graph, edge).schema_version == 1
     with rejected(app, AttributesInvalidError, "'how' is a required property"):
         app.update_edge(graph, edge, {"since": 2})

@@ -119,6 +119,23 @@ def rejected(
     assert identity.recorder.max_notification_id() == before, "a refused command wrote"
 
 
+@contextmanager
+def refused_key(
+    identity: Identity, error: type[DomainError], match: str
+) -> Iterator[pytest.ExceptionInfo[DomainError]]:
+    """Expect an authentication refusal of a key this store issued: nothing changes but
+    one ``access.denied`` entry naming the key and what it lacked."""
+    before = identity.recorder.max_notification_id() or 0
+    with pytest.raises(error, match=match) as info:
+        yield info
+    entries = identity.audit_log(after=before)
+    assert [(e.action, e.details["operation"]) for e in entries] == [
+        ("access.denied", "authenticate")
+    ]
+    assert entries[0].credential_type == "api_key"
+    assert entries[0].credential_id is not None
+
+
 def actions(identity: Identity, **filters: Any) -> list[str]:
     return [entry.action for entry in identity.audit_log(**filters)]
 
@@ -476,7 +493,7 @@ def test_revoked_key_is_refused(identity: Identity, ada: AccountInfo) -> None:
     issued = identity.create_api_key(ada.id, name="k", actor=SYSTEM)
     info = identity.revoke_api_key(issued.id, actor=acting(ada), reason="leaked")
     assert not info.enabled and info.revoked_at == START
-    with rejected(identity, RevokedKeyError, "revoked") as refused:
+    with refused_key(identity, RevokedKeyError, "revoked") as refused:
         identity.authenticate(issued.secret)
     assert refused.value.key_id == issued.id  # type: ignore[attr-defined]
     with rejected(identity, ConflictError, "already revoked"):
@@ -508,7 +525,7 @@ def test_suspended_accounts_key_is_refused_until_reactivation(
 ) -> None:
     issued = identity.create_api_key(ada.id, name="k", actor=SYSTEM)
     identity.suspend_account(ada.id, actor=SYSTEM)
-    with rejected(identity, InactiveAccountError, "suspended") as refused:
+    with refused_key(identity, InactiveAccountError, "suspended") as refused:
         identity.authenticate(issued.secret)
     assert refused.value.status == "suspended"  # type: ignore[attr-defined]
     identity.reactivate_account(ada.id, actor=SYSTEM)
@@ -526,7 +543,12 @@ def test_deactivated_accounts_keys_are_revoked_and_refused(
     for issued in (first, second):
         with pytest.raises(RevokedKeyError):
             identity.authenticate(issued.secret)
-    assert actions(identity)[-2:] == ["account.deactivated", "api_key.revoked"]
+    assert actions(identity)[-4:] == [
+        "account.deactivated",
+        "api_key.revoked",
+        "access.denied",  # each refused attempt is audited
+        "access.denied",
+    ]
 
 
 def test_rotated_key_is_refused_and_points_to_its_replacement(

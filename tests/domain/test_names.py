@@ -27,7 +27,7 @@ from domain import DataDirectory, Graph, Metagraph, Principal
 from domain.names import RESERVED_NAMES, STABLE_NAMES, canonical, names_of
 from projections import MetagraphProjection, Projector
 from streams import HonkerDatastore
-from tests.domain.conftest import SYSTEM, define_org_type, store_env
+from tests.domain.conftest import define_org_type, store_env
 from tests.projections.conftest import tables_match_aggregates
 
 LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy-v1"
@@ -177,7 +177,7 @@ def test_a_file_written_now_has_only_stable_names_in_its_stream(tmp_path: Path) 
             app.update_node(graph, "alan", {"age": 41})
             app.delete_edge(graph, edge)
             app.delete_node(graph, "alan")
-            app.delete_graph_type(graph_type, actor=SYSTEM)
+            app.delete_graph_type(graph_type)
         paths = [data.system_path, data.tenant_path("acme")]
     envelopes = [envelope for path in paths for envelope in _stream(path)]
     types = {envelope["type"] for envelope in envelopes}

@@ -21,7 +21,7 @@ from domain import (
     Metagraph,
     NodeTypeDef,
 )
-from tests.domain.conftest import SYSTEM, define_org_type, store_env
+from tests.domain.conftest import define_org_type, store_env
 
 
 def _fill(app: Metagraph, graph: UUID) -> dict[str, Any]:
@@ -77,7 +77,7 @@ def test_event_payloads_are_typed_after_a_round_trip(app: Metagraph) -> None:
 
 
 def test_stream_carries_the_data_model_field_names(app: Metagraph) -> None:
-    app.define_graph_type("org", actor=SYSTEM)
+    app.define_graph_type("org")
     [notification] = [
         n for n in app.recorder.select_notifications(1, 10) if n.topic.endswith("Defined")
     ]

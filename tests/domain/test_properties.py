@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from domain import (
     ValidationError,
 )
 from domain.values import SCOPE_RANK
-from tests.domain.conftest import KNOWS_SCHEMA, PERSON_SCHEMA, store_env
+from tests.domain.conftest import KNOWS_SCHEMA, PERSON_SCHEMA, acting, store_env
 
 ACTORS = [Actor(scope="system"), Actor(scope="tenant"), Actor(scope="user")]
 # name -> (scope, config); each gets the node and edge types below.
@@ -303,19 +304,18 @@ class MetagraphMachine(RuleBasedStateMachine):
         self.app = Metagraph(env=self.env)
         self.model = Model()
         for name, (scope, config) in TYPES.items():
-            actor = Actor(scope=scope)  # type: ignore[arg-type]
-            type_id = self.app.define_graph_type(name, actor=actor, config=config)
-            for node_type, schema in NODE_TYPES.items():
-                self.app.add_node_type(type_id, node_type, actor=actor, schema=schema)
-            for edge_type, (schema, sources, targets) in EDGE_TYPES.items():
-                self.app.add_edge_type(
-                    type_id,
-                    edge_type,
-                    actor=actor,
-                    schema=schema,
-                    allowed_source_types=sources,
-                    allowed_target_types=targets,
-                )
+            with acting(self.app, Actor(scope=scope)):  # type: ignore[arg-type]
+                type_id = self.app.define_graph_type(name, config=config)
+                for node_type, schema in NODE_TYPES.items():
+                    self.app.add_node_type(type_id, node_type, schema=schema)
+                for edge_type, (schema, sources, targets) in EDGE_TYPES.items():
+                    self.app.add_edge_type(
+                        type_id,
+                        edge_type,
+                        schema=schema,
+                        allowed_source_types=sources,
+                        allowed_target_types=targets,
+                    )
             self.model.types[name] = ModelType(
                 id=type_id,
                 scope=scope,
@@ -541,7 +541,9 @@ class MetagraphMachine(RuleBasedStateMachine):
         self, type_name: str, node_type: str, schema: dict[str, Any], actor: Actor
     ) -> None:
         self.both(
-            lambda: self.app.evolve_node_type_schema(type_name, node_type, schema, actor=actor),
+            lambda: self.as_actor(
+                actor, lambda: self.app.evolve_node_type_schema(type_name, node_type, schema)
+            ),
             lambda: self.model.evolve_node_type(type_name, node_type, schema, actor),
         )
 
@@ -555,16 +557,22 @@ class MetagraphMachine(RuleBasedStateMachine):
         self, type_name: str, edge_type: str, schema: dict[str, Any], actor: Actor
     ) -> None:
         self.both(
-            lambda: self.app.evolve_edge_type_schema(type_name, edge_type, schema, actor=actor),
+            lambda: self.as_actor(
+                actor, lambda: self.app.evolve_edge_type_schema(type_name, edge_type, schema)
+            ),
             lambda: self.model.evolve_edge_type(type_name, edge_type, schema, actor),
         )
 
     @rule(type_name=st.sampled_from(list(TYPES)), actor=st.sampled_from(ACTORS))
     def delete_type(self, type_name: str, actor: Actor) -> None:
         self.both(
-            lambda: self.app.delete_graph_type(type_name, actor=actor),
+            lambda: self.as_actor(actor, lambda: self.app.delete_graph_type(type_name)),
             lambda: self.model.delete_type(type_name, actor),
         )
+
+    def as_actor(self, actor: Actor, command: Callable[[], Any]) -> Any:
+        with acting(self.app, actor):
+            return command()
 
     @rule()
     def reopen(self) -> None:

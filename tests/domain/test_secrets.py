@@ -33,7 +33,7 @@ from domain.errors import MissingSecretKeyError, SecretKeyError, WrongSecretKeyE
 from domain.modules import secret_graph
 from domain.modules.secret_graph import SecretBox, SecretInfo, SecretKeyring
 from domain.schema import AttributeSchema
-from tests.domain.conftest import SYSTEM, rejected, store_env, stream_position
+from tests.domain.conftest import rejected, store_env, stream_position
 
 PASSWORD = "correct horse battery staple 7Q"
 NEW_PASSWORD = "tr0ub4dor&3 second generation"
@@ -101,8 +101,8 @@ def test_install_defines_a_system_scope_secret_graph_type_with_a_secret_node_typ
 
 
 def test_secrets_live_only_in_secret_graphs(app: Metagraph, box: SecretBox) -> None:
-    app.define_graph_type("org", actor=SYSTEM)
-    app.add_node_type("org", "secret", actor=SYSTEM)
+    app.define_graph_type("org")
+    app.add_node_type("org", "secret")
     other = app.create_graph("org", "team", status="active")
     with rejected(app, ValidationError, "not a 'secret-graph' graph"):
         box.store(other, "db", VALUE)

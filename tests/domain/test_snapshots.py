@@ -15,7 +15,7 @@ from domain import Metagraph
 from domain.application import SNAPSHOT_SHARE, snapshot_interval
 from domain.codec import GraphIndexAsColumns, GraphIndexAsRows, transcodings
 from domain.graphs import EdgeEntry, GraphIndex, IndexColumns
-from tests.domain.conftest import SYSTEM, define_org_type, store_env
+from tests.domain.conftest import define_org_type, store_env
 
 MIXED = {"graphType": "mixed", "multi": True, "allowSelfLoops": True}
 
@@ -166,7 +166,7 @@ def test_a_subclass_overriding_save_is_still_called(tenant_file: Path) -> None:
             return super().save(*objs, **kwargs)
 
     with Counting(env=store_env(tenant_file)) as app:
-        app.define_graph_type("org", actor=SYSTEM)
+        app.define_graph_type("org")
     assert saved == [2]  # the catalog and the type, in one save
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain import Actor, Metagraph
+from domain import Metagraph
 from domain.errors import InvalidOrgIdError, ValidationError
 from domain.identity import Principal
 from domain.tenancy import DataDirectory, check_org_id
@@ -192,7 +192,7 @@ def test_a_fresh_directory_has_no_tenants(data: DataDirectory) -> None:
 def test_creating_a_tenant_file_is_idempotent(data: DataDirectory) -> None:
     path = data.create_tenant_file("acme")
     with Metagraph(env=data.tenant_env("acme")) as metagraph:
-        metagraph.define_graph_type("t", actor=Actor(scope="system", id="operator"))
+        metagraph.define_graph_type("t")
     assert data.create_tenant_file("acme") == path
     with Metagraph(env=data.tenant_env("acme")) as metagraph:
         assert list(metagraph.graph_types()) == ["t"]

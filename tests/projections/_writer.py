@@ -25,7 +25,7 @@ from typing import IO
 
 import structlog
 
-from domain import Actor, Metagraph
+from domain import Metagraph
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
-    system = Actor(scope="system")
     with Metagraph() as app:
         print("ready", flush=True)
         for line in sys.stdin:
@@ -42,8 +41,8 @@ def main() -> None:
                 break
             if command == "setup":
                 if "org" not in app.graph_types():
-                    app.define_graph_type("org", actor=system)
-                    app.add_node_type("org", "item", actor=system)
+                    app.define_graph_type("org")
+                    app.add_node_type("org", "item")
                 graph = app.create_graph("org", "team", status="active")
                 answer = f"{graph} {app.recorder.max_notification_id()}"
             elif command == "nodes":

@@ -59,18 +59,17 @@ def open_projector(env: dict[str, str]) -> Iterator[Callable[..., Projector]]:
 def define_org(app: Metagraph, name: str = "org", **config: Any) -> UUID:
     """A graph type with node types person (schema) and project, edge types knows and link."""
     graph_type = app.define_graph_type(
-        name, actor=SYSTEM, config={"graphType": "directed", **config}, description="people"
+        name, config={"graphType": "directed", **config}, description="people"
     )
-    app.add_node_type(graph_type, "person", actor=SYSTEM, schema=PERSON_SCHEMA)
-    app.add_node_type(graph_type, "project", actor=SYSTEM)
+    app.add_node_type(graph_type, "person", schema=PERSON_SCHEMA)
+    app.add_node_type(graph_type, "project")
     app.add_edge_type(
         graph_type,
         "knows",
-        actor=SYSTEM,
         allowed_source_types=["person"],
         allowed_target_types=["person"],
     )
-    app.add_edge_type(graph_type, "link", actor=SYSTEM)
+    app.add_edge_type(graph_type, "link")
     return graph_type
 
 

@@ -15,7 +15,6 @@ from domain import Metagraph
 from projections import MetagraphProjection, Projector
 from projections.metagraph import TABLES
 from tests.projections.conftest import (
-    SYSTEM,
     define_org,
     head,
     reader,
@@ -216,7 +215,7 @@ def test_updates_replace_attributes_and_record_the_schema_version(
     edge = app.add_edge(graph, "knows", "ada", "bob", {"since": 1})
     projector = open_projector()
     projector.catch_up()
-    app.evolve_node_type_schema("org", "person", {"type": "object"}, actor=SYSTEM)
+    app.evolve_node_type_schema("org", "person", {"type": "object"})
     app.update_node(graph, "ada", {"name": "Ada L."})  # merge
     app.update_edge(graph, edge, {"w": 2}, mode="replace")
     projector.catch_up()
@@ -257,7 +256,7 @@ def test_a_deleted_graph_type_leaves_with_its_types_and_its_graphs_keep_a_null_t
     graph = app.create_graph("org", "team", status="active")
     app.add_node(graph, "ada", "person", {"name": "Ada"})
     app.set_graph_status(graph, "archived")
-    app.delete_graph_type("org", actor=SYSTEM)
+    app.delete_graph_type("org")
     define_org(app)  # the name is free again: a different type
     projector = open_projector()
     projector.catch_up()
@@ -279,7 +278,7 @@ def test_a_graph_recorded_after_its_type_was_deleted_gets_a_null_type(
     define_org(app)
     graph = app.create_graph("org", "team")
     created = app.recorder.select_notifications(start=head(app), limit=1)[0]
-    app.delete_graph_type("org", actor=SYSTEM)
+    app.delete_graph_type("org")
     late = uuid4()
     app.recorder.insert_events([StoredEvent(late, 1, created.topic, created.state)])
     projector = open_projector()

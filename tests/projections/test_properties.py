@@ -110,17 +110,15 @@ def _pick(items: list[Any], index: int) -> Any:
 def _run(app: Metagraph, graphs: list[UUID], command: Command) -> None:
     name, *args = command
     if name == "define":
-        type_id = app.define_graph_type(args[0], actor=SYSTEM, config=args[1])
-        app.add_node_type(type_id, "item", actor=SYSTEM)
-        app.add_edge_type(type_id, "rel", actor=SYSTEM)
-        app.add_edge_type(
-            type_id, "item_rel", actor=SYSTEM, allowed_source_types=["item"], description="d"
-        )
+        type_id = app.define_graph_type(args[0], config=args[1])
+        app.add_node_type(type_id, "item")
+        app.add_edge_type(type_id, "rel")
+        app.add_edge_type(type_id, "item_rel", allowed_source_types=["item"], description="d")
     elif name == "delete_type":
-        app.delete_graph_type(args[0], actor=SYSTEM)
+        app.delete_graph_type(args[0])
     elif name == "evolve":
         evolve = app.evolve_node_type_schema if args[1] == "item" else app.evolve_edge_type_schema
-        evolve(args[0], args[1], args[2], actor=SYSTEM)
+        evolve(args[0], args[1], args[2])
     elif name == "graph":
         graphs.append(
             app.create_graph(args[0], "g", owner_id=args[1], project_id=args[2], status=args[3])
