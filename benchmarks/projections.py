@@ -35,8 +35,9 @@ from uuid import UUID
 
 from benchmarks._report import Report, RunConfig, Target, median, paired_ratio, percentile, rounds
 from benchmarks.domain import build_graph
-from domain import Actor, DataDirectory, Metagraph
+from domain import Actor, Metagraph
 from domain.calls import ingest
+from graphstore.data import DataDirectory
 from projections import FlowgraphProjection, MetagraphProjection, Projector, Replay, Runner
 from projections.metagraph import TABLES as METAGRAPH_TABLES
 from projections.metagraph import _Sql as MetagraphSql

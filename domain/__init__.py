@@ -23,6 +23,7 @@ nor ``projections``: data flows from the domain outwards.
 import logging
 
 import domain.names  # noqa: F401 (registers the legacy event names: docs/events.md)
+from domain._identity_values import check_org_id
 from domain.application import GraphTypeRef, Metagraph
 from domain.errors import (
     AttributesInvalidError,
@@ -40,7 +41,6 @@ from domain.errors import (
 from domain.graph_types import GraphType, GraphTypeCatalog
 from domain.graphs import Graph
 from domain.identity import Identity, IssuedKey, Principal
-from domain.tenancy import DataDirectory, check_org_id
 from domain.unit_of_work import SideWrite, UnitOfWork
 from domain.values import (
     STATUS_TRANSITIONS,
@@ -67,7 +67,6 @@ __all__ = [
     "AttributesInvalidError",
     "ConcurrencyError",
     "ConflictError",
-    "DataDirectory",
     "DomainError",
     "DuplicateError",
     "Edge",

@@ -93,8 +93,8 @@ def check_org_id(value: object) -> str:
 
     def refuse(rule: str) -> InvalidOrgIdError:
         return InvalidOrgIdError(
-            f"invalid org id {_shown(value)}: {rule}. An org id names the tenant's file "
-            f"(tenant-<org id>.db): use 1-{ORG_ID_MAX_LENGTH} characters from a-z, 0-9 and "
+            f"invalid org id {_shown(value)}: {rule}. An org id names the tenant and its "
+            f"file: use 1-{ORG_ID_MAX_LENGTH} characters from a-z, 0-9 and "
             "'-', not starting or ending with '-', e.g. 'acme' or 'acme-labs'",
             value=value,
             rule=rule,

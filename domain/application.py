@@ -369,8 +369,8 @@ class Metagraph(Application[UUID]):
         if unit.side_writes and not getattr(self.recorder, "supports_side_writes", False):
             raise ValidationError(
                 f"this application's recorder ({type(self.recorder).__name__}) cannot commit "
-                "queue jobs, notifications or stream entries with events; use "
-                "PERSISTENCE_MODULE=streams.persistence"
+                "queue jobs, notifications or stream entries with events; open the tenant "
+                "through the store (its files use the Honker persistence module)"
             )
         processing: ProcessingEvent[UUID] = ProcessingEvent()
         processing.events.extend(unit.events)  # in the order they were triggered

@@ -127,7 +127,7 @@ class ForbiddenError(DomainError):
     code: ClassVar[str] = "ACCESS_DENIED"
 
 
-# --- identity and tenancy (domain/identity.py, domain/tenancy.py) ---------------------
+# --- identity (domain/identity.py, domain/access.py) -----------------------------------
 
 
 class InvalidOrgIdError(ValidationError):

@@ -2,7 +2,7 @@
 tenant registry and an append-only audit log. Design and rules: ``docs/identity.md``.
 
 :class:`Identity` is an eventsourcing application on the data directory's
-``system.db`` (persistence chosen by environment, see :mod:`domain.tenancy`). Every
+``system.db`` (persistence chosen by environment: the caller's ``env``). Every
 command checks its input and the actor's rights, then records all its events in ONE
 save, or raises a :class:`~domain.errors.DomainError` and records nothing. Every
 recorded change names its actor, so the identity stream is the audit log
@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Concatenate, Final, Literal, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 import structlog
@@ -79,9 +79,6 @@ from domain.errors import (
     ValidationError,
 )
 from domain.names import names_of
-
-if TYPE_CHECKING:
-    from domain.tenancy import DataDirectory
 
 __all__ = [
     "ACCOUNT_TRANSITIONS",
@@ -175,21 +172,24 @@ def _as_uuid(value: object, what: str) -> UUID:
 class Identity(Application[UUID]):
     """Accounts, organizations, members, API keys and the audit log, in ``system.db``.
 
-    ``clock`` gives the current time (UTC-aware) for expiry and usage; tests pass their
-    own. ``env`` adds settings; the file and persistence module are the data directory's.
+    ``env`` selects the persistence of ``system.db`` (the data directory's
+    ``system_env()``). ``create_tenant_file(org_id)`` makes a new organization's tenant
+    file complete before it is registered (see :meth:`create_organization`); without it
+    this application can read and change everything but found organizations. ``clock``
+    gives the current time (UTC-aware) for expiry and usage; tests pass their own.
     """
 
     name = "identity"
 
     def __init__(
         self,
-        data_dir: DataDirectory,
+        env: Mapping[str, str],
         *,
-        env: Mapping[str, str] | None = None,
+        create_tenant_file: Callable[[str], object] | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        super().__init__({**(env or {}), **data_dir.system_env()})
-        self.data_dir = data_dir
+        super().__init__(dict(env))
+        self._create_tenant_file = create_tenant_file
         self.clock = clock
         self._lock = threading.RLock()
 
@@ -304,6 +304,11 @@ class Identity(Application[UUID]):
         """
         org_id = check_org_id(slug)
         name = check_text(name, what="organization name", max_length=200)
+        if self._create_tenant_file is None:
+            raise ConflictError(
+                "this Identity cannot found organizations: it was opened without "
+                "create_tenant_file; use the data directory's (graphstore.open(...).identity)"
+            )
         owner = self._account(owner_id)
         acting = self._acting(actor)
         if not (self._is_admin(acting) or actor.account_id == owner.id):
@@ -315,7 +320,7 @@ class Identity(Application[UUID]):
         registry = self._find(REGISTRY_ID, TenantRegistry) or TenantRegistry.start(actor=actor)
         organization = Organization.found(name, org_id, owner_id=owner.id, actor=actor)
         registry.register(org_id, name, organization.id, actor=actor)
-        self.data_dir.create_tenant_file(org_id)  # complete before it is registered
+        self._create_tenant_file(org_id)  # complete before it is registered
         self.save(registry, organization)
         return organization.info()
 

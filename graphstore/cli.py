@@ -46,7 +46,6 @@ import typer
 
 if TYPE_CHECKING:
     from domain import (
-        DataDirectory,
         GraphInfo,
         GraphTypeInfo,
         IssuedKey,
@@ -56,6 +55,7 @@ if TYPE_CHECKING:
     )
     from domain.calls import IngestReport
     from graphstore._output import Output
+    from graphstore.data import DataDirectory
     from graphstore.store import Store
     from projections import Flowgraph, Projection, ProjectorStatus, Replay, Runner
     from projections.changes import Change

@@ -32,11 +32,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from domain import DataDirectory, Identity, Metagraph, Principal
+from domain import Identity, Metagraph, Principal
 from domain.access import Operation, TenantAccess, require_operator
 from domain.audit import tenant_audit_log
 from domain.errors import NotFoundError
 from domain.identity import AuditEntry
+from graphstore.data import DataDirectory
 
 if TYPE_CHECKING:
     from projections import Flowgraph, Projection, Replay, Runner, Subscription

@@ -31,9 +31,9 @@ from typing import Any, Final, Protocol, TypeVar, cast
 
 from eventsourcing.utils import Environment
 
-from domain import DataDirectory
 from projections.projector import Projection, Projector, plain_state_reader
 from streams import HonkerFactory, Transaction, saved_position, stream_head
+from streams.directory import Directory
 
 __all__ = [
     "VERSIONS_TABLE",
@@ -187,18 +187,18 @@ def _prefix_of(projection: Projection) -> str:
 
 
 def _env_of(
-    target: DataDirectory | str | Path | Mapping[str, str], tenant: str | None
+    target: Directory | str | Path | Mapping[str, str], tenant: str | None
 ) -> Mapping[str, str]:
     if isinstance(target, Mapping):
         return target
-    data = target if isinstance(target, DataDirectory) else DataDirectory(target, create=False)
+    data = target if isinstance(target, Directory) else Directory(target, create=False)
     if tenant is None:
         raise ValueError("rebuilding in a data directory needs the tenant's org id")
     return data.tenant_env(tenant)
 
 
 def rebuild(
-    target: DataDirectory | str | Path | Mapping[str, str],
+    target: Directory | str | Path | Mapping[str, str],
     projection: Projection,
     *,
     tenant: str | None = None,
@@ -264,7 +264,7 @@ def rebuild(
 
 
 def rebuild_next(
-    target: DataDirectory | str | Path | Mapping[str, str],
+    target: Directory | str | Path | Mapping[str, str],
     base: type[Projection],
     *,
     tenant: str | None = None,

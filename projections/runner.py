@@ -1,7 +1,7 @@
 """One runner for every tenant of a data directory.
 
 :class:`Runner` keeps every projection of every registered tenant (``system.db``'s
-registry, :meth:`domain.DataDirectory.tenants`) in step with the tenant's stream. It can
+registry, :meth:`domain.Identity.tenants`) in step with the tenant's stream. It can
 run in a process of its own or inside the writers' process (it then shares their open
 files). Threads: one *sweeper* and ``workers`` worker threads (default 1: SQL holds the
 GIL, more threads buy no read parallelism).
@@ -61,8 +61,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from domain import DataDirectory
-from domain.tenancy import TENANT_FILE_PREFIX, TENANT_FILE_SUFFIX
+from domain import Identity
 from projections.flowgraph import FlowgraphProjection
 from projections.metagraph import MetagraphProjection
 from projections.projector import (
@@ -78,6 +77,7 @@ from projections.projector import (
 )
 from projections.rebuild import following_live
 from streams import HonkerFactory
+from streams.directory import Directory
 
 __all__ = ["Runner", "file_signature"]
 
@@ -189,7 +189,7 @@ class Runner:
 
     def __init__(
         self,
-        data: DataDirectory | str | os.PathLike[str],
+        data: Directory | str | os.PathLike[str],
         projections: Sequence[Projection] | None = None,
         *,
         policy: ErrorPolicy | Mapping[str, ErrorPolicy] = "stop",
@@ -204,7 +204,8 @@ class Runner:
         registry_interval: float = 5.0,
         file_events: bool = True,
     ) -> None:
-        self.data = data if isinstance(data, DataDirectory) else DataDirectory(data)
+        self.data = data if isinstance(data, Directory) else Directory(data)
+        self._registry: Identity | None = None  # system.db's, opened when first read
         self.projections = list(projections or [MetagraphProjection(), FlowgraphProjection()])
         consumers = [p.consumer for p in self.projections]
         if len(set(consumers)) != len(consumers):
@@ -280,6 +281,9 @@ class Runner:
         for tenant in list(self._tenants.values()):
             with tenant.lock:
                 self._close(tenant, None)
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            registry.close()
         with self._progress:
             self._progress.notify_all()
         log.info("runner stopped", data=str(self.data.path))
@@ -453,19 +457,20 @@ class Runner:
 
     def _file_written(self, path: str) -> None:
         """A file event (observer thread): wake the closed tenant whose file changed."""
-        name = os.path.basename(path)
-        if not name.startswith(TENANT_FILE_PREFIX):
-            return
-        stem = name.removesuffix("-wal")
-        if not stem.endswith(TENANT_FILE_SUFFIX):
-            return
-        tenant = self._tenants.get(stem[len(TENANT_FILE_PREFIX) : -len(TENANT_FILE_SUFFIX)])
+        org_id = self.data.tenant_name(os.path.basename(path).removesuffix("-wal"))
+        tenant = None if org_id is None else self._tenants.get(org_id)
         if tenant is None or tenant.open or tenant.queued or tenant.running:
             return  # unknown, or its own watcher and checks follow it
         if tenant.retry_at is not None:
             return  # backing off after trouble: its timer wakes it
         if tenant.seen is None or file_signature(tenant.path) != tenant.seen.signature:
             self._schedule(tenant)
+
+    def _registered(self) -> list[str]:
+        """The tenants of ``system.db``'s registry (the domain's identity application)."""
+        if self._registry is None:
+            self._registry = Identity(self.data.system_env())
+        return self._registry.tenants()
 
     def _refresh_tenants(self, *, force: bool = False) -> None:
         if self._tenant_source is None:
@@ -474,7 +479,7 @@ class Runner:
             if not (force or due or signature != self._system_signature):
                 return
             self._system_signature = signature
-            source: Callable[[], Iterable[str]] = self.data.tenants
+            source: Callable[[], Iterable[str]] = self._registered
         else:
             source = self._tenant_source
         self._registry_read = monotonic()

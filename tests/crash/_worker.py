@@ -42,8 +42,9 @@ from typing import Any, Final, TypeVar
 import structlog
 
 import graphstore
-from domain import DataDirectory, Identity, Metagraph, Principal
+from domain import Identity, Metagraph, Principal
 from domain.calls import OperationType, ingest
+from graphstore.data import DataDirectory
 
 TENANT: Final = "acme"
 START_MS: Final = 1_800_000_000_000

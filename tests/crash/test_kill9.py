@@ -49,9 +49,10 @@ from uuid import UUID
 import pytest
 
 import graphstore
-from domain import DataDirectory, Metagraph, Principal
+from domain import Metagraph, Principal
 from domain.calls import get_call, ingest
 from domain.errors import NotFoundError
+from graphstore.data import DataDirectory
 from projections import Flowgraph, FlowgraphProjection, MetagraphProjection, Projector
 from projections.metagraph import TABLES as METAGRAPH_TABLES
 from tests.crash._worker import (

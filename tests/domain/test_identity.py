@@ -44,7 +44,7 @@ from domain.identity import (
     Principal,
     hash_key,
 )
-from domain.tenancy import DataDirectory
+from graphstore.data import DataDirectory
 
 SYSTEM = Principal.system()
 START = datetime(2030, 1, 1, tzinfo=UTC)
@@ -76,7 +76,9 @@ def data(tmp_path: Path) -> Iterator[DataDirectory]:
 
 @pytest.fixture
 def identity(data: DataDirectory, clock: Clock) -> Iterator[Identity]:
-    with Identity(data, clock=clock) as app:
+    with Identity(
+        data.system_env(), create_tenant_file=data.create_tenant_file, clock=clock
+    ) as app:
         yield app
 
 
@@ -178,7 +180,9 @@ def test_a_duplicate_that_races_past_the_check_conflicts_in_the_recorder(
 def test_concurrent_duplicate_email_is_refused_as_a_duplicate(
     data: DataDirectory, identity: Identity, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    other = Identity(data, clock=clock)  # another writer of the same system.db
+    other = Identity(
+        data.system_env(), create_tenant_file=data.create_tenant_file, clock=clock
+    )  # another writer of the same system.db
     real_save = identity.save
     raced: list[bool] = []
 

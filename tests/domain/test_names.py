@@ -23,8 +23,9 @@ import pytest
 from eventsourcing.domain import Aggregate, CanMutateAggregate
 from eventsourcing.utils import get_topic, resolve_topic
 
-from domain import DataDirectory, Graph, Metagraph, Principal
+from domain import Graph, Metagraph, Principal
 from domain.names import RESERVED_NAMES, STABLE_NAMES, canonical, names_of
+from graphstore.data import DataDirectory
 from projections import MetagraphProjection, Projector
 from streams import HonkerDatastore
 from tests.domain.conftest import define_org_type, store_env

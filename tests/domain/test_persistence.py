@@ -188,4 +188,27 @@ def test_domain_imports_neither_streams_nor_projections() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module]
             for name in names:
-                assert name.split(".")[0] not in {"streams", "projections"}, (module, name)
+                assert name.split(".")[0] not in {"streams", "projections", "graphstore"}, (
+                    module,
+                    name,
+                )
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """The string statements (module, class, function and attribute docstrings)."""
+    return {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+
+
+def test_domain_names_no_file_and_no_persistence_setting() -> None:
+    """Files and settings are the data directory's (streams.directory, graphstore.data):
+    no string in the domain's code (docstrings aside) names one."""
+    package = Path(__file__).parents[2] / "domain"
+    for module in package.rglob("*.py"):
+        tree = ast.parse(module.read_text())
+        docstrings = _docstrings(tree)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if id(node) in docstrings:
+                    continue
+                for word in ("HONKER_", "PERSISTENCE_MODULE", "system.db", "tenant-{", ".db"):
+                    assert word not in node.value, (module, node.lineno, node.value)

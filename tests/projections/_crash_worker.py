@@ -27,8 +27,9 @@ from typing import Any, Final
 
 import structlog
 
-from domain import DataDirectory, Metagraph
+from domain import Metagraph
 from domain.calls import ingest
+from graphstore.data import DataDirectory
 from graphstore.samples.generate import OPERATION_TYPES, generate
 from projections import Runner
 

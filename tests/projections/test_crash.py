@@ -36,8 +36,9 @@ from typing import IO, Any
 
 import pytest
 
-from domain import DataDirectory, Metagraph
+from domain import Metagraph
 from domain.calls import ingest
+from graphstore.data import DataDirectory
 from graphstore.samples.generate import OPERATION_TYPES
 from projections import FlowgraphProjection, Projector
 from projections.recovery import abort_in_flight, in_flight_runs

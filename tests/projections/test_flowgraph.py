@@ -23,8 +23,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain import DataDirectory, Metagraph
+from domain import Metagraph
 from domain.calls import CALL_GRAPH, OperationType, ingest, tenant_call_graph
+from graphstore.data import DataDirectory
 from projections import MetagraphProjection, Projector, Runner, UnknownEventError
 from projections.flowgraph import FlowCall, Flowgraph, FlowgraphProjection, FlowRun, RunPage
 from tests.domain.calls_state import graph_calls

@@ -9,7 +9,8 @@ from uuid import UUID
 import pytest
 from eventsourcing.persistence import ProgrammingError
 
-from domain import DataDirectory, Metagraph
+from domain import Metagraph
+from graphstore.data import DataDirectory
 from projections import (
     Flowgraph,
     FlowgraphProjection,

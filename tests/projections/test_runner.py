@@ -17,7 +17,8 @@ from uuid import UUID
 
 import pytest
 
-from domain import DataDirectory, Metagraph, Principal
+from domain import Metagraph, Principal
+from graphstore.data import DataDirectory
 from projections import FlowgraphProjection, MetagraphProjection, Runner
 from tests.projections._writer import Writer
 from tests.projections.conftest import (
