@@ -234,3 +234,14 @@ def test_every_tenant_write_is_audited_with_its_principal(
         e for e in entries if e.actor_id == str(owner.account_id) and e.action != "access.denied"
     ]
     assert mine and mine[-1].credential_id == owner.key_id
+
+
+def test_the_read_side_is_refused_to_a_non_member(world: tuple[Path, dict[str, Cell]]) -> None:
+    data, cells = world
+    outsider = cells["user-none"]
+    with graphstore.open(data, principal=outsider.principal()) as store:
+        for open_read_side in (store.views, store.replay, store.subscribe):
+            with pytest.raises(graphstore.AccessDeniedError, match="'read' needs membership"):
+                open_read_side(outsider.org_id)
+        with pytest.raises(graphstore.AccessDeniedError, match="'read' needs membership"):
+            store.authorize(outsider.org_id, "read", "tail its changes")

@@ -88,3 +88,73 @@ def test_every_cell_of_the_matrix(
         first = operation if operation == "operate" or "read" in EXPECTED[cell] else "read"
         assert f"'{first}' needs" in done.stderr
         assert new == [(first, found.org_id)]
+
+
+TENANT_COMMANDS = {
+    "graph-type list": (["graph-type", "list"], "read"),
+    "graph show": (["graph", "show", "00000000-0000-0000-0000-000000000000"], "read"),
+    "graph create": (["graph", "create", "g", "--type", "call-graph"], "read"),
+    "runs list": (["runs", "list"], "read"),
+    "runs show": (["runs", "show", "run-1"], "read"),
+    "runs history": (["runs", "history", "run-1"], "read"),
+    "runs export": (["runs", "export", "run-1", "-o", "-"], "read"),
+    "runs in-flight": (["runs", "in-flight"], "read"),
+    "runs abort-in-flight": (["runs", "abort-in-flight"], "read"),
+    "tail": (["tail", "--count", "1"], "read"),
+    "projector status": (["projector", "status"], "read"),
+    "projector catch-up": (["projector", "catch-up", "--timeout", "5"], "operate"),
+    "projector replay-parked": (["projector", "replay-parked", "metagraph"], "operate"),
+    "projector rebuild": (["projector", "rebuild", "flowgraph"], "operate"),
+    "audit": (["audit"], "operate"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TENANT_COMMANDS))
+def test_every_tenant_command_refuses_a_non_member_and_writes_nothing(
+    world: tuple[Path, dict[str, Cell]], name: str
+) -> None:
+    data, cells = world
+    outsider = cells["user-none"]
+    args, operation = TENANT_COMMANDS[name]
+    before = head_of(data, "org-user")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "graphstore",
+            "--data-dir",
+            str(data),
+            *args,
+            "--tenant",
+            "org-user",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "GRAPHSTORE_API_KEY": outsider.api_key},
+    )
+    assert done.returncode == ExitCode.UNAUTHENTICATED, (done.stdout, done.stderr)
+    assert f"'{operation}' needs membership of the organization" in done.stderr
+    assert head_of(data, "org-user") == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["projector", "run", "--status-every", "0"], ["projector", "status"], ["audit"]],
+    ids=["projector run", "projector status (all)", "audit (all)"],
+)
+def test_commands_over_every_tenant_need_an_admin(
+    world: tuple[Path, dict[str, Cell]], args: list[str]
+) -> None:
+    data, cells = world
+    done = subprocess.run(
+        [sys.executable, "-m", "graphstore", "--data-dir", str(data), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "GRAPHSTORE_API_KEY": cells["user-owner"].api_key},
+    )
+    assert done.returncode == ExitCode.UNAUTHENTICATED, (done.stdout, done.stderr)
+    assert "an admin account" in done.stderr
