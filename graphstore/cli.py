@@ -160,6 +160,9 @@ app.add_typer(graph_type_app, name="graph-type")
 app.add_typer(graph_app, name="graph")
 app.add_typer(runs_app, name="runs")
 app.add_typer(projector_app, name="projector")
+from graphstore._ops_cli import ops_app  # noqa: E402 - typer only; the store loads later
+
+app.add_typer(ops_app, name="ops")
 
 _R = TypeVar("_R")
 
