@@ -15,24 +15,31 @@ command -v "$python_bin" >/dev/null || die "no '$python_bin' on PATH. Install Py
 "$python_bin" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
   || die "Python 3.11 or newer is needed, found $("$python_bin" -V 2>&1). Set PYTHON=/path/to/python3.11."
 
-# strace: tests/streams/test_durability.py counts a commit's fsyncs with it, the proof
-# that HONKER_SYNCHRONOUS=FULL is in force (the test fails without it in CI). Installed
-# from Debian's archive when missing and this runs as root (CI, a fresh Debian 12).
-if ! command -v strace >/dev/null; then
+# System tools some tests need, from Debian's archive when missing and this runs as root
+# (CI, a fresh Debian 12): strace (tests/streams/test_durability.py counts a commit's
+# fsyncs with it, the proof that HONKER_SYNCHRONOUS=FULL is in force) and chromium (the
+# live run view is tested in a real headless browser, tests/http/test_view.py). Each
+# test fails in CI without its tool and skips elsewhere.
+apt_updated=0
+need_tool() {  # need_tool COMMAND PACKAGE WHAT-FOR
+  command -v "$1" >/dev/null && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt_log=$(mktemp)
-    if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq --no-install-recommends strace; } >"$apt_log" 2>&1; then
-      echo "setup: installed strace (for the fsync proof in tests/streams/test_durability.py)"
+    if { { [ "$apt_updated" = 1 ] || apt-get update -qq; } && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends "$2"; } >"$apt_log" 2>&1; then
+      apt_updated=1
+      echo "setup: installed $2 ($3)"
     else
       cat "$apt_log" >&2
-      printf 'setup: warning: could not install strace with apt-get (network?); the fsync proof in tests/streams/test_durability.py will skip, or fail in CI.\n' >&2
+      printf 'setup: warning: could not install %s with apt-get (network?); %s will skip, or fail in CI.\n' "$2" "$3" >&2
     fi
     rm -f "$apt_log"
   else
-    printf 'setup: note: strace is missing; the fsync proof in tests/streams/test_durability.py will skip, or fail in CI. Install it: sudo apt-get install strace\n' >&2
+    printf 'setup: note: %s is missing; %s will skip, or fail in CI. Install it: sudo apt-get install %s\n' "$1" "$3" "$2" >&2
   fi
-fi
+}
+need_tool strace strace "the fsync proof in tests/streams/test_durability.py"
+need_tool chromium chromium "the browser tests of the live run view"
 
 # Re-run only when what the setup installs has changed.
 stamp="$venv/.setup-stamp"

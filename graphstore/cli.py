@@ -1348,6 +1348,46 @@ def tail(
     _run(ctx, action)
 
 
+# ------------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The port to listen on.")] = 8080,
+    heartbeat: Annotated[
+        float, typer.Option(help="Seconds between keep-alive comments of an SSE stream.")
+    ] = 15.0,
+    max_body: Annotated[
+        int, typer.Option(help="Bytes a request body may have.")
+    ] = 16 * 1024 * 1024,
+    projectors: Annotated[
+        bool, typer.Option(help="Run every tenant's projectors in this process too.")
+    ] = True,
+) -> None:
+    """Serve the HTTP API (operations, call ingestion, SSE changes, /openapi.json) and the
+    live run view at / until interrupted. Requests authenticate with `Authorization:
+    Bearer <API key>` (`graphstore key create`)."""
+
+    def action(session: Session) -> None:
+        from graphstore.http.server import serve as run_server
+
+        session.output.err.print(
+            f"serving {session.data_dir} on http://{host}:{port}/ ; Ctrl-C stops", markup=False
+        )
+        run_server(
+            session.data_dir,
+            host=host,
+            port=port,
+            heartbeat=heartbeat,
+            max_body=max_body,
+            projectors=projectors,
+        )
+
+    _run(ctx, action)
+
+
 # -------------------------------------------------------------------------------- main
 
 

@@ -122,7 +122,9 @@ class Subscription:
 
     ``name`` makes the position durable (None: a live view that saves nothing).
     ``from_start`` starts a name with no saved position (or an unnamed subscription) at
-    the beginning of the stream instead of at the projector's current offset. One thread
+    the beginning of the stream instead of at the projector's current offset; ``after``
+    starts an unnamed one after a position its consumer kept (an SSE client's
+    ``Last-Event-ID``), so it resumes with no gap and no duplicate. One thread
     (or one task) consumes a subscription; :meth:`close` may be called from any thread.
     """
 
@@ -136,6 +138,7 @@ class Subscription:
         graph: str | None = None,
         run: str | None = None,
         from_start: bool = False,
+        after: int | None = None,
         auto_commit: bool = True,
         commit_every: int = 100,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -167,9 +170,14 @@ class Subscription:
         self._delivered: _Pending | None = None  # handed out, not yet acknowledged
         self._on_close: Callable[[], None] | None = None
         self._closed = threading.Event()
+        if after is not None and (self._consumer is not None or from_start or after < 0):
+            raise ValueError(
+                "after= resumes an unnamed subscription after a position the consumer kept "
+                "(an SSE Last-Event-ID): give a position >= 0, without name= or from_start="
+            )
         saved = saved_position(datastore, self._consumer, self.stream) if self._consumer else None
         if saved is None:
-            saved = 0 if from_start else self.visible()
+            saved = after if after is not None else 0 if from_start else self.visible()
             if self._consumer is not None and saved > 0:
                 self._save(self._consumer, saved)
         self._saved = saved
