@@ -1359,9 +1359,9 @@ def serve(
     heartbeat: Annotated[
         float, typer.Option(help="Seconds between keep-alive comments of an SSE stream.")
     ] = 15.0,
-    max_body: Annotated[
-        int, typer.Option(help="Bytes a request body may have.")
-    ] = 16 * 1024 * 1024,
+    max_body: Annotated[int, typer.Option(help="Bytes a request body may have.")] = 16
+    * 1024
+    * 1024,
     projectors: Annotated[
         bool, typer.Option(help="Run every tenant's projectors in this process too.")
     ] = True,
