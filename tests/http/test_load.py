@@ -49,6 +49,7 @@ class Feed:
     ids: list[int] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     connections: int = 0
+    reconnected_after: int | None = None  # batches ingested when it reconnected
 
     @property
     def last(self) -> int | None:
@@ -61,6 +62,7 @@ class Goal:
     ingestion is over; None until then)."""
 
     position: int | None = None
+    ingested: int = 0  # batches acknowledged so far
 
 
 def changes_url(server: Server) -> str:
@@ -236,6 +238,7 @@ def test_a_subscriber_cut_mid_stream_resumes_with_last_event_id(server: Server) 
         assert len(feed.ids) == cut, f"{feed.name}: cut after {cut}, got {len(feed.ids)}"
         last = feed.last
         assert last is not None
+        feed.reconnected_after = goal.ingested
         if header:
             await follow(client, server, feed, goal, last_event_id=last)
         else:
@@ -256,6 +259,7 @@ def test_a_subscriber_cut_mid_stream_resumes_with_last_event_id(server: Server) 
                 answers = []
                 for i in range(BATCHES):
                     answers.append(await ingest(writer, server, batch("cut", i)))
+                    goal.ingested += 1
                     await asyncio.sleep(0.2)  # let the cuts and reconnections interleave
                 expected = await asyncio.to_thread(reference, server, answers[-1]["position"])
                 goal.position = expected[-1]
@@ -275,6 +279,9 @@ def test_a_subscriber_cut_mid_stream_resumes_with_last_event_id(server: Server) 
         assert in_order_once(feed.ids), f"{feed.name}: a duplicate or out of order"
         assert feed.ids == expected, f"{feed.name}: {len(feed.ids)} of {len(expected)} changes"
     assert [feed.connections for feed in feeds] == [2] * len(cuts) + [1]
+    reconnections = [feed.reconnected_after for feed in feeds[:-1]]
+    print(f"\nbatches ingested when each cut subscriber reconnected: {reconnections}")
+    assert any(n is not None and n < BATCHES for n in reconnections), "no cut mid-stream"
 
 
 # --- 3. SIGKILL while ingesting ------------------------------------------------------------
