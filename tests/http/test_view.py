@@ -11,13 +11,22 @@ and the filters. A screenshot of each page is kept in the test's temp dir.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import (
+    APIResponse,
+    Browser,
+    Locator,
+    Page,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 from tests.http.conftest import TENANT, Server, call, responded
 
@@ -322,5 +331,109 @@ def test_the_filters_show_only_the_runs_asked_for(
     expect(view.run("ok")).to_have_count(0)
     expect(view.run("open")).to_be_visible(timeout=WAIT)
 
+    view.not_reloaded()
+    view.screenshot(tmp_path / "view.png")
+
+
+def test_as_of_before_the_root_was_recorded_shows_no_run_yet(
+    view: View, server: Server, tmp_path: Path
+) -> None:
+    # the child is recorded first, waiting for its parent; the root comes after it
+    ingest(server, call("c-1", T0 + 1, "ns.child", parentRequestId="run-c"))
+    ingest(server, call("run-c", T0, "flows.c"))
+    view.open(run="run-c")
+    expect(view.call("run-c").get_by_test_id("call-c-1")).to_be_visible(timeout=WAIT)
+    expect(view.by("as-of-slider")).to_have_attribute("max", "1", timeout=WAIT)
+
+    view.slide(0)  # only the child then: not yet a call of run-c
+    expect(view.by("run-summary")).to_contain_text("not a run yet", timeout=WAIT)
+    expect(view.by("tree").locator("[data-testid^='call-']")).to_have_count(0, timeout=WAIT)
+
+    view.slide(1)
+    expect(view.call("run-c").get_by_test_id("call-c-1")).to_be_visible(timeout=WAIT)
+    expect(view.by("as-of-label")).to_contain_text("2/2", timeout=WAIT)
+    view.not_reloaded()
+
+
+def test_what_commits_before_the_stream_begins_is_shown(
+    view: View, server: Server, tmp_path: Path
+) -> None:
+    """The run's stream starts "from now on": an event committed between the page's first
+    read of the run and the stream's start must still reach the screen."""
+    ingest(server, call("run-g", T0, "flows.g"))
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)  # the run's stream waits until released below
+
+    view.page.route("**/changes?run=*", hold)
+    with view.page.expect_request("**/changes?run=*", timeout=WAIT):
+        view.page.goto(f"{server.url}/#tenant={TENANT}&key={server.key}&run=run-g")
+    expect(view.call("run-g")).to_have_attribute("data-status", "pending", timeout=WAIT)
+    expect(view.by("link")).not_to_have_text("live")
+    assert len(held) == 1, held
+
+    ingest(server, call("g-1", T0 + 1, "ns.gap", parentRequestId="run-g"))  # in the gap
+    held[0].continue_()
+    expect(view.by("link")).to_have_text("live", timeout=WAIT)
+    expect(view.call("run-g").get_by_test_id("call-g-1")).to_be_visible(timeout=WAIT)
+    assert view.errors == []
+
+
+def test_a_late_answer_to_an_older_read_does_not_overwrite_a_newer_one(
+    view: View, server: Server, tmp_path: Path
+) -> None:
+    ingest(server, call("run-s", T0, "flows.s"))
+    view.open(run="run-s")
+    expect(view.call("run-s")).to_have_attribute("data-status", "pending", timeout=WAIT)
+
+    held: list[tuple[Route, APIResponse]] = []
+    passed: list[str] = []
+
+    def hold_first(route: Route) -> None:
+        if held:
+            passed.append(route.request.url)
+            route.continue_()
+            return
+        # the server answers now (s-1 pending); the page gets that answer only later,
+        # after s-1 completed and a newer read showed it
+        held.append((route, route.fetch()))
+        ingest(server, responded("s-1", T0 + 2))
+
+    view.page.route("**/ops/graphstore.runs.show", hold_first)
+    ingest(server, call("s-1", T0 + 1, "ns.slow", parentRequestId="run-s"))
+    expect(view.call("s-1")).to_have_attribute("data-status", "completed", timeout=WAIT)
+    assert len(held) == 1 and passed, (held, passed)
+    assert '"pending"' in held[0][1].text()
+
+    route, stale = held[0]
+    with view.page.expect_event("requestfinished", timeout=WAIT):
+        route.fulfill(response=stale)
+    # let the page take the late answer in (tasks queued after the body arrived)
+    view.page.evaluate("() => new Promise(r => setTimeout(() => requestAnimationFrame(r), 50))")
+    expect(view.call("s-1")).to_have_attribute("data-status", "completed", timeout=1_000)
+    view.not_reloaded()
+
+
+# --- reconnection --------------------------------------------------------------------------
+
+
+def test_the_view_reconnects_when_the_server_comes_back(
+    view: View, server: Server, tmp_path: Path
+) -> None:
+    ingest(server, call("run-r", T0, "flows.r"))
+    view.open(run="run-r")
+    expect(view.call("run-r")).to_have_attribute("data-status", "pending", timeout=WAIT)
+
+    server.stop(signal.SIGKILL)  # both streams are cut mid-way
+    expect(view.by("link")).not_to_have_text("live", timeout=WAIT)
+    server.start()  # the same port and data
+    expect(view.by("link")).to_have_text("live", timeout=WAIT)
+
+    ingest(server, call("r-1", T0 + 1, "ns.after", parentRequestId="run-r"))
+    expect(view.call("run-r").get_by_test_id("call-r-1")).to_be_visible(timeout=WAIT)
+    ingest(server, responded("r-1", T0 + 2), responded("run-r", T0 + 3))
+    expect(view.call("run-r")).to_have_attribute("data-status", "completed", timeout=WAIT)
+    expect(view.run("run-r")).to_have_attribute("data-status", "completed", timeout=WAIT)
     view.not_reloaded()
     view.screenshot(tmp_path / "view.png")
