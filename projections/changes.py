@@ -214,6 +214,12 @@ class Subscription:
         return self._acked
 
     @property
+    def cursor(self) -> int:
+        """Read up to here: every change at or before it has been handed out (or was
+        filtered out)."""
+        return self._cursor
+
+    @property
     def saved_position(self) -> int:
         """The durable position (what a subscription reopened by name resumes after)."""
         return self._saved

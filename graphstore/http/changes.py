@@ -7,19 +7,29 @@ order, each event ``id`` its stream position. A client that reconnects with
 nothing twice, however long it was away. Comment lines keep the connection alive
 (``heartbeat`` seconds) through proxies and tell a client the server is there.
 
-All subscribers of a tenant share one open file (one reader pool and one commit watcher
-per tenant in the server), not one each.
+Fan-out: the clients of one feed (tenant, projector, run or graph) share ONE reader.
+It reads each newly committed batch once, encodes each change once, and keeps the
+recent ones (:data:`HISTORY` of them); every client sends, in one write, what it has
+not sent yet, then waits for the reader's next batch. A client that asks for older
+changes than the reader keeps (an old ``Last-Event-ID``, or a client too slow to keep
+up) first catches up on its own reader up to where the shared one starts, then joins
+it. The feed's reader stops when its last client leaves. All feeds of a tenant share
+one open file (one reader pool and one commit watcher per tenant in the server).
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Final
 
 import msgspec
 from eventsourcing.utils import Environment
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -28,17 +38,157 @@ from graphstore.data import DataDirectory
 from graphstore.http.auth import Principals
 from graphstore.http.problems import ProblemError
 from projections import FlowgraphProjection, MetagraphProjection
-from projections.changes import Subscription
+from projections.changes import Change, Subscription
 from projections.projector import plain_state_reader
 from projections.rebuild import live_projection
 from streams import HonkerFactory
 
-__all__ = ["Feeds"]
+__all__ = ["HISTORY", "Feeds"]
+
+HISTORY: Final = 20_000
+"""Changes a feed keeps for its clients; a client further behind catches up alone."""
 
 _PROJECTORS: dict[str, type[MetagraphProjection] | type[FlowgraphProjection]] = {
     "metagraph": MetagraphProjection,
     "flowgraph": FlowgraphProjection,
 }
+_NO_BUFFERING: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+_Key = tuple[str, str, str | None, str | None]  # tenant, projector, run, graph
+
+
+def _encoded(change: Change) -> bytes:
+    data = msgspec.json.encode(change)
+    return b"id: %d\nevent: change\ndata: %s\n\n" % (change.position, data)
+
+
+class _Feed:
+    """One shared reader and the recent changes it read (see the module docstring).
+
+    Runs in the server's event loop; its reads run in threads. ``base``: every change
+    after it is in :attr:`positions`/:attr:`chunks` (older ones were let go or came
+    before the feed started); ``head``: read up to here.
+    """
+
+    def __init__(self, factory: HonkerFactory, open_reader: _Opener, poll_interval: float):
+        self.factory = factory
+        self.open_reader = open_reader
+        self.poll_interval = poll_interval
+        self.reader = open_reader(None)
+        self.base = self.head = self.reader.cursor
+        self.positions: list[int] = []
+        self.chunks: list[bytes] = []
+        self.changed = asyncio.Event()
+        self.clients = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._pump())
+
+    async def _pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        woken = asyncio.Event()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed
+                loop.call_soon_threadsafe(woken.set)
+
+        watcher = self.factory.datastore.watcher
+        watcher.add(wake)
+        try:
+            while True:
+                woken.clear()
+                changes = await asyncio.to_thread(self.reader.poll)
+                self.head = self.reader.cursor
+                if changes:
+                    self.positions += [c.position for c in changes]
+                    self.chunks += [_encoded(c) for c in changes]
+                    if len(self.positions) > HISTORY:  # let the oldest go
+                        cut = len(self.positions) - HISTORY
+                        self.base = self.positions[cut - 1]
+                        del self.positions[:cut], self.chunks[:cut]
+                    self.changed.set()
+                    self.changed = asyncio.Event()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), self.poll_interval)
+        finally:
+            watcher.discard(wake)
+
+    def after(self, position: int) -> tuple[bytes, int] | None:
+        """What comes after ``position`` (at or after :attr:`base`), in one chunk, and
+        the last position in it; None if nothing yet."""
+        start = bisect.bisect_right(self.positions, position)
+        if start == len(self.positions):
+            return None
+        return b"".join(self.chunks[start:]), self.positions[-1]
+
+    async def stream(self, after: int | None) -> AsyncIterator[bytes]:
+        """One client's events: from after ``after`` (None: from now on), forever."""
+        position = self.head if after is None else after
+        while True:
+            if position < self.base:  # older than the feed keeps: catch up alone
+                target = self.base
+                reached = position
+                async for chunk, reached in self._catch_up(position, target):  # noqa: B007
+                    yield chunk
+                position = max(reached, target)
+                continue
+            changed = self.changed  # taken before looking: no batch is missed
+            found = self.after(position)
+            if found is None:
+                await changed.wait()
+                continue
+            chunk, position = found
+            yield chunk
+
+    async def _catch_up(self, position: int, target: int) -> AsyncIterator[tuple[bytes, int]]:
+        """The changes after ``position`` up to ``target``, read by a reader of the
+        client's own, in chunks with the last position of each."""
+        reader = await asyncio.to_thread(self.open_reader, position)
+        try:
+            while True:
+                changes = await asyncio.to_thread(reader.poll)
+                early = [c for c in changes if c.position <= target]
+                if early:
+                    yield b"".join(_encoded(c) for c in early), early[-1].position
+                if not changes or changes[-1].position > target or reader.cursor >= target:
+                    return
+        finally:
+            reader.close()
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        self.reader.close()
+
+
+class _Opener:
+    """Opens a reader of one feed on the tenant's shared file."""
+
+    def __init__(
+        self,
+        factory: HonkerFactory,
+        projector: type[MetagraphProjection] | type[FlowgraphProjection],
+        run: str | None,
+        graph: str | None,
+    ) -> None:
+        self.factory = factory
+        self.projector = projector
+        self.run = run
+        self.graph = graph
+
+    def __call__(self, after: int | None) -> Subscription:
+        return Subscription(
+            self.factory.datastore,
+            live_projection(self.factory.datastore, self.projector),
+            stream=self.factory.stream,
+            plain_state=plain_state_reader(self.factory),
+            run=self.run,
+            graph=self.graph,
+            after=after,
+            auto_commit=False,
+        )
 
 
 class Feeds:
@@ -51,11 +201,14 @@ class Feeds:
         *,
         settings: dict[str, str] | None = None,
         heartbeat: float = 15.0,
+        poll_interval: float = 1.0,
     ) -> None:
         self.principals = principals
         self.heartbeat = heartbeat
+        self.poll_interval = poll_interval
         self._data = DataDirectory(path, settings=settings)
         self._factories: dict[str, HonkerFactory] = {}
+        self._feeds: dict[_Key, _Feed] = {}
         self._lock = threading.Lock()
 
     def _factory(self, org_id: str) -> HonkerFactory:
@@ -107,47 +260,51 @@ class Feeds:
             after = start
         store = self.principals.store(principal)
         await run_in_threadpool(store.authorize, org_id, "read", "subscribe to changes")
-        subscription = await run_in_threadpool(self._open, org_id, chosen, run, graph, after)
+        key: _Key = (org_id, chosen, run, graph)
+        feed = await self._join(key)
         return EventSourceResponse(
-            _events(subscription), ping=max(1, round(self.heartbeat)), headers=_NO_BUFFERING
+            self._events(key, feed, after),
+            ping=max(1, round(self.heartbeat)),
+            headers=_NO_BUFFERING,
         )
 
-    def _open(
-        self, org_id: str, chosen: str, run: str | None, graph: str | None, after: int | None
-    ) -> Subscription:
-        factory = self._factory(org_id)
-        followed = live_projection(factory.datastore, _PROJECTORS[chosen])
-        return Subscription(
-            factory.datastore,
-            followed,
-            stream=factory.stream,
-            plain_state=plain_state_reader(factory),
-            run=run,
-            graph=graph,
-            after=after,
-            poll_interval=1.0,
-        )
+    async def _join(self, key: _Key) -> _Feed:
+        feed = self._feeds.get(key)
+        if feed is None:
+            org_id, chosen, run, graph = key
+            opener = _Opener(
+                await run_in_threadpool(self._factory, org_id), _PROJECTORS[chosen], run, graph
+            )
+            feed = await run_in_threadpool(_Feed, opener.factory, opener, self.poll_interval)
+            if key in self._feeds:  # another client made it meanwhile
+                feed.close()
+                feed = self._feeds[key]
+            else:
+                self._feeds[key] = feed
+                feed.start()
+        feed.clients += 1
+        return feed
+
+    async def _events(self, key: _Key, feed: _Feed, after: int | None) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in feed.stream(after):
+                yield chunk
+        finally:
+            feed.clients -= 1
+            if feed.clients == 0 and self._feeds.get(key) is feed:
+                del self._feeds[key]
+                feed.close()
 
     def close(self) -> None:
-        """Close every shared file (after the server stopped every stream)."""
+        """Close every feed and shared file (after the server ended every stream)."""
+        feeds, self._feeds = list(self._feeds.values()), {}
+        for feed in feeds:
+            feed.close()
         with self._lock:
             factories, self._factories = list(self._factories.values()), {}
         for factory in factories:
             factory.close()
         self._data.close()
-
-
-_NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-async def _events(subscription: Subscription) -> AsyncIterator[ServerSentEvent]:
-    try:
-        async for change in subscription:
-            yield ServerSentEvent(
-                data=msgspec.json.encode(change).decode(), id=str(change.position), event="change"
-            )
-    finally:
-        subscription.close()
 
 
 def _position(raw: str | None) -> int | None:

@@ -645,14 +645,18 @@ class Executor:
         projection = live_projection(
             read.datastore, FlowgraphProjection if flow else MetagraphProjection
         )
-        after = data.get("after")
+        after, name = data.get("after"), data.get("name")
+        seek = after is not None and name is None and not data.get("fromStart", False)
         subscription = self.store.subscribe(
             tenant,
             projection,
-            name=data.get("name"),
+            name=name,
             graph=data.get("graphId"),
             run=data.get("runId"),
-            from_start=bool(data.get("fromStart", False) or after is not None),
+            # An unnamed subscription starts right after ``after``; a named one resumes
+            # from its saved position, and ``after`` only filters what it hands out.
+            from_start=bool(data.get("fromStart", False) or (after is not None and not seek)),
+            **({"after": after} if seek else {}),
         )
         schema = op.spec.output_schema
         operation_id = op.operation_id
