@@ -24,6 +24,7 @@ SUITES: dict[str, str] = {
     "projections": "benchmarks.projections",  # catch-up, end to end, time travel, idle tenants
     "cli": "benchmarks.cli",  # command line start-up: --help and projector status vs python
     "target": "benchmarks.target",  # the event target: in-process and cross-process delivery
+    "serve": "benchmarks.serve",  # HTTP ingest vs in-process, SSE fan-out to 200, event target
 }
 
 RESULTS = Path(__file__).with_name("results")
