@@ -29,9 +29,9 @@ from typing import Final
 
 import msgspec
 from eventsourcing.utils import Environment
-from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
 
 from domain import Principal
 from graphstore.data import DataDirectory
@@ -53,6 +53,7 @@ _PROJECTORS: dict[str, type[MetagraphProjection] | type[FlowgraphProjection]] = 
     "flowgraph": FlowgraphProjection,
 }
 _NO_BUFFERING: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_EVENT_STREAM: Final = "text/event-stream"
 
 _Key = tuple[str, str, str | None, str | None]  # tenant, projector, run, graph
 
@@ -123,8 +124,9 @@ class _Feed:
             return None
         return b"".join(self.chunks[start:]), self.positions[-1]
 
-    async def stream(self, after: int | None) -> AsyncIterator[bytes]:
-        """One client's events: from after ``after`` (None: from now on), forever."""
+    async def stream(self, after: int | None, heartbeat: float) -> AsyncIterator[bytes]:
+        """One client's events: from after ``after`` (None: from now on), forever, with
+        a comment line after each ``heartbeat`` seconds without one."""
         position = self.head if after is None else after
         while True:
             if position < self.base:  # older than the feed keeps: catch up alone
@@ -137,7 +139,11 @@ class _Feed:
             changed = self.changed  # taken before looking: no batch is missed
             found = self.after(position)
             if found is None:
-                await changed.wait()
+                try:
+                    async with asyncio.timeout(heartbeat):
+                        await changed.wait()
+                except TimeoutError:
+                    yield b": ping\n\n"
                 continue
             chunk, position = found
             yield chunk
@@ -219,7 +225,7 @@ class Feeds:
                 found = self._factories[org_id] = HonkerFactory(env)
             return found
 
-    async def changes(self, request: Request) -> EventSourceResponse:
+    async def changes(self, request: Request) -> StreamingResponse:
         """``GET /v1/tenants/{org}/changes``: see the module docstring."""
         query = request.query_params
         principal = await run_in_threadpool(self.principals.authenticate, request)
@@ -242,7 +248,7 @@ class Feeds:
         run: str | None = None,
         graph: str | None = None,
         start: int | None = None,
-    ) -> EventSourceResponse:
+    ) -> StreamingResponse:
         """The SSE stream of one feed, for an authenticated principal; it begins after
         ``Last-Event-ID`` (or ``?after=``), else after ``start``, else with the changes
         committed from now on."""
@@ -262,10 +268,8 @@ class Feeds:
         await run_in_threadpool(store.authorize, org_id, "read", "subscribe to changes")
         key: _Key = (org_id, chosen, run, graph)
         feed = await self._join(key)
-        return EventSourceResponse(
-            self._events(key, feed, after),
-            ping=max(1, round(self.heartbeat)),
-            headers=_NO_BUFFERING,
+        return StreamingResponse(
+            self._events(key, feed, after), media_type=_EVENT_STREAM, headers=_NO_BUFFERING
         )
 
     async def _join(self, key: _Key) -> _Feed:
@@ -287,7 +291,8 @@ class Feeds:
 
     async def _events(self, key: _Key, feed: _Feed, after: int | None) -> AsyncIterator[bytes]:
         try:
-            async for chunk in feed.stream(after):
+            yield b": connected\n\n"  # the headers and a first line go out at once
+            async for chunk in feed.stream(after, self.heartbeat):
                 yield chunk
         finally:
             feed.clients -= 1
