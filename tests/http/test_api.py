@@ -10,10 +10,12 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
+import graphstore
 from graphstore.operations import spec_schema
 from tests.http.conftest import TENANT, Server, call, responded
 
 PROBLEM = "application/problem+json"
+JSON = {"Content-Type": "application/json"}
 
 
 def ingest(server: Server, events: list[dict[str, Any]], **headers: str) -> httpx.Response:
@@ -61,19 +63,14 @@ def test_json_lines_are_one_batch_and_a_bad_line_writes_nothing(server: Server) 
 @pytest.mark.parametrize(
     ("method", "path", "body", "headers", "status", "code"),
     [
-        ("post", "calls", b"[" * 10, {"Content-Type": "application/json"}, 400, "VALIDATION_ERROR"),
-        ("post", "calls", b'{"a": 1}', {"Content-Type": "application/json"}, 400, "VALIDATION_ERROR"),
+        ("post", "calls", b"[" * 10, JSON, 400, "VALIDATION_ERROR"),
+        ("post", "calls", b'{"a": 1}', JSON, 400, "VALIDATION_ERROR"),
         ("post", "calls", b"[]", {"Content-Type": "text/plain"}, 415, "UNSUPPORTED_MEDIA_TYPE"),
-        ("post", "calls", b"x" * (1024 * 1024 + 1), {"Content-Type": "application/json"}, 413,
-         "PAYLOAD_TOO_LARGE"),
-        ("post", "ops/graphstore.runs.list", b"{", {"Content-Type": "application/json"}, 400,
-         "VALIDATION_ERROR"),
-        ("post", "ops/nope.createNode", b"{}", {"Content-Type": "application/json"}, 404,
-         "OPERATION_NOT_FOUND"),
-        ("post", "ops/graphstore.runs.list", b'{"limit": "ten"}',
-         {"Content-Type": "application/json"}, 400, "VALIDATION_ERROR"),
-        ("post", "ops/graphstore.changes.run", b'{"runId": "r"}',
-         {"Content-Type": "application/json"}, 405, "METHOD_NOT_ALLOWED"),
+        ("post", "calls", b"x" * (1024 * 1024 + 1), JSON, 413, "PAYLOAD_TOO_LARGE"),
+        ("post", "ops/graphstore.runs.list", b"{", JSON, 400, "VALIDATION_ERROR"),
+        ("post", "ops/nope.createNode", b"{}", JSON, 404, "OPERATION_NOT_FOUND"),
+        ("post", "ops/graphstore.runs.list", b'{"limit": "ten"}', JSON, 400, "VALIDATION_ERROR"),
+        ("post", "ops/graphstore.changes.run", b'{"runId": "r"}', JSON, 405, "METHOD_NOT_ALLOWED"),
         ("get", "ops/graphstore.runs.list", b"", {}, 405, "METHOD_NOT_ALLOWED"),
         ("get", "changes?after=soon", b"", {}, 400, "VALIDATION_ERROR"),
         ("delete", "calls", b"", {}, 405, "METHOD_NOT_ALLOWED"),
@@ -138,8 +135,6 @@ def test_credentials_are_checked_and_refusals_are_audited(server: Server) -> Non
     )
     assert (op.status_code, op.json()["code"]) == (403, "ACCESS_DENIED")
     assert server.head() == before
-    import graphstore
-
     with graphstore.open(server.data) as operator:
         refusals = [e for e in operator.audit_log(org_id=TENANT) if e.action == "access.denied"]
     assert len(refusals) >= 2
