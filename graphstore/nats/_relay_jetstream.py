@@ -1,0 +1,166 @@
+"""The relay's side of JetStream: the events stream's configuration, what a subject
+already holds, and pipelined publishes whose acknowledgements are awaited in order.
+
+Publishes go through the core connection with a reply subject of this module's own
+(one subscription for every acknowledgement), not through ``JetStreamContext.publish``
+or ``publish_async``: the same protocol (an acknowledgement is JetStream's JSON reply to
+the message's reply subject) at about 1.7 times the rate, which is what the relay's
+throughput is made of. Everything else (stream info, a subject's last message, creating
+the stream) uses nats-py's JetStream API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Final, NamedTuple
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from graphstore.nats.subjects import EVENTS_STREAM, OFFSET_HEADER, events_subject
+
+__all__ = [
+    "DUPLICATE_WINDOW_S",
+    "EVENTS_SUBJECTS",
+    "EXPECTED_LAST_SEQUENCE",
+    "EXPECTED_LAST_SUBJECT_SEQUENCE",
+    "Ack",
+    "Publisher",
+    "RelayStreamError",
+    "Relayed",
+    "events_stream_config",
+]
+
+EVENTS_SUBJECTS: Final = "graphstore.*.events"
+"""The events stream's one subject filter: every tenant's ``graphstore.<tenant>.events``."""
+
+DUPLICATE_WINDOW_S: Final = 600.0
+"""Seconds JetStream remembers a ``Nats-Msg-Id`` (dropping a second message with it)."""
+
+EXPECTED_LAST_SEQUENCE: Final = "Nats-Expected-Last-Sequence"
+EXPECTED_LAST_SUBJECT_SEQUENCE: Final = "Nats-Expected-Last-Subject-Sequence"
+
+
+class RelayStreamError(Exception):
+    """The JetStream side is not as the relay needs it (a stream of the same name with
+    other subjects, a relayed message without its offset header)."""
+
+
+class Relayed(NamedTuple):
+    """A subject's last message: the tenant offset it carries and its stream sequence."""
+
+    offset: int
+    seq: int
+
+
+class Ack(msgspec.Struct, frozen=True):
+    """JetStream's reply to a publish: the stored sequence, or an error."""
+
+    seq: int = 0
+    duplicate: bool = False
+    error: dict[str, object] | None = None
+
+
+_ACK: Final = msgspec.json.Decoder(Ack)
+
+
+def events_stream_config() -> StreamConfig:
+    """``GRAPHSTORE_EVENTS`` as the relay creates it when it is missing (docs/scale.md):
+    subjects ``graphstore.*.events``, file storage, limits retention with no limit (an
+    operator may add ``max_age``/``max_bytes`` later), discard old, the duplicate window
+    above, direct get allowed (readers fetch a subject's last message cheaply)."""
+    return StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=[EVENTS_SUBJECTS],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        allow_direct=True,
+        description="graphstore tenant streams, relayed entry by entry (docs/scale.md)",
+    )
+
+
+class Publisher:
+    """Publishes on one connection; :meth:`publish` returns a future of the :class:`Ack`."""
+
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._prefix = ""
+        self._tokens = itertools.count()
+        self._waiting: dict[str, asyncio.Future[Ack]] = {}
+        self._subscription: Subscription | None = None
+
+    async def open(self) -> int:
+        """Create the events stream if missing; subscribe to acknowledgements. Returns
+        the stream's last sequence."""
+        try:
+            info = await self._js.stream_info(EVENTS_STREAM)
+        except NotFoundError:
+            info = await self._js.add_stream(events_stream_config())
+        subjects = list(info.config.subjects or [])
+        if EVENTS_SUBJECTS not in subjects:
+            raise RelayStreamError(
+                f"JetStream stream {EVENTS_STREAM} exists with subjects {subjects}; the relay "
+                f"needs {EVENTS_SUBJECTS!r} (docs/scale.md, 'JetStream configuration')"
+            )
+        self._prefix = self._nc.new_inbox() + "."
+        self._subscription = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)
+        return await self.last_sequence()
+
+    async def last_sequence(self) -> int:
+        """The events stream's last sequence (0 when nothing was ever stored)."""
+        info = await self._js.stream_info(EVENTS_STREAM)
+        return int(info.state.last_seq)
+
+    async def last_relayed(self, tenant: str) -> Relayed | None:
+        """The last message of ``graphstore.<tenant>.events``; None if it holds none."""
+        try:
+            msg = await self._js.get_last_msg(EVENTS_STREAM, events_subject(tenant))
+        except NotFoundError:
+            return None
+        raw = (msg.headers or {}).get(OFFSET_HEADER)
+        if raw is None or not raw.isdigit():
+            raise RelayStreamError(
+                f"the last message of {events_subject(tenant)} (sequence {msg.seq}) has no "
+                f"{OFFSET_HEADER} header: something other than the relay publishes there"
+            )
+        return Relayed(int(raw), int(msg.seq or 0))
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[Ack]:
+        """Send one message; the future resolves with JetStream's acknowledgement."""
+        token = str(next(self._tokens))
+        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = future
+        await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+        return future
+
+    def fail(self, error: BaseException) -> None:
+        """Fail every unanswered publish with ``error`` (the connection is gone)."""
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(error)
+
+    def forget(self) -> None:
+        """Drop every unanswered publish (their futures are cancelled)."""
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            future.cancel()
+
+    async def _on_ack(self, msg: Msg) -> None:
+        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
+        if future is None or future.done():
+            return
+        try:
+            future.set_result(_ACK.decode(msg.data))
+        except msgspec.DecodeError as exc:
+            future.set_exception(RelayStreamError(f"unreadable acknowledgement: {exc}"))
