@@ -163,6 +163,12 @@ app.add_typer(projector_app, name="projector")
 from graphstore._ops_cli import ops_app  # noqa: E402 - typer only; the store loads later
 
 app.add_typer(ops_app, name="ops")
+from graphstore._remote_cli import register as _register_remote  # noqa: E402 - typer only
+
+_register_remote(app)
+from graphstore._relay_cli import relay_app  # noqa: E402 - typer only; nats loads later
+
+app.add_typer(relay_app, name="relay")
 
 _R = TypeVar("_R")
 

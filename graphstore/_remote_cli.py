@@ -1,0 +1,120 @@
+"""The ``graphstore project-remote`` and ``graphstore ingest-nats`` commands
+(docs/scale.md, "Remote projections" and "Spokes").
+
+Imports typer and nothing of the store or of nats-py at module level, so registering
+the commands in :mod:`graphstore.cli` keeps ``graphstore --help`` fast; each command
+imports what it needs when it runs (and the command line's helpers from
+:mod:`graphstore.cli`, which imports this module while it is being built).
+"""
+
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from graphstore.cli import Session
+
+__all__ = ["ingest_nats", "project_remote", "register"]
+
+
+def _until_interrupted(
+    session: Session, what: str, status: Callable[[], list[Any]], every: float
+) -> None:
+    """Block until SIGINT or SIGTERM, printing ``status()`` every ``every`` seconds."""
+    import msgspec
+
+    stopped = threading.Event()
+
+    def stop(*_: object) -> None:
+        stopped.set()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    session.output.err.print(f"{what}; Ctrl-C stops", markup=False)
+    try:
+        while not stopped.wait(every if every > 0 else 3600):
+            if every > 0:
+                for line in status():
+                    session.output.err.print(msgspec.json.encode(line).decode(), markup=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def project_remote(
+    ctx: typer.Context,
+    nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (nats://host:port).")],
+    tenant: Annotated[
+        list[str] | None,
+        typer.Option(help="Follow this tenant (repeat); default: every tenant relayed."),
+    ] = None,
+    status_every: Annotated[
+        float, typer.Option(help="Print each tenant's status this often (seconds; 0: never).")
+    ] = 30.0,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Entries applied per transaction, at most.")
+    ] = 500,
+) -> None:
+    """Keep the flowgraph views and metagraph tables of relayed tenants in this machine's
+    --data-dir (mirror-<tenant>.db), from JetStream, until interrupted. Never opens a
+    tenant file; needs a relay publishing the tenants' streams."""
+    from graphstore.cli import _run
+
+    def action(session: Session) -> None:
+        from graphstore.nats.remote import RemoteProjector
+
+        remote = RemoteProjector(
+            nats_url, session.data_dir, tenants=tenant or None, batch_size=batch_size
+        )
+        with remote:
+            _until_interrupted(
+                session,
+                f"projecting relayed tenants from {nats_url} into {session.data_dir}",
+                remote.status,
+                status_every,
+            )
+
+    _run(ctx, action)
+
+
+def ingest_nats(
+    ctx: typer.Context,
+    nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (nats://host:port).")],
+    tenant: Annotated[
+        list[str] | None,
+        typer.Option(help="Consume this tenant's calls (repeat); default: every tenant."),
+    ] = None,
+    status_every: Annotated[
+        float, typer.Option(help="Print each tenant's status this often (seconds; 0: never).")
+    ] = 30.0,
+) -> None:
+    """Fold spokes' call events (graphstore.<tenant>.calls on JetStream) into the tenants
+    of --data-dir, exactly once, until interrupted (the hub's side of the spokes)."""
+    from graphstore.cli import _run
+
+    def action(session: Session) -> None:
+        from graphstore.nats.ingester import Ingester
+
+        session.store.authorize_operator("ingest call events into every tenant")
+        with Ingester(nats_url, session.store, tenants=tenant or None) as ingester:
+            _until_interrupted(
+                session,
+                f"ingesting call events from {nats_url} into {session.data_dir}",
+                ingester.status,
+                status_every,
+            )
+
+    _run(ctx, action)
+
+
+def register(app: typer.Typer) -> None:
+    """Add both commands to the ``graphstore`` app."""
+    app.command("project-remote")(project_remote)
+    app.command("ingest-nats")(ingest_nats)

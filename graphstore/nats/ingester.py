@@ -1,0 +1,469 @@
+"""The hub's ingester: call events from spokes, folded into each tenant's call graph.
+
+:class:`Ingester` consumes ``graphstore.<tenant>.calls`` (stream ``GRAPHSTORE_CALLS``,
+:mod:`graphstore.nats.subjects`) with one durable JetStream pull consumer per tenant
+(``ingest-<tenant>``, explicit acknowledgement) and folds each fetched batch with
+:func:`domain.calls.ingest` into the tenant's file, exactly once in effect:
+
+- the batch's events and the consumer's position (the JetStream stream sequence of its
+  last message, Honker consumer ``nats-ingest@v1`` of stream ``nats:GRAPHSTORE_CALLS``
+  in the tenant file) commit in ONE transaction, a compare-and-set on the position read
+  (``UnitOfWork.save_position``);
+- each message is acknowledged only after that transaction commits; a message at or
+  below the saved position (redelivered after a crash between commit and
+  acknowledgement, or after the server lost an acknowledgement) is acknowledged and
+  changes nothing; call events are idempotent in the call ledger anyway (an event id
+  already applied to a call changes nothing);
+- a batch that fails for the file's sake (busy, full) or a lost race is tried again,
+  the same messages, with backoff: the consumer never moves past a message that was not
+  committed.
+
+**Refused events.** An event the protocol or the call rules refuse (malformed, unknown
+call, conflict, cycle) must not block the subject for ever, and must not vanish: the
+batch is folded event by event, and each refused event is written to the tenant file's
+dead-letter stream ``nats-ingest@v1.dead-letters`` (its stream sequence, the message as
+published, the error's class, code and message: :class:`NatsDeadLetter`) in the same
+transaction that moves the position past it; then it is acknowledged. Read them with
+:meth:`Ingester.dead_letters`; publish one again from a spoke once its cause is fixed.
+A dead letter in the tenant file rather than a dead-letter subject: it commits
+atomically with the position (a subject could not), it is kept with the tenant (moves
+with it, is backed up with it), and it is where the local intake keeps its own
+(:class:`projections.CallIntake`).
+
+Trouble with the server is reported (state ``backing-off``, the error, a warning log)
+and retried with exponential backoff up to :data:`MAX_BACKOFF`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import msgspec
+import nats
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from domain import Metagraph, check_org_id
+from domain.calls import DEFAULT_ABORT_POLICY, AbortPolicy, CallEvent, OperationTypes, ingest
+from domain.calls.protocol import decode_event
+from domain.errors import ConcurrencyError, DomainError, InvalidCallEventError
+from domain.unit_of_work import UnitOfWork
+from graphstore.nats.spoke import ensure_calls_stream
+from graphstore.nats.subjects import CALLS_STREAM, calls_subject
+from graphstore.store import Store
+from streams import read_after, saved_position
+
+__all__ = [
+    "CONSUMER",
+    "DEAD_LETTERS",
+    "MAX_BACKOFF",
+    "POSITION_STREAM",
+    "Ingester",
+    "IngesterState",
+    "IngesterStatus",
+    "NatsDeadLetter",
+    "durable_name",
+    "fold_messages",
+]
+
+log = structlog.wrap_logger(logging.getLogger("graphstore.nats"))
+
+CONSUMER: Final = "nats-ingest@v1"
+"""The Honker consumer name under which the ingester's position is kept in a tenant file."""
+POSITION_STREAM: Final = f"nats:{CALLS_STREAM}"
+"""The stream name of that position (JetStream stream sequences of ``GRAPHSTORE_CALLS``)."""
+DEAD_LETTERS: Final = f"{CONSUMER}.dead-letters"
+MAX_BACKOFF: Final = 5.0
+DEFAULT_BATCH: Final = 500
+
+IngesterState = Literal["starting", "consuming", "backing-off", "stopped"]
+
+
+def durable_name(tenant: str) -> str:
+    """The durable JetStream consumer of a tenant's calls: ``ingest-<tenant>``."""
+    return f"ingest-{tenant}"
+
+
+class NatsDeadLetter(msgspec.Struct, frozen=True, kw_only=True):
+    """A call event the ingester refused: its stream ``sequence``, the ``message`` as
+    published (JSON text), the refusal's class (``error``), ``code`` and ``message``;
+    ``parked_at`` in ms since the epoch."""
+
+    sequence: int
+    message: str
+    error: str
+    code: str
+    reason: str
+    parked_at: int
+
+
+class IngesterStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One tenant's ingestion: ``position`` (last stream sequence folded), ``pending``
+    (messages JetStream still holds for it, from the last batch), ``folded`` and
+    ``refused`` (by this process), ``error`` (the last trouble while backing off)."""
+
+    tenant: str
+    state: IngesterState
+    position: int
+    pending: int
+    folded: int
+    refused: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Folded:
+    position: int
+    folded: int
+    refused: int
+
+
+def _sequence(msg: Msg) -> int:
+    return int(msg.metadata.sequence.stream)
+
+
+def fold_messages(
+    app: Metagraph,
+    messages: Sequence[tuple[int, bytes]],
+    *,
+    operation_types: OperationTypes | None = None,
+    abort_policy: AbortPolicy = DEFAULT_ABORT_POLICY,
+) -> tuple[int, int, int]:
+    """Fold ``(stream sequence, payload)`` pairs (stream order) into ``app``'s call
+    graph with the position, exactly once; returns (position, folded, refused).
+
+    Pairs at or below the saved position are passed over. Raises database errors and
+    :class:`~domain.errors.ConcurrencyError` (nothing committed: try the same pairs
+    again).
+    """
+    datastore = getattr(app.recorder, "datastore", None)
+    if datastore is None:
+        raise TypeError("the ingester needs a tenant on Honker persistence (streams.persistence)")
+    saved = saved_position(datastore, CONSUMER, POSITION_STREAM)
+    fresh = [(seq, data) for seq, data in messages if seq > (saved or 0)]
+    if not fresh:
+        return saved or 0, 0, 0
+    parsed: list[tuple[int, bytes, CallEvent | InvalidCallEventError]] = []
+    for seq, data in fresh:
+        try:
+            parsed.append((seq, data, decode_event(data)))
+        except InvalidCallEventError as exc:
+            parsed.append((seq, data, exc))
+    calls = [call for _, _, call in parsed if isinstance(call, CallEvent)]
+
+    def commit(
+        expected: int | None,
+        upto: int,
+        batch: list[CallEvent],
+        dead: tuple[int, bytes, DomainError] | None = None,
+    ) -> None:
+        def work(unit: UnitOfWork) -> None:
+            unit.save_position(CONSUMER, POSITION_STREAM, upto, expected=expected)
+            if dead is not None:
+                seq, data, error = dead
+                letter = NatsDeadLetter(
+                    sequence=seq,
+                    message=data.decode("utf-8", "replace"),
+                    error=type(error).__name__,
+                    code=error.code,
+                    reason=str(error),
+                    parked_at=time.time_ns() // 1_000_000,
+                )
+                unit.publish(DEAD_LETTERS, msgspec.to_builtins(letter), key=str(seq))
+            if batch:
+                ingest(app, batch, abort_policy=abort_policy, operation_types=operation_types)
+
+        app.atomic(work)
+
+    last = fresh[-1][0]
+    if len(calls) == len(parsed):
+        try:
+            commit(saved, last, calls)
+            return last, len(calls), 0
+        except ConcurrencyError:
+            raise
+        except DomainError:
+            pass  # one of them is refused: find it, event by event
+    position, folded, refused = saved, 0, 0
+    for seq, data, call in parsed:
+        refusal: DomainError | None = call if isinstance(call, DomainError) else None
+        if isinstance(call, CallEvent):
+            try:
+                commit(position, seq, [call])
+                folded += 1
+            except ConcurrencyError:
+                raise
+            except DomainError as exc:
+                refusal = exc
+        if refusal is not None:
+            commit(position, seq, [], (seq, data, refusal))
+            refused += 1
+            log.warning(
+                "call event refused, dead-lettered",
+                tenant=getattr(datastore, "tenant", None),
+                sequence=seq,
+                error=type(refusal).__name__,
+            )
+        position = seq
+    return last, folded, refused
+
+
+@dataclass(eq=False)
+class _Tenant:
+    org_id: str
+    app: Metagraph
+    state: IngesterState = "starting"
+    position: int = 0
+    pending: int = 0
+    folded: int = 0
+    refused: int = 0
+    error: str | None = None
+    backoff: float = 0.0
+    task: asyncio.Task[None] | None = None
+
+
+class Ingester:
+    """Folds spokes' call events from JetStream into the tenants of ``data`` (a data
+    directory path, or an open :class:`~graphstore.store.Store`, which stays open). See
+    the module docstring. ``tenants``: these org ids (None: every registered tenant,
+    looked up every ``discover_interval`` seconds).
+
+    Run it with ``await ingester.run()`` or in a thread of its own with :meth:`start` /
+    :meth:`stop`; :meth:`status` may be read from any thread.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        data: Store | str | os.PathLike[str],
+        *,
+        tenants: Iterable[str] | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        operation_types: OperationTypes | None = None,
+        abort_policy: AbortPolicy = DEFAULT_ABORT_POLICY,
+        discover_interval: float = 2.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size} must be at least 1")
+        self.url = url
+        self.fixed = None if tenants is None else sorted({check_org_id(t) for t in tenants})
+        self._own_store = not isinstance(data, Store)
+        self.store = data if isinstance(data, Store) else Store(data)
+        self.batch_size = batch_size
+        self.operation_types = operation_types
+        self.abort_policy: AbortPolicy = abort_policy
+        self.discover_interval = discover_interval
+        self._tenants: dict[str, _Tenant] = {}
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._reconnects = 0
+
+    # --- reports ------------------------------------------------------------------------
+
+    def status(self) -> list[IngesterStatus]:
+        """Every tenant consumed, sorted by org id."""
+        return [
+            IngesterStatus(
+                tenant=t.org_id,
+                state=t.state,
+                position=t.position,
+                pending=t.pending,
+                folded=t.folded,
+                refused=t.refused,
+                error=t.error,
+            )
+            for t in sorted(list(self._tenants.values()), key=lambda t: t.org_id)
+        ]
+
+    def dead_letters(self, org_id: str) -> list[NatsDeadLetter]:
+        """The refused call events of a tenant, in the order they were refused."""
+        datastore: Any = self.store.tenant(org_id).recorder.datastore  # type: ignore[attr-defined]
+        entries = read_after(datastore, DEAD_LETTERS, 0)
+        return [msgspec.json.decode(e.payload, type=NatsDeadLetter) for e in entries]
+
+    # --- running ------------------------------------------------------------------------
+
+    def start(self) -> Ingester:
+        """Run in a thread of its own until :meth:`stop`."""
+        ready = threading.Event()
+
+        def main() -> None:
+            async def go() -> None:
+                self._stop = asyncio.Event()
+                self._loop = asyncio.get_running_loop()
+                ready.set()
+                await self.run()
+
+            asyncio.run(go())
+
+        self._thread = threading.Thread(target=main, name="nats-ingester", daemon=True)
+        self._thread.start()
+        ready.wait()
+        return self
+
+    def stop(self) -> None:
+        """Stop consuming (from any thread); closes the store if it opened it."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(stop.set)
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> Ingester:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def run(self) -> None:
+        """Consume until :meth:`stop` (or the task is cancelled)."""
+        self._loop = asyncio.get_running_loop()
+        if self._stop is None:
+            self._stop = asyncio.Event()
+        stop = self._stop
+        nc: Client | None = None
+        try:
+            nc = await self._connect(stop)
+            if nc is None:
+                return
+            js = nc.jetstream()
+            while not stop.is_set():
+                for org_id in await asyncio.to_thread(self._wanted):
+                    if org_id not in self._tenants:
+                        app = await asyncio.to_thread(self.store.tenant, org_id)
+                        tenant = _Tenant(org_id, app)
+                        self._tenants[org_id] = tenant
+                        tenant.task = asyncio.create_task(
+                            self._consume(tenant, js), name=f"ingest-{org_id}"
+                        )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.discover_interval)
+        finally:
+            tasks = [t.task for t in self._tenants.values() if t.task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for tenant in self._tenants.values():
+                tenant.state = "stopped"
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+            if self._own_store:
+                await asyncio.to_thread(self.store.close)
+
+    def _wanted(self) -> list[str]:
+        return self.fixed if self.fixed is not None else self.store.tenants()
+
+    async def _connect(self, stop: asyncio.Event) -> Client | None:
+        backoff = 0.0
+        while not stop.is_set():
+            try:
+                return await nats.connect(
+                    self.url,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.25,
+                    connect_timeout=2,
+                    reconnected_cb=self._reconnected,
+                    disconnected_cb=self._disconnected,
+                    error_cb=self._error,
+                )
+            except Exception as exc:
+                backoff = min(max(backoff * 2, 0.05), MAX_BACKOFF)
+                log.warning("nats unreachable, retrying", url=self.url, error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), backoff)
+        return None
+
+    async def _reconnected(self) -> None:
+        self._reconnects += 1
+        log.info("nats reconnected", url=self.url)
+
+    async def _disconnected(self) -> None:
+        log.warning("nats disconnected", url=self.url)
+
+    async def _error(self, exc: Exception) -> None:
+        log.debug("nats client error", error=str(exc))
+
+    async def _consume(self, tenant: _Tenant, js: JetStreamContext) -> None:
+        assert self._stop is not None
+        stop = self._stop
+        held: list[Msg] = []  # fetched, not yet committed: never fetch past them
+        while not stop.is_set():
+            sub: JetStreamContext.PullSubscription | None = None
+            try:
+                await ensure_calls_stream(js)
+                sub = await js.pull_subscribe(
+                    calls_subject(tenant.org_id),
+                    durable=durable_name(tenant.org_id),
+                    stream=CALLS_STREAM,
+                    config=ConsumerConfig(
+                        ack_policy=AckPolicy.EXPLICIT,
+                        deliver_policy=DeliverPolicy.ALL,
+                        ack_wait=30.0,
+                        max_ack_pending=20_000,
+                    ),
+                )
+                reconnects = self._reconnects
+                while not stop.is_set():
+                    if self._reconnects != reconnects:
+                        raise ConnectionError("reconnected to nats: consumer bound again")
+                    if not held:
+                        try:
+                            held = await sub.fetch(self.batch_size, timeout=0.5)
+                        except (TimeoutError, nats.errors.TimeoutError):
+                            tenant.pending = 0
+                            tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
+                            continue
+                    await self._fold(tenant, held)
+                    for msg in held:  # committed: acknowledge (a lost ack is harmless)
+                        with contextlib.suppress(Exception):
+                            await msg.ack()
+                    tenant.pending = int(held[-1].metadata.num_pending or 0)
+                    held = []
+                    tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                tenant.backoff = min(max(tenant.backoff * 2, 0.05), MAX_BACKOFF)
+                tenant.state, tenant.error = "backing-off", f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "ingester backing off",
+                    tenant=tenant.org_id,
+                    error=tenant.error,
+                    retry_in=tenant.backoff,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), tenant.backoff)
+            finally:
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+
+    async def _fold(self, tenant: _Tenant, msgs: Sequence[Msg]) -> None:
+        pairs = sorted(((_sequence(m), m.data) for m in msgs), key=lambda p: p[0])
+        result = await asyncio.to_thread(
+            fold_messages,
+            tenant.app,
+            pairs,
+            operation_types=self.operation_types,
+            abort_policy=self.abort_policy,
+        )
+        folded = _Folded(*result)
+        tenant.position = folded.position
+        tenant.folded += folded.folded
+        tenant.refused += folded.refused

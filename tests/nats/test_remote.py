@@ -1,0 +1,209 @@
+"""Projections on another machine: a tenant followed from JetStream into a mirror that
+equals the local projections row for row, served (runs, subscriptions) from there,
+surviving kill -9 of the remote process and of the NATS server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from domain import Principal
+from graphstore.nats.remote import RemoteProjector
+from graphstore.store import Store
+from projections import FlowgraphProjection, Subscription
+from projections.mirror import Mirror, mirror_path
+from streams import HonkerDatastore, read_after
+from tests.nats._remote_data import assert_equal_views, positions, write_history
+from tests.nats.conftest import NatsServer, publish_tenant_stream
+from tests.projections.rebuild_check import catch_up_in_process, file_env
+
+
+def _tenant(data: Path, org: str, runs: int, *, nodes: int = 5) -> tuple[Path, int]:
+    """A registered tenant with a history; its file and its stream's head."""
+    with Store(data) as store:
+        email = f"ada@{org}.example"
+        store.identity.create_account(email, "Ada", actor=Principal.system(), access_level="admin")
+        store.create_tenant(org, name=org.title(), owner_email=email)
+        app = store.tenant(org)
+        write_history(app, org, runs, graph_nodes=nodes)
+        head = app.recorder.max_notification_id() or 0
+        path = store.data.tenant_path(org)
+    catch_up_in_process(path)
+    return path, head
+
+
+def _publish(url: str, path: Path, org: str, after: int = 0) -> int:
+    return asyncio.run(publish_tenant_stream(url, path, org, after=after))
+
+
+def test_a_mirror_equals_the_local_projections_and_serves_runs_and_changes(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    path, head = _tenant(tmp_path / "hub", "acme", runs=12)
+    assert _publish(nats_server.url, path, "acme") == head
+    remote_dir = tmp_path / "remote"
+    with RemoteProjector(nats_server.url, remote_dir, discover_interval=0.1) as remote:
+        deadline = time.monotonic() + 30
+        while "acme" not in {s.tenant for s in remote.status()}:
+            assert time.monotonic() < deadline, "the tenant was not discovered"
+            time.sleep(0.02)
+        mirror = remote.mirror("acme")
+        assert mirror.wait_for(head, timeout=30)
+        compared = assert_equal_views(path, mirror_path(remote_dir, "acme"))
+        assert compared > 12 * 4
+
+        # Runs queries, from the mirror: the same answers as from the tenant file.
+        with (
+            mirror.views() as views,
+            Store(tmp_path / "hub") as store,
+            store.views("acme") as local,
+        ):
+            assert views.runs(limit=100) == local.runs(limit=100)
+            assert views.call_tree("acme-3") == local.call_tree("acme-3")
+
+        # A change subscription from the mirror: every change of the file's, same
+        # positions; a live one sees a change the relay carries later.
+        env = file_env(path)
+        with Subscription.open(env, FlowgraphProjection(), from_start=True) as local_sub:
+            expected = local_sub.poll()
+        with mirror.subscribe(from_start=True) as remote_sub:
+            assert remote_sub.poll() == expected
+        with mirror.subscribe(run="acme-5", from_start=True) as run_sub:
+            run_changes = run_sub.poll()
+        assert {c.call_id for c in run_changes} == {"acme-5", *(f"acme-5.{i}" for i in range(3))}
+
+        live = mirror.subscribe()
+        with Store(tmp_path / "hub") as store:
+            app = store.tenant("acme")
+            write_history(app, "late", 1, graph_nodes=1)
+            new_head = app.recorder.max_notification_id() or 0
+        catch_up_in_process(path)
+        _publish(nats_server.url, path, "acme", after=head)
+        change = live.next(timeout=30)
+        live.close()
+        assert change is not None and head < change.position <= new_head
+        assert mirror.wait_for(new_head, timeout=30)
+    assert_equal_views(path, mirror_path(remote_dir, "acme"))
+
+
+def test_redelivered_entries_change_nothing(tmp_path: Path) -> None:
+    path, head = _tenant(tmp_path / "hub", "acme", runs=3)
+    db = HonkerDatastore(path)
+    entries = read_after(db, "metagraph", 0)
+    db.close()
+    with Mirror.open(tmp_path / "remote", "acme") as mirror:
+        half = len(entries) // 2
+        assert mirror.apply(entries[:half]) == half
+        assert mirror.apply(entries) == len(entries) - half  # overlapping redelivery
+        assert mirror.apply(entries[:half]) == 0
+        assert mirror.position == head
+    assert_equal_views(path, mirror_path(tmp_path / "remote", "acme"))
+
+
+def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "graphstore",
+        "--data-dir",
+        str(remote_dir),
+        "project-remote",
+        "--nats",
+        url,
+        "--tenant",
+        "acme",
+        "--status-every",
+        "0",
+        "--batch-size",
+        "40",
+    ]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+
+
+def _mirror_position(remote_dir: Path) -> int:
+    mirror = mirror_path(remote_dir, "acme")
+    if not mirror.exists():
+        return 0
+    return min(positions(mirror).values(), default=0)
+
+
+def test_a_remote_process_killed_mid_work_resumes_with_no_gap_and_no_duplicate(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """The remote projector is a process of its own, with its own data directory (it
+    never sees the tenant file); kill -9 it while it applies, again and again."""
+    path, head = _tenant(tmp_path / "hub", "acme", runs=150, nodes=3)
+    _publish(nats_server.url, path, "acme")
+    remote_dir = tmp_path / "remote"
+    log = tmp_path / "remote.log"
+    rng = random.Random(11)
+    mid_work = 0
+    for _ in range(4):
+        before = _mirror_position(remote_dir)
+        if before >= head:
+            break
+        process = _remote_process(nats_server.url, remote_dir, log)
+        try:
+            deadline = time.monotonic() + 60
+            while _mirror_position(remote_dir) <= before:  # it is applying
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0, 0.05))
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if _mirror_position(remote_dir) < head:
+            mid_work += 1
+    assert mid_work >= 2, "the kills did not land while the remote was applying"
+    process = _remote_process(nats_server.url, remote_dir, log)
+    try:
+        deadline = time.monotonic() + 60
+        while _mirror_position(remote_dir) < head:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert_equal_views(path, mirror_path(remote_dir, "acme"))
+    with Mirror.open(remote_dir, "acme") as mirror:  # each entry kept once, all of them
+        kept = [e.offset for e in mirror.entries()]
+    db = HonkerDatastore(path)
+    assert kept == [e.offset for e in read_after(db, "metagraph", 0)]
+    db.close()
+
+
+def test_the_remote_backs_off_while_the_server_is_down_and_catches_up(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    path, head = _tenant(tmp_path / "hub", "acme", runs=4)
+    _publish(nats_server.url, path, "acme")
+    remote_dir = tmp_path / "remote"
+    with RemoteProjector(nats_server.url, remote_dir, tenants=["acme"]) as remote:
+        assert remote.mirror("acme").wait_for(head, timeout=30)
+        nats_server.stop(signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not any(s.state == "backing-off" and s.error for s in remote.status()):
+            assert time.monotonic() < deadline, remote.status()
+            time.sleep(0.05)
+        with Store(tmp_path / "hub") as store:  # the tenant goes on while NATS is away
+            app = store.tenant("acme")
+            write_history(app, "away", 3, graph_nodes=1)
+            new_head = app.recorder.max_notification_id() or 0
+        catch_up_in_process(path)
+        nats_server.start()
+        _publish(nats_server.url, path, "acme", after=head)
+        assert remote.mirror("acme").wait_for(new_head, timeout=60), remote.status()
+        deadline = time.monotonic() + 30
+        while remote.status()[0].state != "following":
+            assert time.monotonic() < deadline, remote.status()
+            time.sleep(0.05)
+    assert_equal_views(path, mirror_path(remote_dir, "acme"))
