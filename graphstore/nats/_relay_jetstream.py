@@ -149,6 +149,7 @@ class Publisher:
         for future in waiting.values():
             if not future.done():
                 future.set_exception(error)
+                future.exception()  # retrieved: only the first one awaited raises it
 
     def forget(self) -> None:
         """Drop every unanswered publish (their futures are cancelled)."""

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -212,7 +213,6 @@ class Relay:
         self._error: str | None = None
         self._down_since: float | None = None
         self._stream_seq = 0
-        self._publisher: Publisher | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
@@ -232,6 +232,7 @@ class Relay:
         backoff = 0.0
         try:
             while not self._stopping:
+                publishers: list[Publisher] = []  # this connection's (for its callback)
                 try:
                     nc = await nats.connect(
                         servers=self.servers,
@@ -240,13 +241,13 @@ class Relay:
                         max_reconnect_attempts=0,
                         name="graphstore-relay",
                         error_cb=_connection_error,
-                        disconnected_cb=self._disconnected,
+                        disconnected_cb=functools.partial(_disconnected, publishers),
                     )
                 except (OSError, NatsError, TimeoutError) as exc:
                     backoff = await self._down(f"cannot connect: {_describe(exc)}", backoff)
                     continue
                 try:
-                    await self._serve(nc)
+                    await self._serve(nc, publishers)
                     backoff = 0.0
                 except _ResyncError as exc:
                     log.info("relay resynchronises with JetStream", reason=str(exc))
@@ -350,13 +351,9 @@ class Relay:
         await self._sleep(wait, self._stopped)
         return wait
 
-    async def _disconnected(self) -> None:
-        publisher = self._publisher
-        if publisher is not None:
-            publisher.fail(ConnectionError("disconnected from the NATS server"))
-
-    async def _serve(self, nc: Client) -> None:
-        publisher = self._publisher = Publisher(nc)
+    async def _serve(self, nc: Client, publishers: list[Publisher]) -> None:
+        publisher = Publisher(nc)
+        publishers.append(publisher)
         self._stream_seq = await publisher.open()
         with self._lock:
             self._connected, self._error, self._down_since = True, None, None
@@ -617,6 +614,12 @@ def _status(
         if position_time is not None:
             seconds = max(0.0, (head.time - position_time) / 1000)
     return TenantRelayStatus(org_id, position, head.offset, lag, seconds)
+
+
+async def _disconnected(publishers: list[Publisher]) -> None:
+    """A connection's ``disconnected_cb``: its unanswered publishes fail at once."""
+    for publisher in publishers:
+        publisher.fail(ConnectionError("disconnected from the NATS server"))
 
 
 async def _connection_error(exc: Exception) -> None:

@@ -1,0 +1,167 @@
+"""The ``graphstore relay`` commands: relay every tenant's stream to NATS JetStream, and
+show how far each tenant is relayed (docs/scale.md).
+
+Imports typer and nothing of the store or of nats at module level, so registering it in
+:mod:`graphstore.cli` keeps ``graphstore --help`` fast; each command imports what it
+needs when it runs (the command line's helpers from :mod:`graphstore.cli` too: that
+module imports this one while it is being built).
+"""
+
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from graphstore.cli import Session
+    from graphstore.nats.relay import TenantRelayStatus
+
+__all__ = ["relay_app"]
+
+relay_app = typer.Typer(
+    help="Relay every tenant's stream to NATS JetStream (docs/scale.md); `relay status`.",
+    invoke_without_command=True,
+)
+
+_NATS_HELP = "NATS server URL(s), comma-separated (e.g. nats://127.0.0.1:4222)."
+
+
+@relay_app.callback()
+def relay_run(
+    ctx: typer.Context,
+    nats_url: Annotated[
+        str | None, typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP)
+    ] = None,
+    consumer: Annotated[str, typer.Option(help="The relay's consumer name.")] = "relay@v1",
+    batch_size: Annotated[int, typer.Option(help="Entries read and published at once.")] = 500,
+    status_every: Annotated[
+        float, typer.Option(help="Print the relay's status this often (seconds; 0: never).")
+    ] = 30.0,
+) -> None:
+    """Relay every tenant's stream to JetStream until interrupted (Ctrl-C): each entry on
+    graphstore.<tenant>.events, exactly once, in order. New tenants are followed as they
+    are registered; a NATS server that is down is retried and caught up on."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from graphstore.cli import ExitCode, _run
+
+    if not nats_url:
+        typer.echo("give the NATS server: --nats nats://HOST:PORT", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+
+    def action(session: Session) -> None:
+        from graphstore.nats.relay import Relay, RelayError
+
+        session.store.authorize_operator("relay every tenant's stream")
+        try:
+            relay = Relay(
+                session.data, _servers(nats_url), consumer=consumer, batch_size=batch_size
+            )
+        except RelayError as exc:
+            session.output.error(str(exc))
+            raise typer.Exit(ExitCode.USAGE) from None
+        with relay:
+            session.output.err.print(
+                f"relaying every tenant of {session.data_dir} to {nats_url}; Ctrl-C stops",
+                markup=False,
+            )
+            try:
+                while True:
+                    time.sleep(status_every if status_every > 0 else 3600)
+                    if status_every > 0:
+                        _print_running(session, relay)
+            except KeyboardInterrupt:
+                pass
+        _print_running(session, relay)
+
+    _run(ctx, action)
+
+
+@relay_app.command("status")
+def relay_status_command(
+    ctx: typer.Context,
+    nats_url: Annotated[
+        str | None, typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP)
+    ] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    consumer: Annotated[str, typer.Option(help="The relay's consumer name.")] = "relay@v1",
+) -> None:
+    """Each tenant's relay position, head and lag (events, seconds), read from the files
+    (no relay needs to run); with --nats also each subject's last relayed offset."""
+    from graphstore.cli import ExitCode, _run
+
+    def action(session: Session) -> None:
+        import asyncio
+
+        from graphstore.nats.relay import relay_status, subject_offsets
+
+        if tenant is None:
+            session.store.authorize_operator("read the relay status of every tenant")
+        else:
+            session.store.authorize(tenant, "read", "read its relay status")
+        tenants = [tenant] if tenant else session.data.tenants()
+        jetstream = None
+        if nats_url:
+            try:
+                jetstream = asyncio.run(subject_offsets(_servers(nats_url), tenants))
+            except Exception as exc:  # any connection failure: say so, exit
+                session.output.error(f"cannot read JetStream at {nats_url}: {exc!r}")
+                raise typer.Exit(ExitCode.STORAGE) from None
+        statuses = relay_status(session.data, tenants, consumer=consumer, jetstream=jetstream)
+        _print_statuses(session, statuses, jetstream is not None)
+
+    _run(ctx, action)
+
+
+def _servers(nats_url: str) -> list[str]:
+    return [url.strip() for url in nats_url.split(",") if url.strip()]
+
+
+def _print_running(session: Session, relay: object) -> None:
+    from graphstore.nats.relay import Relay
+
+    assert isinstance(relay, Relay)
+    status = relay.status()
+    if session.output.as_json:
+        session.output.data(status)
+        return
+    state = "connected" if status.connected else f"DOWN ({status.error})"
+    session.output.err.print(f"relay to {status.nats}: {state}", markup=False)
+    _print_statuses(session, list(status.tenants), True, stream="err")
+
+
+def _print_statuses(
+    session: Session,
+    statuses: list[TenantRelayStatus],
+    with_jetstream: bool,
+    *,
+    stream: str = "out",
+) -> None:
+    if session.output.as_json and stream == "out":
+        session.output.data(statuses)
+        return
+    columns = ["tenant", "position", "head", "lag_events", "lag_seconds"]
+    if with_jetstream:
+        columns.append("jetstream")
+    rows = [
+        {
+            "tenant": s.tenant,
+            "position": s.position,
+            "head": s.head,
+            "lag_events": s.lag_events,
+            "lag_seconds": round(s.lag_seconds, 3),
+            "jetstream": "-" if s.jetstream is None else s.jetstream,
+        }
+        for s in statuses
+    ]
+    if stream == "out":
+        session.output.table(rows, columns, title="relay")
+    else:
+        for row in rows:
+            session.output.err.print(
+                "  " + "  ".join(f"{c}={row[c]}" for c in columns), markup=False
+            )

@@ -1,0 +1,144 @@
+"""Faults: kill -9 the relay process and the nats-server at random points while the relay
+publishes, restart them; JetStream's subjects hold exactly the tenants' streams.
+
+Bounded: a fixed number of rounds, each waiting for the relay to be at work (its subject
+growing) before killing; every wait has a deadline that only a hang reaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from graphstore.data import DataDirectory
+from graphstore.nats.relay import Relay, subject_offsets
+from tests.nats._relay_worker import (
+    register,
+    relay_process,
+    stream_entries,
+    subject_messages,
+    write,
+)
+from tests.nats.conftest import NatsServer
+
+RELAY_KILLS: Final = 14
+SERVER_KILLS_WITH_RELAY: Final = 5  # every third relay kill also kills the server
+SERVER_KILLS_ALONE: Final = 3  # the server killed under a relay that keeps running
+PATIENCE: Final = 60.0
+TENANTS: Final = ("acme", "globex")
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Iterator[DataDirectory]:
+    with DataDirectory(tmp_path / "data") as directory:
+        yield directory
+
+
+def _until(condition: Callable[[], Any], timeout: float = PATIENCE) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s")
+        time.sleep(0.005)
+    return result
+
+
+def _relayed(url: str) -> dict[str, int]:
+    """Each tenant's last relayed offset (0: nothing yet); {} while the server is down."""
+    try:
+        found = asyncio.run(subject_offsets(url, TENANTS, timeout=1.0))
+    except Exception:
+        return {}
+    return {t: found.get(t) or 0 for t in TENANTS}
+
+
+def _grew(url: str, before: dict[str, int]) -> bool:
+    """Whether some tenant's subject holds more than ``before`` (the relay is at work)."""
+    return any(v > before[t] for t, v in _relayed(url).items())
+
+
+def _heads(data: DataDirectory) -> dict[str, int]:
+    return {t: stream_entries(data, t)[-1][0] for t in TENANTS}
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=20)
+
+
+def test_kill_9_of_relay_and_server_at_random_points_leaves_exactly_the_streams(
+    data: DataDirectory, nats_server: NatsServer
+) -> None:
+    rng = random.Random(int(os.environ.get("RELAY_FAULT_SEED", "11")))
+    register(data, *TENANTS)
+    kills = {"relay": 0, "server": 0}
+    mid_work = 0
+    relay: subprocess.Popen[bytes] | None = None
+    try:
+        for round_no in range(RELAY_KILLS):
+            for tenant in TENANTS:  # more work than one round can relay
+                write(data, tenant, rng.randint(1500, 2500))
+            heads = _heads(data)
+            before = _until(lambda: _relayed(nats_server.url))
+            relay = relay_process(
+                data.path, nats_server.url, "--batch-size", "20", "--status-every", "0"
+            )
+            # At work: some tenant's subject grew since the relay started.
+            _until(functools.partial(_grew, nats_server.url, before))
+            time.sleep(rng.uniform(0.0, 0.02))
+            with_server = round_no % 3 == 2
+            if with_server:
+                nats_server.stop(signal.SIGKILL)
+                kills["server"] += 1
+            _kill(relay)
+            relay = None
+            kills["relay"] += 1
+            if with_server:
+                nats_server.start()
+            after = _until(lambda: _relayed(nats_server.url))
+            # The kill landed mid-work: some entries relayed this round, not all of them.
+            if any(after[t] > before[t] for t in TENANTS) and any(
+                after[t] < heads[t] for t in TENANTS
+            ):
+                mid_work += 1
+        # The server killed under a relay that keeps running: it backs off, catches up.
+        relay = relay_process(data.path, nats_server.url, "--batch-size", "20")
+        for _ in range(SERVER_KILLS_ALONE):
+            for tenant in TENANTS:
+                write(data, tenant, rng.randint(1500, 2500))
+            before = _until(lambda: _relayed(nats_server.url))
+            _until(functools.partial(_grew, nats_server.url, before))
+            time.sleep(rng.uniform(0.0, 0.02))
+            nats_server.stop(signal.SIGKILL)
+            kills["server"] += 1
+            time.sleep(rng.uniform(0.1, 0.5))
+            nats_server.start()
+        heads = _heads(data)
+        _until(lambda: _relayed(nats_server.url) == heads)
+        _kill(relay)
+        relay = None
+    finally:
+        if relay is not None:
+            _kill(relay)
+
+    assert kills["relay"] + kills["server"] >= 20
+    assert mid_work == RELAY_KILLS  # every relay kill landed while it published
+    with Relay(data, nats_server.url) as final:  # nothing left to relay: it publishes none
+        for tenant in TENANTS:
+            final.wait_for(tenant, _heads(data)[tenant], timeout=PATIENCE)
+        assert [t.published for t in final.status().tenants] == [0, 0]
+    for tenant in TENANTS:
+        stored = stream_entries(data, tenant)
+        relayed = subject_messages(nats_server.url, tenant)
+        assert [o for o, _ in relayed] == [o for o, _ in stored]  # no gap, no duplicate
+        assert relayed == stored  # same envelopes, same order
