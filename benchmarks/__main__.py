@@ -25,6 +25,7 @@ SUITES: dict[str, str] = {
     "cli": "benchmarks.cli",  # command line start-up: --help and projector status vs python
     "target": "benchmarks.target",  # the event target: in-process and cross-process delivery
     "serve": "benchmarks.serve",  # HTTP ingest vs in-process, SSE fan-out to 200, event target
+    "relay": "benchmarks.relay",  # tenant streams to NATS JetStream: relay vs local catch-up
 }
 
 RESULTS = Path(__file__).with_name("results")

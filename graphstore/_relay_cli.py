@@ -37,7 +37,7 @@ def relay_run(
         str | None, typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP)
     ] = None,
     consumer: Annotated[str, typer.Option(help="The relay's consumer name.")] = "relay@v1",
-    batch_size: Annotated[int, typer.Option(help="Entries read and published at once.")] = 500,
+    batch_size: Annotated[int, typer.Option(help="Entries read and published at once.")] = 1000,
     status_every: Annotated[
         float, typer.Option(help="Print the relay's status this often (seconds; 0: never).")
     ] = 30.0,

