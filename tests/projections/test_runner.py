@@ -153,8 +153,10 @@ def test_an_idle_tenant_is_closed_and_woken_by_the_file_sweep(data: DataDirector
             file_events=False,  # only the sweep can wake a closed tenant
         ) as runner:
             runner.wait_for("acme", int(last), timeout=PATIENCE)
-            _until(lambda: runner.open_tenants() == [])  # no new event for 0.3 s: closed
-            assert runner.hot_tenants() == [] and _watcher_threads(path) == []
+            # No new event for 0.3 s: closed, its watcher thread stopped (the tenant leaves
+            # the open list as its close starts; the thread is joined as it ends).
+            _until(lambda: runner.open_tenants() == [] and _watcher_threads(path) == [])
+            assert runner.hot_tenants() == []
             # From now on every event counts as recent, however long the wake takes: the
             # woken tenant must go hot (not close again before it is seen hot).
             runner.idle_after = NEVER
