@@ -132,12 +132,13 @@ def ingest(server: Server, *events: dict[str, Any]) -> None:
     assert response.status_code == 200, response.text
 
 
-def error(request_id: str, at: int, code: str, message: str) -> dict[str, Any]:
-    return {
-        "type": "call.error",
-        "at": at,
-        "payload": {"requestId": request_id, "code": code, "message": message},
-    }
+def error(
+    request_id: str, at: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {"requestId": request_id, "code": code, "message": message}
+    if details is not None:
+        payload["details"] = details
+    return {"type": "call.error", "at": at, "payload": payload}
 
 
 def completed(request_id: str, at: int) -> dict[str, Any]:
@@ -184,11 +185,13 @@ def test_the_call_tree_changes_on_screen_as_events_arrive(
     )
     assert order == ["call-run-1", "call-q-1", "call-step-2", "call-leaf"]
 
-    # a failing call shows its error, code and message
-    ingest(server, error("leaf", T0 + 20, "EXECUTION_ERROR", "smtp refused the message"))
+    # a failing call shows its error: code, message and details
+    details = {"smtpStatus": 554, "relay": "mx.example"}
+    ingest(server, error("leaf", T0 + 20, "EXECUTION_ERROR", "smtp refused the message", details))
     expect(view.call("leaf")).to_have_attribute("data-status", "failed", timeout=WAIT)
     expect(view.by("error-leaf")).to_contain_text("EXECUTION_ERROR", timeout=WAIT)
     expect(view.by("error-leaf")).to_contain_text("smtp refused the message", timeout=WAIT)
+    expect(view.by("details-leaf")).to_contain_text('"smtpStatus": 554', timeout=WAIT)
     expect(view.by("run-summary")).to_contain_text("1 failed", timeout=WAIT)
 
     # the run ends: the runs list and the tree say so

@@ -205,14 +205,42 @@ function callItem(call) {
     const error = el("div", "error");
     error.dataset.testid = `error-${call.requestId}`;
     error.append(el("span", "code", call.errorCode || "ERROR"), " ", el("span", "message", call.errorMessage || ""));
+    const details = errorDetails.get(call.requestId);
+    if (details != null) {
+      const shown = el("pre", "details", JSON.stringify(details, null, 2));
+      shown.dataset.testid = `details-${call.requestId}`;
+      error.append(shown);
+    }
     item.append(error);
   }
   return item;
 }
 
+// An error's details (the call.error event's `details`) are not in the run's call rows:
+// they come from the run's call-protocol events (graphstore.runs.export), read once per
+// run when a failed call's details are not known yet.
+const errorDetails = new Map();
+const detailsAsked = new Set();
+
+async function loadDetails(run, calls) {
+  const missing = calls.filter((c) => c.errorCode && !errorDetails.has(c.requestId));
+  const key = `${run.runId}:${missing.map((c) => c.requestId).join(",")}`;
+  if (!missing.length || detailsAsked.has(key)) return;
+  detailsAsked.add(key);
+  try {
+    const exported = await op("graphstore.runs.export", { runId: run.runId });
+    for (const event of exported.events) {
+      if (event.type === "call.error") errorDetails.set(event.payload.requestId, event.payload.details ?? null);
+    }
+    if (state.rendered && state.rendered.run.runId === run.runId) renderTree(state.rendered.run, state.rendered.calls, false);
+  } catch (e) { detailsAsked.delete(key); }
+}
+
 // The tree from the parent links, whatever order the calls come in (a parent listed
 // after its children still gets them); siblings keep the order given (request time).
-function renderTree(run, calls) {
+function renderTree(run, calls, withDetails = true) {
+  state.rendered = { run, calls };
+  if (withDetails) loadDetails(run, calls);
   $("run-title").textContent = `run ${run.runId}`;
   $("run-status").replaceChildren(badge(run.status));
   $("run-summary").textContent = summary(run);
