@@ -1,23 +1,21 @@
 """What may happen: the metagraph domain (graph types, graphs, nodes, edges). Issue 3.
 
 The entry point is :class:`Metagraph`, an eventsourcing application whose persistence
-is chosen by environment (``PERSISTENCE_MODULE=streams.persistence``,
-``HONKER_DBNAME=<tenant file>``)::
+is chosen by its environment (the data directory's, given by ``graphstore``)::
 
-    from domain import Actor, Metagraph
-
-    with Metagraph() as app:
-        system = Actor(scope="system")
-        app.define_graph_type("social", actor=system, config={"graphType": "undirected"})
-        app.add_node_type("social", "person", actor=system,
-                          schema={"type": "object", "required": ["name"]})
-        app.add_edge_type("social", "knows", actor=system)
+    with Metagraph(env) as app:          # no gate: the local operator, system scope
+        app.define_graph_type("social", config={"graphType": "undirected"})
+        app.add_node_type("social", "person", schema={"type": "object", "required": ["name"]})
+        app.add_edge_type("social", "knows")
         graph = app.create_graph("social", "friends", status="active")
         app.add_node(graph, "ada", "person", {"name": "Ada"})
 
-Every refused command raises a :class:`DomainError` and writes nothing. The rules and
-design decisions are in ``docs/domain.md``. This package imports neither ``streams``
-nor ``projections``: data flows from the domain outwards.
+Who acts is the gate's business (:mod:`domain.access`: the permission matrix, scope
+from the principal); ``graphstore.open(path, api_key=...)`` gives a gated one. Every
+refused command raises a :class:`DomainError` and writes nothing. The rules and design
+decisions are in ``docs/domain.md``. This package imports neither ``streams``,
+``projections`` nor ``graphstore`` and names no file or setting: data flows from the
+domain outwards.
 """
 
 import logging
