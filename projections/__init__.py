@@ -29,6 +29,7 @@ from projections.errors import (
 )
 from projections.flowgraph import FlowCall, Flowgraph, FlowgraphProjection, FlowRun, RunPage
 from projections.metagraph import MetagraphProjection
+from projections.mirror import Mirror, MirrorError, MirrorStatus, MirrorSubscription
 from projections.projector import (
     DEFAULT_BATCH_SIZE,
     PARKED_TABLE,
@@ -69,6 +70,10 @@ __all__ = [
     "Handler",
     "HistoryEntry",
     "MetagraphProjection",
+    "Mirror",
+    "MirrorError",
+    "MirrorStatus",
+    "MirrorSubscription",
     "ParkedEvent",
     "Projection",
     "ProjectionError",

@@ -2,7 +2,8 @@
 
 :class:`Ingester` consumes ``graphstore.<tenant>.calls`` (stream ``GRAPHSTORE_CALLS``,
 :mod:`graphstore.nats.subjects`) with one durable JetStream pull consumer per tenant
-(``ingest-<tenant>``, explicit acknowledgement) and folds each fetched batch with
+(``ingest-<tenant>``, explicit acknowledgement; created afresh from the saved position
++ 1 each time the ingester binds to it: start, reconnection, failure) and folds each fetched batch with
 :func:`domain.calls.ingest` into the tenant's file, exactly once in effect:
 
 - the batch's events and the consumer's position (the JetStream stream sequence of its
@@ -75,6 +76,7 @@ __all__ = [
     "NatsDeadLetter",
     "durable_name",
     "fold_messages",
+    "ingested_position",
 ]
 
 log = structlog.wrap_logger(logging.getLogger("graphstore.nats"))
@@ -131,6 +133,14 @@ class _Folded:
 
 def _sequence(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
+
+
+def ingested_position(app: Metagraph) -> int:
+    """The last stream sequence of ``GRAPHSTORE_CALLS`` folded into ``app`` (0: none)."""
+    datastore = getattr(app.recorder, "datastore", None)
+    if datastore is None:
+        raise TypeError("the ingester needs a tenant on Honker persistence (streams.persistence)")
+    return saved_position(datastore, CONSUMER, POSITION_STREAM) or 0
 
 
 def fold_messages(
@@ -269,6 +279,7 @@ class Ingester:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._reconnects = 0
+        self._nc: Client | None = None
 
     # --- reports ------------------------------------------------------------------------
 
@@ -340,6 +351,7 @@ class Ingester:
             nc = await self._connect(stop)
             if nc is None:
                 return
+            self._nc = nc
             js = nc.jetstream()
             while not stop.is_set():
                 for org_id in await asyncio.to_thread(self._wanted):
@@ -389,6 +401,11 @@ class Ingester:
                     await asyncio.wait_for(stop.wait(), backoff)
         return None
 
+    def _check_connected(self) -> None:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise ConnectionError(f"not connected to {self.url}: waiting for the server")
+
     async def _reconnected(self) -> None:
         self._reconnects += 1
         log.info("nats reconnected", url=self.url)
@@ -407,17 +424,7 @@ class Ingester:
             sub: JetStreamContext.PullSubscription | None = None
             try:
                 await ensure_calls_stream(js)
-                sub = await js.pull_subscribe(
-                    calls_subject(tenant.org_id),
-                    durable=durable_name(tenant.org_id),
-                    stream=CALLS_STREAM,
-                    config=ConsumerConfig(
-                        ack_policy=AckPolicy.EXPLICIT,
-                        deliver_policy=DeliverPolicy.ALL,
-                        ack_wait=30.0,
-                        max_ack_pending=20_000,
-                    ),
-                )
+                sub = await self._bind(tenant, js)
                 reconnects = self._reconnects
                 while not stop.is_set():
                     if self._reconnects != reconnects:
@@ -426,8 +433,11 @@ class Ingester:
                         try:
                             held = await sub.fetch(self.batch_size, timeout=0.5)
                         except (TimeoutError, nats.errors.TimeoutError):
+                            self._check_connected()
                             tenant.pending = 0
                             tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
+                            continue
+                        if not held:
                             continue
                     await self._fold(tenant, held)
                     for msg in held:  # committed: acknowledge (a lost ack is harmless)
@@ -453,6 +463,34 @@ class Ingester:
                 if sub is not None:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
+
+    async def _bind(
+        self, tenant: _Tenant, js: JetStreamContext
+    ) -> JetStreamContext.PullSubscription:
+        """(Re)create the tenant's durable consumer from the saved position + 1, then
+        bind to it. Created afresh each time: deliveries to a previous process (killed
+        with a pull request pending) or lost in a disconnection would otherwise come back
+        only after the ack wait, behind later messages, and the position would already be
+        past them. The position in the tenant file is the truth; the consumer's ack floor
+        follows it."""
+        saved = await asyncio.to_thread(ingested_position, tenant.app)
+        durable = durable_name(tenant.org_id)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_consumer(CALLS_STREAM, durable)
+        await js.add_consumer(
+            CALLS_STREAM,
+            ConsumerConfig(
+                durable_name=durable,
+                filter_subject=calls_subject(tenant.org_id),
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE if saved else DeliverPolicy.ALL,
+                opt_start_seq=saved + 1 if saved else None,
+                ack_wait=30.0,
+                max_ack_pending=20_000,
+            ),
+        )
+        tenant.position = saved
+        return await js.pull_subscribe_bind(durable=durable, stream=CALLS_STREAM)
 
     async def _fold(self, tenant: _Tenant, msgs: Sequence[Msg]) -> None:
         pairs = sorted(((_sequence(m), m.data) for m in msgs), key=lambda p: p[0])

@@ -154,6 +154,7 @@ class RemoteProjector:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconnects = 0
+        self._nc: Client | None = None
         self._thread: Any = None
 
     # --- reports ------------------------------------------------------------------------
@@ -238,6 +239,7 @@ class RemoteProjector:
             nc = await self._connect(stop)
             if nc is None:
                 return
+            self._nc = nc
             js = nc.jetstream()
             while not stop.is_set():
                 for org_id in await self._wanted(js):
@@ -279,6 +281,11 @@ class RemoteProjector:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
         return None
+
+    def _check_connected(self) -> None:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise ConnectionError(f"not connected to {self.url}: waiting for the server")
 
     async def _reconnected(self) -> None:
         self._reconnects += 1
@@ -368,6 +375,7 @@ class RemoteProjector:
             try:
                 msgs = await sub.fetch(self.batch_size, timeout=0.5)
             except (TimeoutError, nats.errors.TimeoutError):
+                self._check_connected()
                 tenant.pending = 0
                 if tenant.state == "starting":
                     tenant.state, tenant.error, tenant.backoff = "following", None, 0.0
@@ -377,6 +385,8 @@ class RemoteProjector:
                     await sub.consumer_info()
                 continue
             idle = 0.0
+            if not msgs:
+                continue
             entries = [entry_of(m) for m in msgs]
             last = msgs[-1].metadata
             sequence = int(last.sequence.stream)

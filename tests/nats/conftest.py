@@ -101,17 +101,17 @@ async def publish_tenant_stream(
     ``graphstore.<tenant>.events`` as the relay does (graphstore/nats/subjects.py: the
     envelope unchanged, ``Nats-Msg-Id`` and ``Graphstore-Offset``), creating the
     ``GRAPHSTORE_EVENTS`` stream if missing; the last offset published."""
-    import nats
-    from nats.js.api import StorageType, StreamConfig
+    import nats  # noqa: PLC0415 - only the remote tests need these
+    from nats.js.api import StorageType, StreamConfig  # noqa: PLC0415
 
-    from graphstore.nats.subjects import (
+    from graphstore.nats.subjects import (  # noqa: PLC0415
         EVENTS_STREAM,
         MSG_ID,
         OFFSET_HEADER,
         events_subject,
         message_id,
     )
-    from streams import HonkerDatastore, read_after
+    from streams import HonkerDatastore, read_after  # noqa: PLC0415
 
     nc = await nats.connect(url)
     try:
