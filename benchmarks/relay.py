@@ -32,6 +32,7 @@ from typing import Final
 import nats
 from nats.js.errors import NotFoundError
 
+from benchmarks._remote import remote_e2e, spoke_ingest_vs_inprocess
 from benchmarks._report import Report, RunConfig, Target, median, paired_ratio, rounds
 from benchmarks.domain import build_graph
 from benchmarks.projections import _copy, _projector_catchup, _remove
@@ -196,7 +197,8 @@ Case = Callable[[Report, Path, NatsServer, RunConfig], None]
 
 CASES: Final[list[Case]] = [
     relay_vs_local_catchup,
-    # remote_e2e_p50_ms / remote_e2e_p99_ms and spoke_ingest_vs_inprocess go here.
+    remote_e2e,  # remote_e2e_p50_ms / remote_e2e_p99_ms (benchmarks/_remote.py)
+    spoke_ingest_vs_inprocess,
 ]
 """The suite's cases, run in order on one nats-server (each cleans up after itself)."""
 

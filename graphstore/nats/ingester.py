@@ -2,9 +2,11 @@
 
 :class:`Ingester` consumes ``graphstore.<tenant>.calls`` (stream ``GRAPHSTORE_CALLS``,
 :mod:`graphstore.nats.subjects`) with one durable JetStream pull consumer per tenant
-(``ingest-<tenant>``, explicit acknowledgement; created afresh from the saved position
-+ 1 each time the ingester binds to it: start, reconnection, failure) and folds each fetched batch with
-:func:`domain.calls.ingest` into the tenant's file, exactly once in effect:
+(``ingest-<tenant>``, explicit acknowledgement of each batch's last message, ``AckAll``;
+created afresh from the saved position + 1 each time the ingester binds to it: start,
+reconnection, failure) and folds each fetched batch (up to ``batch_size`` messages,
+gathered for up to ``linger`` seconds once one has come) with :func:`domain.calls.ingest`
+into the tenant's file, exactly once in effect:
 
 - the batch's events and the consumer's position (the JetStream stream sequence of its
   last message, Honker consumer ``nats-ingest@v1`` of stream ``nats:GRAPHSTORE_CALLS``
@@ -43,8 +45,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from time import monotonic
 from typing import Any, Final, Literal
 
 import msgspec
@@ -68,6 +71,8 @@ from streams import read_after, saved_position
 __all__ = [
     "CONSUMER",
     "DEAD_LETTERS",
+    "DEFAULT_BATCH",
+    "DEFAULT_LINGER",
     "MAX_BACKOFF",
     "POSITION_STREAM",
     "Ingester",
@@ -88,6 +93,8 @@ POSITION_STREAM: Final = f"nats:{CALLS_STREAM}"
 DEAD_LETTERS: Final = f"{CONSUMER}.dead-letters"
 MAX_BACKOFF: Final = 5.0
 DEFAULT_BATCH: Final = 500
+DEFAULT_LINGER: Final = 0.01
+"""Seconds a batch waits for more messages once one has come (throughput over latency)."""
 
 IngesterState = Literal["starting", "consuming", "backing-off", "stopped"]
 
@@ -135,6 +142,13 @@ def _sequence(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
 
 
+def _mapping(data: bytes) -> Mapping[str, Any]:
+    value = msgspec.json.decode(data)
+    if not isinstance(value, dict):
+        raise msgspec.DecodeError("a call event is a JSON object")
+    return value
+
+
 def ingested_position(app: Metagraph) -> int:
     """The last stream sequence of ``GRAPHSTORE_CALLS`` folded into ``app`` (0: none)."""
     datastore = getattr(app.recorder, "datastore", None)
@@ -164,18 +178,11 @@ def fold_messages(
     fresh = [(seq, data) for seq, data in messages if seq > (saved or 0)]
     if not fresh:
         return saved or 0, 0, 0
-    parsed: list[tuple[int, bytes, CallEvent | InvalidCallEventError]] = []
-    for seq, data in fresh:
-        try:
-            parsed.append((seq, data, decode_event(data)))
-        except InvalidCallEventError as exc:
-            parsed.append((seq, data, exc))
-    calls = [call for _, _, call in parsed if isinstance(call, CallEvent)]
 
     def commit(
         expected: int | None,
         upto: int,
-        batch: list[CallEvent],
+        batch: Sequence[CallEvent | Mapping[str, Any]],
         dead: tuple[int, bytes, DomainError] | None = None,
     ) -> None:
         def work(unit: UnitOfWork) -> None:
@@ -197,14 +204,20 @@ def fold_messages(
         app.atomic(work)
 
     last = fresh[-1][0]
-    if len(calls) == len(parsed):
+    try:  # the whole batch, checked once by ingest() (as in-process callers do)
+        mappings = [_mapping(data) for _, data in fresh]
+        commit(saved, last, mappings)
+        return last, len(mappings), 0
+    except ConcurrencyError:
+        raise
+    except (DomainError, msgspec.DecodeError):
+        pass  # one of them is refused: find it, event by event
+    parsed: list[tuple[int, bytes, CallEvent | InvalidCallEventError]] = []
+    for seq, data in fresh:
         try:
-            commit(saved, last, calls)
-            return last, len(calls), 0
-        except ConcurrencyError:
-            raise
-        except DomainError:
-            pass  # one of them is refused: find it, event by event
+            parsed.append((seq, data, decode_event(data)))
+        except InvalidCallEventError as exc:
+            parsed.append((seq, data, exc))
     position, folded, refused = saved, 0, 0
     for seq, data, call in parsed:
         refusal: DomainError | None = call if isinstance(call, DomainError) else None
@@ -263,10 +276,14 @@ class Ingester:
         operation_types: OperationTypes | None = None,
         abort_policy: AbortPolicy = DEFAULT_ABORT_POLICY,
         discover_interval: float = 2.0,
+        linger: float = DEFAULT_LINGER,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
+        if linger < 0:
+            raise ValueError(f"linger={linger} must not be negative")
         self.url = url
+        self.linger = linger
         self.fixed = None if tenants is None else sorted({check_org_id(t) for t in tenants})
         self._own_store = not isinstance(data, Store)
         self.store = data if isinstance(data, Store) else Store(data)
@@ -419,7 +436,6 @@ class Ingester:
     async def _consume(self, tenant: _Tenant, js: JetStreamContext) -> None:
         assert self._stop is not None
         stop = self._stop
-        held: list[Msg] = []  # fetched, not yet committed: never fetch past them
         while not stop.is_set():
             sub: JetStreamContext.PullSubscription | None = None
             try:
@@ -429,22 +445,16 @@ class Ingester:
                 while not stop.is_set():
                     if self._reconnects != reconnects:
                         raise ConnectionError("reconnected to nats: consumer bound again")
-                    if not held:
-                        try:
-                            held = await sub.fetch(self.batch_size, timeout=0.5)
-                        except (TimeoutError, nats.errors.TimeoutError):
-                            self._check_connected()
-                            tenant.pending = 0
-                            tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
-                            continue
-                        if not held:
-                            continue
-                    await self._fold(tenant, held)
-                    for msg in held:  # committed: acknowledge (a lost ack is harmless)
-                        with contextlib.suppress(Exception):
-                            await msg.ack()
-                    tenant.pending = int(held[-1].metadata.num_pending or 0)
-                    held = []
+                    batch = await self._fetch(sub)
+                    if batch is None:  # nothing came
+                        self._check_connected()
+                        tenant.pending = 0
+                        tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
+                        continue
+                    await self._fold(tenant, batch)
+                    with contextlib.suppress(Exception):  # AckAll: up to the batch's last
+                        await batch[-1].ack()
+                    tenant.pending = int(batch[-1].metadata.num_pending or 0)
                     tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
             except asyncio.CancelledError:
                 raise
@@ -464,6 +474,27 @@ class Ingester:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
 
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg] | None:
+        """The next batch (None if nothing came within half a second). Once a message
+        is there, more are gathered for up to ``linger`` seconds (or until the batch is
+        full): events arriving one by one are folded many to a transaction."""
+        try:
+            found = await sub.fetch(self.batch_size, timeout=0.5)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return None
+        if not found:
+            return None
+        deadline = monotonic() + self.linger
+        while len(found) < self.batch_size:
+            left = deadline - monotonic()
+            if left <= 0.0005:
+                break
+            try:
+                found += await sub.fetch(self.batch_size - len(found), timeout=left)
+            except (TimeoutError, nats.errors.TimeoutError):
+                break
+        return found
+
     async def _bind(
         self, tenant: _Tenant, js: JetStreamContext
     ) -> JetStreamContext.PullSubscription:
@@ -482,7 +513,7 @@ class Ingester:
             ConsumerConfig(
                 durable_name=durable,
                 filter_subject=calls_subject(tenant.org_id),
-                ack_policy=AckPolicy.EXPLICIT,
+                ack_policy=AckPolicy.ALL,
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE if saved else DeliverPolicy.ALL,
                 opt_start_seq=saved + 1 if saved else None,
                 ack_wait=30.0,

@@ -48,7 +48,6 @@ __all__ = [
 
 DUPLICATE_WINDOW: Final = 120.0
 """Seconds during which JetStream drops a message whose ``Nats-Msg-Id`` it has seen."""
-_WINDOW: Final = 256
 
 
 class SpokeClosedError(RuntimeError):
@@ -149,20 +148,33 @@ class Spoke:
 
     async def publish_many(self, events: Iterable[CallEvent | Mapping[str, Any]]) -> list[int]:
         """Check every event first (one bad event: nothing is published), then publish
-        them in order, several in flight at a time; their stream sequences. On an error
-        some may be stored: publishing all of them again is safe (message ids)."""
+        them in order without waiting for each acknowledgement, and wait for all of
+        them; their stream sequences. On an error some may be stored: publishing all of
+        them again is safe (message ids)."""
         checked = [self.check(event) for event in events]
-        sequences: list[int] = []
-        for start in range(0, len(checked), _WINDOW):
-            window = checked[start : start + _WINDOW]
-            sequences += await asyncio.gather(*(self._publish(e) for e in window))
-        return sequences
+        js = self._connected()
+        futures = []
+        for event in checked:
+            futures.append(
+                await js.publish_async(
+                    self.subject,
+                    encode_call(event),
+                    stream=CALLS_STREAM,
+                    headers={MSG_ID: spoke_message_id(self.tenant, event)},
+                    wait_stall=self.timeout,
+                )
+            )
+        acks = await asyncio.wait_for(asyncio.gather(*futures), self.timeout + len(futures) / 1000)
+        return [int(ack.seq) for ack in acks]
 
-    async def _publish(self, event: CallEvent) -> int:
+    def _connected(self) -> JetStreamContext:
         js = self._js
         if js is None:
             raise SpokeClosedError("the spoke is not connected: use `async with Spoke(...)`")
-        ack = await js.publish(
+        return js
+
+    async def _publish(self, event: CallEvent) -> int:
+        ack = await self._connected().publish(
             self.subject,
             encode_call(event),
             timeout=self.timeout,
