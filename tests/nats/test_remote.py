@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 
 from domain import Principal
+from graphstore.nats.relay import Relay
 from graphstore.nats.remote import RemoteProjector
 from graphstore.store import Store
 from projections import FlowgraphProjection, Subscription
 from projections.mirror import Mirror, mirror_path
 from streams import HonkerDatastore, read_after
+from streams.directory import Directory
 from tests.nats._remote_data import assert_equal_views, positions, write_history
 from tests.nats.conftest import NatsServer, publish_tenant_stream
 from tests.projections.rebuild_check import catch_up_in_process, file_env
@@ -206,4 +208,32 @@ def test_the_remote_backs_off_while_the_server_is_down_and_catches_up(
         while remote.status()[0].state != "following":
             assert time.monotonic() < deadline, remote.status()
             time.sleep(0.05)
+    assert_equal_views(path, mirror_path(remote_dir, "acme"))
+
+
+def test_remote_views_follow_the_real_relay(nats_server: NatsServer, tmp_path: Path) -> None:
+    """Three processes' roles: the writer and the relay (graphstore.nats.relay) here,
+    the remote projector a process of its own; writes while all run."""
+    path, head = _tenant(tmp_path / "hub", "acme", runs=5)
+    remote_dir = tmp_path / "remote"
+    log = tmp_path / "remote.log"
+    relay = Relay(Directory(tmp_path / "hub"), nats_server.url, tenants=lambda: ["acme"])
+    process = _remote_process(nats_server.url, remote_dir, log)
+    try:
+        with relay:
+            relay.wait_for("acme", head, timeout=60)
+            with Store(tmp_path / "hub") as store:
+                app = store.tenant("acme")
+                write_history(app, "live", 5, graph_nodes=2)
+                new_head = app.recorder.max_notification_id() or 0
+            relay.wait_for("acme", new_head, timeout=60)
+            deadline = time.monotonic() + 60
+            while _mirror_position(remote_dir) < new_head:
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.02)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    catch_up_in_process(path)
     assert_equal_views(path, mirror_path(remote_dir, "acme"))
