@@ -26,6 +26,7 @@ through the relay and JetStream, and spokes' call events folded in by the hub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -37,19 +38,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import nats
+
 from benchmarks._call_history import workflow_run
 from benchmarks._report import Report, RunConfig, Target, median, paired_ratio, percentile, rounds
 from domain import Principal
 from domain.calls import ingest
 from graphstore.nats.ingester import CONSUMER, POSITION_STREAM
 from graphstore.nats.spoke import Spoke
+from graphstore.nats.subjects import EVENTS_STREAM
 from graphstore.store import Store
 from projections.mirror import mirror_path
 from streams import HonkerDatastore, saved_position
 
 __all__ = ["remote_e2e", "spoke_ingest_vs_inprocess"]
 
-TENANT: Final = "acme"
+TENANT: Final = "e2e"
 DROPPED: Final = 10
 BATCH: Final = 500
 CHUNK: Final = 50
@@ -115,8 +119,20 @@ def _mirror_position(db: HonkerDatastore) -> int:
     return min(found)
 
 
+async def _fresh_events_stream(url: str) -> None:
+    """Delete ``GRAPHSTORE_EVENTS`` (an earlier case's subjects would be followed too,
+    and the relay would resume after their offsets); the relay creates it again."""
+    nc = await nats.connect(url)
+    try:
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await nc.jetstream().delete_stream(EVENTS_STREAM)
+    finally:
+        await nc.close()
+
+
 def remote_e2e(report: Report, root: Path, server: _Server, config: RunConfig) -> None:
     hub, remote = root / "e2e-hub", root / "e2e-remote"
+    asyncio.run(_fresh_events_stream(server.url))
     log = root / "e2e.log"
     _hub(hub, [TENANT])
     samples = 100 if config.quick else 200
