@@ -48,6 +48,10 @@ def _until_interrupted(
         signal.signal(signal.SIGTERM, previous)
 
 
+def _or_unreachable(error: str | None, statuses: list[Any]) -> list[Any]:
+    return [{"nats": "unreachable", "error": error}] if error else statuses
+
+
 def project_remote(
     ctx: typer.Context,
     nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (nats://host:port).")],
@@ -77,7 +81,7 @@ def project_remote(
             _until_interrupted(
                 session,
                 f"projecting relayed tenants from {nats_url} into {session.data_dir}",
-                remote.status,
+                lambda: _or_unreachable(remote.connection_error, remote.status()),
                 status_every,
             )
 
@@ -107,7 +111,7 @@ def ingest_nats(
             _until_interrupted(
                 session,
                 f"ingesting call events from {nats_url} into {session.data_dir}",
-                ingester.status,
+                lambda: _or_unreachable(ingester.connection_error, ingester.status()),
                 status_every,
             )
 

@@ -63,6 +63,7 @@ from domain.calls import DEFAULT_ABORT_POLICY, AbortPolicy, CallEvent, Operation
 from domain.calls.protocol import decode_event
 from domain.errors import ConcurrencyError, DomainError, InvalidCallEventError
 from domain.unit_of_work import UnitOfWork
+from graphstore.nats._connection import connect_until_stopped
 from graphstore.nats.spoke import ensure_calls_stream
 from graphstore.nats.subjects import CALLS_STREAM, calls_subject
 from graphstore.store import Store
@@ -84,7 +85,9 @@ __all__ = [
     "ingested_position",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("graphstore.nats"))
+_logger = logging.getLogger("graphstore.nats.ingester")
+_logger.addHandler(logging.NullHandler())  # quiet unless the application configures logging
+log = structlog.wrap_logger(_logger)
 
 CONSUMER: Final = "nats-ingest@v1"
 """The Honker consumer name under which the ingester's position is kept in a tenant file."""
@@ -297,6 +300,8 @@ class Ingester:
         self._thread: threading.Thread | None = None
         self._reconnects = 0
         self._nc: Client | None = None
+        self.connection_error: str | None = None
+        """While the first connection is not made: why (None once connected)."""
 
     # --- reports ------------------------------------------------------------------------
 
@@ -398,25 +403,23 @@ class Ingester:
         return self.fixed if self.fixed is not None else self.store.tenants()
 
     async def _connect(self, stop: asyncio.Event) -> Client | None:
-        backoff = 0.0
-        while not stop.is_set():
-            try:
-                return await nats.connect(
-                    self.url,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    connect_timeout=2,
-                    reconnected_cb=self._reconnected,
-                    disconnected_cb=self._disconnected,
-                    error_cb=self._error,
-                )
-            except Exception as exc:
-                backoff = min(max(backoff * 2, 0.05), MAX_BACKOFF)
-                log.warning("nats unreachable, retrying", url=self.url, error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-        return None
+        def trouble(problem: str, retry_in: float) -> None:
+            log.warning(
+                "nats unreachable, retrying", url=self.url, error=problem, retry_in=retry_in
+            )
+            self.connection_error = problem
+
+        client = await connect_until_stopped(
+            self.url,
+            stop,
+            on_trouble=trouble,
+            reconnected=self._reconnected,
+            disconnected=self._disconnected,
+            error=self._error,
+            max_backoff=MAX_BACKOFF,
+        )
+        self.connection_error = None
+        return client
 
     def _check_connected(self) -> None:
         nc = self._nc

@@ -46,6 +46,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from graphstore.nats._connection import connect_until_stopped
 from graphstore.nats.subjects import (
     EVENTS_STREAM,
     MSG_ID,
@@ -66,7 +67,9 @@ __all__ = [
     "entry_of",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("graphstore.nats"))
+_logger = logging.getLogger("graphstore.nats.remote")
+_logger.addHandler(logging.NullHandler())  # quiet unless the application configures logging
+log = structlog.wrap_logger(_logger)
 
 DEFAULT_BATCH: Final = 500
 MAX_BACKOFF: Final = 5.0
@@ -155,6 +158,8 @@ class RemoteProjector:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconnects = 0
         self._nc: Client | None = None
+        self.connection_error: str | None = None
+        """While the first connection is not made: why (None once connected)."""
         self._thread: Any = None
 
     # --- reports ------------------------------------------------------------------------
@@ -260,27 +265,23 @@ class RemoteProjector:
                     await nc.close()
 
     async def _connect(self, stop: asyncio.Event) -> Client | None:
-        backoff = 0.0
-        while not stop.is_set():
-            try:
-                return await nats.connect(
-                    self.url,
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    connect_timeout=2,
-                    reconnected_cb=self._reconnected,
-                    disconnected_cb=self._disconnected,
-                    error_cb=self._error,
-                )
-            except Exception as exc:
-                backoff = min(max(backoff * 2, 0.05), MAX_BACKOFF)
-                log.warning("nats unreachable, retrying", url=self.url, error=str(exc))
-                for tenant in self._tenants.values():
-                    tenant.state, tenant.error = "backing-off", str(exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), backoff)
-        return None
+        def trouble(problem: str, retry_in: float) -> None:
+            log.warning(
+                "nats unreachable, retrying", url=self.url, error=problem, retry_in=retry_in
+            )
+            self.connection_error = problem
+
+        client = await connect_until_stopped(
+            self.url,
+            stop,
+            on_trouble=trouble,
+            reconnected=self._reconnected,
+            disconnected=self._disconnected,
+            error=self._error,
+            max_backoff=MAX_BACKOFF,
+        )
+        self.connection_error = None
+        return client
 
     def _check_connected(self) -> None:
         nc = self._nc
