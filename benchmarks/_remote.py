@@ -44,7 +44,7 @@ from benchmarks._call_history import workflow_run
 from benchmarks._report import Report, RunConfig, Target, median, paired_ratio, percentile, rounds
 from domain import Principal
 from domain.calls import ingest
-from graphstore.nats.ingester import CONSUMER, POSITION_STREAM
+from graphstore.nats.ingester import latest_position
 from graphstore.nats.spoke import Spoke
 from graphstore.nats.subjects import EVENTS_STREAM
 from graphstore.store import Store
@@ -197,7 +197,7 @@ def remote_e2e(report: Report, root: Path, server: _Server, config: RunConfig) -
 
 
 def _ingested(db: HonkerDatastore) -> int:
-    return saved_position(db, CONSUMER, POSITION_STREAM) or 0
+    return latest_position(db)
 
 
 async def _publish(url: str, tenant: str, runs: list[list[dict[str, Any]]]) -> int:

@@ -9,9 +9,9 @@ gathered for up to ``linger`` seconds once one has come) with :func:`domain.call
 into the tenant's file, exactly once in effect:
 
 - the batch's events and the consumer's position (the JetStream stream sequence of its
-  last message, Honker consumer ``nats-ingest@v1`` of stream ``nats:GRAPHSTORE_CALLS``
-  in the tenant file) commit in ONE transaction, a compare-and-set on the position read
-  (``UnitOfWork.save_position``);
+  last message, Honker consumer ``nats-ingest@v1`` of stream
+  ``nats:GRAPHSTORE_CALLS@<the stream's creation time>`` in the tenant file) commit in
+  ONE transaction, a compare-and-set on the position read (``UnitOfWork.save_position``);
 - each message is acknowledged only after that transaction commits; a message at or
   below the saved position (redelivered after a crash between commit and
   acknowledgement, or after the server lost an acknowledgement) is acknowledged and
@@ -47,6 +47,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from time import monotonic
 from typing import Any, Final, Literal
 
@@ -67,7 +68,7 @@ from graphstore.nats._connection import connect_until_stopped
 from graphstore.nats.spoke import ensure_calls_stream
 from graphstore.nats.subjects import CALLS_STREAM, calls_subject
 from graphstore.store import Store
-from streams import read_after, saved_position
+from streams import Source, positions_table, read_after, saved_position
 
 __all__ = [
     "CONSUMER",
@@ -83,6 +84,8 @@ __all__ = [
     "durable_name",
     "fold_messages",
     "ingested_position",
+    "latest_position",
+    "position_stream",
 ]
 
 _logger = logging.getLogger("graphstore.nats.ingester")
@@ -92,7 +95,8 @@ log = structlog.wrap_logger(_logger)
 CONSUMER: Final = "nats-ingest@v1"
 """The Honker consumer name under which the ingester's position is kept in a tenant file."""
 POSITION_STREAM: Final = f"nats:{CALLS_STREAM}"
-"""The stream name of that position (JetStream stream sequences of ``GRAPHSTORE_CALLS``)."""
+"""The stream name of that position (JetStream stream sequences of ``GRAPHSTORE_CALLS``),
+followed by ``@<the stream's creation time, ms>`` (:func:`position_stream`)."""
 DEAD_LETTERS: Final = f"{CONSUMER}.dead-letters"
 MAX_BACKOFF: Final = 5.0
 DEFAULT_BATCH: Final = 500
@@ -152,18 +156,52 @@ def _mapping(data: bytes) -> Mapping[str, Any]:
     return value
 
 
-def ingested_position(app: Metagraph) -> int:
-    """The last stream sequence of ``GRAPHSTORE_CALLS`` folded into ``app`` (0: none)."""
+def position_stream(created: datetime | None) -> str:
+    """``nats:GRAPHSTORE_CALLS@<creation time, ms>``: the position's stream name in one
+    incarnation of the calls stream. A stream deleted and created again numbers its
+    messages from 1 again: its position starts unset (everything it holds is folded; the
+    ledger's idempotence covers events folded before), never above its new messages."""
+    if created is None:
+        return POSITION_STREAM
+    return f"{POSITION_STREAM}@{int(created.timestamp() * 1000)}"
+
+
+def ingested_position(app: Metagraph, stream: str | None = None) -> int:
+    """The last stream sequence folded into ``app`` under ``stream`` (a
+    :func:`position_stream`; None: the newest incarnation's); 0 if none."""
     datastore = getattr(app.recorder, "datastore", None)
     if datastore is None:
         raise TypeError("the ingester needs a tenant on Honker persistence (streams.persistence)")
-    return saved_position(datastore, CONSUMER, POSITION_STREAM) or 0
+    return (
+        latest_position(datastore)
+        if stream is None
+        else (saved_position(datastore, CONSUMER, stream) or 0)
+    )
+
+
+def latest_position(source: Source) -> int:
+    """The ingester's position in the newest incarnation of the calls stream that a
+    tenant file (``source``: a datastore or transaction) has seen; 0 if none."""
+    rows = source.query(
+        f'SELECT topic, "offset" FROM {positions_table()} WHERE name = ? AND '
+        "(topic = ? OR topic LIKE ?)",
+        [CONSUMER, POSITION_STREAM, f"{POSITION_STREAM}@%"],
+    )
+    if not rows:
+        return 0
+
+    def created(row: dict[str, Any]) -> int:
+        suffix = str(row["topic"]).rpartition("@")[2]
+        return int(suffix) if suffix.isdigit() else 0
+
+    return int(max(rows, key=created)["offset"])
 
 
 def fold_messages(
     app: Metagraph,
     messages: Sequence[tuple[int, bytes]],
     *,
+    stream: str = POSITION_STREAM,
     operation_types: OperationTypes | None = None,
     abort_policy: AbortPolicy = DEFAULT_ABORT_POLICY,
 ) -> tuple[int, int, int]:
@@ -177,7 +215,7 @@ def fold_messages(
     datastore = getattr(app.recorder, "datastore", None)
     if datastore is None:
         raise TypeError("the ingester needs a tenant on Honker persistence (streams.persistence)")
-    saved = saved_position(datastore, CONSUMER, POSITION_STREAM)
+    saved = saved_position(datastore, CONSUMER, stream)
     fresh = [(seq, data) for seq, data in messages if seq > (saved or 0)]
     if not fresh:
         return saved or 0, 0, 0
@@ -189,7 +227,7 @@ def fold_messages(
         dead: tuple[int, bytes, DomainError] | None = None,
     ) -> None:
         def work(unit: UnitOfWork) -> None:
-            unit.save_position(CONSUMER, POSITION_STREAM, upto, expected=expected)
+            unit.save_position(CONSUMER, stream, upto, expected=expected)
             if dead is not None:
                 seq, data, error = dead
                 letter = NatsDeadLetter(
@@ -256,6 +294,7 @@ class _Tenant:
     refused: int = 0
     error: str | None = None
     backoff: float = 0.0
+    stream: str = POSITION_STREAM
     task: asyncio.Task[None] | None = None
 
 
@@ -507,7 +546,9 @@ class Ingester:
         only after the ack wait, behind later messages, and the position would already be
         past them. The position in the tenant file is the truth; the consumer's ack floor
         follows it."""
-        saved = await asyncio.to_thread(ingested_position, tenant.app)
+        info = await js.stream_info(CALLS_STREAM)
+        tenant.stream = position_stream(info.created)
+        saved = await asyncio.to_thread(ingested_position, tenant.app, tenant.stream)
         durable = durable_name(tenant.org_id)
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await js.delete_consumer(CALLS_STREAM, durable)
@@ -532,6 +573,7 @@ class Ingester:
             fold_messages,
             tenant.app,
             pairs,
+            stream=tenant.stream,
             operation_types=self.operation_types,
             abort_policy=self.abort_policy,
         )

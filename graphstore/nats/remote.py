@@ -10,7 +10,8 @@ Per tenant, one asyncio task and one *ephemeral* pull consumer (``AckAll``, crea
 by start sequence): the durable position is the mirror's, not JetStream's. Each batch
 fetched is applied in ONE transaction of the mirror file that also saves each
 projection's position (the last ``Graphstore-Offset``) and the JetStream stream sequence
-of its last message (consumer ``mirror-source:nats``); the consumer is then acknowledged.
+of its last message (consumer ``mirror-source:nats@<the stream's creation time>``); the
+consumer is then acknowledged.
 A restart creates a new consumer from the saved sequence + 1; an entry at or below the
 saved offset (a redelivery, or a relay's retry) changes nothing. So a crash anywhere
 applies each entry exactly once.
@@ -34,6 +35,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from time import monotonic, sleep, time
 from typing import Any, Final, Literal
@@ -65,6 +67,7 @@ __all__ = [
     "RemoteState",
     "RemoteStatus",
     "entry_of",
+    "source_name",
 ]
 
 _logger = logging.getLogger("graphstore.nats.remote")
@@ -75,7 +78,8 @@ DEFAULT_BATCH: Final = 500
 MAX_BACKOFF: Final = 5.0
 """Seconds: the longest wait before trying the server again."""
 SOURCE_NAME: Final = "nats"
-"""The mirror keeps the JetStream stream sequence as ``mirror-source:nats``."""
+"""The mirror keeps the JetStream stream sequence as ``mirror-source:nats@<created>``
+(the stream's creation time, ms: a stream created again starts a new cursor)."""
 _IDLE_CHECK: Final = 2.0
 
 RemoteState = Literal["starting", "following", "backing-off", "failed", "stopped"]
@@ -99,6 +103,16 @@ class RemoteStatus(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: float | None
 
 
+def source_name(created: datetime | None) -> str:
+    """``nats@<creation time of the stream, ms>``: the name of the mirror's cursor in one
+    incarnation of ``GRAPHSTORE_EVENTS``. A stream deleted and created again numbers its
+    messages from 1: its cursor starts unset (read from the start; entries at or below
+    the mirror's offsets are passed over)."""
+    if created is None:
+        return SOURCE_NAME
+    return f"{SOURCE_NAME}@{int(created.timestamp() * 1000)}"
+
+
 def entry_of(msg: Msg) -> Entry:
     """The stream entry a relayed message carries (offset from ``Graphstore-Offset``,
     else from ``Nats-Msg-Id`` ``<tenant>:<offset>``)."""
@@ -117,6 +131,7 @@ class _Tenant:
     mirror: Mirror
     state: RemoteState = "starting"
     sequence: int | None = None
+    source: str = SOURCE_NAME
     pending: int = 0
     error: str | None = None
     backoff: float = 0.0
@@ -313,7 +328,6 @@ class RemoteProjector:
             Mirror.open, self.directory, org_id, synchronous=self.synchronous
         )
         tenant = _Tenant(org_id, mirror)
-        tenant.sequence = await asyncio.to_thread(mirror.source_position, SOURCE_NAME)
         self._tenants[org_id] = tenant
         tenant.task = asyncio.create_task(self._follow(tenant, js), name=f"remote-{org_id}")
 
@@ -350,7 +364,10 @@ class RemoteProjector:
     async def _subscribe(
         self, tenant: _Tenant, js: JetStreamContext
     ) -> JetStreamContext.PullSubscription:
-        sequence = tenant.sequence
+        info = await js.stream_info(EVENTS_STREAM)
+        tenant.source = source_name(info.created)
+        sequence = await asyncio.to_thread(tenant.mirror.source_position, tenant.source)
+        tenant.sequence = sequence
         config = ConsumerConfig(
             ack_policy=AckPolicy.ALL,
             deliver_policy=DeliverPolicy.ALL
@@ -391,7 +408,7 @@ class RemoteProjector:
             entries = [entry_of(m) for m in msgs]
             last = msgs[-1].metadata
             sequence = int(last.sequence.stream)
-            await asyncio.to_thread(tenant.mirror.apply, entries, source=(SOURCE_NAME, sequence))
+            await asyncio.to_thread(tenant.mirror.apply, entries, source=(tenant.source, sequence))
             tenant.sequence = sequence
             tenant.pending = int(last.num_pending or 0)
             tenant.state, tenant.error, tenant.backoff = "following", None, 0.0

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import nats
+
 from domain import Principal
 from graphstore.nats.relay import Relay
 from graphstore.nats.remote import RemoteProjector
@@ -236,4 +238,32 @@ def test_remote_views_follow_the_real_relay(nats_server: NatsServer, tmp_path: P
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     catch_up_in_process(path)
+    assert_equal_views(path, mirror_path(remote_dir, "acme"))
+
+
+def test_an_events_stream_created_again_is_read_from_its_start(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    path, head = _tenant(tmp_path / "hub", "acme", runs=3)
+    _publish(nats_server.url, path, "acme")
+    remote_dir = tmp_path / "remote"
+    with RemoteProjector(nats_server.url, remote_dir, tenants=["acme"]) as remote:
+        assert remote.mirror("acme").wait_for(head, timeout=30)
+
+    async def recreate() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().delete_stream("GRAPHSTORE_EVENTS")
+        finally:
+            await nc.close()
+
+    asyncio.run(recreate())
+    with Store(tmp_path / "hub") as store:
+        app = store.tenant("acme")
+        write_history(app, "again", 1, graph_nodes=1)
+        new_head = app.recorder.max_notification_id() or 0
+    catch_up_in_process(path)
+    _publish(nats_server.url, path, "acme", after=head)  # sequences start again at 1
+    with RemoteProjector(nats_server.url, remote_dir, tenants=["acme"]) as remote:
+        assert remote.mirror("acme").wait_for(new_head, timeout=30), remote.status()
     assert_equal_views(path, mirror_path(remote_dir, "acme"))

@@ -16,21 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nats
 import pytest
 
 from domain import Principal
 from domain.calls import get_call
 from domain.errors import InvalidCallEventError, InvalidOrgIdError
-from graphstore.nats.ingester import (
-    CONSUMER,
-    POSITION_STREAM,
-    Ingester,
-    fold_messages,
-)
+from graphstore.nats.ingester import Ingester, fold_messages, latest_position
 from graphstore.nats.spoke import Spoke, SpokeClosedError, ensure_calls_stream
 from graphstore.nats.subjects import calls_subject
 from graphstore.store import Store
-from streams import HonkerDatastore, saved_position
+from streams import HonkerDatastore
 from tests.nats._remote_data import run_events
 from tests.nats.conftest import NatsServer
 
@@ -46,7 +42,7 @@ def _hub(data: Path, org: str = "acme") -> Path:
 def _position(tenant_file: Path) -> int:
     db = HonkerDatastore(tenant_file)
     try:
-        return saved_position(db, CONSUMER, POSITION_STREAM) or 0
+        return latest_position(db)
     finally:
         db.close()
 
@@ -275,4 +271,48 @@ def test_the_ingester_backs_off_while_the_server_is_down_and_catches_up(
             assert time.monotonic() < deadline, ingester.status()
             time.sleep(0.05)
     requests = [f"down-{n}{s}" for n in range(6) for s in ("", ".0", ".1", ".2")]
+    assert set(_event_ids(data, "acme", requests).values()) == {1}
+
+
+def test_a_calls_stream_created_again_is_folded_from_its_start(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "hub"
+    tenant_file = _hub(data)
+
+    async def publish(prefix: str, runs: int) -> int:
+        async with Spoke(nats_server.url, "acme") as spoke:
+            sequences: list[int] = []
+            for number in range(runs):
+                sequences += await spoke.publish_many(run_events(prefix, number))
+            return max(sequences)
+
+    last = asyncio.run(publish("before", 3))
+    with Store(data) as store, Ingester(nats_server.url, store, tenants=["acme"]) as ingester:
+        deadline = time.monotonic() + 30
+        while _position(tenant_file) < last:
+            assert time.monotonic() < deadline, ingester.status()
+            time.sleep(0.02)
+
+    async def recreate() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            await nc.jetstream().delete_stream("GRAPHSTORE_CALLS")
+        finally:
+            await nc.close()
+
+    asyncio.run(recreate())
+    after = asyncio.run(publish("after", 1))  # sequences start again at 1
+    assert after < last
+    with Store(data) as store, Ingester(nats_server.url, store, tenants=["acme"]) as ingester:
+        deadline = time.monotonic() + 30
+        while not ingester.status() or ingester.status()[0].position < after:
+            assert time.monotonic() < deadline, ingester.status()
+            time.sleep(0.02)
+    requests = [
+        f"{p}-{n}{s}"
+        for p, runs in (("before", 3), ("after", 1))
+        for n in range(runs)
+        for s in ("", ".0", ".1", ".2")
+    ]
     assert set(_event_ids(data, "acme", requests).values()) == {1}
