@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -54,6 +55,7 @@ def _or_unreachable(error: str | None, statuses: list[Any]) -> list[Any]:
 
 def project_remote(
     ctx: typer.Context,
+    *,
     nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (nats://host:port).")],
     tenant: Annotated[
         list[str] | None,
@@ -65,6 +67,13 @@ def project_remote(
     batch_size: Annotated[
         int, typer.Option(min=1, help="Entries applied per transaction, at most.")
     ] = 500,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="This reader's own directory (default: graphstore's --data-dir).",
+        ),
+    ] = None,
 ) -> None:
     """Keep the flowgraph views and metagraph tables of relayed tenants in this machine's
     --data-dir (mirror-<tenant>.db), from JetStream, until interrupted. Never opens a
@@ -74,13 +83,12 @@ def project_remote(
     def action(session: Session) -> None:
         from graphstore.nats.remote import RemoteProjector
 
-        remote = RemoteProjector(
-            nats_url, session.data_dir, tenants=tenant or None, batch_size=batch_size
-        )
+        directory = data_dir or session.data_dir
+        remote = RemoteProjector(nats_url, directory, tenants=tenant or None, batch_size=batch_size)
         with remote:
             _until_interrupted(
                 session,
-                f"projecting relayed tenants from {nats_url} into {session.data_dir}",
+                f"projecting relayed tenants from {nats_url} into {directory}",
                 lambda: _or_unreachable(remote.connection_error, remote.status()),
                 status_every,
             )
@@ -90,6 +98,7 @@ def project_remote(
 
 def ingest_nats(
     ctx: typer.Context,
+    *,
     nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (nats://host:port).")],
     tenant: Annotated[
         list[str] | None,

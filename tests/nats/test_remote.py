@@ -115,9 +115,9 @@ def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[b
         sys.executable,
         "-m",
         "graphstore",
-        "--data-dir",
-        str(remote_dir),
         "project-remote",
+        "--data-dir",  # the reader's own directory, as README.md runs it
+        str(remote_dir),
         "--nats",
         url,
         "--tenant",
