@@ -98,6 +98,7 @@ class CallLedger:
         operation_types: OperationTypes | None = None,
         lines: Sequence[int] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        also: Callable[[UnitOfWork], object] | None = None,
     ) -> IngestReport:
         """Fold a batch of events, all or nothing, in one transaction; see :func:`ingest`."""
         if abort_policy not in ("abort-dependents", "continue-running"):
@@ -116,6 +117,8 @@ class CallLedger:
             nonlocal attempt
             attempt += 1
             trees = _Trees(self, unit, guess_new=attempt == 1 and not joined)
+            if also is not None:
+                also(unit)
             trees.open()
             rules = Rules(trees, abort_policy, operation_types)
             writes = applied = 0
@@ -423,6 +426,7 @@ def ingest(
     abort_policy: AbortPolicy = DEFAULT_ABORT_POLICY,
     operation_types: OperationTypes | None = None,
     progress: Callable[[int, int], None] | None = None,
+    also: Callable[[UnitOfWork], object] | None = None,
 ) -> IngestReport:
     """Fold call protocol events into the tenant's call graph, as ONE transaction.
 
@@ -434,10 +438,18 @@ def ingest(
     block the batch joins that unit instead. ``abort_policy`` is how an abort treats
     descendants; ``operation_types`` tells subscriptions from queries and mutations
     (unknown operations are queries). ``progress(done, total)`` is called as each event
-    is applied, before the commit.
+    is applied, before the commit. ``also(unit)`` adds the caller's own writes to the
+    batch's unit of work (a consumer's position, say: ``unit.save_position``), so they
+    commit with it; it runs on every attempt. Unlike an outer
+    :meth:`~domain.Metagraph.transaction`, it keeps the batch's own retries and its
+    first attempt's guess that unseen calls are new.
     """
     return call_ledger(app).ingest(
-        events, abort_policy=abort_policy, operation_types=operation_types, progress=progress
+        events,
+        abort_policy=abort_policy,
+        operation_types=operation_types,
+        progress=progress,
+        also=also,
     )
 
 

@@ -45,7 +45,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from time import monotonic
@@ -226,23 +226,19 @@ def fold_messages(
         batch: Sequence[CallEvent | Mapping[str, Any]],
         dead: tuple[int, bytes, DomainError] | None = None,
     ) -> None:
-        def work(unit: UnitOfWork) -> None:
+        def position(unit: UnitOfWork) -> None:
             unit.save_position(CONSUMER, stream, upto, expected=expected)
-            if dead is not None:
-                seq, data, error = dead
-                letter = NatsDeadLetter(
-                    sequence=seq,
-                    message=data.decode("utf-8", "replace"),
-                    error=type(error).__name__,
-                    code=error.code,
-                    reason=str(error),
-                    parked_at=time.time_ns() // 1_000_000,
-                )
-                unit.publish(DEAD_LETTERS, msgspec.to_builtins(letter), key=str(seq))
-            if batch:
-                ingest(app, batch, abort_policy=abort_policy, operation_types=operation_types)
 
-        app.atomic(work)
+        if dead is None:  # the batch in the ledger's own unit: its fast first attempt stays
+            ingest(
+                app,
+                batch,
+                abort_policy=abort_policy,
+                operation_types=operation_types,
+                also=position,
+            )
+        else:
+            app.atomic(lambda unit: _dead_letter(unit, dead, position))
 
     last = fresh[-1][0]
     try:  # the whole batch, checked once by ingest() (as in-process callers do)
@@ -281,6 +277,26 @@ def fold_messages(
             )
         position = seq
     return last, folded, refused
+
+
+def _dead_letter(
+    unit: UnitOfWork,
+    dead: tuple[int, bytes, DomainError],
+    position: Callable[[UnitOfWork], None],
+) -> None:
+    """Park a refused message in the tenant's dead-letter stream, moving the position
+    past it in the same unit."""
+    position(unit)
+    seq, data, error = dead
+    letter = NatsDeadLetter(
+        sequence=seq,
+        message=data.decode("utf-8", "replace"),
+        error=type(error).__name__,
+        code=error.code,
+        reason=str(error),
+        parked_at=time.time_ns() // 1_000_000,
+    )
+    unit.publish(DEAD_LETTERS, msgspec.to_builtins(letter), key=str(seq))
 
 
 @dataclass(eq=False)
