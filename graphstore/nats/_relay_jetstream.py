@@ -1,27 +1,19 @@
 """The relay's side of JetStream: the events stream's configuration, what a subject
-already holds, and pipelined publishes whose acknowledgements are awaited in order.
-
-Publishes go through the core connection with a reply subject of this module's own
-(one subscription for every acknowledgement), not through ``JetStreamContext.publish``
-or ``publish_async``: the same protocol (an acknowledgement is JetStream's JSON reply to
-the message's reply subject) at about 1.7 times the rate, which is what the relay's
-throughput is made of. Everything else (stream info, a subject's last message, creating
-the stream) uses nats-py's JetStream API.
+already holds, and the relay's publisher (a :class:`~graphstore.nats._pipeline.Pipeline`
+of publishes whose acknowledgements are awaited in order: the relay's throughput is
+made of it). Everything else (stream info, a subject's last message, creating the
+stream) uses nats-py's JetStream API.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 from typing import Final, NamedTuple
 
-import msgspec
 from nats.aio.client import Client
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from graphstore.nats._pipeline import Ack, Pipeline
 from graphstore.nats.subjects import EVENTS_STREAM, OFFSET_HEADER, events_subject
 
 __all__ = [
@@ -58,17 +50,6 @@ class Relayed(NamedTuple):
     seq: int
 
 
-class Ack(msgspec.Struct, frozen=True):
-    """JetStream's reply to a publish: the stored sequence, or an error."""
-
-    seq: int = 0
-    duplicate: bool = False
-    error: dict[str, object] | None = None
-
-
-_ACK: Final = msgspec.json.Decoder(Ack)
-
-
 def events_stream_config() -> StreamConfig:
     """``GRAPHSTORE_EVENTS`` as the relay creates it when it is missing (docs/scale.md):
     subjects ``graphstore.*.events``, file storage, limits retention with no limit (an
@@ -86,16 +67,13 @@ def events_stream_config() -> StreamConfig:
     )
 
 
-class Publisher:
-    """Publishes on one connection; :meth:`publish` returns a future of the :class:`Ack`."""
+class Publisher(Pipeline):
+    """The relay's pipeline: it also creates the events stream and reads what a subject
+    already holds."""
 
     def __init__(self, nc: Client) -> None:
-        self._nc = nc
+        super().__init__(nc)
         self._js = nc.jetstream()
-        self._prefix = ""
-        self._tokens = itertools.count()
-        self._waiting: dict[str, asyncio.Future[Ack]] = {}
-        self._subscription: Subscription | None = None
 
     async def open(self) -> int:
         """Create the events stream if missing; subscribe to acknowledgements. Returns
@@ -110,8 +88,7 @@ class Publisher:
                 f"JetStream stream {EVENTS_STREAM} exists with subjects {subjects}; the relay "
                 f"needs {EVENTS_SUBJECTS!r} (docs/scale.md, 'JetStream configuration')"
             )
-        self._prefix = self._nc.new_inbox() + "."
-        self._subscription = await self._nc.subscribe(self._prefix + "*", cb=self._on_ack)
+        await self.listen()
         return await self.last_sequence()
 
     async def last_sequence(self) -> int:
@@ -132,36 +109,3 @@ class Publisher:
                 f"{OFFSET_HEADER} header: something other than the relay publishes there"
             )
         return Relayed(int(raw), int(msg.seq or 0))
-
-    async def publish(
-        self, subject: str, payload: bytes, headers: dict[str, str]
-    ) -> asyncio.Future[Ack]:
-        """Send one message; the future resolves with JetStream's acknowledgement."""
-        token = str(next(self._tokens))
-        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = future
-        await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
-        return future
-
-    def fail(self, error: BaseException) -> None:
-        """Fail every unanswered publish with ``error`` (the connection is gone)."""
-        waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
-            if not future.done():
-                future.set_exception(error)
-                future.exception()  # retrieved: only the first one awaited raises it
-
-    def forget(self) -> None:
-        """Drop every unanswered publish (their futures are cancelled)."""
-        waiting, self._waiting = self._waiting, {}
-        for future in waiting.values():
-            future.cancel()
-
-    async def _on_ack(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self._prefix) :], None)
-        if future is None or future.done():
-            return
-        try:
-            future.set_result(_ACK.decode(msg.data))
-        except msgspec.DecodeError as exc:
-            future.set_exception(RelayStreamError(f"unreadable acknowledgement: {exc}"))

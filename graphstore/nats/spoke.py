@@ -34,12 +34,14 @@ from nats.js.api import StorageType, StreamConfig
 from domain import check_org_id
 from domain.calls import CallEvent
 from domain.calls.protocol import as_event
+from graphstore.nats._pipeline import Pipeline
 from graphstore.nats.subjects import CALLS_STREAM, MSG_ID, calls_subject
 
 __all__ = [
     "DUPLICATE_WINDOW",
     "Spoke",
     "SpokeClosedError",
+    "SpokePublishError",
     "calls_stream_config",
     "encode_call",
     "ensure_calls_stream",
@@ -52,6 +54,10 @@ DUPLICATE_WINDOW: Final = 120.0
 
 class SpokeClosedError(RuntimeError):
     """The spoke is not connected (use ``async with Spoke(...)`` or :meth:`Spoke.connect`)."""
+
+
+class SpokePublishError(RuntimeError):
+    """JetStream refused to store some events (e.g. no stream captures the subject)."""
 
 
 def calls_stream_config() -> StreamConfig:
@@ -110,6 +116,7 @@ class Spoke:
         self.timeout = timeout
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
+        self._pipeline: Pipeline | None = None
 
     async def connect(self) -> Spoke:
         """Connect (and create the calls stream if missing)."""
@@ -121,12 +128,14 @@ class Spoke:
             except BaseException:
                 await nc.close()
                 raise
-            self._nc, self._js = nc, js
+            pipeline = Pipeline(nc)
+            await pipeline.listen()
+            self._nc, self._js, self._pipeline = nc, js, pipeline
         return self
 
     async def close(self) -> None:
         """Flush and disconnect (idempotent)."""
-        nc, self._nc, self._js = self._nc, None, None
+        nc, self._nc, self._js, self._pipeline = self._nc, None, None, None
         if nc is not None:
             await nc.close()
 
@@ -152,19 +161,24 @@ class Spoke:
         them; their stream sequences. On an error some may be stored: publishing all of
         them again is safe (message ids)."""
         checked = [self.check(event) for event in events]
-        js = self._connected()
-        futures = []
-        for event in checked:
-            futures.append(
-                await js.publish_async(
-                    self.subject,
-                    encode_call(event),
-                    stream=CALLS_STREAM,
-                    headers={MSG_ID: spoke_message_id(self.tenant, event)},
-                    wait_stall=self.timeout,
-                )
+        self._connected()
+        pipeline = self._pipeline
+        assert pipeline is not None  # connected
+        futures = [
+            await pipeline.publish(
+                self.subject,
+                encode_call(event),
+                headers={MSG_ID: spoke_message_id(self.tenant, event)},
             )
+            for event in checked
+        ]
         acks = await asyncio.wait_for(asyncio.gather(*futures), self.timeout + len(futures) / 1000)
+        refused = [ack.error for ack in acks if ack.error is not None]
+        if refused:
+            raise SpokePublishError(
+                f"JetStream refused {len(refused)} of {len(acks)} events ({refused[0]}); "
+                "publishing them again is safe (message ids)"
+            )
         return [int(ack.seq) for ack in acks]
 
     def _connected(self) -> JetStreamContext:
