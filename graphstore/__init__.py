@@ -20,6 +20,7 @@ and loads the store on first use of these names, so ``graphstore --help`` starts
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -52,6 +53,10 @@ __all__ = [
     "open",
     "open_store",
 ]
+
+# Quiet unless the application configures logging (README, "Logs"): the server, the
+# relay, the remote projector and the ingester log under "graphstore.*".
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _FROM: Final = {
     "Store": ("graphstore.store", "Store"),
