@@ -82,9 +82,10 @@ class Live:
         return head
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live(world: World) -> Iterator[Live]:
-    """The runner, running for the whole session."""
+    """The runner, running for one test module (its threads end with the module: other
+    tests count threads)."""
     with graphstore.open(world.data) as operator, operator.runner() as running:
         yield Live(operator, running)
 

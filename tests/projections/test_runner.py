@@ -66,8 +66,11 @@ def _until(condition: Callable[[], Any], timeout: float = PATIENCE) -> Any:
     return result
 
 
-def _watcher_threads(path: Path) -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name == f"honker-watcher:{path.name}"]
+def _watcher_threads(path: Path, besides: frozenset[threading.Thread] = frozenset()) -> list[str]:
+    """The commit watchers of files named like ``path`` (threads are named after the file
+    name only), but those in ``besides`` (started before the test)."""
+    name = f"honker-watcher:{path.name}"
+    return [t.name for t in threading.enumerate() if t.name == name and t not in besides]
 
 
 def test_the_runner_catches_up_every_tenant_registered_in_the_data_directory(
@@ -141,6 +144,7 @@ def test_commits_from_another_process_wake_a_hot_tenant_through_the_update_watch
 @pytest.mark.multiprocess
 def test_an_idle_tenant_is_closed_and_woken_by_the_file_sweep(data: DataDirectory) -> None:
     path = data.tenant_path("acme")
+    others = frozenset(threading.enumerate())
     with Writer(path) as writer:
         graph, last = writer.ask("setup").split()
         with Runner(
@@ -155,7 +159,7 @@ def test_an_idle_tenant_is_closed_and_woken_by_the_file_sweep(data: DataDirector
             runner.wait_for("acme", int(last), timeout=PATIENCE)
             # No new event for 0.3 s: closed, its watcher thread stopped (the tenant leaves
             # the open list as its close starts; the thread is joined as it ends).
-            _until(lambda: runner.open_tenants() == [] and _watcher_threads(path) == [])
+            _until(lambda: runner.open_tenants() == [] and _watcher_threads(path, others) == [])
             assert runner.hot_tenants() == []
             # From now on every event counts as recent, however long the wake takes: the
             # woken tenant must go hot (not close again before it is seen hot).
