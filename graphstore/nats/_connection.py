@@ -15,9 +15,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 import nats
+import structlog
 from nats.aio.client import Client
 
-__all__ = ["connect_until_stopped"]
+__all__ = ["Link", "connect_until_stopped"]
 
 
 async def connect_until_stopped(
@@ -68,3 +69,58 @@ async def connect_until_stopped(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), backoff)
     return None
+
+
+class Link:
+    """The NATS connection of a long-running component (the remote projector, the
+    hub's ingester): connected with :func:`connect_until_stopped`, reporting trouble in
+    :attr:`error` and the log, counting reconnections (a consumer may be gone after one:
+    :attr:`reconnects` tells its user to check)."""
+
+    def __init__(
+        self, url: str, log: structlog.stdlib.BoundLogger, *, max_backoff: float = 5.0
+    ) -> None:
+        self.url = url
+        self.client: Client | None = None
+        self.error: str | None = None
+        """The last failed connection attempt's error, until connected."""
+        self.reconnects = 0
+        self._log = log
+        self._max_backoff = max_backoff
+
+    async def open(self, stop: asyncio.Event) -> Client | None:
+        """Connect (retrying, reported) until connected or ``stop`` is set."""
+
+        def trouble(problem: str, retry_in: float) -> None:
+            self._log.warning(
+                "nats unreachable, retrying", url=self.url, error=problem, retry_in=retry_in
+            )
+            self.error = problem
+
+        self.client = await connect_until_stopped(
+            self.url,
+            stop,
+            on_trouble=trouble,
+            reconnected=self._reconnected,
+            disconnected=self._disconnected,
+            error=self._error,
+            max_backoff=self._max_backoff,
+        )
+        self.error = None
+        return self.client
+
+    def check(self) -> None:
+        """Raise :class:`ConnectionError` unless connected now."""
+        client = self.client
+        if client is None or not client.is_connected:
+            raise ConnectionError(f"not connected to {self.url}: waiting for the server")
+
+    async def _reconnected(self) -> None:
+        self.reconnects += 1
+        self._log.info("nats reconnected", url=self.url)
+
+    async def _disconnected(self) -> None:
+        self._log.warning("nats disconnected", url=self.url)
+
+    async def _error(self, exc: Exception) -> None:
+        self._log.debug("nats client error", error=str(exc))

@@ -64,7 +64,7 @@ from domain.calls import DEFAULT_ABORT_POLICY, AbortPolicy, CallEvent, Operation
 from domain.calls.protocol import decode_event
 from domain.errors import ConcurrencyError, DomainError, InvalidCallEventError
 from domain.unit_of_work import UnitOfWork
-from graphstore.nats._connection import connect_until_stopped
+from graphstore.nats._connection import Link
 from graphstore.nats.spoke import ensure_calls_stream
 from graphstore.nats.subjects import CALLS_STREAM, calls_subject
 from graphstore.store import Store
@@ -353,9 +353,7 @@ class Ingester:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._reconnects = 0
-        self._nc: Client | None = None
-        self.connection_error: str | None = None
+        self._link = Link(url, log, max_backoff=MAX_BACKOFF)
         """While the first connection is not made: why (None once connected)."""
 
     # --- reports ------------------------------------------------------------------------
@@ -425,10 +423,9 @@ class Ingester:
         stop = self._stop
         nc: Client | None = None
         try:
-            nc = await self._connect(stop)
+            nc = await self._link.open(stop)
             if nc is None:
                 return
-            self._nc = nc
             js = nc.jetstream()
             while not stop.is_set():
                 for org_id in await asyncio.to_thread(self._wanted):
@@ -457,39 +454,10 @@ class Ingester:
     def _wanted(self) -> list[str]:
         return self.fixed if self.fixed is not None else self.store.tenants()
 
-    async def _connect(self, stop: asyncio.Event) -> Client | None:
-        def trouble(problem: str, retry_in: float) -> None:
-            log.warning(
-                "nats unreachable, retrying", url=self.url, error=problem, retry_in=retry_in
-            )
-            self.connection_error = problem
-
-        client = await connect_until_stopped(
-            self.url,
-            stop,
-            on_trouble=trouble,
-            reconnected=self._reconnected,
-            disconnected=self._disconnected,
-            error=self._error,
-            max_backoff=MAX_BACKOFF,
-        )
-        self.connection_error = None
-        return client
-
-    def _check_connected(self) -> None:
-        nc = self._nc
-        if nc is None or not nc.is_connected:
-            raise ConnectionError(f"not connected to {self.url}: waiting for the server")
-
-    async def _reconnected(self) -> None:
-        self._reconnects += 1
-        log.info("nats reconnected", url=self.url)
-
-    async def _disconnected(self) -> None:
-        log.warning("nats disconnected", url=self.url)
-
-    async def _error(self, exc: Exception) -> None:
-        log.debug("nats client error", error=str(exc))
+    @property
+    def connection_error(self) -> str | None:
+        """The last failed connection attempt's error, until connected."""
+        return self._link.error
 
     async def _consume(self, tenant: _Tenant, js: JetStreamContext) -> None:
         assert self._stop is not None
@@ -499,13 +467,13 @@ class Ingester:
             try:
                 await ensure_calls_stream(js)
                 sub = await self._bind(tenant, js)
-                reconnects = self._reconnects
+                reconnects = self._link.reconnects
                 while not stop.is_set():
-                    if self._reconnects != reconnects:
+                    if self._link.reconnects != reconnects:
                         raise ConnectionError("reconnected to nats: consumer bound again")
                     batch = await self._fetch(sub)
                     if batch is None:  # nothing came
-                        self._check_connected()
+                        self._link.check()
                         tenant.pending = 0
                         tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
                         continue

@@ -48,7 +48,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from graphstore.nats._connection import connect_until_stopped
+from graphstore.nats._connection import Link
 from graphstore.nats.subjects import (
     EVENTS_STREAM,
     MSG_ID,
@@ -171,9 +171,7 @@ class RemoteProjector:
         self._tenants: dict[str, _Tenant] = {}
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reconnects = 0
-        self._nc: Client | None = None
-        self.connection_error: str | None = None
+        self._link = Link(url, log, max_backoff=MAX_BACKOFF)
         """While the first connection is not made: why (None once connected)."""
         self._thread: Any = None
 
@@ -256,10 +254,9 @@ class RemoteProjector:
         stop = self._stop
         nc: Client | None = None
         try:
-            nc = await self._connect(stop)
+            nc = await self._link.open(stop)
             if nc is None:
                 return
-            self._nc = nc
             js = nc.jetstream()
             while not stop.is_set():
                 for org_id in await self._wanted(js):
@@ -279,39 +276,10 @@ class RemoteProjector:
                 with contextlib.suppress(Exception):
                     await nc.close()
 
-    async def _connect(self, stop: asyncio.Event) -> Client | None:
-        def trouble(problem: str, retry_in: float) -> None:
-            log.warning(
-                "nats unreachable, retrying", url=self.url, error=problem, retry_in=retry_in
-            )
-            self.connection_error = problem
-
-        client = await connect_until_stopped(
-            self.url,
-            stop,
-            on_trouble=trouble,
-            reconnected=self._reconnected,
-            disconnected=self._disconnected,
-            error=self._error,
-            max_backoff=MAX_BACKOFF,
-        )
-        self.connection_error = None
-        return client
-
-    def _check_connected(self) -> None:
-        nc = self._nc
-        if nc is None or not nc.is_connected:
-            raise ConnectionError(f"not connected to {self.url}: waiting for the server")
-
-    async def _reconnected(self) -> None:
-        self._reconnects += 1
-        log.info("nats reconnected", url=self.url)
-
-    async def _disconnected(self) -> None:
-        log.warning("nats disconnected", url=self.url)
-
-    async def _error(self, exc: Exception) -> None:
-        log.debug("nats client error", error=str(exc))
+    @property
+    def connection_error(self) -> str | None:
+        """The last failed connection attempt's error, until connected."""
+        return self._link.error
 
     async def _wanted(self, js: JetStreamContext) -> Sequence[str]:
         if self.fixed is not None:
@@ -385,15 +353,15 @@ class RemoteProjector:
     async def _pull(
         self, tenant: _Tenant, sub: JetStreamContext.PullSubscription, stop: asyncio.Event
     ) -> None:
-        reconnects = self._reconnects
+        reconnects = self._link.reconnects
         idle = 0.0
         while not stop.is_set():
-            if self._reconnects != reconnects:  # the server may have lost the consumer
+            if self._link.reconnects != reconnects:  # the server may have lost the consumer
                 raise ConnectionError("reconnected to nats: consumer created again")
             try:
                 msgs = await sub.fetch(self.batch_size, timeout=0.5)
             except (TimeoutError, nats.errors.TimeoutError):
-                self._check_connected()
+                self._link.check()
                 tenant.pending = 0
                 if tenant.state == "starting":
                     tenant.state, tenant.error, tenant.backoff = "following", None, 0.0
