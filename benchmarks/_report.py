@@ -15,11 +15,14 @@ import json
 import os
 import platform
 import pstats
+import shutil
 import sqlite3
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -38,6 +41,7 @@ __all__ = [
     "print_table",
     "profile",
     "rounds",
+    "scratch",
     "timed",
     "write_json",
 ]
@@ -163,6 +167,17 @@ def profile(label: str, action: Callable[[], object], top: int = 18) -> str:
 
 
 # ------------------------------------------------------------------------------- files
+
+
+@contextmanager
+def scratch(config: RunConfig, suite: str) -> Iterator[Path]:
+    """A directory for a suite's files (under ``--tmp-dir``, else ``$TMPDIR``), removed
+    with everything in it when the suite ends."""
+    root = Path(tempfile.mkdtemp(prefix=f"bench-{suite}-", dir=config.tmp_dir))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def file_bytes(path: Path) -> int:

@@ -22,18 +22,24 @@ import multiprocessing
 import random
 import shutil
 import sqlite3
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
-from benchmarks._report import Report, RunConfig, Target, median, paired_ratio, percentile, rounds
+from benchmarks._report import (
+    Report,
+    RunConfig,
+    Target,
+    median,
+    paired_ratio,
+    percentile,
+    rounds,
+    scratch,
+)
 from benchmarks.domain import build_graph
 from domain import Actor, Metagraph
 from domain.calls import ingest
@@ -433,19 +439,10 @@ def many_tenants(report: Report, root: Path, sizes: Sizes) -> None:
 # ----------------------------------------------------------------------------- suite
 
 
-@contextmanager
-def _tmp(config: RunConfig) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="bench-projections-", dir=config.tmp_dir))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def run(config: RunConfig) -> Report:
     sizes = QUICK_SIZES if config.quick else FULL_SIZES
     report = Report("projections", config)
-    with _tmp(config) as root:
+    with scratch(config, "projections") as root:
         catchup(report, root, sizes, config)
         e2e(report, root, sizes)
         asof(report, root, sizes)

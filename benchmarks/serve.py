@@ -26,7 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +37,16 @@ import httpx
 
 import graphstore
 from benchmarks import target
-from benchmarks._report import Report, RunConfig, Target, median, paired_ratio, percentile, rounds
+from benchmarks._report import (
+    Report,
+    RunConfig,
+    Target,
+    median,
+    paired_ratio,
+    percentile,
+    rounds,
+    scratch,
+)
 
 __all__ = ["run"]
 
@@ -323,19 +331,10 @@ def fanout(report: Report, root: Path, sizes: Sizes, config: RunConfig) -> None:
 # -------------------------------------------------------------------------------- run
 
 
-@contextmanager
-def _tmp(config: RunConfig) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="bench-serve-", dir=config.tmp_dir))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def run(config: RunConfig) -> Report:
     sizes = QUICK_SIZES if config.quick else FULL_SIZES
     report = Report("serve", config)
-    with _tmp(config) as root:
+    with scratch(config, "serve") as root:
         ingest(report, root, sizes, config)
         fanout(report, root, sizes, config)
         target_sizes = target.QUICK_SIZES if config.quick else target.FULL_SIZES

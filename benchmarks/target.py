@@ -19,19 +19,16 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import random
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any, Final
 
-from benchmarks._report import Report, RunConfig, Target, median, percentile, rounds
+from benchmarks._report import Report, RunConfig, Target, median, percentile, rounds, scratch
 from streams import EventTarget, TargetEvent
 
 __all__ = ["run"]
@@ -212,19 +209,10 @@ def cross(report: Report, root: Path, sizes: Sizes, config: RunConfig) -> None:
     }
 
 
-@contextmanager
-def _tmp(config: RunConfig) -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="bench-target-", dir=config.tmp_dir))
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def run(config: RunConfig) -> Report:
     sizes = QUICK_SIZES if config.quick else FULL_SIZES
     report = Report("target", config)
-    with _tmp(config) as root:
+    with scratch(config, "target") as root:
         inprocess(report, root, sizes, config)
         cross(report, root, sizes, config)
     report.notes.append(
