@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,6 +64,7 @@ from domain.calls.protocol import decode_event
 from domain.errors import ConcurrencyError, DomainError, InvalidCallEventError
 from domain.unit_of_work import UnitOfWork
 from graphstore.nats._connection import Link
+from graphstore.nats._service import Service
 from graphstore.nats.spoke import ensure_calls_stream
 from graphstore.nats.subjects import CALLS_STREAM, calls_subject
 from graphstore.store import Store
@@ -314,7 +314,7 @@ class _Tenant:
     task: asyncio.Task[None] | None = None
 
 
-class Ingester:
+class Ingester(Service):
     """Folds spokes' call events from JetStream into the tenants of ``data`` (a data
     directory path, or an open :class:`~graphstore.store.Store`, which stays open). See
     the module docstring. ``tenants``: these org ids (None: every registered tenant,
@@ -323,6 +323,8 @@ class Ingester:
     Run it with ``await ingester.run()`` or in a thread of its own with :meth:`start` /
     :meth:`stop`; :meth:`status` may be read from any thread.
     """
+
+    thread_name = "nats-ingester"
 
     def __init__(
         self,
@@ -350,9 +352,7 @@ class Ingester:
         self.abort_policy: AbortPolicy = abort_policy
         self.discover_interval = discover_interval
         self._tenants: dict[str, _Tenant] = {}
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._link = Link(url, log, max_backoff=MAX_BACKOFF)
         """While the first connection is not made: why (None once connected)."""
 
@@ -381,46 +381,9 @@ class Ingester:
 
     # --- running ------------------------------------------------------------------------
 
-    def start(self) -> Ingester:
-        """Run in a thread of its own until :meth:`stop`."""
-        ready = threading.Event()
-
-        def main() -> None:
-            async def go() -> None:
-                self._stop = asyncio.Event()
-                self._loop = asyncio.get_running_loop()
-                ready.set()
-                await self.run()
-
-            asyncio.run(go())
-
-        self._thread = threading.Thread(target=main, name="nats-ingester", daemon=True)
-        self._thread.start()
-        ready.wait()
-        return self
-
-    def stop(self) -> None:
-        """Stop consuming (from any thread); closes the store if it opened it."""
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stop.set)
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
-
-    def __enter__(self) -> Ingester:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     async def run(self) -> None:
         """Consume until :meth:`stop` (or the task is cancelled)."""
-        self._loop = asyncio.get_running_loop()
-        if self._stop is None:
-            self._stop = asyncio.Event()
-        stop = self._stop
+        stop = self.stopping()
         nc: Client | None = None
         try:
             nc = await self._link.open(stop)

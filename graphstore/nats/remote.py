@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from time import monotonic, sleep, time
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import msgspec
 import nats
@@ -49,6 +49,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from graphstore.nats._connection import Link
+from graphstore.nats._service import Service
 from graphstore.nats.subjects import (
     EVENTS_STREAM,
     MSG_ID,
@@ -138,7 +139,7 @@ class _Tenant:
     task: asyncio.Task[None] | None = None
 
 
-class RemoteProjector:
+class RemoteProjector(Service):
     """Follows tenants from JetStream into mirrors in ``directory``. See the module
     docstring. ``tenants``: these org ids (None: every tenant with a subject in
     ``GRAPHSTORE_EVENTS``, looked up every ``discover_interval`` seconds).
@@ -160,6 +161,7 @@ class RemoteProjector:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
+        super().__init__()
         self.url = url
         self.directory = Path(directory)
         self.fixed = None if tenants is None else sorted(set(tenants))
@@ -169,11 +171,7 @@ class RemoteProjector:
         self.discover_interval = discover_interval
         self.synchronous = synchronous
         self._tenants: dict[str, _Tenant] = {}
-        self._stop: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._link = Link(url, log, max_backoff=MAX_BACKOFF)
-        """While the first connection is not made: why (None once connected)."""
-        self._thread: Any = None
 
     # --- reports ------------------------------------------------------------------------
 
@@ -210,48 +208,9 @@ class RemoteProjector:
 
     # --- running ------------------------------------------------------------------------
 
-    def start(self) -> RemoteProjector:
-        """Run in a thread of its own until :meth:`stop`."""
-        import threading  # noqa: PLC0415 - only this way of running needs it
-
-        ready = threading.Event()
-
-        def main() -> None:
-            async def go() -> None:
-                self._stop = asyncio.Event()
-                self._loop = asyncio.get_running_loop()
-                ready.set()
-                await self.run()
-
-            asyncio.run(go())
-
-        self._thread = threading.Thread(target=main, name="remote-projector", daemon=True)
-        self._thread.start()
-        ready.wait()
-        return self
-
-    def stop(self) -> None:
-        """Stop following (from any thread); closes the mirrors."""
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stop.set)
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def __enter__(self) -> RemoteProjector:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     async def run(self) -> None:
         """Follow until :meth:`stop` (or the task is cancelled); closes the mirrors."""
-        self._loop = asyncio.get_running_loop()
-        if self._stop is None:
-            self._stop = asyncio.Event()
-        stop = self._stop
+        stop = self.stopping()
         nc: Client | None = None
         try:
             nc = await self._link.open(stop)
