@@ -10,11 +10,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from graphstore.data import DataDirectory
 
 
 def nats_server_binary() -> str:
@@ -146,3 +149,20 @@ async def publish_tenant_stream(
         return last
     finally:
         await nc.close()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Iterator[DataDirectory]:
+    """A fresh data directory (the hub's)."""
+    with DataDirectory(tmp_path / "data") as directory:
+        yield directory
+
+
+def until(condition: Callable[[], Any], timeout: float = 60.0, pause: float = 0.005) -> Any:
+    """``condition()``'s first true value, polled until ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s")
+        time.sleep(pause)
+    return result

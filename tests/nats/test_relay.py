@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import nats
@@ -21,24 +20,13 @@ from graphstore.nats.relay import (
 )
 from graphstore.nats.subjects import EVENTS_STREAM, MSG_ID, OFFSET_HEADER, message_id
 from tests.nats._relay_worker import register, stream_entries, subject_messages, write
-from tests.nats.conftest import NatsServer
+from tests.nats.conftest import NatsServer, until
 
 PATIENCE = 60.0
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> Iterator[DataDirectory]:
-    with DataDirectory(tmp_path / "data") as directory:
-        yield directory
-
-
 def _until(condition: Callable[[], Any], timeout: float = PATIENCE) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s")
-        time.sleep(0.01)
-    return result
+    return until(condition, timeout)
 
 
 def _relayed_exactly(data: DataDirectory, url: str, org_id: str) -> None:

@@ -14,11 +14,8 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Final
-
-import pytest
 
 from graphstore.data import DataDirectory
 from graphstore.nats.relay import Relay, subject_offsets
@@ -29,7 +26,7 @@ from tests.nats._relay_worker import (
     subject_messages,
     write,
 )
-from tests.nats.conftest import NatsServer
+from tests.nats.conftest import NatsServer, until
 
 RELAY_KILLS: Final = 14
 SERVER_KILLS_WITH_RELAY: Final = 5  # every third relay kill also kills the server
@@ -38,19 +35,8 @@ PATIENCE: Final = 60.0
 TENANTS: Final = ("acme", "globex")
 
 
-@pytest.fixture
-def data(tmp_path: Path) -> Iterator[DataDirectory]:
-    with DataDirectory(tmp_path / "data") as directory:
-        yield directory
-
-
 def _until(condition: Callable[[], Any], timeout: float = PATIENCE) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s")
-        time.sleep(0.005)
-    return result
+    return until(condition, timeout)
 
 
 def _relayed(url: str) -> dict[str, int]:

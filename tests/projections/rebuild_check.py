@@ -96,10 +96,10 @@ def projections_equal_rebuild(path: Path, work: Path) -> int:
     head, saved = head_and_offsets(copy)
     # A consumer that never had an event to apply has no saved offset yet (a kill can
     # land before the first commit: head 0): 0 stands for it.
-    clean = (saved.get("clean-metagraph@v1", 0), saved.get("clean-flowgraph@v1", 0))
-    live = (saved.get("metagraph@v1", 0), saved.get("flowgraph@v1", 0))
-    assert clean == (head, head), f"saved {saved}, head {head}"
-    assert live == (head, head), f"saved {saved}, head {head}"
+    rebuilt = (saved.get("clean-metagraph@v1", 0), saved.get("clean-flowgraph@v1", 0))
+    running = (saved.get("metagraph@v1", 0), saved.get("flowgraph@v1", 0))
+    assert rebuilt == (head, head), f"saved {saved}, head {head}"
+    assert running == (head, head), f"saved {saved}, head {head}"
     with opened(copy) as db:
         parked = db.query('SELECT consumer, "offset", error FROM projection_parked')
         assert parked == [], f"events were parked: {parked[:3]}"
