@@ -80,7 +80,7 @@ TENANT_STREAM: Final = "metagraph"
 SYSTEM_STREAM: Final = "identity"
 _PARTIAL: Final = ".partial-"
 _RESTORING: Final = ".restore-"
-_CHUNK: Final = 1 << 20
+_CHUNK: Final = 1 << 16  # restore copies (and reports progress) 64 KiB at a time
 
 Progress = Callable[[str, int, int], None]
 """``progress(file_name, done, total)``: pages of a snapshot, bytes of a restore copy."""

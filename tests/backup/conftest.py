@@ -3,6 +3,7 @@ the command line run as a real process, and the stream read byte for byte."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+F_SETPIPE_SZ = 1031  # Linux
 GRAPHSTORE = str(Path(sys.executable).with_name("graphstore"))
 
 
@@ -59,6 +61,17 @@ def gs(
     return subprocess.run(
         [GRAPHSTORE, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
+
+
+def started(*args: str) -> subprocess.Popen[str]:
+    """``graphstore ARGS`` started, its stderr a pipe of one page (see test_kill9.py)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHSTORE_")}
+    process = subprocess.Popen(
+        [GRAPHSTORE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert process.stderr is not None
+    fcntl.fcntl(process.stderr.fileno(), F_SETPIPE_SZ, 4096)
+    return process
 
 
 def stream_rows(path: Path, upto: int | None = None) -> list[tuple[int, str, str]]:
