@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.nats.conftest import nats_server  # noqa: F401 - the fixture, shared
+
 F_SETPIPE_SZ = 1031  # Linux
 GRAPHSTORE = str(Path(sys.executable).with_name("graphstore"))
 
@@ -93,3 +95,16 @@ def store_files(directory: Path) -> list[str]:
     if not directory.exists():
         return []
     return sorted(p.name for p in directory.iterdir() if p.name.endswith(".db"))
+
+
+def saved_position(path: Path, consumer: str, stream: str = "metagraph") -> int | None:
+    """A consumer's saved position in a store file (read while others write)."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row = connection.execute(
+            'SELECT "offset" FROM _honker_stream_consumers WHERE name = ? AND topic = ?',
+            [consumer, stream],
+        ).fetchone()
+    finally:
+        connection.close()
+    return None if row is None else int(row[0])
