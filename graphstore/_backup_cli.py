@@ -188,12 +188,16 @@ def _restore_from_nats(
     if not tenants:
         session.output.error("restore --nats restores named tenants: give --tenant ORG")
         raise typer.Exit(ExitCode.USAGE)
-    reports = [
-        restore_from_nats(
-            url, org, target, base=base, until_offset=until_offset, until_time_ms=until_ms
-        )
-        for org in tenants
-    ]
+    try:
+        reports = [
+            restore_from_nats(
+                url, org, target, base=base, until_offset=until_offset, until_time_ms=until_ms
+            )
+            for org in tenants
+        ]
+    except NotImplementedError as exc:
+        session.output.error(f"restore --nats: {exc}")
+        raise typer.Exit(ExitCode.REFUSED) from None
     if session.output.as_json:
         session.output.data([r.as_json() for r in reports])
         return

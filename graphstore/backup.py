@@ -657,8 +657,25 @@ def restore_backup(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    notes = _notes(manifest, chosen)
+    notes = _notes(manifest, chosen) + _absent_tenants(target, chosen)
     return RestoreReport(target, manifest.path, chosen, [], notes)
+
+
+def _absent_tenants(target: Path, chosen: list[BackupFile]) -> list[str]:
+    """A note naming the tenants the restored registry has and the restore did not
+    bring (a backup or a restore of some tenants only)."""
+    from graphstore.data import DataDirectory  # noqa: PLC0415 - the registry
+
+    with DataDirectory(target, create=False) as data:
+        registered = data.tenants()
+    absent = sorted(set(registered) - {f.org for f in chosen})
+    if not absent:
+        return []
+    return [
+        f"tenants registered but not restored: {', '.join(absent)}; each opens empty until "
+        "its file is restored (`graphstore restore BACKUP --data-dir DIR --tenant ORG "
+        "--replace`)"
+    ]
 
 
 def _chosen(manifest: Manifest, tenants: Sequence[str] | None, replace: bool) -> list[BackupFile]:

@@ -236,3 +236,28 @@ def test_replacing_one_tenant_waits_for_its_writers_to_stop_and_says_what_it_rep
     # Without --replace, or into a store without the tenant, it is refused.
     no_replace = gs(*args)
     assert no_replace.returncode == 1 and "holds a store" in no_replace.stderr
+
+
+def test_restoring_some_tenants_names_the_ones_left_out(source: Source, tmp_path: Path) -> None:
+    backup, new = tmp_path / "backup", tmp_path / "restored"
+    assert gs("--data-dir", str(source.data), "backup", str(backup)).returncode == 0
+    done = gs("restore", str(backup), "--data-dir", str(new), "--tenant", "beta")
+    assert done.returncode == 0, done.stderr
+    assert store_files(new) == ["system.db", "tenant-beta.db"]
+    assert "tenants registered but not restored: acme" in done.stdout
+    # The one left out comes back on its own, into the running store's directory.
+    again = gs("restore", str(backup), "--data-dir", str(new), "--tenant", "acme", "--replace")
+    assert again.returncode == 0, again.stderr
+    assert stream_rows(new / "tenant-acme.db") == stream_rows(backup / "tenant-acme.db")
+
+
+def test_restore_options_that_do_not_go_together_are_a_usage_error(tmp_path: Path) -> None:
+    new = str(tmp_path / "new")
+    assert gs("restore", "--data-dir", new).returncode == 2  # no backup, no --nats
+    assert gs("restore", "b", "--data-dir", new, "--until-offset", "5").returncode == 2
+    both = ("--until-offset", "5", "--until-time", "2026-12-06T00:00:00")
+    assert gs("restore", "--nats", "nats://127.0.0.1:1", "--tenant", "a", *both).returncode == 2
+    assert gs("restore", "--nats", "nats://127.0.0.1:1", "--data-dir", new).returncode == 2
+    bad_time = gs("restore", "--nats", "nats://x", "--tenant", "a", "--until-time", "soon")
+    assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
+    assert not (tmp_path / "new").exists()
