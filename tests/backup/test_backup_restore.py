@@ -261,3 +261,17 @@ def test_restore_options_that_do_not_go_together_are_a_usage_error(tmp_path: Pat
     bad_time = gs("restore", "--nats", "nats://x", "--tenant", "a", "--until-time", "soon")
     assert bad_time.returncode == 2 and "ISO 8601" in bad_time.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_a_vacuum_into_backup_restores_the_same_streams(source: Source, tmp_path: Path) -> None:
+    backup, new = tmp_path / "backup", tmp_path / "restored"
+    done = gs("--data-dir", str(source.data), "backup", str(backup), "--method", "vacuum")
+    assert done.returncode == 0, done.stderr
+    manifest = read_manifest(backup)
+    assert manifest.method == "vacuum" and check_backup(backup) == []
+    assert gs("restore", str(backup), "--data-dir", str(new)).returncode == 0
+    for entry in manifest.files:
+        assert stream_rows(new / entry.file) == stream_rows(
+            source.data / entry.file, upto=entry.head
+        )
+    assert gs("--data-dir", str(source.data), "backup", "b2", "--method", "copy").returncode == 2
