@@ -45,6 +45,9 @@ def backup(
     ] = "backup",
     step_pages: Annotated[int, typer.Option(help="Pages copied per step (backup).")] = 1024,
     progress: Annotated[bool, typer.Option(help="Print each step's progress on stderr.")] = False,
+    nice: Annotated[
+        int, typer.Option(help="CPU niceness of the copy (0: none); writers keep theirs.")
+    ] = 10,
 ) -> None:
     """Back up system.db and every tenant file (or those of --tenant) into DEST while
     writers keep running: a consistent snapshot of each file and manifest.json (heads,
@@ -81,6 +84,7 @@ def backup(
             method=method,  # type: ignore[arg-type]  # checked above
             step_pages=step_pages,
             progress=_printer(session) if progress else None,
+            nice=nice,
         )
         session.store.identity.record_operation(
             principal, "backup", {"dest": str(manifest.path), **_summary(manifest)}

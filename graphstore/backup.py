@@ -29,8 +29,11 @@ import json
 import os
 import secrets
 import shutil
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,14 +216,16 @@ def take_backup(
     method: SnapshotMethod = "backup",
     step_pages: int = 1024,
     progress: Progress | None = None,
+    nice: int = 10,
 ) -> Manifest:
     """Back up ``system.db`` and the tenant files of ``tenants`` (org ids, checked by
     the caller against the registry) of ``data_dir`` into the new directory ``dest``.
 
     With ``since`` (a previous backup directory), a tenant whose streams have the same
     heads as there is reused from it (hard link, or copy across filesystems). The
-    directory appears at ``dest`` complete, or not at all. This process must not have
-    the files open with the store (see the module docstring)."""
+    directory appears at ``dest`` complete, or not at all. The copy runs at CPU
+    niceness ``nice`` (0: as the caller), so writers keep their latency. This process
+    must not have the files open with the store (see the module docstring)."""
     started = time.monotonic()
     data = Directory(data_dir, create=False)
     target = Path(dest).absolute()
@@ -236,36 +241,20 @@ def take_backup(
     partial = target.parent / f".{target.name}{_PARTIAL}{secrets.token_hex(4)}"
     partial.mkdir()
     try:
-        entries = [
-            _snapshot(
-                data.system_path,
+        # The copy runs in a thread of its own at a lower CPU priority: a backup yields
+        # the CPU to the store's writers (on Linux, niceness is per thread).
+        with ThreadPoolExecutor(1, initializer=_lower_priority, initargs=(nice,)) as pool:
+            copying = pool.submit(
+                _copy_files,
+                data,
                 partial,
-                None,
+                sorted(set(tenants)),
+                previous,
                 method=method,
                 step_pages=step_pages,
                 progress=progress,
             )
-        ]
-        for org in sorted(set(tenants)):
-            source = data.tenant_path(org)
-            if not source.is_file():
-                raise BackupError(
-                    f"tenant {org!r} is registered but has no file {source.name}: check --data-dir"
-                )
-            reuse = previous.get(org)
-            if reuse is not None and _heads_unchanged(source, reuse):
-                entries.append(_reuse(reuse, partial))
-            else:
-                entries.append(
-                    _snapshot(
-                        source,
-                        partial,
-                        org,
-                        method=method,
-                        step_pages=step_pages,
-                        progress=progress,
-                    )
-                )
+            entries = copying.result()
         manifest = Manifest(
             target,
             FORMAT_VERSION,
@@ -285,6 +274,39 @@ def take_backup(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return _relocated(manifest, target)
+
+
+def _lower_priority(nice: int) -> None:
+    if nice > 0 and sys.platform == "linux":
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+def _copy_files(
+    data: Directory,
+    partial: Path,
+    tenants: list[str],
+    previous: dict[str, BackupFile],
+    *,
+    method: SnapshotMethod,
+    step_pages: int,
+    progress: Progress | None,
+) -> list[BackupFile]:
+    """Snapshot system.db, then each tenant (or reuse it from ``previous``)."""
+    options: dict[str, Any] = {"method": method, "step_pages": step_pages, "progress": progress}
+    entries = [_snapshot(data.system_path, partial, None, **options)]
+    for org in tenants:
+        source = data.tenant_path(org)
+        if not source.is_file():
+            raise BackupError(
+                f"tenant {org!r} is registered but has no file {source.name}: check --data-dir"
+            )
+        reuse = previous.get(org)
+        if reuse is not None and _heads_unchanged(source, reuse):
+            entries.append(_reuse(reuse, partial))
+        else:
+            entries.append(_snapshot(source, partial, org, **options))
+    return entries
 
 
 def _snapshot(
