@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from domain import Identity, Metagraph
 from domain.errors import DomainError
 from streams.directory import SYSTEM_FILE, Directory
 from streams.snapshot import (
@@ -79,8 +80,10 @@ MANIFEST_VERSION: Final = 1
 RELAY_CONSUMER: Final = "relay@v1"
 """The relay's consumer name (``graphstore.nats.relay.DEFAULT_CONSUMER``, repeated here
 so a backup does not import nats; a test keeps the two equal)."""
-TENANT_STREAM: Final = "metagraph"
-SYSTEM_STREAM: Final = "identity"
+TENANT_STREAM: Final = Metagraph.name
+"""The tenant's stream: what a manifest's ``head`` is for a tenant file."""
+SYSTEM_STREAM: Final = Identity.name
+"""``system.db``'s stream (accounts, organizations, keys, audit)."""
 _PARTIAL: Final = ".partial-"
 _RESTORING: Final = ".restore-"
 _CHUNK: Final = 1 << 16  # restore copies (and reports progress) 64 KiB at a time
