@@ -79,7 +79,7 @@ def backup(
         manifest = take_backup(
             session.data_dir,
             dest,
-            tenants=tenant or registered,
+            tenants=tenant or None,
             since=since,
             method=method,  # type: ignore[arg-type]  # checked above
             step_pages=step_pages,

@@ -214,7 +214,7 @@ def take_backup(
     data_dir: str | os.PathLike[str],
     dest: str | os.PathLike[str],
     *,
-    tenants: Sequence[str],
+    tenants: Sequence[str] | None = None,
     since: str | os.PathLike[str] | None = None,
     method: SnapshotMethod = "backup",
     step_pages: int = 1024,
@@ -222,7 +222,8 @@ def take_backup(
     nice: int = 10,
 ) -> Manifest:
     """Back up ``system.db`` and the tenant files of ``tenants`` (org ids, checked by
-    the caller against the registry) of ``data_dir`` into the new directory ``dest``.
+    the caller against the registry; None: every tenant file, so every tenant the
+    backed-up ``system.db`` registers) of ``data_dir`` into the new directory ``dest``.
 
     With ``since`` (a previous backup directory), a tenant whose streams have the same
     heads as there is reused from it (hard link, or copy across filesystems). The
@@ -251,7 +252,7 @@ def take_backup(
                 _copy_files,
                 data,
                 partial,
-                sorted(set(tenants)),
+                None if tenants is None else sorted(set(tenants)),
                 previous,
                 method=method,
                 step_pages=step_pages,
@@ -288,7 +289,7 @@ def _lower_priority(nice: int) -> None:
 def _copy_files(
     data: Directory,
     partial: Path,
-    tenants: list[str],
+    tenants: list[str] | None,
     previous: dict[str, BackupFile],
     *,
     method: SnapshotMethod,
@@ -298,7 +299,7 @@ def _copy_files(
     """Snapshot system.db, then each tenant (or reuse it from ``previous``)."""
     options: dict[str, Any] = {"method": method, "step_pages": step_pages, "progress": progress}
     entries = [_snapshot(data.system_path, partial, None, **options)]
-    for org in tenants:
+    for org in _tenant_files(data) if tenants is None else tenants:
         source = data.tenant_path(org)
         if not source.is_file():
             raise BackupError(
@@ -310,6 +311,23 @@ def _copy_files(
         else:
             entries.append(_snapshot(source, partial, org, **options))
     return entries
+
+
+def _tenant_files(data: Directory) -> list[str]:
+    """The org ids of the tenant files present: listed after ``system.db``'s snapshot,
+    they include every tenant it registers (a tenant's file is made before its
+    registration), and a file left by a creation that crashed, harmless."""
+    from domain import check_org_id  # noqa: PLC0415
+    from domain.errors import InvalidOrgIdError  # noqa: PLC0415
+
+    found = []
+    for path in sorted(data.path.iterdir()):
+        name = data.tenant_name(path.name)
+        if name is None or not path.is_file():
+            continue
+        with contextlib.suppress(InvalidOrgIdError):
+            found.append(check_org_id(name))
+    return found
 
 
 def _snapshot(
