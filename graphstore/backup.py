@@ -51,6 +51,7 @@ from streams.snapshot import (
     file_in_use,
     fold_wal,
     fsync_path,
+    live_heads,
     snapshot_file,
 )
 
@@ -371,7 +372,7 @@ def _previous_files(since: str | os.PathLike[str] | None) -> dict[str, BackupFil
     if since is None:
         return {}
     manifest = read_manifest(since)
-    problems = [p for p in _size_problems(manifest)]
+    problems = _size_problems(manifest)
     if problems:
         raise BackupInvalidError(
             f"the previous backup {manifest.path} is damaged: {problems[0]}; take a full "
@@ -382,8 +383,6 @@ def _previous_files(since: str | os.PathLike[str] | None) -> dict[str, BackupFil
 
 
 def _heads_unchanged(source: Path, previous: BackupFile) -> bool:
-    from streams.snapshot import live_heads  # noqa: PLC0415 - one small reader
-
     return live_heads(source) == previous.heads
 
 
