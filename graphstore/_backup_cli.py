@@ -20,6 +20,7 @@ import typer
 if TYPE_CHECKING:
     from graphstore.backup import Manifest, Progress
     from graphstore.cli import Session
+    from graphstore.store import Store
 
 __all__ = ["register"]
 
@@ -150,13 +151,24 @@ def restore(
         from graphstore.backup import restore_backup
 
         assert src is not None
-        report = restore_backup(
-            src,
-            target,
-            tenants=tenant or None,
-            replace=replace,
-            progress=_printer(session) if progress else None,
-        )
+        store = _replacing_store(session, target, tenant or []) if replace else None
+        try:
+            report = restore_backup(
+                src,
+                target,
+                tenants=tenant or None,
+                replace=replace,
+                progress=_printer(session) if progress else None,
+            )
+            if store is not None:
+                store.identity.record_operation(
+                    store.principal,
+                    "restore --replace",
+                    {"backup": str(report.backup), "tenants": [f.org for f in report.files]},
+                )
+        finally:
+            if store is not None:
+                store.close()
         if session.output.as_json:
             session.output.data(report.as_json())
             return
@@ -175,6 +187,27 @@ def restore(
         out.print(f"restored {report.backup} into {report.data_dir}", markup=False)
 
     _run(ctx, action)
+
+
+def _replacing_store(session: Session, target: Path, tenants: list[str]) -> Store | None:
+    """The existing store a ``--replace`` writes into, its principal authorized as an
+    operator (the replace is then audited in it); None if there is no store there (the
+    restore refuses that itself)."""
+    from domain import Principal
+    from graphstore.store import Store
+
+    if not (target / "system.db").is_file():
+        return None
+    if session.api_key is None:
+        store = Store(target, principal=Principal.system())
+    else:
+        store = Store(target, api_key=session.api_key)
+    try:
+        store.authorize_operator(f"replace tenant files ({', '.join(tenants)}) from a backup")
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _restore_from_nats(
