@@ -63,6 +63,12 @@ def backup(
         from domain.errors import NotFoundError
         from graphstore.backup import take_backup
 
+        if not (session.data_dir / "system.db").is_file():
+            raise NotFoundError(
+                f"no store in {session.data_dir} (no system.db): give its --data-dir",
+                kind="data directory",
+                name=str(session.data_dir),
+            )
         store = session.store
         store.authorize_operator("back up the store")
         registered = store.tenants()

@@ -281,3 +281,9 @@ def test_a_vacuum_into_backup_restores_the_same_streams(source: Source, tmp_path
             source.data / entry.file, upto=entry.head
         )
     assert gs("--data-dir", str(source.data), "backup", "b2", "--method", "copy").returncode == 2
+
+
+def test_backing_up_a_directory_without_a_store_is_not_found(tmp_path: Path) -> None:
+    done = gs("--data-dir", str(tmp_path / "nothing"), "backup", str(tmp_path / "b"))
+    assert done.returncode == 3 and "no store in" in done.stderr
+    assert not (tmp_path / "nothing").exists() and not (tmp_path / "b").exists()
