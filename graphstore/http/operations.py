@@ -11,6 +11,7 @@ documentation all come from the specs (:mod:`graphstore.operations`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -20,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from graphstore.http.auth import Principals
-from graphstore.http.body import read_body
+from graphstore.http.body import DEFAULT_BODY_TIMEOUT, decode_json, read_body
 from graphstore.http.changes import Feeds
 from graphstore.http.problems import PROBLEM_JSON, ProblemError
 from graphstore.operations import OperationSpec, OperationSubscription
@@ -38,16 +39,27 @@ _FEEDS: Final = {
 class Operations:
     """The generated endpoints (see the module docstring)."""
 
-    def __init__(self, principals: Principals, feeds: Feeds, *, max_body: int) -> None:
+    def __init__(
+        self,
+        principals: Principals,
+        feeds: Feeds,
+        *,
+        max_body: int,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        on_ingest: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.principals = principals
+        self.on_ingest = on_ingest
         self.feeds = feeds
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def invoke(self, request: Request) -> Response:
         org_id = request.path_params["org"]
         operation_id = request.path_params["operation_id"]
+        executor = await run_in_threadpool(self.principals.admit, request, org_id)
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = await read_body(request, self.max_body)
+        body = await read_body(request, self.max_body, self.body_timeout)
         if body and media != "application/json":
             raise ProblemError(
                 415,
@@ -55,15 +67,9 @@ class Operations:
                 f"Content-Type {media or '(none)'!r} is not read here: send the operation's "
                 "input as application/json",
             )
-        try:
-            data = msgspec.json.decode(body) if body else {}
-        except msgspec.DecodeError as exc:
-            raise ProblemError(
-                400, "VALIDATION_ERROR", f"the body is not JSON ({exc}); send the input as JSON"
-            ) from None
-        principal = await run_in_threadpool(self.principals.authenticate, request)
-        executor = self.principals.executor(principal)
+        data = decode_json(body, what="the operation's input as JSON") if body else {}
         result = await run_in_threadpool(executor.invoke, operation_id, data, tenant=org_id)
+        request.scope["graphstore.operation"] = operation_id
         if isinstance(result, OperationSubscription):  # asked by POST: say how to follow it
             result.close()
             raise ProblemError(
@@ -72,12 +78,16 @@ class Operations:
                 f"{operation_id} is a subscription: GET this path (Accept: text/event-stream) "
                 "to follow it as Server-Sent Events",
             )
+        if operation_id == "graphstore.calls.ingest" and self.on_ingest is not None:
+            self.on_ingest(org_id, int(result["events"]))
         return JSONResponse(result)
 
     async def follow(self, request: Request) -> Response:
         """A subscription operation as SSE: checked against its spec, then the feed."""
         org_id = request.path_params["org"]
         operation_id = request.path_params["operation_id"]
+        executor = await run_in_threadpool(self.principals.admit, request, org_id)
+        found = await run_in_threadpool(executor.find, operation_id, tenant=org_id)
         fields = _FEEDS.get(operation_id)
         if fields is None:
             raise ProblemError(
@@ -86,9 +96,7 @@ class Operations:
                 f"GET follows subscription operations only; POST the input of "
                 f"{operation_id} as JSON",
             )
-        principal = await run_in_threadpool(self.principals.authenticate, request)
-        executor = self.principals.executor(principal)
-        found = await run_in_threadpool(executor.find, operation_id, tenant=org_id)
+        request.scope["graphstore.operation"] = operation_id
         data = _query_input(request.query_params, found.spec.input_schema)
         if "name" in data:
             raise ProblemError(
@@ -97,13 +105,14 @@ class Operations:
                 "name= keeps a durable position for Python subscribers; over SSE the client "
                 "keeps it: reconnect with Last-Event-ID (or ?after=)",
             )
-        # The executor checks the input and authorizes (refusals audited); the stream
+        # The executor authorizes and checks the input (refusals audited); the stream
         # itself is the shared feed's.
         checked = await run_in_threadpool(executor.invoke, operation_id, data, tenant=org_id)
         if isinstance(checked, OperationSubscription):
             checked.close()
         feed = {fields[k]: str(v) for k, v in data.items() if k in fields}
         start = 0 if data.get("fromStart") else None
+        principal = executor.store.principal
         return await self.feeds.respond(request, org_id, principal, start=start, **feed)
 
 
@@ -116,12 +125,7 @@ def _query_input(query: QueryParams, schema: dict[str, Any]) -> dict[str, Any]:
             continue  # after, from the feed's own parameters
         wanted = properties[name].get("type")
         if wanted in ("integer", "number", "boolean", "array", "object"):
-            try:
-                data[name] = msgspec.json.decode(raw)
-            except msgspec.DecodeError:
-                raise ProblemError(
-                    400, "VALIDATION_ERROR", f"{name}={raw!r} is not a JSON {wanted}"
-                ) from None
+            data[name] = decode_json(raw.encode(), what=f"{name}= as a JSON {wanted}")
         else:
             data[name] = raw
     return data
