@@ -384,7 +384,13 @@ class Executor:
     def _waited(self, tenant: str, base: Any, data: Mapping[str, Any]) -> ReadModel:
         read = self._read(tenant)
         if "minPosition" in data:
-            read.wait_for(base, int(data["minPosition"]), self.wait)
+            wanted, head = int(data["minPosition"]), _head(self.store.tenant(tenant))
+            if wanted > head:  # no write has that position: waiting would only time out
+                raise ValidationError(
+                    f"minPosition {wanted} is past the tenant stream's head ({head}): pass "
+                    "the position a write returned"
+                )
+            read.wait_for(base, wanted, self.wait)
         return read
 
     def _run(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
