@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from domain.calls import CallEvent, IngestReport, call_ledger, read_jsonl
-from domain.errors import InvalidCallEventError
+from domain.errors import ConflictError, InvalidCallEventError
 from graphstore.http.auth import Principals
 from graphstore.http.body import DEFAULT_BODY_TIMEOUT, decode_json, json_text, read_body
 from graphstore.http.problems import ProblemError
@@ -88,9 +88,18 @@ class CallIntake:
                 return JSONResponse(out)
             lines = _array(decoded)
         _check_batch(len(lines))
-        report, position = await run_in_threadpool(
-            self._fold, executor.store, org_id, lines, subscriptions
-        )
+        try:
+            report, position = await run_in_threadpool(
+                self._fold, executor.store, org_id, lines, subscriptions
+            )
+        except ConflictError as exc:
+            if "operation_types" not in str(exc):
+                raise
+            raise ProblemError(
+                409,
+                "CONFLICT",
+                f"{exc} (over HTTP: ?subscription=<operation id>)",
+            ) from None
         self._counted(org_id, report.events)
         return JSONResponse({**msgspec.to_builtins(report), "position": position})
 
