@@ -45,7 +45,10 @@ class Limits:
     keep_alive: float = 5.0
     """Seconds an idle keep-alive connection stays open (uvicorn's ``timeout_keep_alive``)."""
     max_header_bytes: int = 64 * 1024
-    """Bytes of a request's line and headers (h11's ``max_incomplete_event_size``)."""
+    """Bytes of a request's line and headers (then 400 and the connection closed)."""
+    header_timeout: float = 10.0
+    """Seconds from connecting (or a request's first byte) to the end of its headers
+    (then 408 and the connection closed: a slowloris holds nothing for long)."""
     ready_lag: float = 30.0
     """Seconds of projection lag ``/readyz`` accepts before it answers 503."""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import uvicorn
 
+from graphstore.http._protocol import guarded_protocol
 from graphstore.http.app import DEFAULT_MAX_BODY, create_app
 from graphstore.http.limits import Limits
 from projections import Runner
@@ -55,7 +56,7 @@ def serve(
         lifespan="on",
         limit_concurrency=limits.max_connections,
         timeout_keep_alive=int(max(1, limits.keep_alive)),
-        h11_max_incomplete_event_size=limits.max_header_bytes,
+        http=guarded_protocol(limits.header_timeout, limits.max_header_bytes),
     )
     server = uvicorn.Server(config)
     if runner is None:
