@@ -5,11 +5,14 @@ work is done; no key or data path shows in it."""
 from __future__ import annotations
 
 import json
+import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from graphstore.http.app import readiness
@@ -130,3 +133,14 @@ def test_readyz_is_503_naming_the_projectors_behind_or_failed() -> None:
         ("acme", "metagraph"),
         ("globex", "flowgraph"),
     ]
+
+
+def test_the_suggested_alerts_parse_and_name_only_documented_metrics() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = text[text.index("## Metrics and health") :]
+    rules = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
+    documented = set(re.findall(r"^\| `(graphstore_\w+)`", section, re.M))
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    named = {m for e in exprs for m in re.findall(r"\bgraphstore_\w+", e)}
+    named = {re.sub(r"_bucket$", "", m) for m in named}
+    assert named and named <= documented, named - documented
