@@ -46,7 +46,7 @@ from streams import HonkerFactory
 
 __all__ = ["DEFAULT_SSE_PER_KEY", "HISTORY", "Feeds"]
 
-DEFAULT_SSE_PER_KEY: Final = 100
+DEFAULT_SSE_PER_KEY: Final = 500
 """Event streams one API key may hold open at once (``--sse-per-key``)."""
 
 HISTORY: Final = 20_000

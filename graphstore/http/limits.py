@@ -34,7 +34,7 @@ class Limits:
 
     body_timeout: float = 30.0
     """Seconds a client has to send a whole request body (then 408)."""
-    sse_per_key: int = 100
+    sse_per_key: int = 500
     """Event streams one key may hold open at once (the next gets 429)."""
     refusals: int = 50
     """Refusals of a key within :attr:`refusal_window` before it gets 429."""
