@@ -132,7 +132,10 @@ def _depth_over(text: str, limit: int) -> int:
     return 0
 
 
-_STRINGS: Final = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_STRINGS: Final = re.compile(r'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.S)
+"""A JSON string, or an unterminated one to the end: every quote starts a match that
+succeeds (possessively), so the scan is linear whatever the body (a pattern that can
+fail at a quote would restart at each escaped quote inside it: quadratic)."""
 _BRACKETS: Final = re.compile(r"[\[\]{}]")
 
 
