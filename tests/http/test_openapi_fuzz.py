@@ -14,12 +14,13 @@ a real `graphstore serve` process. For each answer:
 
 Bounded: a few examples per operation and mode, and a time budget after which each
 remaining operation gets one example of each mode (so every operation is still tried).
-The event streams (GET of a subscription operation) never end, so they are left to
-tests/http/test_api.py.
+An event stream (GET of a subscription operation) never ends: Schemathesis reads it
+for :data:`STREAM_SECONDS` and checks what came (two examples per mode).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,8 @@ import graphstore
 from tests.http.conftest import TENANT, Server, free_port, make_data
 
 EXAMPLES = 6
+STREAM_EXAMPLES = 2
+STREAM_SECONDS = 1.5
 BUDGET = 70.0  # seconds; then one example per operation and mode
 UNDOCUMENTED_REASONS = (
     "invalid input for",  # the server's inputSchema refused what the document allows
@@ -62,7 +65,9 @@ PERSON = {
 
 @schemathesis.serializer("application/jsonl")
 def _jsonl(ctx: Any, value: Any) -> bytes:
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if isinstance(value, bytes):
+        return value
+    return value.encode("utf-8") if isinstance(value, str) else json.dumps(value).encode()
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +98,8 @@ def test_every_operation_answers_as_its_document_says(fuzzed: Server) -> None:
     operations = [result.ok() for result in schema.get_all_operations()]
     plain = [op for op in operations if op.method.upper() == "POST"]
     assert len(plain) >= 20 and any(op.path.endswith("/calls") for op in plain)
+    streams = [op for op in operations if op.method.upper() == "GET"]
+    assert len(streams) == 3  # graphstore.changes.tenant, .graph, .run
     started = time.monotonic()
     tried: dict[str, int] = {}
     with graphstore.open(fuzzed.data) as operator:
@@ -101,13 +108,15 @@ def test_every_operation_answers_as_its_document_says(fuzzed: Server) -> None:
         def head() -> int:
             return int(tenant.recorder.max_notification_id() or 0)
 
-        for operation in plain:
+        for operation in plain + streams:
             examples = EXAMPLES if time.monotonic() - started < BUDGET else 1
+            if operation in streams:
+                examples = STREAM_EXAMPLES
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 tried[operation.label] = tried.get(operation.label, 0) + _fuzz(
                     fuzzed, operation, mode, examples, head
                 )
-    assert set(tried) == {op.label for op in plain}
+    assert set(tried) == {op.label for op in operations}
     assert all(count > 0 for count in tried.values()), tried
 
 
@@ -129,7 +138,8 @@ def _fuzz(server: Server, operation: Any, mode: GenerationMode, examples: int, h
         count += 1
         case.headers = {**(case.headers or {}), **server.headers()}  # the owner's key
         before = head()
-        response = case.call(base_url=server.url, timeout=30)
+        streaming = operation.method.upper() == "GET"
+        response = case.call(base_url=server.url, timeout=STREAM_SECONDS if streaming else 30)
         case.validate_response(
             response,
             checks=[
