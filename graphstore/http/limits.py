@@ -23,6 +23,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, fields
 from typing import Final
 
+from domain.errors import ValidationError
+
 __all__ = ["ENV_PREFIX", "Limits", "RefusalLimiter"]
 
 ENV_PREFIX: Final = "GRAPHSTORE_HTTP_"
@@ -55,7 +57,8 @@ class Limits:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Limits:
         """The defaults, each replaced by ``GRAPHSTORE_HTTP_<NAME>`` when set; a value
-        that is not a positive number raises ``ValueError`` naming the variable."""
+        that is not a positive number raises :class:`~domain.errors.ValidationError`
+        naming the variable (the command line prints it as one line)."""
         env = dict(os.environ if environ is None else environ)
         values: dict[str, float | int] = {}
         for field in fields(cls):
@@ -69,7 +72,9 @@ class Limits:
             except ValueError:
                 value = -1
             if value <= 0:
-                raise ValueError(f"{name}={raw!r}: give a positive {kind.__name__}")
+                raise ValidationError(
+                    f"{name}={raw!r}: give a positive {kind.__name__} (docs/http.md, 'Limits')"
+                )
             values[field.name] = value
         return cls(**values)  # type: ignore[arg-type]
 
