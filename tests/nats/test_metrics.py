@@ -95,7 +95,8 @@ def test_relay_remote_and_ingester_metrics_move_as_they_work(
         relayed = until(
             lambda: (
                 (s := scrape(ports["relay"]))
-                and (value(s, "graphstore_relay_position", tenant="acme") or 0) >= acme_head
+                and value(s, "graphstore_relay_connected") == 1
+                and value(s, "graphstore_relay_position", tenant="acme") is not None
                 and s
             )
         )
