@@ -148,6 +148,7 @@ def create_app(
         found = problem_of(exc)
         if found.status >= 500:
             log.error("request failed", path=request.url.path, error=repr(exc), exc_info=exc)
+        metrics.refusal(found.status, found.code)
         if found.refusal:
             limiter.refused(holder_of(request.scope))
         for secret in hidden:  # a message of the store may name a file: never its place
@@ -156,6 +157,7 @@ def create_app(
 
     async def http_problem(request: Request, exc: Any) -> Response:
         code, detail = _HTTP_CODES.get(exc.status_code, ("HTTP_ERROR", str(exc.detail)))
+        metrics.refusal(exc.status_code, code)
         return ProblemError(exc.status_code, code, detail).response()
 
     app = Starlette(

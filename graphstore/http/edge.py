@@ -42,8 +42,8 @@ class HttpMetrics:
         )
         self.refused = Counter(
             "graphstore_http_refused",
-            "Requests refused (4xx), by HTTP status.",
-            ["status"],
+            "Requests refused (4xx), by HTTP status and the platform's error code.",
+            ["status", "code"],
             registry=registry,
         )
         self.latency = Histogram(
@@ -71,6 +71,11 @@ class HttpMetrics:
             registry=registry,
         )
         subscribers.set_function(lambda: float(open_streams()))
+
+    def refusal(self, status: int, code: str) -> None:
+        """Count one refused request (a 4xx) with its platform error code."""
+        if 400 <= status < 500:
+            self.refused.labels(str(status), code).inc()
 
     def ingested(self, tenant: str, events: int) -> None:
         """Count one committed batch of ``events`` call events."""
@@ -119,8 +124,6 @@ class Edge:
             operation = operation_of(scope)
             self.metrics.latency.labels(operation).observe(time.perf_counter() - started)
             self.metrics.requests.labels(operation, str(status)).inc()
-            if 400 <= status < 500:
-                self.metrics.refused.labels(str(status)).inc()
 
         async def watched(message: Message) -> None:
             nonlocal status
@@ -133,6 +136,7 @@ class Edge:
             if str(scope.get("path", "")).startswith("/v1/"):
                 wait = self.limiter.retry_after(holder_of(scope))
                 if wait:
+                    self.metrics.refusal(429, "TOO_MANY_REQUESTS")
                     await _too_many(wait, self.limiter)(scope, receive, watched)
                     return
             await self.app(scope, receive, watched)

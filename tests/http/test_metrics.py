@@ -57,7 +57,7 @@ def test_serve_metrics_move_as_requests_and_projections_do(server: Server) -> No
         == value(before, "graphstore_ingested_events_total", tenant=TENANT) + 3
     )
     assert value(after, "graphstore_ingested_batches_total", tenant=TENANT) >= 1
-    assert value(after, "graphstore_http_refused_total", status="401") >= 1
+    assert value(after, "graphstore_http_refused_total", status="401", code="UNAUTHENTICATED") == 1
     latency = "graphstore_http_request_duration_seconds_count"
     assert value(after, latency, operation="graphstore.runs.list") >= 1
     assert value(after, latency, operation="calls") >= 2
