@@ -103,7 +103,12 @@ def create_app(
         on_ingest=metrics.ingested,
     )
     limiter = RefusalLimiter(limits.refusals, limits.refusal_window)
-    hidden = sorted({str(root), str(root.absolute()), str(root.resolve())}, key=len, reverse=True)
+    # the data directory's absolute forms (a relative one, like "data", is a word too)
+    hidden = sorted(
+        {p for p in (str(root.absolute()), str(root.resolve())) if len(p) > 1},
+        key=len,
+        reverse=True,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

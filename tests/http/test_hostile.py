@@ -7,6 +7,7 @@ is refused."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ import pytest
 
 from graphstore.http.body import MAX_DEPTH
 from graphstore.operations.schemas import MAX_BATCH
-from tests.http.conftest import TENANT, Server, call
+from tests.http.conftest import TENANT, Server, call, free_port, make_data
 
 PROBLEM = "application/problem+json"
 JSON = "application/json"
@@ -172,3 +173,23 @@ def test_a_last_event_id_past_the_head_is_refused(server: Server) -> None:
         timeout=30,
     ) as at_head:
         assert at_head.status_code == 200  # the head itself is a fine place to resume
+
+
+def test_a_relative_data_directory_hides_its_path_and_only_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # `graphstore serve` with --data-dir data, as typed
+    key, outsider = make_data(Path("data"))
+    running = Server(Path("data"), free_port(), key, outsider, 1.0, log=tmp_path / "log")
+    running.start()
+    try:
+        wrong = httpx.post(
+            f"{running.url}/v1/tenants/{TENANT}/ops/graphstore.runs.list",
+            json={"metadata": 1},
+            headers=running.headers(),
+            timeout=30,
+        )
+        assert wrong.status_code == 400 and "'metadata'" in wrong.json()["detail"]
+        assert str(tmp_path) not in wrong.text
+    finally:
+        running.stop()
