@@ -12,6 +12,7 @@ module imports this one while it is being built).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -41,6 +42,11 @@ def relay_run(
     status_every: Annotated[
         float, typer.Option(help="Print the relay's status this often (seconds; 0: never).")
     ] = 30.0,
+    *,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
+    ] = None,
 ) -> None:
     """Relay every tenant's stream to JetStream until interrupted (Ctrl-C): each entry on
     graphstore.<tenant>.events, exactly once, in order. New tenants are followed as they
@@ -64,6 +70,7 @@ def relay_run(
         except RelayError as exc:
             session.output.error(str(exc))
             raise typer.Exit(ExitCode.USAGE) from None
+        stop_metrics = _serve_metrics(relay, metrics_port)
         with relay:
             session.output.err.print(
                 f"relaying every tenant of {session.data_dir} to {nats_url}; Ctrl-C stops",
@@ -76,6 +83,8 @@ def relay_run(
                         _print_running(session, relay)
             except KeyboardInterrupt:
                 pass
+            finally:
+                stop_metrics()
         _print_running(session, relay)
 
     _run(ctx, action)
@@ -115,6 +124,21 @@ def relay_status_command(
         _print_statuses(session, statuses, jetstream is not None)
 
     _run(ctx, action)
+
+
+def _serve_metrics(relay: object, port: int | None) -> Callable[[], None]:
+    """Serve the relay's metrics on ``port`` (None: not at all); the stopper."""
+    if port is None:
+        return lambda: None
+    from prometheus_client import CollectorRegistry
+
+    from graphstore.metrics import RelayCollector, serve_metrics
+    from graphstore.nats.relay import Relay
+
+    assert isinstance(relay, Relay)
+    registry = CollectorRegistry()
+    registry.register(RelayCollector(relay))
+    return serve_metrics(registry, port)
 
 
 def _servers(nats_url: str) -> list[str]:

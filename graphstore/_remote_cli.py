@@ -11,9 +11,10 @@ imports what it needs when it runs (and the command line's helpers from
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -49,6 +50,25 @@ def _until_interrupted(
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _metrics(port: int | None, kind: str, source: Any) -> Iterator[None]:
+    """Serve ``source``'s metrics on ``port`` (None: not at all) while in the block."""
+    if port is None:
+        yield
+        return
+    from prometheus_client import CollectorRegistry
+
+    from graphstore.metrics import IngesterCollector, RemoteCollector, serve_metrics
+
+    registry = CollectorRegistry()
+    registry.register(RemoteCollector(source) if kind == "remote" else IngesterCollector(source))
+    stop = serve_metrics(registry, port)
+    try:
+        yield
+    finally:
+        stop()
+
+
 def _or_unreachable(error: str | None, statuses: list[Any]) -> list[Any]:
     return [{"nats": "unreachable", "error": error}] if error else statuses
 
@@ -74,6 +94,10 @@ def project_remote(
             help="This reader's own directory (default: graphstore's --data-dir).",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
+    ] = None,
 ) -> None:
     """Keep the flowgraph views and metagraph tables of relayed tenants in this machine's
     --data-dir (mirror-<tenant>.db), from JetStream, until interrupted. Never opens a
@@ -85,7 +109,7 @@ def project_remote(
 
         directory = data_dir or session.data_dir
         remote = RemoteProjector(nats_url, directory, tenants=tenant or None, batch_size=batch_size)
-        with remote:
+        with remote, _metrics(metrics_port, "remote", remote):
             _until_interrupted(
                 session,
                 f"projecting relayed tenants from {nats_url} into {directory}",
@@ -107,6 +131,10 @@ def ingest_nats(
     status_every: Annotated[
         float, typer.Option(help="Print each tenant's status this often (seconds; 0: never).")
     ] = 30.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
+    ] = None,
 ) -> None:
     """Fold spokes' call events (graphstore.<tenant>.calls on JetStream) into the tenants
     of --data-dir, exactly once, until interrupted (the hub's side of the spokes)."""
@@ -116,7 +144,10 @@ def ingest_nats(
         from graphstore.nats.ingester import Ingester
 
         session.store.authorize_operator("ingest call events into every tenant")
-        with Ingester(nats_url, session.store, tenants=tenant or None) as ingester:
+        with (
+            Ingester(nats_url, session.store, tenants=tenant or None) as ingester,
+            _metrics(metrics_port, "ingester", ingester),
+        ):
             _until_interrupted(
                 session,
                 f"ingesting call events from {nats_url} into {session.data_dir}",

@@ -18,12 +18,13 @@ from typing import Final
 from starlette.requests import Request
 
 from domain import Principal
+from domain.errors import AccessDeniedError, InvalidOrgIdError, NotFoundError
 from graphstore.data import DataDirectory
 from graphstore.http.problems import ProblemError
 from graphstore.operations import Executor
 from graphstore.store import Store
 
-__all__ = ["Principals"]
+__all__ = ["Principals", "unseen_tenant"]
 
 _SCHEME: Final = "bearer "
 
@@ -53,6 +54,27 @@ class Principals:
                 headers={"WWW-Authenticate": 'Bearer realm="graphstore"'},
             )
         return self._data.identity.authenticate(header[len(_SCHEME) :].strip())
+
+    def admit(self, request: Request, org_id: str) -> Executor:
+        """The executor of the request's principal, once it may read tenant ``org_id``:
+        authentication (401), then the tenant (one 404 for a tenant that does not exist
+        and for one the key may not read, so tenant names cannot be probed), before
+        anything of the request's body or parameters is looked at."""
+        principal = self.authenticate(request)
+        executor = self.executor(principal)
+        try:
+            executor.store.tenant(org_id)  # authorizes read (refusals audited)
+        except InvalidOrgIdError as exc:
+            raise ProblemError(
+                400, "VALIDATION_ERROR", str(exc), details={"reason": "invalid org id"}
+            ) from None
+        except AccessDeniedError:
+            raise unseen_tenant(org_id) from None
+        except NotFoundError as exc:
+            if exc.kind != "tenant":
+                raise
+            raise unseen_tenant(org_id) from None
+        return executor
 
     def store(self, principal: Principal) -> Store:
         """The store acting for ``principal`` (opened on first use, then kept)."""
@@ -84,3 +106,16 @@ def _close(executor: Executor) -> None:
         executor.close()
     finally:
         executor.store.close()
+
+
+def unseen_tenant(org_id: str) -> ProblemError:
+    """The one answer for a tenant that does not exist and for one the caller may not
+    read: the same status, code and words (docs/http.md, "Refusals")."""
+    return ProblemError(
+        404,
+        "NOT_FOUND",
+        f"no tenant {org_id!r} that this key may read: check the org id, or ask the "
+        "tenant's owner to add your account as a member",
+        details={"kind": "tenant", "name": org_id},
+        refusal=True,
+    )

@@ -1,18 +1,28 @@
 """Call-event ingestion over HTTP: ``POST /v1/tenants/{org}/calls``.
 
 The body is a JSON array of call-protocol events (``Content-Type: application/json``)
-or JSON Lines (``application/jsonl`` or ``application/x-ndjson``). It is one batch, as
-for the command line's ``ingest``: every event is checked, then all of them commit in
-one transaction with their audit record, or none does (a refused event is a 400 naming
-its position). Call events are idempotent (a repeated one changes nothing), so a
-client that lost the answer sends the same batch again: the retry changes nothing and
-answers ``applied: 0``. The answer is the batch's report and ``position``, the tenant's
-stream offset after it, which ``?minPosition=`` of a query or an SSE stream can wait for.
+or JSON Lines (``application/jsonl`` or ``application/x-ndjson``), or a JSON object, the
+input of the ``graphstore.calls.ingest`` operation (``{"events": [...],
+"operationTypes": {...}, "abortPolicy": ...}``). Which operations are subscriptions is
+said by ``?subscription=<operation id>`` (repeatable, or comma-separated: the command
+line's ``--subscription``) or by the object's ``operationTypes``; unknown operations are
+queries. It is one batch, as for the command line's ``ingest``: every event is checked,
+then all of them commit in one transaction with their audit record, or none does (a
+refused event is a 400 naming its position). Call events are idempotent (a repeated one
+changes nothing), so a client that lost the answer sends the same batch again: the
+retry changes nothing and answers ``applied: 0``. The answer is the batch's report and
+``position``, the tenant's stream offset after it, which ``?minPosition=`` of a query or
+an SSE stream can wait for.
+
+Order of the checks (docs/http.md, "Refusals"): the key (401), the tenant (404), the
+content type (415), the body's size and time (413, 408), its encoding and shape (400),
+the batch's size (413), then the events.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any, Final
 
 import msgspec
@@ -21,25 +31,37 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from domain.calls import CallEvent, IngestReport, call_ledger, read_jsonl
-from domain.errors import InvalidCallEventError
+from domain.errors import ConflictError, InvalidCallEventError
 from graphstore.http.auth import Principals
-from graphstore.http.body import read_body
+from graphstore.http.body import DEFAULT_BODY_TIMEOUT, decode_json, json_text, read_body
 from graphstore.http.problems import ProblemError
+from graphstore.operations.schemas import MAX_BATCH
 
-__all__ = ["JSON_LINES", "CallIntake"]
+__all__ = ["INGEST_OPERATION", "JSON_LINES", "CallIntake"]
 
 JSON_LINES: Final = ("application/jsonl", "application/x-ndjson", "application/json-lines")
+INGEST_OPERATION: Final = "graphstore.calls.ingest"
 
 
 class CallIntake:
     """The ingestion endpoint (see the module docstring)."""
 
-    def __init__(self, principals: Principals, *, max_body: int) -> None:
+    def __init__(
+        self,
+        principals: Principals,
+        *,
+        max_body: int,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        on_ingest: Callable[[str, int], None] | None = None,
+    ) -> None:
         self.principals = principals
+        self.on_ingest = on_ingest
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def ingest(self, request: Request) -> JSONResponse:
         org_id = request.path_params["org"]
+        executor = await run_in_threadpool(self.principals.admit, request, org_id)
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/json" and media not in JSON_LINES:
             raise ProblemError(
@@ -48,20 +70,57 @@ class CallIntake:
                 f"Content-Type {media or '(none)'!r} is not read here: send a JSON array of "
                 "call events as application/json, or JSON Lines as application/jsonl",
             )
-        principal = await run_in_threadpool(self.principals.authenticate, request)
-        body = await read_body(request, self.max_body)
-        store = self.principals.store(principal)
-        report, position = await run_in_threadpool(self._fold, store, org_id, media, body)
+        subscriptions = _subscriptions(request)
+        body = await read_body(request, self.max_body, self.body_timeout)
+        if media in JSON_LINES:
+            lines = _lines(body)
+        else:
+            decoded = decode_json(body, what="a JSON array of call events")
+            if isinstance(decoded, dict):  # the ingest operation's input
+                decoded.setdefault("operationTypes", {})
+                if isinstance(decoded["operationTypes"], dict):
+                    decoded["operationTypes"] = {**subscriptions, **decoded["operationTypes"]}
+                request.scope["graphstore.operation"] = INGEST_OPERATION
+                out = await run_in_threadpool(
+                    executor.invoke, INGEST_OPERATION, decoded, tenant=org_id
+                )
+                self._counted(org_id, out["events"])
+                return JSONResponse(out)
+            lines = _array(decoded)
+        _check_batch(len(lines))
+        try:
+            report, position = await run_in_threadpool(
+                self._fold, executor.store, org_id, lines, subscriptions
+            )
+        except ConflictError as exc:
+            if "operation_types" not in str(exc):
+                raise
+            raise ProblemError(
+                409,
+                "CONFLICT",
+                f"{exc} (over HTTP: ?subscription=<operation id>)",
+            ) from None
+        self._counted(org_id, report.events)
         return JSONResponse({**msgspec.to_builtins(report), "position": position})
 
+    def _counted(self, org_id: str, events: int) -> None:
+        if self.on_ingest is not None:
+            self.on_ingest(org_id, events)
+
     @staticmethod
-    def _fold(store: Any, org_id: str, media: str, body: bytes) -> tuple[IngestReport, int]:
+    def _fold(
+        store: Any,
+        org_id: str,
+        lines: list[tuple[int, CallEvent | Any]],
+        operation_types: dict[str, str],
+    ) -> tuple[IngestReport, int]:
         metagraph = store.tenant(org_id)  # authorized here and at the commit
-        lines = read_jsonl(io.BytesIO(body)) if media in JSON_LINES else _array(body)
 
         def fold(unit: Any) -> IngestReport:
             done = call_ledger(metagraph).ingest(
-                [event for _, event in lines], lines=[line for line, _ in lines]
+                [event for _, event in lines],
+                lines=[line for line, _ in lines],
+                operation_types=operation_types or None,  # type: ignore[arg-type]
             )
             unit.describe(
                 "call events ingested",
@@ -73,18 +132,60 @@ class CallIntake:
         return report, metagraph.recorder.max_notification_id() or 0
 
 
-def _array(body: bytes) -> list[tuple[int, CallEvent | Any]]:
-    try:
-        events = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidCallEventError(
-            f"the body is not JSON ({exc}); send a JSON array of call events",
-            reason="not JSON",
-        ) from None
+def _subscriptions(request: Request) -> dict[str, str]:
+    """``?subscription=a,b&subscription=c`` as operation types."""
+    names = [
+        name.strip()
+        for value in request.query_params.getlist("subscription")
+        for name in value.split(",")
+    ]
+    if any(not name for name in names):
+        raise ProblemError(
+            400,
+            "VALIDATION_ERROR",
+            "subscription= names an operation id: give one or more, comma-separated "
+            "(?subscription=feed.watch,feed.tail)",
+        )
+    return dict.fromkeys(names, "subscription")
+
+
+def _lines(body: bytes) -> list[tuple[int, CallEvent]]:
+    json_text(body, what="one JSON call event per line")  # a clear 400 before any line
+    lines = read_jsonl(io.BytesIO(body))
+    if not lines:
+        raise ProblemError(
+            400,
+            "VALIDATION_ERROR",
+            "the body holds no call events: send one JSON call event per line",
+            details={"reason": "empty"},
+        )
+    return lines
+
+
+def _check_batch(events: int) -> None:
+    if events > MAX_BATCH:
+        raise ProblemError(
+            413,
+            "PAYLOAD_TOO_LARGE",
+            f"the batch has {events} call events, more than {MAX_BATCH}: send them in "
+            "several batches (each is one transaction)",
+            details={"events": events, "maxEvents": MAX_BATCH},
+        )
+
+
+def _array(events: Any) -> list[tuple[int, CallEvent | Any]]:
     if not isinstance(events, list):
         raise InvalidCallEventError(
             f"the body is a JSON {type(events).__name__}, not an array: send a JSON array of "
-            "call events (or JSON Lines as application/jsonl)",
+            "call events (or JSON Lines as application/jsonl, or the input of "
+            f"{INGEST_OPERATION} as a JSON object)",
             reason="not an array",
+        )
+    if not events:
+        raise ProblemError(
+            400,
+            "VALIDATION_ERROR",
+            "the array holds no call events: send at least one",
+            details={"reason": "empty"},
         )
     return list(enumerate(events, start=1))

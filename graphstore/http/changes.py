@@ -25,7 +25,7 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from eventsourcing.utils import Environment
@@ -37,13 +37,17 @@ from domain import Principal
 from graphstore.data import DataDirectory
 from graphstore.http.auth import Principals
 from graphstore.http.problems import ProblemError
+from graphstore.operations.wire import ChangeOut
 from projections import FlowgraphProjection, MetagraphProjection
 from projections.changes import Change, Subscription
 from projections.projector import plain_state_reader
 from projections.rebuild import live_projection
 from streams import HonkerFactory
 
-__all__ = ["HISTORY", "Feeds"]
+__all__ = ["DEFAULT_SSE_PER_KEY", "HISTORY", "Feeds"]
+
+DEFAULT_SSE_PER_KEY: Final = 500
+"""Event streams one API key may hold open at once (``--sse-per-key``)."""
 
 HISTORY: Final = 20_000
 """Changes a feed keeps for its clients; a client further behind catches up alone."""
@@ -59,7 +63,10 @@ _Key = tuple[str, str, str | None, str | None]  # tenant, projector, run, graph
 
 
 def _encoded(change: Change) -> bytes:
-    data = msgspec.json.encode(change)
+    """One SSE event: ``id`` its position, ``data`` the change as the subscription
+    operations give it (``ChangeOut``: camelCase, as every answer of the API)."""
+    fields = {f: getattr(change, f) for f in change.__struct_fields__}
+    data = msgspec.json.encode(ChangeOut(**fields))
     return b"id: %d\nevent: change\ndata: %s\n\n" % (change.position, data)
 
 
@@ -208,8 +215,13 @@ class Feeds:
         settings: dict[str, str] | None = None,
         heartbeat: float = 15.0,
         poll_interval: float = 1.0,
+        per_key: int = DEFAULT_SSE_PER_KEY,
     ) -> None:
         self.principals = principals
+        self.per_key = per_key
+        self.open_streams = 0
+        """Event streams open now (the ``graphstore_sse_subscribers`` gauge)."""
+        self._subscribers: dict[str, int] = {}
         self.heartbeat = heartbeat
         self.poll_interval = poll_interval
         self._data = DataDirectory(path, settings=settings)
@@ -228,11 +240,12 @@ class Feeds:
     async def changes(self, request: Request) -> StreamingResponse:
         """``GET /v1/tenants/{org}/changes``: see the module docstring."""
         query = request.query_params
-        principal = await run_in_threadpool(self.principals.authenticate, request)
+        org_id = request.path_params["org"]
+        executor = await run_in_threadpool(self.principals.admit, request, org_id)
         return await self.respond(
             request,
-            request.path_params["org"],
-            principal,
+            org_id,
+            executor.store.principal,
             projector=query.get("projector"),
             run=query.get("run"),
             graph=query.get("graph"),
@@ -266,11 +279,53 @@ class Feeds:
             after = start
         store = self.principals.store(principal)
         await run_in_threadpool(store.authorize, org_id, "read", "subscribe to changes")
-        key: _Key = (org_id, chosen, run, graph)
-        feed = await self._join(key)
+        if after is not None:
+            head = await run_in_threadpool(_head, store, org_id)
+            if after > head:
+                raise ProblemError(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"Last-Event-ID / after={after} is past the tenant stream's head ({head}): "
+                    "give the id of an event this stream sent (or leave it out to start now)",
+                    details={"reason": "past the head", "head": head},
+                )
+        holder = str(principal.credential_id or principal.actor_id)
+        self._admit_subscriber(holder)
+        try:
+            key: _Key = (org_id, chosen, run, graph)
+            feed = await self._join(key)
+        except BaseException:
+            self._leave(holder)
+            raise
         return StreamingResponse(
-            self._events(key, feed, after), media_type=_EVENT_STREAM, headers=_NO_BUFFERING
+            self._events(key, feed, after, holder),
+            media_type=_EVENT_STREAM,
+            headers=_NO_BUFFERING,
         )
+
+    def _admit_subscriber(self, holder: str) -> None:
+        """Count one more open stream of ``holder`` (a key), or a 429 problem when it has
+        :attr:`per_key` open already."""
+        open_now = self._subscribers.get(holder, 0)
+        if open_now >= self.per_key:
+            raise ProblemError(
+                429,
+                "TOO_MANY_REQUESTS",
+                f"this key has {open_now} open event streams, the most it may have "
+                f"(--sse-per-key): close one first",
+                headers={"Retry-After": "5"},
+                details={"open": open_now, "limit": self.per_key},
+            )
+        self._subscribers[holder] = open_now + 1
+        self.open_streams += 1
+
+    def _leave(self, holder: str) -> None:
+        left = self._subscribers.get(holder, 0) - 1
+        if left > 0:
+            self._subscribers[holder] = left
+        else:
+            self._subscribers.pop(holder, None)
+        self.open_streams -= 1
 
     async def _join(self, key: _Key) -> _Feed:
         feed = self._feeds.get(key)
@@ -289,12 +344,15 @@ class Feeds:
         feed.clients += 1
         return feed
 
-    async def _events(self, key: _Key, feed: _Feed, after: int | None) -> AsyncIterator[bytes]:
+    async def _events(
+        self, key: _Key, feed: _Feed, after: int | None, holder: str
+    ) -> AsyncIterator[bytes]:
         try:
             yield b": connected\n\n"  # the headers and a first line go out at once
             async for chunk in feed.stream(after, self.heartbeat):
                 yield chunk
         finally:
+            self._leave(holder)
             feed.clients -= 1
             if feed.clients == 0 and self._feeds.get(key) is feed:
                 del self._feeds[key]
@@ -310,6 +368,10 @@ class Feeds:
         for factory in factories:
             factory.close()
         self._data.close()
+
+
+def _head(store: Any, org_id: str) -> int:
+    return int(store.tenant(org_id).recorder.max_notification_id() or 0)
 
 
 def _position(raw: str | None) -> int | None:

@@ -47,6 +47,7 @@ class ProblemError(Exception):
         title: str = "",
         details: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+        refusal: bool = False,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -55,6 +56,8 @@ class ProblemError(Exception):
         self.title = title or code.replace("_", " ").lower()
         self.details = dict(details or {})
         self.headers = dict(headers or {})
+        self.refusal = refusal or status in (401, 403)
+        """Counted against the key by the refusal rate limit (docs/http.md)."""
 
     def response(self, operation_id: str = "") -> JSONResponse:
         body: dict[str, Any] = {

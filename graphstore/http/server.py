@@ -13,7 +13,9 @@ from pathlib import Path
 
 import uvicorn
 
+from graphstore.http._protocol import guarded_protocol
 from graphstore.http.app import DEFAULT_MAX_BODY, create_app
+from graphstore.http.limits import Limits
 from projections import Runner
 
 __all__ = ["serve"]
@@ -27,9 +29,23 @@ def serve(
     heartbeat: float = 15.0,
     max_body: int = DEFAULT_MAX_BODY,
     projectors: bool = True,
+    limits: Limits | None = None,
 ) -> None:
-    """Serve the data directory at ``path`` until interrupted (see the module)."""
-    app = create_app(path, heartbeat=heartbeat, max_body=max_body)
+    """Serve the data directory at ``path`` until interrupted (see the module).
+
+    ``limits`` (default: :meth:`Limits.from_env`, the ``GRAPHSTORE_HTTP_*`` variables)
+    bound what clients may hold: connections at once, idle keep-alive time, header
+    bytes, body time, SSE streams per key, refusals per key (docs/http.md, "Limits").
+    """
+    limits = limits or Limits.from_env()
+    runner = Runner(Path(path)) if projectors else None
+    app = create_app(
+        path,
+        heartbeat=heartbeat,
+        max_body=max_body,
+        limits=limits,
+        statuses=None if runner is None else runner.status,
+    )
     config = uvicorn.Config(
         app,
         host=host,
@@ -38,10 +54,13 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=2,
         lifespan="on",
+        limit_concurrency=limits.max_connections,
+        timeout_keep_alive=int(max(1, limits.keep_alive)),
+        http=guarded_protocol(limits.header_timeout, limits.max_header_bytes),
     )
     server = uvicorn.Server(config)
-    if not projectors:
+    if runner is None:
         server.run()
         return
-    with Runner(Path(path)):
+    with runner:
         server.run()

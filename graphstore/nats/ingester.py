@@ -422,6 +422,11 @@ class Ingester(Service):
         """The last failed connection attempt's error, until connected."""
         return self._link.error
 
+    @property
+    def reconnects(self) -> int:
+        """Times the connection to NATS was lost and made again (metrics)."""
+        return self._link.reconnects
+
     async def _consume(self, tenant: _Tenant, js: JetStreamContext) -> None:
         assert self._stop is not None
         stop = self._stop

@@ -212,6 +212,8 @@ class Relay:
         self._connected = False
         self._error: str | None = None
         self._down_since: float | None = None
+        self.connections = 0
+        """Connections made to NATS so far (more than one: reconnections; metrics)."""
         self._stream_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -357,6 +359,7 @@ class Relay:
         self._stream_seq = await publisher.open()
         with self._lock:
             self._connected, self._error, self._down_since = True, None, None
+            self.connections += 1
         log.info("relay connected", nats=nc.connected_url.netloc if nc.connected_url else "")
         for tenant in self._tenants.values():
             tenant.synced, tenant.dirty = False, True

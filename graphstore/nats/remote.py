@@ -240,6 +240,11 @@ class RemoteProjector(Service):
         """The last failed connection attempt's error, until connected."""
         return self._link.error
 
+    @property
+    def reconnects(self) -> int:
+        """Times the connection to NATS was lost and made again (metrics)."""
+        return self._link.reconnects
+
     async def _wanted(self, js: JetStreamContext) -> Sequence[str]:
         if self.fixed is not None:
             return self.fixed

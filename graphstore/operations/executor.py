@@ -266,11 +266,13 @@ class Executor:
         principal: its output (JSON values), or an :class:`OperationSubscription` for a
         subscription. Raises an :class:`OperationError` (module docstring)."""
         op = self.find(operation_id, tenant=tenant)
-        self._check(op.spec.input_schema, input, operation_id, output=False)
+        # Authorization first: a principal that may not make the operation learns
+        # nothing from its input (an outsider gets ACCESS_DENIED whatever it sends).
         self._guard(
             operation_id,
             lambda: self.store.authorize(tenant, op.group, f"invoke {operation_id}"),
         )
+        self._check(op.spec.input_schema, input, operation_id, output=False)
         result = self._guard(
             operation_id, lambda: self._run(op, cast("dict[str, Any]", input), tenant)
         )
@@ -382,7 +384,13 @@ class Executor:
     def _waited(self, tenant: str, base: Any, data: Mapping[str, Any]) -> ReadModel:
         read = self._read(tenant)
         if "minPosition" in data:
-            read.wait_for(base, int(data["minPosition"]), self.wait)
+            wanted, head = int(data["minPosition"]), _head(self.store.tenant(tenant))
+            if wanted > head:  # no write has that position: waiting would only time out
+                raise ValidationError(
+                    f"minPosition {wanted} is past the tenant stream's head ({head}): pass "
+                    "the position a write returned"
+                )
+            read.wait_for(base, wanted, self.wait)
         return read
 
     def _run(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
@@ -505,7 +513,7 @@ class Executor:
         after = data.get("after")
         if kind == "graph":
             if action == "get":
-                return GraphRow(**_graph_row(read, data["graphId"], gt))
+                return GraphRow(**_ms(_graph_row(read, data["graphId"], gt)))
             filters = {
                 column: data[field]
                 for field, column in (
@@ -516,7 +524,7 @@ class Executor:
                 if field in data
             }
             rows = read.graphs(gt, filters=filters, after=after, limit=limit + 1)
-            graphs = [GraphRow(**row) for row in rows[:limit]]
+            graphs = [GraphRow(**_ms(row)) for row in rows[:limit]]
             return GraphsPage(items=graphs, next=graphs[-1].id if len(rows) > limit else None)
         graph_id = data["graphId"]
         _graph_row(read, graph_id, gt)
@@ -531,11 +539,11 @@ class Executor:
                         kind="node",
                         name=data["key"],
                     )
-                return NodeRow(**row)
+                return NodeRow(**_ms(row))
             rows = read.nodes(
                 graph_id, node_type=data.get("nodeType"), after=after, limit=limit + 1
             )
-            nodes = [NodeRow(**row) for row in rows[:limit]]
+            nodes = [NodeRow(**_ms(row)) for row in rows[:limit]]
             return NodesPage(items=nodes, next=nodes[-1].key if len(rows) > limit else None)
         if action == "get":
             row = read.edge(graph_id, edge_id=data.get("id"), key=data.get("key"))
@@ -547,7 +555,7 @@ class Executor:
                     kind="edge",
                     name=str(name),
                 )
-            return EdgeRow(**{**row, "undirected": bool(row["undirected"])})
+            return EdgeRow(**_ms({**row, "undirected": bool(row["undirected"])}))
         filters = {
             column: data[field]
             for field, column in (
@@ -558,7 +566,9 @@ class Executor:
             if field in data
         }
         rows = read.edges(graph_id, filters=filters, after=after, limit=limit + 1)
-        edges = [EdgeRow(**{**row, "undirected": bool(row["undirected"])}) for row in rows[:limit]]
+        edges = [
+            EdgeRow(**_ms({**row, "undirected": bool(row["undirected"])})) for row in rows[:limit]
+        ]
         return EdgesPage(items=edges, next=edges[-1].id if len(rows) > limit else None)
 
     # --- the store's own operations --------------------------------------------------------
@@ -593,7 +603,7 @@ class Executor:
             detached=data.get("detached", False),
         )
         cursor = None if page.next is None else _struct(page.next, RunCursorOut)
-        return RunsPage(runs=[_struct(run, RunOut) for run in page.runs], next=cursor)
+        return RunsPage(runs=[_in_ms(_struct(run, RunOut)) for run in page.runs], next=cursor)
 
     def _runs_show(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
         from projections import FlowgraphProjection  # noqa: PLC0415
@@ -604,7 +614,8 @@ class Executor:
             raise _no_run(data["runId"], tenant)
         calls = views.call_tree(run.run_id)
         return RunDetailOut(
-            run=_struct(run, RunOut), calls=[_struct(call, CallOut) for call in calls]
+            run=_in_ms(_struct(run, RunOut)),
+            calls=[_in_ms(_struct(call, CallOut)) for call in calls],
         )
 
     def _runs_as_of(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
@@ -613,8 +624,8 @@ class Executor:
             raise _no_run(data["runId"], tenant, f" at offset {data['offset']}")
         return RunSnapshotOut(
             offset=snapshot.offset,
-            run=_struct(snapshot.run, RunOut),
-            calls=[_struct(call, CallOut) for call in snapshot.calls],
+            run=_in_ms(_struct(snapshot.run, RunOut)),
+            calls=[_in_ms(_struct(call, CallOut)) for call in snapshot.calls],
         )
 
     def _runs_history(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
@@ -686,6 +697,25 @@ class Executor:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_STAMPED = TypeVar("_STAMPED", RunOut, CallOut)
+
+
+def _ms(row: dict[str, Any]) -> dict[str, Any]:
+    """A read-model row with ``created_at``/``updated_at`` in ms since the epoch: the
+    projections keep seconds (their stored format), the wire has one unit, ms."""
+    return {
+        **row,
+        **{k: row[k] * 1000 for k in ("created_at", "updated_at") if row.get(k) is not None},
+    }
+
+
+def _in_ms(value: _STAMPED) -> _STAMPED:
+    """A run or call with ``createdAt``/``updatedAt`` in ms, as every time of the wire."""
+    return msgspec.structs.replace(
+        value, created_at=value.created_at * 1000, updated_at=value.updated_at * 1000
+    )
 
 
 def _reason(error: SchemaViolation) -> str:

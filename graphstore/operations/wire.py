@@ -157,8 +157,8 @@ class IngestOut(_Wire, frozen=True):
 
 
 class CallOut(_Wire, frozen=True):
-    """One call of a run (the flowgraph's ``flow_calls`` row). Times in ms since the epoch;
-    ``createdAt``/``updatedAt`` in seconds (when the view row was written)."""
+    """One call of a run (the flowgraph's ``flow_calls`` row). Every time in ms since the
+    epoch; ``createdAt``/``updatedAt`` (when the view row was written) to the second."""
 
     request_id: str
     run_id: str
