@@ -169,6 +169,9 @@ _register_remote(app)
 from graphstore._relay_cli import relay_app  # noqa: E402 - typer only; nats loads later
 
 app.add_typer(relay_app, name="relay")
+from graphstore._verify_cli import register as _register_verify  # noqa: E402 - typer only
+
+_register_verify(app)
 
 _R = TypeVar("_R")
 

@@ -44,10 +44,12 @@ class RelayStreamError(Exception):
 
 
 class Relayed(NamedTuple):
-    """A subject's last message: the tenant offset it carries and its stream sequence."""
+    """A subject's last message: the tenant offset it carries, its stream sequence and
+    its payload (the envelope's bytes)."""
 
     offset: int
     seq: int
+    payload: bytes = b""
 
 
 def events_stream_config() -> StreamConfig:
@@ -108,4 +110,4 @@ class Publisher(Pipeline):
                 f"the last message of {events_subject(tenant)} (sequence {msg.seq}) has no "
                 f"{OFFSET_HEADER} header: something other than the relay publishes there"
             )
-        return Relayed(int(raw), int(msg.seq or 0))
+        return Relayed(int(raw), int(msg.seq or 0), bytes(msg.data or b""))

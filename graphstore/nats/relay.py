@@ -67,6 +67,7 @@ from graphstore.nats._relay_jetstream import (
 from graphstore.nats.subjects import (
     MSG_ID,
     OFFSET_HEADER,
+    PREVIOUS_HEADER,
     events_subject,
     message_id,
 )
@@ -77,6 +78,7 @@ from streams import (
     HonkerFactory,
     count_between,
     read_after,
+    read_at,
     save_position,
     saved_position,
     stream_head,
@@ -128,6 +130,9 @@ class TenantRelayStatus:
     lag_seconds: float
     published: int = 0
     jetstream: int | None = None
+    error: str | None = None
+    """Why the relay refuses this tenant (its subject holds entries the file does not:
+    a restore to a point, see docs/backup.md); None when it relays."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +160,7 @@ class _Tenant:
     hot: bool = False
     seen: Signature | None = None
     newest: float = 0.0  # wall time of the newest entry seen (s)
+    diverged: str | None = None  # the subject holds what the file does not: refused
     status: TenantRelayStatus | None = None
     wake: Callable[[], None] = field(default=lambda: None, repr=False)
 
@@ -481,19 +487,21 @@ class Relay:
         seen = file_signature(self.data.tenant_path(tenant.org_id))  # before reading
         datastore = self._open(tenant).datastore
         stream = self.stream
-        if not tenant.synced:
+        if not tenant.synced or tenant.diverged:
             await self._sync(publisher, tenant)
-        while not self._stopping:
+        while not self._stopping and tenant.diverged is None:
             entries = read_after(datastore, stream, tenant.cursor, limit=self.batch_size)
             if not entries:
                 break
             sent: list[tuple[int, int, asyncio.Future[Ack]]] = []
             subject_seq = tenant.subject_seq
+            previous = tenant.cursor
             try:
                 for entry in entries:
                     headers = {
                         MSG_ID: message_id(tenant.org_id, entry.offset),
                         OFFSET_HEADER: str(entry.offset),
+                        PREVIOUS_HEADER: str(previous),
                         EXPECTED_LAST_SEQUENCE: str(self._stream_seq),
                         EXPECTED_LAST_SUBJECT_SEQUENCE: str(subject_seq),
                     }
@@ -502,6 +510,7 @@ class Relay:
                     )
                     self._stream_seq = subject_seq = self._stream_seq + 1
                     sent.append((entry.offset, subject_seq, future))
+                    previous = entry.offset
                 await self._acknowledged(tenant, sent)
             finally:
                 publisher.forget()
@@ -550,10 +559,23 @@ class Relay:
         saved = saved_position(datastore, self.consumer, self.stream)
         last: Relayed | None = await publisher.last_relayed(tenant.org_id)
         tenant.saved = saved
+        tenant.diverged = None
         if last is None:
             tenant.cursor, tenant.subject_seq = saved or 0, 0
+        elif not _holds(datastore, self.stream, last):
+            tenant.diverged = (
+                f"{tenant.subject} ends with offset {last.offset} (sequence {last.seq}), which "
+                "this tenant file does not hold as relayed (it was restored to an earlier "
+                "point, or lost its last commits): refusing to relay it, so that nothing is "
+                "duplicated or lost. See docs/backup.md, 'After a restore to a point'."
+            )
+            log.error("relay refuses a tenant", tenant=tenant.org_id, reason=tenant.diverged)
+            tenant.cursor, tenant.subject_seq = saved or 0, last.seq
+            tenant.synced = True
+            self._report(tenant)
+            return
         else:
-            tenant.cursor, tenant.subject_seq = last
+            tenant.cursor, tenant.subject_seq = last.offset, last.seq
             if saved is not None and last.offset < saved:
                 log.warning(
                     "JetStream holds less than was relayed: relaying again from its last",
@@ -592,6 +614,7 @@ class Relay:
                 status.lag_seconds,
                 tenant.published,
                 tenant.cursor if tenant.synced else None,
+                tenant.diverged,
             )
             self._progress.notify_all()
 
@@ -607,6 +630,12 @@ class Relay:
         else:
             self._close_tenant(tenant)
             tenant.seen = seen
+
+
+def _holds(source: Source, stream: str, last: Relayed) -> bool:
+    """Whether the file holds the subject's last message, byte for byte, at its offset."""
+    found = read_at(source, stream, [last.offset])
+    return bool(found) and found[0].payload.encode() == last.payload
 
 
 def _status(

@@ -4,7 +4,10 @@
   order. The payload is the stream entry's envelope, byte for byte (``streams.envelope``:
   ``{"v", "tenant", "type", "subject", "version", "time", "data"}``); headers: ``Nats-Msg-Id``
   = ``<tenant>:<offset>`` (JetStream drops a duplicate within its window) and
-  ``Graphstore-Offset`` = the entry's offset in the tenant file.
+  ``Graphstore-Offset`` = the entry's offset in the tenant file; ``Graphstore-Previous`` =
+  the offset of the tenant's previous relayed entry (0 for the first), so a reader proves
+  the chain has no hole although a stream's offsets have gaps (other streams of the
+  file take offsets too).
 - ``graphstore.<tenant>.calls``: call-protocol events published by spokes (one JSON
   object each, as ``domain.calls.ingest`` takes them); ``Nats-Msg-Id`` = the spoke's
   id for the event (e.g. ``<requestId>:<type>``), so a spoke's retry is one message.
@@ -22,6 +25,7 @@ __all__ = [
     "EVENTS_STREAM",
     "MSG_ID",
     "OFFSET_HEADER",
+    "PREVIOUS_HEADER",
     "calls_subject",
     "events_subject",
     "message_id",
@@ -36,6 +40,7 @@ CALLS_STREAM: Final = "GRAPHSTORE_CALLS"
 
 MSG_ID: Final = "Nats-Msg-Id"
 OFFSET_HEADER: Final = "Graphstore-Offset"
+PREVIOUS_HEADER: Final = "Graphstore-Previous"
 
 _PREFIX: Final = "graphstore."
 
