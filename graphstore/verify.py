@@ -37,6 +37,7 @@ from eventsourcing.utils import Environment
 from streams import HonkerDatastore, HonkerFactory, read_after, saved_position
 from streams.check import (
     ExplainedGaps,
+    StreamProblem,
     aggregate_ids,
     envelope_problems,
     index_problems,
@@ -264,7 +265,10 @@ def verify_file(
         report.problems.append(_problem("integrity", where, f"the file does not open: {exc}"))
         return file_report
     try:
-        broken = integrity_problems(datastore)
+        try:
+            broken = integrity_problems(datastore)
+        except Exception as exc:  # SQLite gives up on a badly damaged file
+            broken = [StreamProblem("integrity", f"the integrity check failed: {exc}")]
         for found in broken:
             report.problems.append(_problem("integrity", where, found.message))
         if broken:
@@ -272,6 +276,9 @@ def verify_file(
         _stream_checks(
             datastore, stream, org_id, where, file_report, report=report, explained=explained
         )
+    except Exception as exc:  # a read the damage made fail: said, not raised
+        report.problems.append(_problem("integrity", where, f"reading the file failed: {exc}"))
+        return file_report
     finally:
         datastore.close()
     env = {"PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(path)}
