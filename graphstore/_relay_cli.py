@@ -31,7 +31,7 @@ _NATS_HELP = "NATS server URL(s), comma-separated (e.g. nats://127.0.0.1:4222)."
 
 
 @relay_app.callback()
-def relay_run(
+def relay_run(  # noqa: PLR0917 - typer options
     ctx: typer.Context,
     nats_url: Annotated[
         str | None, typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP)
@@ -41,6 +41,13 @@ def relay_run(
     status_every: Annotated[
         float, typer.Option(help="Print the relay's status this often (seconds; 0: never).")
     ] = 30.0,
+    identity: Annotated[
+        bool,
+        typer.Option(
+            help="Also relay system.db's identity stream (accounts, keys, registry, audit) "
+            "on graphstore.system.identity, for a restore to a point (docs/backup.md)."
+        ),
+    ] = True,
 ) -> None:
     """Relay every tenant's stream to JetStream until interrupted (Ctrl-C): each entry on
     graphstore.<tenant>.events, exactly once, in order. New tenants are followed as they
@@ -59,7 +66,11 @@ def relay_run(
         session.store.authorize_operator("relay every tenant's stream")
         try:
             relay = Relay(
-                session.data, _servers(nats_url), consumer=consumer, batch_size=batch_size
+                session.data,
+                _servers(nats_url),
+                consumer=consumer,
+                batch_size=batch_size,
+                identity=identity,
             )
         except RelayError as exc:
             session.output.error(str(exc))

@@ -47,13 +47,18 @@ async def connect(url: str | Sequence[str], *, timeout: float = 5.0) -> Client:
 
 
 async def read_subject(
-    nc: Client, tenant: str, *, start_seq: int = 1, idle_timeout: float = 5.0
+    nc: Client,
+    tenant: str,
+    *,
+    subject: str | None = None,
+    start_seq: int = 1,
+    idle_timeout: float = 5.0,
 ) -> AsyncIterator[RelayedEntry]:
-    """Every message of the tenant's subject from stream sequence ``start_seq``, in
-    order, up to the subject's last message when the read began (an ordered consumer:
-    JetStream redelivers nothing twice and skips nothing)."""
+    """Every message of the tenant's subject (or ``subject``) from stream sequence
+    ``start_seq``, in order, up to the subject's last message when the read began (an
+    ordered consumer: JetStream redelivers nothing twice and skips nothing)."""
     js = nc.jetstream()
-    subject = events_subject(tenant)
+    subject = subject or events_subject(tenant)
     try:
         last = await js.get_last_msg(EVENTS_STREAM, subject)
     except NotFoundError:

@@ -56,9 +56,11 @@ __all__ = [
     "SubjectMismatchError",
     "discard_relayed_after",
     "restore_from_nats",
+    "restore_system_from_nats",
 ]
 
 STREAM: Final = "metagraph"
+SYSTEM_STREAM: Final = "identity"
 RELAY_CONSUMER: Final = "relay@v1"
 BATCH: Final = 2000
 _TMP_PREFIX: Final = ".restore-"
@@ -161,7 +163,7 @@ def restore_from_nats(
     try:
         started = _start(hidden, org, base, data)
         limits = _Limits(until_offset, until_time_ms, batch, on_batch)
-        replayed = asyncio.run(_replay(url, org, hidden, started, limits))
+        replayed = asyncio.run(_replay(url, _tenant_source(org), hidden, started, limits))
         notes = started.notes + replayed.notes
         notes += _finish(hidden, org, replayed)
         _checkpoint(hidden)
@@ -327,11 +329,14 @@ class _Chain:
     """The replay's state: where the chain stands and what the subject held."""
 
     org: str
+    """The tenant the envelopes must name (``system`` for ``system.db``)."""
     subject: str
     base: _Base
     previous: int = 0
     seen_base: bool = False
     subject_last: int | None = None
+    key: str = ""
+    """The ``Nats-Msg-Id`` prefix (the org id; ``system.db`` for ``system.db``)."""
 
     def accept(self, message: Any, limits: _Limits) -> Entry | bool | None:
         """The entry to append; None to skip it (at or below the base); False to stop."""
@@ -342,7 +347,7 @@ class _Chain:
                 "something other than the relay published it. Nothing was written."
             )
         decoded = _decoded(message.payload, self.subject, message.seq)
-        if decoded.tenant != self.org or not message.msg_id.startswith(f"{self.org}:"):
+        if decoded.tenant != self.org or not message.msg_id.startswith(f"{self.key or self.org}:"):
             raise ForeignEntryError(
                 f"{self.subject} sequence {message.seq} (offset {offset}) belongs to tenant "
                 f"{decoded.tenant!r}, not {self.org!r}. Nothing was written."
@@ -382,13 +387,31 @@ class _Chain:
                 )
 
 
-async def _replay(url: str, org: str, hidden: Path, base: _Base, limits: _Limits) -> _Replayed:
-    from graphstore.nats._subject import connect, read_subject  # noqa: PLC0415
+@dataclass(frozen=True)
+class _Source:
+    """What is replayed: a subject into a file's stream."""
+
+    subject: str
+    stream: str
+    tenant: str  # the envelopes' tenant
+    key: str  # the message ids' prefix
+
+
+def _tenant_source(org: str) -> _Source:
     from graphstore.nats.subjects import events_subject  # noqa: PLC0415
+
+    return _Source(events_subject(org), STREAM, org, org)
+
+
+async def _replay(
+    url: str, source: _Source, hidden: Path, base: _Base, limits: _Limits
+) -> _Replayed:
+    from graphstore.nats._subject import connect, read_subject  # noqa: PLC0415
     from streams import HonkerDatastore  # noqa: PLC0415
     from streams.replication import append_entries  # noqa: PLC0415
 
-    chain = _Chain(org, events_subject(org), base, base.head, base.head == 0)
+    org = source.tenant
+    chain = _Chain(org, source.subject, base, base.head, base.head == 0, key=source.key)
     try:
         nc = await connect([u.strip() for u in url.split(",") if u.strip()])
     except Exception as exc:
@@ -401,14 +424,14 @@ async def _replay(url: str, org: str, hidden: Path, base: _Base, limits: _Limits
         nonlocal events
         if pending:
             with datastore.transaction() as tx:
-                append_entries(tx, STREAM, pending)
+                append_entries(tx, source.stream, pending)
             events += len(pending)
             if limits.on_batch is not None:
                 limits.on_batch(pending[-1].offset)
             pending.clear()
 
     try:
-        async for message in read_subject(nc, org):
+        async for message in read_subject(nc, source.key, subject=source.subject):
             accepted = chain.accept(message, limits)
             if accepted is False:
                 break
@@ -478,3 +501,62 @@ async def _discard(url: str, org: str, offset: int) -> int:
         return len(doomed)
     finally:
         await nc.close()
+
+
+# --------------------------------------------------------------------------- system.db
+
+
+def restore_system_from_nats(
+    url: str,
+    data_dir: Path,
+    *,
+    until_offset: int | None = None,
+    until_time_ms: int | None = None,
+    batch: int = BATCH,
+) -> NatsRestoreReport:
+    """Restore ``system.db`` (accounts, API keys, the organization registry, the audit
+    of identity changes) into ``data_dir`` from its identity stream relayed on
+    ``graphstore.system.identity``, from nothing up to ``until_offset`` or
+    ``until_time_ms``; the same checks and the same all-or-nothing rename as
+    :func:`restore_from_nats`. Restore it before the tenants: it registers them."""
+    from domain import Identity  # noqa: PLC0415
+    from graphstore.nats.subjects import SYSTEM_KEY, SYSTEM_SUBJECT  # noqa: PLC0415
+    from streams import HonkerDatastore, save_position, saved_position  # noqa: PLC0415
+    from streams.directory import Directory  # noqa: PLC0415
+
+    if until_offset is not None and until_time_ms is not None:
+        raise NatsRestoreError("give --until-offset or --until-time, not both")
+    data = Directory(data_dir)
+    target = data.system_path
+    if target.exists():
+        raise RestoreTargetError(
+            f"{target} exists: restore into a new data directory (--data-dir NEW), or move "
+            "that file away first. Nothing was written."
+        )
+    _remove_leftovers(data.path, "_system")
+    hidden = data.path / f"{_TMP_PREFIX}_system.{os.getpid()}.db"
+    env = {**_env(hidden, "system"), "HONKER_SNAPSHOTS": "latest"}
+    try:
+        with Identity(env):  # the tables
+            pass
+        source = _Source(SYSTEM_SUBJECT, SYSTEM_STREAM, "system", SYSTEM_KEY)
+        limits = _Limits(until_offset, until_time_ms, batch, None)
+        replayed = asyncio.run(_replay(url, source, hidden, _Base(), limits))
+        if replayed.restored_to:
+            datastore = HonkerDatastore(hidden, tenant="system")
+            try:
+                with datastore.transaction() as tx:
+                    saved = saved_position(tx, RELAY_CONSUMER, SYSTEM_STREAM) or 0
+                    if replayed.restored_to > saved:
+                        save_position(tx, RELAY_CONSUMER, SYSTEM_STREAM, replayed.restored_to)
+            finally:
+                datastore.close()
+        _checkpoint(hidden)
+        os.replace(hidden, target)
+        _fsync_dir(data.path)
+    except BaseException:
+        _remove(hidden)
+        raise
+    return NatsRestoreReport(
+        SYSTEM_KEY, 0, replayed.restored_to, replayed.events, ["no base", *replayed.notes]
+    )

@@ -12,7 +12,14 @@
   object each, as ``domain.calls.ingest`` takes them); ``Nats-Msg-Id`` = the spoke's
   id for the event (e.g. ``<requestId>:<type>``), so a spoke's retry is one message.
 
-Both live in JetStream streams this module names, created by the relay (events) and
+- ``graphstore.system.identity``: ``system.db``'s identity stream (accounts, keys, the
+  organization registry, the audit of identity changes), relayed like a tenant's stream
+  (same headers; ``Nats-Msg-Id`` = ``system.db:<offset>``) by a relay that follows it
+  (``graphstore relay`` does), so ``system.db`` can be restored to a point too. Its third
+  token is not ``events``: readers of ``graphstore.*.events`` never mistake it for a
+  tenant.
+
+All live in JetStream streams this module names, created by the relay (events) and
 by the ingester (calls) when missing.
 """
 
@@ -26,6 +33,8 @@ __all__ = [
     "MSG_ID",
     "OFFSET_HEADER",
     "PREVIOUS_HEADER",
+    "SYSTEM_KEY",
+    "SYSTEM_SUBJECT",
     "calls_subject",
     "events_subject",
     "message_id",
@@ -43,6 +52,12 @@ OFFSET_HEADER: Final = "Graphstore-Offset"
 PREVIOUS_HEADER: Final = "Graphstore-Previous"
 
 _PREFIX: Final = "graphstore."
+
+SYSTEM_SUBJECT: Final = "graphstore.system.identity"
+"""The subject of ``system.db``'s identity stream (in :data:`EVENTS_STREAM`)."""
+SYSTEM_KEY: Final = "system.db"
+"""What stands for ``system.db`` where a tenant's org id would: message ids, statuses
+(not an org id: those have no dot)."""
 
 
 def events_subject(tenant: str) -> str:

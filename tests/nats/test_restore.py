@@ -26,12 +26,14 @@ from graphstore.nats.restore import (
     SubjectGapError,
     discard_relayed_after,
     restore_from_nats,
+    restore_system_from_nats,
 )
 from graphstore.nats.subjects import (
     EVENTS_STREAM,
     MSG_ID,
     OFFSET_HEADER,
     PREVIOUS_HEADER,
+    SYSTEM_KEY,
     events_subject,
     message_id,
 )
@@ -261,3 +263,36 @@ def test_a_kill_during_restore_leaves_no_tenant_file_and_a_rerun_completes(
     assert sorted(p.name for p in target.iterdir() if p.name.startswith(".restore")) == []
     assert report.restored_to == _stream(relayed)[-1][0]
     assert _stream(target) == _stream(relayed)
+
+
+def _system_stream(data: Path) -> list[tuple[Any, ...]]:
+    connection = sqlite3.connect(f"{(data / 'system.db').as_uri()}?mode=ro", uri=True)
+    try:
+        return list(
+            connection.execute('SELECT "offset", topic, payload FROM _honker_stream ORDER BY 1')
+        )
+    finally:
+        connection.close()
+
+
+def test_system_db_is_relayed_on_its_own_subject_and_restored_then_the_tenant(
+    demo_source: Path, tmp_path: Path, nats_server: NatsServer
+) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(demo_source, source)
+    system_head = _system_stream(source)[-1][0]
+    with DataDirectory(source) as data, Relay(data, nats_server.url, identity=True) as relay:
+        relay.wait_for("acme", _stream(source)[-1][0])
+        relay.wait_for(SYSTEM_KEY, system_head)
+        assert {t.tenant for t in relay.status().tenants} == {"acme", SYSTEM_KEY}
+    target = tmp_path / "restored"
+    report = restore_system_from_nats(nats_server.url, target)
+    assert report.restored_to == system_head
+    assert _system_stream(target) == _system_stream(source)
+    restore_from_nats(nats_server.url, "acme", target)
+    assert _cli(target, "account", "list") == _cli(source, "account", "list")
+    assert _cli(target, "tenant", "list") == _cli(source, "tenant", "list")
+    checked = verify(target)
+    assert checked.ok, checked.problems
+    with pytest.raises(RestoreTargetError):
+        restore_system_from_nats(nats_server.url, target)
