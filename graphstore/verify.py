@@ -218,6 +218,8 @@ def _verify_directory(
         report.files.append(file_report)
         if nats_url is not None:
             _compare_subject(nats_url, org_id, copy, file_report, report)
+        for suffix in ("", "-wal", "-shm"):  # one tenant's copy on disk at a time
+            Path(f"{copy}{suffix}").unlink(missing_ok=True)
 
 
 def _copy(path: Path, dest: Path, where: str, report: VerifyReport) -> bool:
