@@ -26,6 +26,7 @@ SUITES: dict[str, str] = {
     "target": "benchmarks.target",  # the event target: in-process and cross-process delivery
     "serve": "benchmarks.serve",  # HTTP ingest vs in-process, SSE fan-out to 200, event target
     "relay": "benchmarks.relay",  # tenant streams to NATS JetStream: relay vs local catch-up
+    "backup": "benchmarks.backup",  # online backup vs a file copy; the writer during a backup
     "restore": "benchmarks.restore",  # point-in-time restore from JetStream vs the relay; verify
 }
 

@@ -44,6 +44,7 @@ __all__ = [
     "Account",
     "ApiKey",
     "IdentityEvent",
+    "OperatorAction",
     "Organization",
     "TenantRegistry",
     "TenantWrite",
@@ -583,3 +584,29 @@ class AccessRefused(Aggregate):
             missing=missing,
             **stamp(actor),
         )
+
+
+class OperatorAction(Aggregate):
+    """An audit record of an operation over the whole store (a backup, a restore): who,
+    what, and details (one aggregate per record, like :class:`TenantWrite`)."""
+
+    TOPIC = "OperatorAction"
+
+    class Event(IdentityEvent):
+        pass
+
+    class Recorded(Event, Aggregate.Created):
+        TOPIC = "OperatorAction.Recorded"
+        ACTION = "store.operation"
+        what: str
+        details: dict[str, Any]
+
+    Created = Recorded  # an alias, else eventsourcing adds a Created without TOPIC
+
+    def __init__(self, what: str, details: dict[str, Any]) -> None:
+        self.what = what
+        self.details = details
+
+    @classmethod
+    def record(cls, what: str, details: dict[str, Any], *, actor: Principal) -> OperatorAction:
+        return cls._create(cls.Recorded, id=uuid4(), what=what, details=details, **stamp(actor))

@@ -38,6 +38,7 @@ from domain._identity_aggregates import (
     AccessRefused,
     Account,
     ApiKey,
+    OperatorAction,
     Organization,
     TenantRegistry,
     TenantWrite,
@@ -608,6 +609,21 @@ class Identity(Application[UUID]):
         self._acting(actor)
         self._organization(org_id)
         record = TenantWrite.record(org_id, what, data, actor=actor)
+        self.save(record)
+        return record.id
+
+    @_command
+    def record_operation(
+        self, actor: Principal, what: str, details: Mapping[str, Any] | None = None
+    ) -> UUID:
+        """Add an audit entry (action ``store.operation``) for an operation over the
+        whole store made by ``actor`` (a backup, a restore); returns its subject id.
+        ``details`` (JSON) may not hold secrets. Whether the actor was allowed is
+        decided by the caller (:func:`domain.access.require_operator`)."""
+        what = check_text(what, what="operation description", max_length=200)
+        data = json_object(details)
+        self._acting(actor)
+        record = OperatorAction.record(what, data, actor=actor)
         self.save(record)
         return record.id
 

@@ -55,6 +55,8 @@ RESERVED_NAMES: Final = (
     "AuditRecord.Recorded",
     "AccessRefused",
     "AccessRefused.Recorded",
+    "OperatorAction",
+    "OperatorAction.Recorded",
 )
 """Stable names of classes written only under them (no legacy alias to register)."""
 

@@ -125,6 +125,13 @@ class Session:
         its operations authorized, its writes audited); NotFoundError for an unknown one."""
         return self.store.tenant(org_id)
 
+    def close_store(self) -> None:
+        """Close the store now (opened again on next use), e.g. before another library
+        reads its files (``graphstore backup``)."""
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
+
     def close(self) -> None:
         for close in reversed(self.closers):
             close()
@@ -169,6 +176,9 @@ _register_remote(app)
 from graphstore._relay_cli import relay_app  # noqa: E402 - typer only; nats loads later
 
 app.add_typer(relay_app, name="relay")
+from graphstore._backup_cli import register as _register_backup  # noqa: E402 - typer only
+
+_register_backup(app)
 from graphstore._verify_cli import register as _register_verify  # noqa: E402 - typer only
 
 _register_verify(app)

@@ -13,7 +13,9 @@
 7. who may do what: an account that is no member of acme is refused, and the refusal
    is in the audit log beside Ada's ingest,
 8. the same store over HTTP: the server on 127.0.0.1, its generated operations, a runs
-   query, a run's changes as Server-Sent Events.
+   query, a run's changes as Server-Sent Events,
+9. an online backup of the data directory (``<data dir>-backup``, made anew): a
+   consistent snapshot of every file and its manifest (docs/backup.md).
 
 Everything is real: SQLite files, Honker streams, the projectors' saved offsets, an HTTP
 server on loopback.
@@ -83,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     _who_may(console, data, eve_key)
     console.print(Rule("8. over HTTP"))
     _over_http(console, data, ada_key, run_id)
+    backed_up = _backup(console, data)
     verified = _verify(console, data)
-    return 0 if caught_up and verified else 1
+    return 0 if caught_up and backed_up and verified else 1
 
 
 def _verify(console: Console, data: Path) -> bool:
@@ -231,6 +234,35 @@ def _over_http(console: Console, data_dir: Path, key: str, run_id: str) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _backup(console: Console, data_dir: Path) -> bool:
+    """9. ``graphstore backup`` as an operator types it, in a process of its own."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from graphstore.backup import read_manifest  # noqa: PLC0415
+
+    dest = data_dir.with_name(f"{data_dir.name}-backup")
+    console.print(Rule(f"9. graphstore backup {dest}"))
+    shutil.rmtree(dest, ignore_errors=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "graphstore", "--data-dir", str(data_dir), "backup", str(dest)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        console.print(f"backup failed: {done.stderr.strip()}", markup=False)
+        return False
+    manifest = read_manifest(dest)
+    for entry in manifest.files:
+        console.print(
+            f"{entry.file}: head {entry.head}, {entry.size:,} bytes, sha256 {entry.sha256[:12]}...",
+            markup=False,
+        )
+    console.print(f"backup: {len(manifest.files)} files in {dest} (manifest.json)", markup=False)
+    return True
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ __all__ = [
     "Synchronous",
     "TenantFile",
     "Watcher",
+    "is_open",
     "open_file",
     "raise_translated",
     "release",
@@ -401,6 +402,13 @@ def open_file(
             )
         tenant_file.users += 1
         return tenant_file
+
+
+def is_open(path: str | Path) -> bool:
+    """Whether this process has ``path`` open with Honker (another SQLite library must
+    then not open it in this process: see :mod:`streams.snapshot`)."""
+    with _files_lock:
+        return Path(path).resolve() in _files
 
 
 def release(tenant_file: TenantFile) -> None:
