@@ -3,7 +3,8 @@ what a point-in-time restore replays (docs/backup.md, docs/verify.md)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Sequence
 from typing import NamedTuple
 
 import nats
@@ -53,7 +54,7 @@ async def read_subject(
     subject: str | None = None,
     start_seq: int = 1,
     idle_timeout: float = 5.0,
-) -> AsyncIterator[RelayedEntry]:
+) -> AsyncGenerator[RelayedEntry, None]:
     """Every message of the tenant's subject (or ``subject``) from stream sequence
     ``start_seq``, in order, up to the subject's last message when the read began (an
     ordered consumer: JetStream redelivers nothing twice and skips nothing)."""
@@ -96,4 +97,5 @@ async def read_subject(
             if seq >= last_seq:
                 return
     finally:
-        await sub.unsubscribe()
+        with contextlib.suppress(Exception):  # the connection may be gone already
+            await sub.unsubscribe()

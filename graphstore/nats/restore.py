@@ -44,6 +44,7 @@ from typing import Any, Final
 
 import msgspec
 
+from domain.errors import DomainError
 from streams import envelope as envelopes
 from streams.reading import Entry
 
@@ -66,8 +67,9 @@ BATCH: Final = 2000
 _TMP_PREFIX: Final = ".restore-"
 
 
-class NatsRestoreError(Exception):
-    """A restore from JetStream was refused; nothing was written."""
+class NatsRestoreError(DomainError):
+    """A restore from JetStream was refused; nothing was written (a domain error: the
+    command line prints its one line and exits 1)."""
 
 
 class RestoreTargetError(NatsRestoreError):
@@ -114,6 +116,7 @@ class NatsRestoreReport:
 class _Base:
     head: int = 0
     payload: bytes | None = None  # the base's entry at its head
+    system: Path | None = None  # the base's system.db, hidden until the end
     notes: list[str] = field(default_factory=list)
 
 
@@ -159,7 +162,9 @@ def restore_from_nats(
             "that file away first. Nothing was written."
         )
     _remove_leftovers(data.path, org)
+    _remove_leftovers(data.path, "_system-base")
     hidden = data.path / f"{_TMP_PREFIX}{org}.{os.getpid()}.db"
+    started = _Base()
     try:
         started = _start(hidden, org, base, data)
         limits = _Limits(until_offset, until_time_ms, batch, on_batch)
@@ -167,10 +172,13 @@ def restore_from_nats(
         notes = started.notes + replayed.notes
         notes += _finish(hidden, org, replayed)
         _checkpoint(hidden)
+        if started.system is not None:
+            os.replace(started.system, data.system_path)
         os.replace(hidden, target)
         _fsync_dir(data.path)
     except BaseException:
         _remove(hidden)
+        _remove_leftovers(data.path, "_system-base")
         raise
     finally:
         data.close()
@@ -215,34 +223,25 @@ def _start(hidden: Path, org: str, base: Path | None, data: Any) -> _Base:
 
 
 def _copy_base(base: Path, org: str, hidden: Path, data: Any) -> _Base:
+    """The base's tenant file into ``hidden``, after its manifest and hashes are checked
+    (``graphstore.backup``); its ``system.db`` too when the data directory has none."""
+    from graphstore.backup import BackupError, check_backup, read_manifest  # noqa: PLC0415
+
     try:
-        from graphstore import backup as backups  # noqa: PLC0415
-    except ImportError:
-        raise NatsRestoreError(
-            "this build has no backup support (graphstore.backup): restore without --base"
-        ) from None
-    try:
-        backups.check_backup(base)
-        manifest = backups.read_manifest(base)
-    except Exception as exc:
-        raise NatsRestoreError(
-            f"the base {base} is not usable: {exc}. Nothing was written."
-        ) from None
-    entry = next((f for f in manifest.files if getattr(f, "org", None) == org), None)
-    if entry is None:
-        raise NatsRestoreError(f"the base {base} holds no file of tenant {org!r}")
-    source = Path(entry.path)
-    if not source.is_absolute():
-        source = base / source
-    shutil.copyfile(source, hidden)
+        manifest = read_manifest(base)
+        entry = manifest.file_of(org)
+    except BackupError as exc:
+        raise NatsRestoreError(f"the base is not usable: {exc}. Nothing was written.") from None
+    problems = check_backup(base, tenants=[org])
+    if problems:
+        listed = "; ".join(str(p) for p in problems[:5])
+        raise NatsRestoreError(f"the base {base} does not check: {listed}. Nothing was written.")
+    shutil.copyfile(entry.path, hidden)
     started = _Base(head=int(entry.head))
     started.notes.append(f"base: {base} (tenant head {started.head}, hashes checked)")
-    system = next((f for f in manifest.files if not getattr(f, "org", None)), None)
-    if system is not None and not data.system_path.exists():
-        system_source = Path(system.path)
-        if not system_source.is_absolute():
-            system_source = base / system_source
-        shutil.copyfile(system_source, data.system_path)
+    if not data.system_path.exists():  # renamed into place with the tenant, at the end
+        started.system = hidden.with_name(f"{_TMP_PREFIX}_system-base.{os.getpid()}.db")
+        shutil.copyfile(manifest.file_of(None).path, started.system)
         started.notes.append("system.db copied from the base (accounts, keys, registry)")
     if started.head:
         started.payload = _entry_at(hidden, org, started.head)
@@ -431,14 +430,18 @@ async def _replay(
             pending.clear()
 
     try:
-        async for message in read_subject(nc, source.key, subject=source.subject):
-            accepted = chain.accept(message, limits)
-            if accepted is False:
-                break
-            if isinstance(accepted, Entry):
-                pending.append(accepted)
-                if len(pending) >= limits.batch:
-                    flush()
+        # Closed before the connection, whatever ends the loop (a refusal included).
+        async with contextlib.aclosing(
+            read_subject(nc, source.key, subject=source.subject)
+        ) as messages:
+            async for message in messages:
+                accepted = chain.accept(message, limits)
+                if accepted is False:
+                    break
+                if isinstance(accepted, Entry):
+                    pending.append(accepted)
+                    if len(pending) >= limits.batch:
+                        flush()
         flush()
     finally:
         await nc.close()

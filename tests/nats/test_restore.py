@@ -38,6 +38,7 @@ from graphstore.nats.subjects import (
     message_id,
 )
 from graphstore.verify import verify
+from tests.nats._relay_worker import write
 from tests.nats.conftest import NatsServer, until
 from tests.verify.conftest import make_demo
 
@@ -296,3 +297,44 @@ def test_system_db_is_relayed_on_its_own_subject_and_restored_then_the_tenant(
     assert checked.ok, checked.problems
     with pytest.raises(RestoreTargetError):
         restore_system_from_nats(nats_server.url, target)
+
+
+def _graphstore(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GRAPHSTORE, *args], capture_output=True, text=True, timeout=300, check=False, cwd=ROOT
+    )
+
+
+def test_the_command_restores_from_a_base_backup_to_an_offset_and_refuses_a_gap(
+    relayed: Path, tmp_path: Path, nats_server: NatsServer
+) -> None:
+    base = tmp_path / "backup"
+    done = _graphstore("--data-dir", str(relayed), "backup", str(base))
+    assert done.returncode == 0, done.stderr
+    base_head = _stream(relayed)[-1][0]
+    with DataDirectory(relayed) as data:
+        write(data, "acme", 120)  # after the backup: only JetStream has these
+        with Relay(data, nats_server.url) as relay:
+            relay.wait_for("acme", _stream(relayed)[-1][0])
+    point = base_head + 60
+    target = tmp_path / "restored"
+    done = _graphstore(
+        "restore", "--nats", nats_server.url, "--tenant", "acme", "--base", str(base),
+        "--until-offset", str(point), "--data-dir", str(target),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"restored tenant acme to offset {point}: base head {base_head}" in done.stdout
+    assert _stream(target) == _stream(relayed, point)
+    assert _index(target) == _index(relayed, point)
+    assert _graphstore("--data-dir", str(target), "verify").returncode == 0
+    # A message deleted after the base's head: refused in one line, nothing written.
+    _delete(nats_server.url, base_head + 10)  # one tenant relayed: sequence = offset
+    again = tmp_path / "again"
+    done = _graphstore(
+        "restore", "--nats", nats_server.url, "--tenant", "acme", "--base", str(base),
+        "--data-dir", str(again),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"breaks after offset {base_head + 9}" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not again.exists() or [p.name for p in again.iterdir()] == []

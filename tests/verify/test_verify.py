@@ -168,3 +168,27 @@ def test_verify_takes_seconds_not_minutes_on_the_demo(demo: Path) -> None:
     assert report.ok, report.problems
     assert [f.name for f in report.files] == ["system.db", "tenant acme"]
     assert time.monotonic() - started < 120
+
+
+def test_verify_backup_checks_the_manifest_s_hashes_and_the_backed_up_files(
+    demo: Path, tmp_path: Path
+) -> None:
+    backup = tmp_path / "backup"
+    done = subprocess.run(
+        [GRAPHSTORE, "--data-dir", str(demo), "backup", str(backup)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    done = _verify_cli(demo, "--backup", str(backup))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tenant acme: head 1015" in done.stdout and "verify: OK (2 files" in done.stdout
+    tenant_file = backup / "tenant-acme.db"
+    data = bytearray(tenant_file.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    tenant_file.write_bytes(bytes(data))
+    done = _verify_cli(demo, "--backup", str(backup))
+    assert done.returncode == 1
+    assert "[backup]" in done.stdout and "tenant-acme.db" in done.stdout
