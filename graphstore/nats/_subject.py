@@ -3,13 +3,15 @@ what a point-in-time restore replays (docs/backup.md, docs/verify.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncGenerator, Sequence
 from typing import NamedTuple
 
 import nats
 from nats.aio.client import Client
-from nats.errors import TimeoutError as NatsTimeoutError
+from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -67,8 +69,29 @@ async def read_subject(
     last_seq = int(last.seq or 0)
     if last_seq < start_seq:
         return
+    # A callback, not next_msg(): one awaited wait per burst of messages instead of one
+    # per message (about twice the throughput with nats-py). The caller's synchronous
+    # work between two awaits stops reading the socket: JetStream's flow control then
+    # holds the rest back, so the buffer stays small.
+    buffer: deque[RelayedEntry] = deque()
+    arrived = asyncio.Event()
+
+    async def received(msg: Msg) -> None:
+        headers = msg.headers or {}
+        buffer.append(
+            RelayedEntry(
+                int(msg.metadata.sequence.stream),
+                headers.get(MSG_ID),
+                _int(headers.get(OFFSET_HEADER)),
+                _int(headers.get(PREVIOUS_HEADER)),
+                msg.data,
+            )
+        )
+        arrived.set()
+
     sub = await js.subscribe(
         subject,
+        cb=received,
         ordered_consumer=True,
         config=ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq
@@ -78,24 +101,20 @@ async def read_subject(
     )
     try:
         while True:
-            try:
-                msg = await sub.next_msg(timeout=idle_timeout)
-            except NatsTimeoutError:
-                raise TimeoutError(
-                    f"JetStream sent nothing of {subject} for {idle_timeout}s before its last "
-                    f"message (sequence {last_seq})"
-                ) from None
-            headers = msg.headers or {}
-            seq = int(msg.metadata.sequence.stream)
-            yield RelayedEntry(
-                seq,
-                headers.get(MSG_ID),
-                _int(headers.get(OFFSET_HEADER)),
-                _int(headers.get(PREVIOUS_HEADER)),
-                msg.data,
-            )
-            if seq >= last_seq:
-                return
+            if not buffer:
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), idle_timeout)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"JetStream sent nothing of {subject} for {idle_timeout}s before its "
+                        f"last message (sequence {last_seq})"
+                    ) from None
+            while buffer:
+                entry = buffer.popleft()
+                yield entry
+                if entry.seq >= last_seq:
+                    return
     finally:
         with contextlib.suppress(Exception):  # the connection may be gone already
             await sub.unsubscribe()
