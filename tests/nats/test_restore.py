@@ -341,3 +341,19 @@ def test_the_command_restores_from_a_base_backup_to_an_offset_and_refuses_a_gap(
     assert f"breaks after offset {base_head + 9}" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not again.exists() or [p.name for p in again.iterdir()] == []
+
+
+def test_verify_nats_finds_a_stream_that_differs_from_what_was_relayed(
+    relayed: Path, nats_server: NatsServer
+) -> None:
+    assert verify(relayed, tenants=["acme"], nats_url=nats_server.url).ok
+    connection = sqlite3.connect(relayed / "tenant-acme.db")
+    connection.execute(
+        "UPDATE _honker_stream SET payload = replace(payload, 'call protocol history', "
+        "'call protocom history') WHERE payload ->> '$.type' = 'Graph.Created'"
+    )
+    connection.commit()
+    connection.close()
+    report = verify(relayed, tenants=["acme"], nats_url=nats_server.url)
+    found = [p for p in report.problems if p.check == "nats"]
+    assert found and "1 payloads differ (offsets [7])" in found[0].what
