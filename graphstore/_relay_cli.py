@@ -114,7 +114,11 @@ def relay_status_command(
             session.store.authorize_operator("read the relay status of every tenant")
         else:
             session.store.authorize(tenant, "read", "read its relay status")
-        tenants = [tenant] if tenant else session.data.tenants()
+        from graphstore.nats.subjects import SYSTEM_KEY
+
+        # system.db's identity stream too (relayed unless --no-identity): its lag is the
+        # recovery point of accounts, keys and the registry (docs/backup.md).
+        tenants = [tenant] if tenant else [*session.data.tenants(), SYSTEM_KEY]
         jetstream = None
         if nats_url:
             try:

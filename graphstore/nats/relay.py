@@ -702,12 +702,15 @@ def relay_status(
     jetstream: dict[str, int | None] | None = None,
 ) -> list[TenantRelayStatus]:
     """Each tenant's saved relay position against its stream's head (read from the
-    files; no relay needs to run). ``jetstream`` adds each subject's last offset (see
+    files; no relay needs to run); :data:`SYSTEM_KEY` among ``tenants`` stands for
+    ``system.db``'s identity stream. ``jetstream`` adds each subject's last offset (see
     :func:`subject_offsets`)."""
-    stream = MetagraphProjection().upstream
+    tenant_stream = MetagraphProjection().upstream
     statuses = []
     for org_id in tenants:
-        factory = HonkerFactory(Environment(stream, data.tenant_env(org_id)))
+        stream = _stream_of(org_id, tenant_stream)
+        env = data.system_env() if org_id == SYSTEM_KEY else data.tenant_env(org_id)
+        factory = HonkerFactory(Environment(stream, env))
         try:
             datastore = factory.datastore
             saved = saved_position(datastore, consumer, stream) or 0
