@@ -34,7 +34,14 @@ from typing import Any, Final
 
 from eventsourcing.utils import Environment
 
-from streams import HonkerDatastore, HonkerFactory, read_after, saved_position
+from streams import (
+    HonkerDatastore,
+    HonkerFactory,
+    count_between,
+    read_after,
+    saved_position,
+    stream_head,
+)
 from streams.check import (
     ExplainedGaps,
     StreamProblem,
@@ -302,12 +309,8 @@ def _stream_checks(
     report: VerifyReport,
     explained: ExplainedGaps | None,
 ) -> None:
-    rows = datastore.query(
-        'SELECT count(*) AS n, coalesce(max("offset"), 0) AS head FROM _honker_stream '
-        "WHERE topic = ?",
-        [stream],
-    )
-    file_report.entries, file_report.head = int(rows[0]["n"]), int(rows[0]["head"])
+    file_report.head = stream_head(datastore, stream).offset
+    file_report.entries = count_between(datastore, stream, 0, file_report.head)
     for gap in offset_gaps(datastore, explained=explained):
         span = str(gap.first) if gap.first == gap.last else f"{gap.first}-{gap.last}"
         report.problems.append(
