@@ -20,6 +20,7 @@ import typer
 if TYPE_CHECKING:
     from graphstore.backup import Manifest, Progress
     from graphstore.cli import Session
+    from graphstore.store import Store
 
 __all__ = ["register"]
 
@@ -45,6 +46,9 @@ def backup(
     ] = "backup",
     step_pages: Annotated[int, typer.Option(help="Pages copied per step (backup).")] = 1024,
     progress: Annotated[bool, typer.Option(help="Print each step's progress on stderr.")] = False,
+    nice: Annotated[
+        int, typer.Option(help="CPU niceness of the copy (0: none); writers keep theirs.")
+    ] = 10,
 ) -> None:
     """Back up system.db and every tenant file (or those of --tenant) into DEST while
     writers keep running: a consistent snapshot of each file and manifest.json (heads,
@@ -59,6 +63,12 @@ def backup(
         from domain.errors import NotFoundError
         from graphstore.backup import take_backup
 
+        if not (session.data_dir / "system.db").is_file():
+            raise NotFoundError(
+                f"no store in {session.data_dir} (no system.db): give its --data-dir",
+                kind="data directory",
+                name=str(session.data_dir),
+            )
         store = session.store
         store.authorize_operator("back up the store")
         registered = store.tenants()
@@ -76,11 +86,12 @@ def backup(
         manifest = take_backup(
             session.data_dir,
             dest,
-            tenants=tenant or registered,
+            tenants=tenant or None,
             since=since,
             method=method,  # type: ignore[arg-type]  # checked above
             step_pages=step_pages,
             progress=_printer(session) if progress else None,
+            nice=nice,
         )
         session.store.identity.record_operation(
             principal, "backup", {"dest": str(manifest.path), **_summary(manifest)}
@@ -146,13 +157,24 @@ def restore(
         from graphstore.backup import restore_backup
 
         assert src is not None
-        report = restore_backup(
-            src,
-            target,
-            tenants=tenant or None,
-            replace=replace,
-            progress=_printer(session) if progress else None,
-        )
+        store = _replacing_store(session, target, tenant or []) if replace else None
+        try:
+            report = restore_backup(
+                src,
+                target,
+                tenants=tenant or None,
+                replace=replace,
+                progress=_printer(session) if progress else None,
+            )
+            if store is not None:
+                store.identity.record_operation(
+                    store.principal,
+                    "restore --replace",
+                    {"backup": str(report.backup), "tenants": [f.org for f in report.files]},
+                )
+        finally:
+            if store is not None:
+                store.close()
         if session.output.as_json:
             session.output.data(report.as_json())
             return
@@ -171,6 +193,27 @@ def restore(
         out.print(f"restored {report.backup} into {report.data_dir}", markup=False)
 
     _run(ctx, action)
+
+
+def _replacing_store(session: Session, target: Path, tenants: list[str]) -> Store | None:
+    """The existing store a ``--replace`` writes into, its principal authorized as an
+    operator (the replace is then audited in it); None if there is no store there (the
+    restore refuses that itself)."""
+    from domain import Principal
+    from graphstore.store import Store
+
+    if not (target / "system.db").is_file():
+        return None
+    if session.api_key is None:
+        store = Store(target, principal=Principal.system())
+    else:
+        store = Store(target, api_key=session.api_key)
+    try:
+        store.authorize_operator(f"replace tenant files ({', '.join(tenants)}) from a backup")
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _restore_from_nats(

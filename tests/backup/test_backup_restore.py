@@ -219,13 +219,19 @@ def test_replacing_one_tenant_waits_for_its_writers_to_stop_and_says_what_it_rep
     finally:
         holder.kill()
         holder.wait()
-    done = gs(*args, "--replace")
+    not_admin = gs(*args, "--replace", key=source.eve)
+    assert not_admin.returncode == 4 and "may not replace tenant files" in not_admin.stderr
+    assert stream_rows(acme) == newer
+    done = gs(*args, "--replace", key=source.ada)
     assert done.returncode == 0, done.stderr
     assert f"replaced tenant acme: it was at head {newer[-1][0]}" in done.stdout
     kept = [p for p in source.data.iterdir() if p.name.startswith("tenant-acme.db.replaced-")]
     assert len(kept) == 1 and stream_rows(kept[0]) == newer
     assert stream_rows(acme) == stream_rows(backup / "tenant-acme.db")
     assert not (source.data / "tenant-acme.db-wal").exists()
+    audit = json.loads(gs("--data-dir", str(source.data), "--json", "audit").stdout)
+    replaced = [e for e in audit if e["action"] == "store.operation"]
+    assert [e["details"]["what"] for e in replaced] == ["backup", "restore --replace"]
     # The store opens and the replaced tenant reads as of the backup.
     caught_up = gs("--data-dir", str(source.data), "projector", "catch-up", "--tenant", "acme")
     assert caught_up.returncode == 0, caught_up.stderr
@@ -275,3 +281,9 @@ def test_a_vacuum_into_backup_restores_the_same_streams(source: Source, tmp_path
             source.data / entry.file, upto=entry.head
         )
     assert gs("--data-dir", str(source.data), "backup", "b2", "--method", "copy").returncode == 2
+
+
+def test_backing_up_a_directory_without_a_store_is_not_found(tmp_path: Path) -> None:
+    done = gs("--data-dir", str(tmp_path / "nothing"), "backup", str(tmp_path / "b"))
+    assert done.returncode == 3 and "no store in" in done.stderr
+    assert not (tmp_path / "nothing").exists() and not (tmp_path / "b").exists()

@@ -132,3 +132,22 @@ def test_a_missing_backup_directory_is_not_found(tmp_path: Path) -> None:
     done = gs("restore", str(tmp_path / "nowhere"), "--data-dir", str(tmp_path / "new"))
     assert done.returncode == 3 and "no backup directory at" in done.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_an_incremental_backup_refuses_a_damaged_previous_one(tmp_path: Path) -> None:
+    source = build_source(tmp_path / "data", runs=3)
+    previous = tmp_path / "previous"
+    assert gs("--data-dir", str(source.data), "backup", str(previous)).returncode == 0
+    subprocess.run(["chmod", "-R", "u+w", str(previous)], check=True)
+    beta = previous / "tenant-beta.db"  # unchanged in the source: it would be reused
+    data = bytearray(beta.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    beta.write_bytes(bytes(data))
+    dest = tmp_path / "next"
+    done = gs("--data-dir", str(source.data), "backup", str(dest), "--since", str(previous))
+    assert done.returncode == 1 and "no longer matches its manifest" in done.stderr
+    assert not dest.exists() and not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    _truncate(previous)
+    done = gs("--data-dir", str(source.data), "backup", str(dest), "--since", str(previous))
+    assert done.returncode == 1 and "is damaged" in done.stderr
+    assert not dest.exists()

@@ -10,6 +10,7 @@ lines it wrote before the kill say exactly where it was.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -17,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from graphstore.backup import check_backup, read_manifest
-from tests.backup.conftest import Source, build_source, gs, started, store_files, stream_rows
+from tests.backup.conftest import (
+    Source,
+    build_source,
+    gs,
+    helper,
+    started,
+    store_files,
+    stream_rows,
+)
 
 POINTS = 10
 
@@ -94,3 +103,25 @@ def test_a_restore_killed_mid_copy_leaves_no_data_directory(big: Source, tmp_pat
     assert again.returncode == 0, again.stderr
     for name in ("system.db", "tenant-acme.db", "tenant-beta.db"):
         assert stream_rows(target / name) == stream_rows(backup / name)
+
+
+def test_a_replace_killed_mid_copy_leaves_the_tenant_file_as_it_was(
+    big: Source, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(big.data, data)
+    backup = tmp_path / "backup"
+    assert gs("--data-dir", str(data), "backup", str(backup)).returncode == 0
+    helper("build-more", str(data), "acme", "2")
+    acme = data / "tenant-acme.db"
+    before = stream_rows(acme)
+    args = ("restore", str(backup), "--data-dir", str(data), "--tenant", "acme", "--replace")
+    for point in range(POINTS):
+        process = started(*args, "--progress")
+        done, total = _kill_after(process, "tenant-acme.db", 1 + point * 15)
+        assert 0 < done < total, (point, done, total)  # landed mid-copy
+        assert stream_rows(acme) == before  # the live file untouched
+        assert not [p for p in data.iterdir() if ".replaced-" in p.name]
+    again = gs(*args)
+    assert again.returncode == 0, again.stderr
+    assert stream_rows(acme) == stream_rows(backup / "tenant-acme.db")
