@@ -38,7 +38,7 @@ from graphstore.nats.subjects import (
     message_id,
 )
 from graphstore.verify import verify
-from tests.nats._relay_worker import write
+from tests.nats._relay_worker import stream_entries, subject_messages, write
 from tests.nats.conftest import NatsServer, until
 from tests.verify.conftest import make_demo
 
@@ -121,6 +121,12 @@ def test_restore_to_the_head_is_the_source_byte_for_byte_and_verifies(
     )
     with pytest.raises(RestoreTargetError, match="exists"):
         restore_from_nats(nats_server.url, "acme", target)
+    # The relay resumes on the same subject exactly once: the new writes follow, once.
+    with DataDirectory(target) as data:
+        write(data, "acme", 30)
+        with Relay(data, nats_server.url) as relay:
+            relay.wait_for("acme", stream_entries(data, "acme")[-1][0])
+        assert subject_messages(nats_server.url, "acme") == stream_entries(data, "acme")
 
 
 @pytest.mark.parametrize("offset", [112, 500])
