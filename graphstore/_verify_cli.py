@@ -56,6 +56,9 @@ def verify_command(
 
         if session.api_key is not None:  # the local operator may; a key needs admin
             session.store.authorize_operator("verify the store")
+            # verify copies system.db with the standard library's SQLite: this process
+            # must not keep it open through Honker meanwhile (streams.check.snapshot_file).
+            session.store.close()
         if backup is None and not session.data_dir.is_dir():
             session.output.error(f"no data directory at {session.data_dir}: give --data-dir")
             raise typer.Exit(ExitCode.NOT_FOUND)

@@ -192,3 +192,26 @@ def test_verify_backup_checks_the_manifest_s_hashes_and_the_backed_up_files(
     done = _verify_cli(demo, "--backup", str(backup))
     assert done.returncode == 1
     assert "[backup]" in done.stdout and "tenant-acme.db" in done.stdout
+
+
+def test_with_an_api_key_only_an_admin_may_verify(demo: Path) -> None:
+    from domain import Principal  # noqa: PLC0415
+    from graphstore.data import DataDirectory  # noqa: PLC0415
+
+    with DataDirectory(demo) as data:
+        identity = data.identity
+        admin = identity.create_account(
+            "root@example.com", "Root", actor=Principal.system(), access_level="admin"
+        )
+        user = identity.create_account("joe@example.com", "Joe", actor=Principal.system())
+        admin_key = identity.create_api_key(admin.id, name="cron", actor=Principal.system())
+        user_key = identity.create_api_key(user.id, name="joe", actor=Principal.system())
+    for secret, expected in ((admin_key.secret, 0), (user_key.secret, 4)):
+        done = subprocess.run(
+            [GRAPHSTORE, "--data-dir", str(demo), "--api-key", secret, "verify"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == expected, done.stdout + done.stderr
