@@ -27,6 +27,7 @@ SUITES: dict[str, str] = {
     "serve": "benchmarks.serve",  # HTTP ingest vs in-process, SSE fan-out to 200, event target
     "relay": "benchmarks.relay",  # tenant streams to NATS JetStream: relay vs local catch-up
     "backup": "benchmarks.backup",  # online backup vs a file copy; the writer during a backup
+    "restore": "benchmarks.restore",  # point-in-time restore from JetStream vs the relay; verify
 }
 
 RESULTS = Path(__file__).with_name("results")

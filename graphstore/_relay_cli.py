@@ -32,7 +32,7 @@ _NATS_HELP = "NATS server URL(s), comma-separated (e.g. nats://127.0.0.1:4222)."
 
 
 @relay_app.callback()
-def relay_run(
+def relay_run(  # noqa: PLR0917 - typer options
     ctx: typer.Context,
     nats_url: Annotated[
         str | None, typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP)
@@ -42,6 +42,13 @@ def relay_run(
     status_every: Annotated[
         float, typer.Option(help="Print the relay's status this often (seconds; 0: never).")
     ] = 30.0,
+    identity: Annotated[
+        bool,
+        typer.Option(
+            help="Also relay system.db's identity stream (accounts, keys, registry, audit) "
+            "on graphstore.system.identity, for a restore to a point (docs/backup.md)."
+        ),
+    ] = True,
     *,
     metrics_port: Annotated[
         int | None,
@@ -65,7 +72,11 @@ def relay_run(
         session.store.authorize_operator("relay every tenant's stream")
         try:
             relay = Relay(
-                session.data, _servers(nats_url), consumer=consumer, batch_size=batch_size
+                session.data,
+                _servers(nats_url),
+                consumer=consumer,
+                batch_size=batch_size,
+                identity=identity,
             )
         except RelayError as exc:
             session.output.error(str(exc))
@@ -112,7 +123,11 @@ def relay_status_command(
             session.store.authorize_operator("read the relay status of every tenant")
         else:
             session.store.authorize(tenant, "read", "read its relay status")
-        tenants = [tenant] if tenant else session.data.tenants()
+        from graphstore.nats.subjects import SYSTEM_KEY
+
+        # system.db's identity stream too (relayed unless --no-identity): its lag is the
+        # recovery point of accounts, keys and the registry (docs/backup.md).
+        tenants = [tenant] if tenant else [*session.data.tenants(), SYSTEM_KEY]
         jetstream = None
         if nats_url:
             try:

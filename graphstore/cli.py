@@ -179,6 +179,9 @@ app.add_typer(relay_app, name="relay")
 from graphstore._backup_cli import register as _register_backup  # noqa: E402 - typer only
 
 _register_backup(app)
+from graphstore._verify_cli import register as _register_verify  # noqa: E402 - typer only
+
+_register_verify(app)
 
 _R = TypeVar("_R")
 

@@ -28,6 +28,8 @@ import contextlib
 import json
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -84,7 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     console.print(Rule("8. over HTTP"))
     _over_http(console, data, ada_key, run_id)
     backed_up = _backup(console, data)
-    return 0 if caught_up and backed_up else 1
+    verified = _verify(console, data)
+    return 0 if caught_up and backed_up and verified else 1
+
+
+def _verify(console: Console, data: Path) -> bool:
+    """Last: ``graphstore verify``, as an operator's cron job runs it (docs/verify.md)."""
+    console.print(Rule("verify: the store proves itself right"))
+    done = subprocess.run(
+        [sys.executable, "-m", "graphstore", "--data-dir", str(data), "verify"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in done.stdout.splitlines():
+        console.print(line, markup=False)
+    return done.returncode == 0
 
 
 def _set_up(console: Console, data: Path) -> tuple[str, str]:

@@ -257,6 +257,7 @@ class Projector:
         plain_state: Callable[[bytes], bytes] | None = None,
         tenant: str | None = None,
         previous: ProjectorStatus | None = None,
+        upto: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be at least 1")
@@ -265,6 +266,9 @@ class Projector:
         self.stream = stream or projection.upstream
         self.policy = checked_policy(policy)
         self.batch_size = batch_size
+        self.upto = upto
+        """Apply nothing after this offset (None: follow the head); a rebuild that must
+        stop where another consumer stands (``graphstore verify``) sets it."""
         self.datastore = datastore
         self.tenant = tenant or datastore.tenant
         self._plain_state = plain_state
@@ -431,7 +435,9 @@ class Projector:
         self.refresh()
         if not self.active:
             return 0
-        rows = read_after(self.datastore, self.stream, self._position, limit=self.batch_size)
+        rows = read_after(
+            self.datastore, self.stream, self._position, limit=self.batch_size, upto=self.upto
+        )
         self._more = len(rows) == self.batch_size
         if not rows:
             return 0

@@ -5,7 +5,9 @@ Select it with ``PERSISTENCE_MODULE=streams.persistence`` and
 :mod:`streams.envelope` for the stream payload other clients read, and
 :mod:`streams.reading` and :mod:`streams.positions` for reading a stream and keeping a
 consumer's position outside eventsourcing (the only public access to Honker's tables), and
-:mod:`streams.target` for publishing and subscribing by event type (the event target).
+:mod:`streams.target` for publishing and subscribing by event type (the event target),
+:mod:`streams.check` for checking a file's stream (``graphstore verify``) and
+:mod:`streams.replication` for writing relayed entries back at their offsets (a restore).
 """
 
 import logging

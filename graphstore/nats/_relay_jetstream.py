@@ -14,7 +14,13 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from graphstore.nats._pipeline import Ack, Pipeline
-from graphstore.nats.subjects import EVENTS_STREAM, OFFSET_HEADER, events_subject
+from graphstore.nats.subjects import (
+    EVENTS_STREAM,
+    OFFSET_HEADER,
+    SYSTEM_KEY,
+    SYSTEM_SUBJECT,
+    events_subject,
+)
 
 __all__ = [
     "DUPLICATE_WINDOW_S",
@@ -44,10 +50,12 @@ class RelayStreamError(Exception):
 
 
 class Relayed(NamedTuple):
-    """A subject's last message: the tenant offset it carries and its stream sequence."""
+    """A subject's last message: the tenant offset it carries, its stream sequence and
+    its payload (the envelope's bytes)."""
 
     offset: int
     seq: int
+    payload: bytes = b""
 
 
 def events_stream_config() -> StreamConfig:
@@ -57,7 +65,7 @@ def events_stream_config() -> StreamConfig:
     above, direct get allowed (readers fetch a subject's last message cheaply)."""
     return StreamConfig(
         name=EVENTS_STREAM,
-        subjects=[EVENTS_SUBJECTS],
+        subjects=[EVENTS_SUBJECTS, SYSTEM_SUBJECT],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
@@ -75,9 +83,10 @@ class Publisher(Pipeline):
         super().__init__(nc)
         self._js = nc.jetstream()
 
-    async def open(self) -> int:
-        """Create the events stream if missing; subscribe to acknowledgements. Returns
-        the stream's last sequence."""
+    async def open(self, *, identity: bool = False) -> int:
+        """Create the events stream if missing (with ``identity``, make it hold
+        ``system.db``'s subject too); subscribe to acknowledgements. Returns the stream's
+        last sequence."""
         try:
             info = await self._js.stream_info(EVENTS_STREAM)
         except NotFoundError:
@@ -88,6 +97,10 @@ class Publisher(Pipeline):
                 f"JetStream stream {EVENTS_STREAM} exists with subjects {subjects}; the relay "
                 f"needs {EVENTS_SUBJECTS!r} (docs/scale.md, 'JetStream configuration')"
             )
+        if identity and SYSTEM_SUBJECT not in subjects:
+            config = info.config
+            config.subjects = [*subjects, SYSTEM_SUBJECT]
+            await self._js.update_stream(config)
         await self.listen()
         return await self.last_sequence()
 
@@ -97,15 +110,17 @@ class Publisher(Pipeline):
         return int(info.state.last_seq)
 
     async def last_relayed(self, tenant: str) -> Relayed | None:
-        """The last message of ``graphstore.<tenant>.events``; None if it holds none."""
+        """The last message of ``graphstore.<tenant>.events`` (for :data:`SYSTEM_KEY`:
+        of ``system.db``'s subject); None if it holds none."""
+        subject = SYSTEM_SUBJECT if tenant == SYSTEM_KEY else events_subject(tenant)
         try:
-            msg = await self._js.get_last_msg(EVENTS_STREAM, events_subject(tenant))
+            msg = await self._js.get_last_msg(EVENTS_STREAM, subject)
         except NotFoundError:
             return None
         raw = (msg.headers or {}).get(OFFSET_HEADER)
         if raw is None or not raw.isdigit():
             raise RelayStreamError(
-                f"the last message of {events_subject(tenant)} (sequence {msg.seq}) has no "
+                f"the last message of {subject} (sequence {msg.seq}) has no "
                 f"{OFFSET_HEADER} header: something other than the relay publishes there"
             )
-        return Relayed(int(raw), int(msg.seq or 0))
+        return Relayed(int(raw), int(msg.seq or 0), bytes(msg.data or b""))

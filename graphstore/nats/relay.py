@@ -47,6 +47,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import nats
@@ -67,6 +68,9 @@ from graphstore.nats._relay_jetstream import (
 from graphstore.nats.subjects import (
     MSG_ID,
     OFFSET_HEADER,
+    PREVIOUS_HEADER,
+    SYSTEM_KEY,
+    SYSTEM_SUBJECT,
     events_subject,
     message_id,
 )
@@ -77,6 +81,7 @@ from streams import (
     HonkerFactory,
     count_between,
     read_after,
+    read_at,
     save_position,
     saved_position,
     stream_head,
@@ -99,6 +104,8 @@ __all__ = [
 
 log = structlog.wrap_logger(logging.getLogger(__name__))
 
+SYSTEM_STREAM: Final = "identity"
+"""``system.db``'s stream (the identity application's)."""
 DEFAULT_CONSUMER: Final = "relay@v1"
 """The relay's consumer name in every tenant file (its saved position)."""
 MAX_BACKOFF: Final = 5.0
@@ -128,6 +135,9 @@ class TenantRelayStatus:
     lag_seconds: float
     published: int = 0
     jetstream: int | None = None
+    error: str | None = None
+    """Why the relay refuses this tenant (its subject holds entries the file does not:
+    a restore to a point, see docs/backup.md); None when it relays."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +165,8 @@ class _Tenant:
     hot: bool = False
     seen: Signature | None = None
     newest: float = 0.0  # wall time of the newest entry seen (s)
+    diverged: str | None = None  # the subject holds what the file does not: refused
+    stream: str = "metagraph"  # the file's stream relayed (system.db: "identity")
     status: TenantRelayStatus | None = None
     wake: Callable[[], None] = field(default=lambda: None, repr=False)
 
@@ -181,6 +193,7 @@ class Relay:
         registry_interval: float = 5.0,
         max_backoff: float = MAX_BACKOFF,
         ack_timeout: float = ACK_TIMEOUT,
+        identity: bool = False,
     ) -> None:
         servers = [nats_url] if isinstance(nats_url, str) else list(nats_url)
         if not servers or not all(
@@ -202,6 +215,8 @@ class Relay:
         self.registry_interval = registry_interval
         self.max_backoff = max_backoff
         self.ack_timeout = ack_timeout
+        self.identity = identity
+        """Also relay ``system.db``'s identity stream (:data:`SYSTEM_SUBJECT`)."""
         self._tenant_source = tenants
         self._registry: Callable[[], Iterable[str]] | None = None
         self._registry_read = float("-inf")
@@ -356,7 +371,7 @@ class Relay:
     async def _serve(self, nc: Client, publishers: list[Publisher]) -> None:
         publisher = Publisher(nc)
         publishers.append(publisher)
-        self._stream_seq = await publisher.open()
+        self._stream_seq = await publisher.open(identity=self.identity)
         with self._lock:
             self._connected, self._error, self._down_since = True, None, None
             self.connections += 1
@@ -428,8 +443,11 @@ class Relay:
             source = self._tenant_source
         self._registry_read = time.monotonic()
         org_ids = set(source())
+        if self.identity:
+            org_ids.add(SYSTEM_KEY)
         for org_id in sorted(org_ids - set(self._tenants)):
-            tenant = _Tenant(org_id, events_subject(org_id))
+            subject = SYSTEM_SUBJECT if org_id == SYSTEM_KEY else events_subject(org_id)
+            tenant = _Tenant(org_id, subject, stream=_stream_of(org_id, self.stream))
             tenant.wake = self._waker(tenant)
             with self._lock:
                 self._tenants[org_id] = tenant
@@ -459,12 +477,20 @@ class Relay:
             if tenant.factory is not None or tenant.seen is None:
                 tenant.dirty = True
             else:
-                path = self.data.tenant_path(tenant.org_id)
+                path = self._path(tenant)
                 tenant.dirty = tenant.dirty or file_signature(path) != tenant.seen
+
+    def _path(self, tenant: _Tenant) -> Path:
+        if tenant.org_id == SYSTEM_KEY:
+            return self.data.system_path
+        return self.data.tenant_path(tenant.org_id)
 
     def _open(self, tenant: _Tenant) -> HonkerFactory:
         if tenant.factory is None:
-            env = Environment(self.stream, self.data.tenant_env(tenant.org_id))
+            if tenant.org_id == SYSTEM_KEY:
+                env = Environment(tenant.stream, self.data.system_env())
+            else:
+                env = Environment(tenant.stream, self.data.tenant_env(tenant.org_id))
             tenant.factory = HonkerFactory(env)
         return tenant.factory
 
@@ -481,22 +507,24 @@ class Relay:
 
     async def _relay(self, publisher: Publisher, tenant: _Tenant) -> None:
         """Publish the tenant's entries after its cursor, batch by batch, to its head."""
-        seen = file_signature(self.data.tenant_path(tenant.org_id))  # before reading
+        seen = file_signature(self._path(tenant))  # before reading
         datastore = self._open(tenant).datastore
-        stream = self.stream
-        if not tenant.synced:
+        stream = tenant.stream
+        if not tenant.synced or tenant.diverged:
             await self._sync(publisher, tenant)
-        while not self._stopping:
+        while not self._stopping and tenant.diverged is None:
             entries = read_after(datastore, stream, tenant.cursor, limit=self.batch_size)
             if not entries:
                 break
             sent: list[tuple[int, int, asyncio.Future[Ack]]] = []
             subject_seq = tenant.subject_seq
+            previous = tenant.cursor
             try:
                 for entry in entries:
                     headers = {
                         MSG_ID: message_id(tenant.org_id, entry.offset),
                         OFFSET_HEADER: str(entry.offset),
+                        PREVIOUS_HEADER: str(previous),
                         EXPECTED_LAST_SEQUENCE: str(self._stream_seq),
                         EXPECTED_LAST_SUBJECT_SEQUENCE: str(subject_seq),
                     }
@@ -505,6 +533,7 @@ class Relay:
                     )
                     self._stream_seq = subject_seq = self._stream_seq + 1
                     sent.append((entry.offset, subject_seq, future))
+                    previous = entry.offset
                 await self._acknowledged(tenant, sent)
             finally:
                 publisher.forget()
@@ -550,13 +579,26 @@ class Relay:
         """Read where the tenant's subject is; reconcile the saved position with it."""
         datastore = self._open(tenant).datastore
         self._stream_seq = await publisher.last_sequence()
-        saved = saved_position(datastore, self.consumer, self.stream)
+        saved = saved_position(datastore, self.consumer, tenant.stream)
         last: Relayed | None = await publisher.last_relayed(tenant.org_id)
         tenant.saved = saved
+        tenant.diverged = None
         if last is None:
             tenant.cursor, tenant.subject_seq = saved or 0, 0
+        elif not _holds(datastore, tenant.stream, last):
+            tenant.diverged = (
+                f"{tenant.subject} ends with offset {last.offset} (sequence {last.seq}), which "
+                "this tenant file does not hold as relayed (it was restored to an earlier "
+                "point, or lost its last commits): refusing to relay it, so that nothing is "
+                "duplicated or lost. See docs/backup.md, 'After a restore to a point'."
+            )
+            log.error("relay refuses a tenant", tenant=tenant.org_id, reason=tenant.diverged)
+            tenant.cursor, tenant.subject_seq = saved or 0, last.seq
+            tenant.synced = True
+            self._report(tenant)
+            return
         else:
-            tenant.cursor, tenant.subject_seq = last
+            tenant.cursor, tenant.subject_seq = last.offset, last.seq
             if saved is not None and last.offset < saved:
                 log.warning(
                     "JetStream holds less than was relayed: relaying again from its last",
@@ -572,8 +614,8 @@ class Relay:
         if tenant.synced and tenant.cursor > (tenant.saved or 0) and tenant.factory is not None:
             datastore = tenant.factory.datastore
             with datastore.transaction() as tx:
-                if (saved_position(tx, self.consumer, self.stream) or 0) < tenant.cursor:
-                    save_position(tx, self.consumer, self.stream, tenant.cursor)
+                if (saved_position(tx, self.consumer, tenant.stream) or 0) < tenant.cursor:
+                    save_position(tx, self.consumer, tenant.stream, tenant.cursor)
             tenant.saved = tenant.cursor
         self._report(tenant)
 
@@ -581,9 +623,9 @@ class Relay:
         if tenant.factory is None:
             return
         datastore = tenant.factory.datastore
-        head = stream_head(datastore, self.stream)
+        head = stream_head(datastore, tenant.stream)
         position = tenant.cursor if tenant.synced else (tenant.saved or 0)
-        status = _status(datastore, self.stream, tenant.org_id, position, head)
+        status = _status(datastore, tenant.stream, tenant.org_id, position, head)
         if head.time is not None:
             tenant.newest = max(tenant.newest, head.time / 1000)
         with self._progress:
@@ -595,6 +637,7 @@ class Relay:
                 status.lag_seconds,
                 tenant.published,
                 tenant.cursor if tenant.synced else None,
+                tenant.diverged,
             )
             self._progress.notify_all()
 
@@ -610,6 +653,18 @@ class Relay:
         else:
             self._close_tenant(tenant)
             tenant.seen = seen
+
+
+def _stream_of(org_id: str, tenant_stream: str) -> str:
+    """The stream relayed from a file: the identity stream of ``system.db``, else the
+    tenant stream."""
+    return SYSTEM_STREAM if org_id == SYSTEM_KEY else tenant_stream
+
+
+def _holds(source: Source, stream: str, last: Relayed) -> bool:
+    """Whether the file holds the subject's last message, byte for byte, at its offset."""
+    found = read_at(source, stream, [last.offset])
+    return bool(found) and found[0].payload.encode() == last.payload
 
 
 def _status(
@@ -650,12 +705,15 @@ def relay_status(
     jetstream: dict[str, int | None] | None = None,
 ) -> list[TenantRelayStatus]:
     """Each tenant's saved relay position against its stream's head (read from the
-    files; no relay needs to run). ``jetstream`` adds each subject's last offset (see
+    files; no relay needs to run); :data:`SYSTEM_KEY` among ``tenants`` stands for
+    ``system.db``'s identity stream. ``jetstream`` adds each subject's last offset (see
     :func:`subject_offsets`)."""
-    stream = MetagraphProjection().upstream
+    tenant_stream = MetagraphProjection().upstream
     statuses = []
     for org_id in tenants:
-        factory = HonkerFactory(Environment(stream, data.tenant_env(org_id)))
+        stream = _stream_of(org_id, tenant_stream)
+        env = data.system_env() if org_id == SYSTEM_KEY else data.tenant_env(org_id)
+        factory = HonkerFactory(Environment(stream, env))
         try:
             datastore = factory.datastore
             saved = saved_position(datastore, consumer, stream) or 0

@@ -4,12 +4,22 @@
   order. The payload is the stream entry's envelope, byte for byte (``streams.envelope``:
   ``{"v", "tenant", "type", "subject", "version", "time", "data"}``); headers: ``Nats-Msg-Id``
   = ``<tenant>:<offset>`` (JetStream drops a duplicate within its window) and
-  ``Graphstore-Offset`` = the entry's offset in the tenant file.
+  ``Graphstore-Offset`` = the entry's offset in the tenant file; ``Graphstore-Previous`` =
+  the offset of the tenant's previous relayed entry (0 for the first), so a reader proves
+  the chain has no hole although a stream's offsets have gaps (other streams of the
+  file take offsets too).
 - ``graphstore.<tenant>.calls``: call-protocol events published by spokes (one JSON
   object each, as ``domain.calls.ingest`` takes them); ``Nats-Msg-Id`` = the spoke's
   id for the event (e.g. ``<requestId>:<type>``), so a spoke's retry is one message.
 
-Both live in JetStream streams this module names, created by the relay (events) and
+- ``graphstore.system.identity``: ``system.db``'s identity stream (accounts, keys, the
+  organization registry, the audit of identity changes), relayed like a tenant's stream
+  (same headers; ``Nats-Msg-Id`` = ``system.db:<offset>``) by a relay that follows it
+  (``graphstore relay`` does), so ``system.db`` can be restored to a point too. Its third
+  token is not ``events``: readers of ``graphstore.*.events`` never mistake it for a
+  tenant.
+
+All live in JetStream streams this module names, created by the relay (events) and
 by the ingester (calls) when missing.
 """
 
@@ -22,6 +32,9 @@ __all__ = [
     "EVENTS_STREAM",
     "MSG_ID",
     "OFFSET_HEADER",
+    "PREVIOUS_HEADER",
+    "SYSTEM_KEY",
+    "SYSTEM_SUBJECT",
     "calls_subject",
     "events_subject",
     "message_id",
@@ -36,8 +49,15 @@ CALLS_STREAM: Final = "GRAPHSTORE_CALLS"
 
 MSG_ID: Final = "Nats-Msg-Id"
 OFFSET_HEADER: Final = "Graphstore-Offset"
+PREVIOUS_HEADER: Final = "Graphstore-Previous"
 
 _PREFIX: Final = "graphstore."
+
+SYSTEM_SUBJECT: Final = "graphstore.system.identity"
+"""The subject of ``system.db``'s identity stream (in :data:`EVENTS_STREAM`)."""
+SYSTEM_KEY: Final = "system.db"
+"""What stands for ``system.db`` where a tenant's org id would: message ids, statuses
+(not an org id: those have no dot)."""
 
 
 def events_subject(tenant: str) -> str:

@@ -32,6 +32,7 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
     assert "GET /v1/tenants/acme/openapi.json: 22 operations" in out
     assert "POST .../ops/graphstore.runs.list {status: [failed]}: 14 runs" in out
     assert "Server-Sent Events, first id: 92" in out
+    assert "verify: OK (2 files" in out  # the demo ends with a verify that passes
     assert (data / "tenant-acme.db").exists() and (data / "system.db").exists()
     assert "tenant-acme.db: head 1015, " in out
     assert f"backup: 2 files in {tmp_path / 'demo-backup'} (manifest.json)" in out

@@ -1,0 +1,85 @@
+"""Writing a stream back from a copy of it: entries already encoded, at their offsets.
+
+A point-in-time restore (``graphstore restore --nats``) replays a tenant's relayed
+entries into a new tenant file. It must leave the file as the original recorder left
+it: the same offsets, the same payloads byte for byte, and the aggregate index row of
+each entry. :func:`append_entries` does exactly that inside the caller's write
+transaction, and nothing else may write Honker's tables (only ``streams`` knows them).
+
+Honker's ``created_at`` column (its own bookkeeping, not part of the stream's contract)
+is set from the envelope's ``time`` (seconds), the moment the original was recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+from uuid import UUID
+
+from streams import envelope as envelopes
+from streams.persistence import _id_key, _index_table
+from streams.reading import Entry
+from streams.transaction import Transaction
+
+__all__ = ["ReplicationError", "append_entries", "highest_offset"]
+
+_TABLE: Final = "_honker_stream"
+_ROWS: Final = 200
+
+
+class ReplicationError(ValueError):
+    """Entries that cannot be appended as given (not after the file's last offset, not
+    ascending, or a payload that is not an envelope); nothing was written."""
+
+
+def highest_offset(tx: Transaction) -> int:
+    """The highest offset the file has ever given (any stream; 0 for none)."""
+    rows = tx.query(
+        f'SELECT max(coalesce((SELECT max("offset") FROM {_TABLE}), 0), coalesce('
+        f"(SELECT seq FROM sqlite_sequence WHERE name = '{_TABLE}'), 0)) AS top"
+    )
+    return int(rows[0]["top"])
+
+
+def append_entries(
+    tx: Transaction, stream: str, entries: Sequence[Entry], *, uuid_ids: bool = True
+) -> None:
+    """Append ``entries`` (offset, envelope JSON text) to ``stream`` at their offsets,
+    with their aggregate index rows, inside ``tx``. Offsets must ascend and lie after
+    every offset the file has given; ``ReplicationError`` otherwise (the caller's
+    transaction then rolls back)."""
+    if not entries:
+        return
+    last = highest_offset(tx)
+    stream_params: list[Any] = []
+    index_params: list[Any] = []
+    for entry in entries:
+        if entry.offset <= last:
+            raise ReplicationError(
+                f"entry at offset {entry.offset} does not come after offset {last}: entries "
+                "must ascend, after everything the file holds. Nothing was written."
+            )
+        last = entry.offset
+        try:
+            decoded = envelopes.decode(entry.payload)
+        except Exception as exc:
+            raise ReplicationError(
+                f"the payload at offset {entry.offset} is not an envelope ({exc}). Nothing "
+                "was written."
+            ) from None
+        subject: UUID | str = UUID(decoded.subject) if uuid_ids else decoded.subject
+        stream_params += [entry.offset, stream, entry.payload, decoded.time // 1000]
+        index_params += [_id_key(subject), decoded.version, entry.offset]
+    index = _index_table(stream)
+    for start in range(0, len(entries), _ROWS):
+        count = min(_ROWS, len(entries) - start)
+        tx.execute(
+            f'INSERT INTO {_TABLE} ("offset", topic, key, payload, created_at) VALUES '
+            + ",".join(["(?, ?, NULL, ?, ?)"] * count),
+            stream_params[start * 4 : (start + count) * 4],
+        )
+        tx.execute(
+            f'INSERT INTO "{index}" (originator_id, originator_version, "offset") VALUES '
+            + ",".join(["(?, ?, ?)"] * count),
+            index_params[start * 3 : (start + count) * 3],
+        )
