@@ -1086,10 +1086,10 @@ def projector_run(
 
         session.store.authorize_operator("run the projectors of every tenant")
         with Runner(session.data) as runner:
-            session.output.err.print(
-                f"projecting every tenant of {session.data_dir}; Ctrl-C stops", markup=False
-            )
-            try:
+            try:  # the line says it runs: Ctrl-C from then on stops it cleanly
+                session.output.err.print(
+                    f"projecting every tenant of {session.data_dir}; Ctrl-C stops", markup=False
+                )
                 while True:
                     time.sleep(status_every if status_every > 0 else 3600)
                     if status_every > 0:
