@@ -37,9 +37,11 @@ def relay_run(
         str | None, typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP)
     ] = None,
     consumer: Annotated[str, typer.Option(help="The relay's consumer name.")] = "relay@v1",
-    batch_size: Annotated[int, typer.Option(help="Entries read and published at once.")] = 1000,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Entries read and published at once.")
+    ] = 1000,
     status_every: Annotated[
-        float, typer.Option(help="Print the relay's status this often (seconds; 0: never).")
+        float, typer.Option(min=0, help="Print the relay's status this often (seconds; 0: never).")
     ] = 30.0,
 ) -> None:
     """Relay every tenant's stream to JetStream until interrupted (Ctrl-C): each entry on

@@ -62,7 +62,8 @@ def project_remote(
         typer.Option(help="Follow this tenant (repeat); default: every tenant relayed."),
     ] = None,
     status_every: Annotated[
-        float, typer.Option(help="Print each tenant's status this often (seconds; 0: never).")
+        float,
+        typer.Option(min=0, help="Print each tenant's status this often (seconds; 0: never)."),
     ] = 30.0,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Entries applied per transaction, at most.")
@@ -105,7 +106,8 @@ def ingest_nats(
         typer.Option(help="Consume this tenant's calls (repeat); default: every tenant."),
     ] = None,
     status_every: Annotated[
-        float, typer.Option(help="Print each tenant's status this often (seconds; 0: never).")
+        float,
+        typer.Option(min=0, help="Print each tenant's status this often (seconds; 0: never)."),
     ] = 30.0,
 ) -> None:
     """Fold spokes' call events (graphstore.<tenant>.calls on JetStream) into the tenants

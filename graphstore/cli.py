@@ -173,11 +173,59 @@ app.add_typer(relay_app, name="relay")
 _R = TypeVar("_R")
 
 
+def one_of(*choices: str) -> Callable[[Any], Any]:
+    """An option callback refusing (exit 2, one line) a value not among ``choices``."""
+
+    def check(value: Any) -> Any:
+        for given in value if isinstance(value, list) else [value]:
+            if given is not None and given not in choices:
+                raise typer.BadParameter(f"{given!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def a_directory(value: Path) -> Path:
+    """An option callback refusing (exit 2) a data directory that is a file."""
+    if value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{str(value)!r} is a file, not a directory")
+    return value
+
+
+def a_projector(value: str) -> str:
+    """An argument callback refusing (exit 2) a projector that is none of the known ones:
+    metagraph or flowgraph, optionally with its version (metagraph@v1)."""
+    name, at, version = value.partition("@")
+    if name not in ("metagraph", "flowgraph") or (
+        at and not (version.startswith("v") and version[1:].isdigit())
+    ):
+        raise typer.BadParameter(
+            f"{value!r} is not metagraph or flowgraph (optionally @v<N>, e.g. metagraph@v1)"
+        )
+    return value
+
+
+def a_time(value: str | None) -> str | None:
+    """An option callback refusing (exit 2) a value that is no ISO 8601 time or ms."""
+    if value is not None and not value.isdigit():
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is not a time: use ISO 8601 (2026-11-21T10:00:00Z) or "
+                "milliseconds since the epoch"
+            ) from None
+    return value
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     data_dir: Annotated[
-        Path, typer.Option(envvar="GRAPHSTORE_DATA_DIR", help="The data directory.")
+        Path,
+        typer.Option(
+            envvar="GRAPHSTORE_DATA_DIR", help="The data directory.", callback=a_directory
+        ),
     ] = Path("data"),
     as_json: Annotated[bool, typer.Option("--json", help="Output JSON on stdout.")] = False,
     api_key: Annotated[
@@ -185,7 +233,11 @@ def _root(
         typer.Option(envvar="GRAPHSTORE_API_KEY", help="Act as this key's account."),
     ] = None,
     log_level: Annotated[
-        str, typer.Option(help="debug, info or warning (logs go to stderr).")
+        str,
+        typer.Option(
+            help="debug, info or warning (logs go to stderr).",
+            callback=one_of("debug", "info", "warning"),
+        ),
     ] = "warning",
 ) -> None:
     session = Session(data_dir, as_json, api_key, log_level)
@@ -226,6 +278,9 @@ def _run(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
         session.output.error(str(exc))
         raise typer.Exit(ExitCode.REFUSED) from None
     except PersistenceError as exc:
+        session.output.error(str(exc))
+        raise typer.Exit(ExitCode.STORAGE) from None
+    except OSError as exc:  # a file or directory the system refused: say which, no traceback
         session.output.error(str(exc))
         raise typer.Exit(ExitCode.STORAGE) from None
 
@@ -296,7 +351,10 @@ def account_create(
     ctx: typer.Context,
     email: str,
     name: Annotated[str, typer.Option(help="Display name.")],
-    level: Annotated[str, typer.Option(help="admin, user or service.")] = "user",
+    level: Annotated[
+        str,
+        typer.Option(help="admin, user or service.", callback=one_of("admin", "user", "service")),
+    ] = "user",
 ) -> None:
     """Create an active account."""
 
@@ -375,7 +433,7 @@ def key_create(
     account: Annotated[str, typer.Option(help="The owner account's email.")],
     name: Annotated[str, typer.Option(help="What the key is for.")],
     expires_in_days: Annotated[
-        int | None, typer.Option(help="Expire after this many days (default: never).")
+        int | None, typer.Option(min=1, help="Expire after this many days (default: never).")
     ] = None,
 ) -> None:
     """Issue an API key. It is shown once: only its hash is stored."""
@@ -595,7 +653,9 @@ def graph_create(
     name: str,
     tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
     graph_type: Annotated[str, typer.Option("--type", help="The graph type's name.")],
-    status: Annotated[str, typer.Option(help="draft or active.")] = "draft",
+    status: Annotated[
+        str, typer.Option(help="draft or active.", callback=one_of("draft", "active"))
+    ] = "draft",
 ) -> None:
     """Create a graph of a graph type."""
 
@@ -664,7 +724,7 @@ def graph_show(
 def audit(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's entries.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many entries.")] = 100,
 ) -> None:
     """Show the audit log: identity changes and tenant-level writes (who, what, when)."""
 
@@ -704,7 +764,11 @@ def ingest(
         typer.Option(help="An operation id that is a subscription (repeatable)."),
     ] = None,
     abort_policy: Annotated[
-        str, typer.Option(help="abort-dependents or continue-running.")
+        str,
+        typer.Option(
+            help="abort-dependents or continue-running.",
+            callback=one_of("abort-dependents", "continue-running"),
+        ),
     ] = "abort-dependents",
 ) -> None:
     """Ingest call-protocol events (docs/calls.md) into a tenant's call graph.
@@ -807,11 +871,19 @@ def runs_list(
     ctx: typer.Context,
     tenant: TenantOption,
     status: Annotated[
-        list[str] | None, typer.Option(help="running, completed, failed or aborted (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="running, completed, failed or aborted (repeatable).",
+            callback=one_of("running", "completed", "failed", "aborted"),
+        ),
     ] = None,
-    since: Annotated[str | None, typer.Option(help="Started at or after (ISO 8601 or ms).")] = None,
-    until: Annotated[str | None, typer.Option(help="Started before (ISO 8601 or ms).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
+    since: Annotated[
+        str | None, typer.Option(help="Started at or after (ISO 8601 or ms).", callback=a_time)
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Started before (ISO 8601 or ms).", callback=a_time)
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 50,
 ) -> None:
     """List workflow runs, newest first, filtered by status and start time."""
 
@@ -841,7 +913,7 @@ def runs_show(
     run_id: str,
     tenant: TenantOption,
     as_of: Annotated[
-        int | None, typer.Option(help="Show the run as it was at this stream offset.")
+        int | None, typer.Option(min=0, help="Show the run as it was at this stream offset.")
     ] = None,
 ) -> None:
     """Show a run's call tree with statuses and durations (now, or as of an offset)."""
@@ -1072,7 +1144,8 @@ def projector_status(
 def projector_run(
     ctx: typer.Context,
     status_every: Annotated[
-        float, typer.Option(help="Print every projector's status this often (seconds; 0: never).")
+        float,
+        typer.Option(min=0, help="Print every projector's status this often (seconds; 0: never)."),
     ] = 30.0,
 ) -> None:
     """Run the projectors of every tenant in this process until interrupted (Ctrl-C).
@@ -1115,7 +1188,7 @@ def _print_statuses(session: Session, statuses: list[ProjectorStatus]) -> None:
 def projector_catch_up(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
+    timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds.")] = 600,
 ) -> None:
     """Run the projectors until every one has reached its stream's head."""
 
@@ -1136,7 +1209,10 @@ def projector_replay_parked(
     ctx: typer.Context,
     projector: Annotated[
         str,
-        typer.Argument(help="metagraph or flowgraph, or the live consumer, e.g. metagraph@v1."),
+        typer.Argument(
+            help="metagraph or flowgraph, or the live consumer, e.g. metagraph@v1.",
+            callback=a_projector,
+        ),
     ],
     tenant: TenantOption,
 ) -> None:
@@ -1174,7 +1250,10 @@ def projector_replay_parked(
 @projector_app.command("rebuild")
 def projector_rebuild(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="metagraph or flowgraph.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="metagraph or flowgraph.", callback=one_of("metagraph", "flowgraph")),
+    ],
     tenant: TenantOption,
     drop_old: Annotated[
         bool, typer.Option("--drop-old", help="Drop the old version's tables after the swap.")
@@ -1284,7 +1363,8 @@ def tail(
     projector: Annotated[
         str | None,
         typer.Option(
-            help="metagraph or flowgraph (default: flowgraph with --run, else metagraph)."
+            help="metagraph or flowgraph (default: flowgraph with --run, else metagraph).",
+            callback=one_of("metagraph", "flowgraph"),
         ),
     ] = None,
     from_start: Annotated[
@@ -1361,11 +1441,11 @@ def tail(
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="The port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The port to listen on.")] = 8080,
     heartbeat: Annotated[
-        float, typer.Option(help="Seconds between keep-alive comments of an SSE stream.")
+        float, typer.Option(min=0.01, help="Seconds between keep-alive comments of an SSE stream.")
     ] = 15.0,
-    max_body: Annotated[int, typer.Option(help="Bytes a request body may have.")] = 16
+    max_body: Annotated[int, typer.Option(min=1, help="Bytes a request body may have.")] = 16
     * 1024
     * 1024,
     projectors: Annotated[
@@ -1408,6 +1488,29 @@ def _no_broken_pipe() -> Iterator[None]:
 
 
 def main() -> None:
-    """The console script's entry point."""
+    """The console script's entry point: a wrong command line is one line on stderr
+    (what was wrong and what was expected) and exit 2, never a usage box or a traceback."""
     with _no_broken_pipe():
-        app()
+        try:
+            code = app(prog_name="graphstore", standalone_mode=False)
+        except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+            raise SystemExit(_usage_error(exc)) from None
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            raise SystemExit(ExitCode.REFUSED) from None
+        raise SystemExit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """Print a command-line error as one line naming the command's help; its exit code."""
+    text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    code = int(getattr(exc, "exit_code", ExitCode.USAGE))
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as typer does
+        typer.echo(text, err=True)
+        return code
+    message = " ".join(text.split())
+    context = getattr(exc, "ctx", None)
+    if context is not None:
+        message += f" (see `{context.command_path} --help`)"
+    typer.echo(f"error: {message}", err=True)
+    return code

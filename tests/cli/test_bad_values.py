@@ -1,0 +1,76 @@
+"""A wrong command line is exit 2 and one line on stderr saying what was expected, never
+a traceback, a usage box or a write: every option with a fixed set of values, a number
+range, a time or a path is tried with a bad value here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from graphstore.cli import ExitCode
+from tests.cli.test_cli import gs
+
+CASES: list[tuple[tuple[str, ...], str]] = [
+    (("runs", "list", "--tenant", "acme", "--status", "bogus"), "running, completed"),
+    (("--log-level", "bogus", "init"), "debug, info, warning"),
+    (("runs", "list", "--tenant", "acme", "--since", "yesterday"), "ISO 8601"),
+    (("runs", "list", "--tenant", "acme", "--until", "2026-13-45"), "ISO 8601"),
+    (("runs", "list", "--tenant", "acme", "--limit", "0"), "greater than or equal to 1"),
+    (("runs", "list", "--tenant", "acme", "--limit", "many"), "valid integer"),
+    (("runs", "show", "r", "--tenant", "acme", "--as-of", "-1"), "greater than or equal to 0"),
+    (("runs", "show", "r", "--tenant", "acme", "--as-of", "later"), "valid integer"),
+    (("account", "create", "x@example.com", "--name", "X", "--level", "god"), "admin, user"),
+    (("key", "create", "--account", "a", "--name", "k", "--expires-in-days", "0"), ">= 1"),
+    (("graph", "create", "g", "--tenant", "acme", "--type", "t", "--status", "x"), "draft"),
+    (("ingest", "-", "--tenant", "acme", "--abort-policy", "maybe"), "abort-dependents"),
+    (("audit", "--limit", "-5"), "greater than or equal to 1"),
+    (("projector", "rebuild", "views", "--tenant", "acme"), "metagraph, flowgraph"),
+    (("projector", "replay-parked", "views", "--tenant", "acme"), "metagraph or flowgraph"),
+    (("projector", "catch-up", "--timeout", "-1"), "greater than or equal to 0"),
+    (("projector", "run", "--status-every", "-1"), "greater than or equal to 0"),
+    (("tail", "--tenant", "acme", "--projector", "views"), "metagraph, flowgraph"),
+    (("tail", "--tenant", "acme", "--count", "0"), "greater than or equal to 1"),
+    (("serve", "--port", "99999"), "less than or equal to 65535"),
+    (("serve", "--heartbeat", "0"), "greater than or equal to 0.01"),
+    (("serve", "--max-body", "0"), "greater than or equal to 1"),
+    (("relay", "--nats", "nats://127.0.0.1:1", "--batch-size", "0"), ">= 1"),
+    (("project-remote", "--nats", "nats://x:1", "--status-every", "-1"), ">= 0"),
+    (("runs", "list", "--tenant", "acme", "--bogus"), "No such option: --bogus"),
+    (("runs", "show", "--tenant", "acme"), "Missing argument"),
+    (("nope",), "No such command 'nope'"),
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bad") / "data"
+    assert gs(path, "init").returncode == 0
+    return path
+
+
+@pytest.mark.parametrize(("args", "expected"), CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_a_bad_value_is_exit_2_and_one_line_saying_what_was_expected(
+    data: Path, args: tuple[str, ...], expected: str
+) -> None:
+    before = sorted((p.name, p.stat().st_size) for p in data.iterdir())
+    done = gs(data, *args, stdin="")
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: Invalid value") or lines[0].startswith("error: ")
+    assert "Traceback" not in done.stderr
+    expectation = expected.replace(">= ", "greater than or equal to ")
+    assert expectation in lines[0], lines[0]
+    assert "--help`)" in lines[0]  # where to read what is expected
+    assert sorted((p.name, p.stat().st_size) for p in data.iterdir()) == before
+
+
+def test_a_data_directory_that_is_a_file_is_exit_2(tmp_path: Path) -> None:
+    file = tmp_path / "file"
+    file.write_text("")
+    done = gs(file, "init")
+    assert done.returncode == ExitCode.USAGE
+    assert done.stderr.strip().endswith("is a file, not a directory (see `graphstore --help`)")
+    assert file.read_text() == ""
