@@ -555,7 +555,8 @@ def graph_type_define(
     file: Annotated[Path, typer.Argument(help="A JSON or YAML graph type definition.")],
     tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
 ) -> None:
-    """Define a graph type with its node and edge types from a JSON or YAML file.
+    """Define a graph type with its node and edge types from a JSON or YAML file
+    (example: examples/social.yaml).
 
     The file: ``{name, description?, config?: {graphType, multi, allowSelfLoops},
     nodeTypes: [{name, description?, schema?}], edgeTypes: [{name, description?,
@@ -565,7 +566,13 @@ def graph_type_define(
     """
 
     def action(session: Session) -> None:
+        from domain.errors import DomainError, ValidationError
+
         document = _load_document(file)
+        try:
+            check_definition(document)
+        except DomainError as exc:
+            raise ValidationError(f"{file}: {exc}") from None
         metagraph = session.tenant(tenant)
 
         def define(unit: UnitOfWork) -> GraphTypeInfo:  # the type and its parts, whole
@@ -583,13 +590,49 @@ def graph_type_define(
     _run(ctx, action)
 
 
-def define_graph_type(metagraph: Metagraph, document: dict[str, Any]) -> UUID:
-    """Define a graph type and its node and edge types from a parsed definition."""
+_DEFINITION_KEYS = ("name", "description", "config", "nodeTypes", "edgeTypes")
+_NODE_TYPE_KEYS = ("name", "description", "schema")
+_EDGE_TYPE_KEYS = (*_NODE_TYPE_KEYS, "allowedSourceTypes", "allowedTargetTypes")
+
+
+def _known_keys(where: str, found: Any, expected: tuple[str, ...]) -> None:
+    """Refuse a part of a definition that is no mapping, or has a key it does not know
+    (a typo such as ``node_types`` would otherwise define nothing, silently)."""
+    import difflib
+
     from domain.errors import ValidationError
 
-    name = document.get("name")
-    if not isinstance(name, str):
-        raise ValidationError("the definition needs a `name` (a string)")
+    if not isinstance(found, dict):
+        raise ValidationError(f"{where}: expected a mapping, got {type(found).__name__}")
+    for key in found:
+        if key not in expected:
+            close = difflib.get_close_matches(str(key).replace("_", ""), expected, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValidationError(
+                f"{where}: unknown key {key!r}{hint}; expected {', '.join(expected)}"
+            )
+    if not isinstance(found.get("name"), str):
+        raise ValidationError(f"{where}: needs a `name` (a string)")
+
+
+def check_definition(document: dict[str, Any]) -> None:
+    """Refuse a graph type definition with a key the command does not know, anywhere."""
+    from domain.errors import ValidationError
+
+    _known_keys("the definition", document, _DEFINITION_KEYS)
+    for field_name, keys in (("nodeTypes", _NODE_TYPE_KEYS), ("edgeTypes", _EDGE_TYPE_KEYS)):
+        parts = document.get(field_name, [])
+        if not isinstance(parts, list):
+            raise ValidationError(f"`{field_name}`: expected a list, got {type(parts).__name__}")
+        for index, part in enumerate(parts):
+            _known_keys(f"`{field_name}[{index}]`", part, keys)
+
+
+def define_graph_type(metagraph: Metagraph, document: dict[str, Any]) -> UUID:
+    """Define a graph type and its node and edge types from a parsed definition (refused
+    whole, before anything is defined, if it has a key this command does not know)."""
+    check_definition(document)
+    name = document["name"]
     type_id = metagraph.define_graph_type(
         name,
         config=document.get("config"),
