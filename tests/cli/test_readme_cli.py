@@ -9,6 +9,9 @@ import signal
 import subprocess
 from pathlib import Path
 
+from graphstore.cli import ExitCode
+from tests.cli.test_cli import gs
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -54,9 +57,6 @@ def test_the_readme_command_line_block_runs_as_typed(tmp_path: Path) -> None:
 
 
 def test_a_definition_with_an_unknown_key_is_refused_naming_it(tmp_path: Path) -> None:
-    from graphstore.cli import ExitCode
-    from tests.cli.test_cli import gs
-
     data = tmp_path / "data"
     for step in (
         ("init",),
