@@ -15,6 +15,7 @@ Exit codes:
       inactive account), or the key's account may not do this in this tenant
       (docs/identity.md, "Who may do what in a tenant"); nothing was written
 5     the storage failed (e.g. the file stayed locked past the busy timeout)
+6     the address to serve on is taken (another process listens on the port)
 ====  =============================================================================
 
 Who acts: with ``--api-key`` (or ``GRAPHSTORE_API_KEY``) the key's account, every
@@ -74,6 +75,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     UNAUTHENTICATED = 4
     STORAGE = 5
+    ADDRESS_IN_USE = 6
 
 
 @dataclass
@@ -1502,6 +1504,13 @@ def serve(
     def action(session: Session) -> None:
         from graphstore.http.server import serve as run_server
 
+        taken = _address_taken(host, port)
+        if taken is not None:
+            session.output.error(
+                f"cannot serve on {host}:{port}: {taken}; stop the process listening there "
+                "or pick another --port"
+            )
+            raise typer.Exit(ExitCode.ADDRESS_IN_USE)
         session.output.err.print(
             f"serving {session.data_dir} on http://{host}:{port}/ ; Ctrl-C stops", markup=False
         )
@@ -1515,6 +1524,27 @@ def serve(
         )
 
     _run(ctx, action)
+
+
+def _address_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (the OS's reason), or None if it can: a
+    bind probe, with the same address reuse as the server, closed at once."""
+    import socket
+
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"no such address ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 # -------------------------------------------------------------------------------- main

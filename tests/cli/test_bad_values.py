@@ -4,6 +4,7 @@ range, a time or a path is tried with a bad value here."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -74,3 +75,19 @@ def test_a_data_directory_that_is_a_file_is_exit_2(tmp_path: Path) -> None:
     assert done.returncode == ExitCode.USAGE
     assert done.stderr.strip().endswith("is a file, not a directory (see `graphstore --help`)")
     assert file.read_text() == ""
+
+
+def test_serve_on_a_busy_port_says_so_with_its_own_exit_code(data: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = gs(data, "serve", "--port", str(port))
+    assert done.returncode == ExitCode.ADDRESS_IN_USE == 6
+    assert done.stderr == (
+        f"error: cannot serve on 127.0.0.1:{port}: Address already in use; stop the process "
+        "listening there or pick another --port\n"
+    )
+    unknown = gs(data, "serve", "--host", "no-such-host.invalid", "--port", "8080")
+    assert unknown.returncode == ExitCode.ADDRESS_IN_USE
+    assert "cannot serve on no-such-host.invalid:8080: no such address" in unknown.stderr
