@@ -41,8 +41,11 @@ def relay_run(
         int, typer.Option(min=1, help="Entries read and published at once.")
     ] = 1000,
     status_every: Annotated[
-        float, typer.Option(min=0, help="Print the relay's status this often (seconds; 0: never).")
-    ] = 30.0,
+        float,
+        typer.Option(
+            min=0, help="Print the relay's status this often (seconds; default 0: never, quiet)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Relay every tenant's stream to JetStream until interrupted (Ctrl-C): each entry on
     graphstore.<tenant>.events, exactly once, in order. New tenants are followed as they

@@ -63,8 +63,10 @@ def project_remote(
     ] = None,
     status_every: Annotated[
         float,
-        typer.Option(min=0, help="Print each tenant's status this often (seconds; 0: never)."),
-    ] = 30.0,
+        typer.Option(
+            min=0, help="Print each tenant's status this often (seconds; default 0: never, quiet)."
+        ),
+    ] = 0.0,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Entries applied per transaction, at most.")
     ] = 500,
@@ -107,8 +109,10 @@ def ingest_nats(
     ] = None,
     status_every: Annotated[
         float,
-        typer.Option(min=0, help="Print each tenant's status this often (seconds; 0: never)."),
-    ] = 30.0,
+        typer.Option(
+            min=0, help="Print each tenant's status this often (seconds; default 0: never, quiet)."
+        ),
+    ] = 0.0,
 ) -> None:
     """Fold spokes' call events (graphstore.<tenant>.calls on JetStream) into the tenants
     of --data-dir, exactly once, until interrupted (the hub's side of the spokes)."""

@@ -1,7 +1,9 @@
 """The operator's command line: ``graphstore`` (or ``python -m graphstore``).
 
 Every command takes ``--data-dir`` (default ``./data``, or ``GRAPHSTORE_DATA_DIR``) and
-``--json`` (machine-readable output on stdout). Messages and logs go to stderr.
+``--json`` (machine-readable output on stdout). Messages and logs go to stderr. Only
+``init`` creates a store; every other command refuses a directory that holds none
+(exit 3, naming the path), so a mistyped ``--data-dir`` never answers an empty table.
 
 Exit codes:
 
@@ -90,6 +92,7 @@ class Session:
     as_json: bool
     api_key: str | None
     log_level: str = "warning"
+    creates_store: bool = False  # `init` only: every other command needs a store there
     closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _store: Store | None = field(default=None, repr=False)
     _output: Output | None = field(default=None, repr=False)
@@ -108,11 +111,30 @@ class Session:
             from domain import Principal
             from graphstore.store import Store
 
+            self.require_store()
+
             if self.api_key is None:  # the local operator: allowed everything, audited
                 self._store = Store(self.data_dir, principal=Principal.system())
             else:
                 self._store = Store(self.data_dir, api_key=self.api_key)
         return self._store
+
+    def require_store(self) -> None:
+        """Refuse (NotFoundError, naming the path) a data directory that holds no store,
+        unless the command creates one (``init``): a mistyped ``--data-dir`` must not
+        answer an empty table, nor leave an empty store behind."""
+        from domain.errors import NotFoundError
+        from streams.directory import SYSTEM_FILE
+
+        if not self.creates_store and not (self.data_dir / SYSTEM_FILE).is_file():
+            where = self.data_dir.resolve()
+            raise NotFoundError(
+                f"no store in {where} (no {SYSTEM_FILE}): pass the right --data-dir (or "
+                f"GRAPHSTORE_DATA_DIR), or create one there with `graphstore --data-dir "
+                f"{self.data_dir} init`",
+                kind="data directory",
+                name=str(where),
+            )
 
     @property
     def data(self) -> DataDirectory:
@@ -292,9 +314,11 @@ def _run(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
 
 @app.command()
 def init(ctx: typer.Context) -> None:
-    """Initialise the data directory (idempotent): create it and its system.db."""
+    """Initialise the data directory (idempotent): create it and its system.db. The one
+    command that creates a store: every other one refuses a directory that holds none."""
 
     def action(session: Session) -> None:
+        session.creates_store = True
         tenants = session.data.tenants()  # opens system.db, creating it
         session.output.result(
             {"data_dir": str(session.data_dir), "tenants": tenants},
@@ -891,6 +915,43 @@ def _views(session: Session, tenant: str) -> tuple[Flowgraph, Replay]:
     return flowgraph, replay
 
 
+@dataclass(frozen=True)
+class ViewsLag:
+    """How far the live flowgraph views of a tenant are behind its stream."""
+
+    tenant: str
+    consumer: str
+    position: int  # the last offset the views reflect
+    head: int  # the stream's last offset
+    events: int  # entries in between
+
+    def warning(self) -> str:
+        """What a reader of the views must know, and how to catch up."""
+        return (
+            f"the flowgraph views of {self.tenant} are {self.events} events behind the "
+            f"stream ({self.consumer} at offset {self.position} of {self.head}): what they "
+            f"show may be missing or stale; catch up with `graphstore projector catch-up "
+            f"--tenant {self.tenant}`, or keep `graphstore projector run` going"
+        )
+
+
+def _views_lag(flowgraph: Flowgraph, tenant: str) -> ViewsLag | None:
+    """How far ``flowgraph``'s live views are behind the stream; None when caught up
+    (read through the reader pool: nothing is written)."""
+    from projections import FlowgraphProjection
+    from projections.rebuild import live_projection
+    from streams import count_between, saved_position, stream_head
+
+    datastore = flowgraph.datastore
+    live = live_projection(datastore, FlowgraphProjection)
+    position = saved_position(datastore, live.consumer, live.upstream) or 0
+    head = stream_head(datastore, live.upstream).offset
+    events = count_between(datastore, live.upstream, position, head)
+    if events == 0:
+        return None
+    return ViewsLag(tenant, live.consumer, position, head, events)
+
+
 def _ms(value: str | None, option: str) -> int | None:
     """An ISO 8601 time or ms since the epoch, as ms."""
     from domain.errors import ValidationError
@@ -942,6 +1003,9 @@ def runs_list(
             until=_ms(until, "--until"),
             limit=limit,
         )
+        lag = _views_lag(flowgraph, tenant)
+        if lag is not None:
+            session.output.warn(lag.warning())
         if session.output.as_json:
             session.output.data(page.runs)
         elif not page.runs:
@@ -971,6 +1035,11 @@ def runs_show(
         if as_of is None:
             run = flowgraph.run(run_id)
             calls = flowgraph.call_tree(run_id) if run is not None else []
+            lag = _views_lag(flowgraph, tenant)
+            if lag is not None:  # the truth is in the stream: fold the run from it
+                session.output.warn(f"{lag.warning()}; this run is read from the stream")
+                snapshot = replay.run_as_of(run_id, lag.head)
+                run, calls = (snapshot.run, snapshot.calls) if snapshot else (None, [])
         else:
             snapshot = replay.run_as_of(run_id, as_of)
             run, calls = (snapshot.run, snapshot.calls) if snapshot else (None, [])
@@ -1190,13 +1259,18 @@ def projector_run(
     ctx: typer.Context,
     status_every: Annotated[
         float,
-        typer.Option(min=0, help="Print every projector's status this often (seconds; 0: never)."),
-    ] = 30.0,
+        typer.Option(
+            min=0,
+            help="Print every projector's status this often (seconds; default 0: never, quiet).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Run the projectors of every tenant in this process until interrupted (Ctrl-C).
 
     New tenants are picked up from the registry as they are created. Wakes on commits
-    from any process; idle tenants cost no thread and no connection.
+    from any process; idle tenants cost no thread and no connection. Quiet unless asked:
+    one line when it starts, every projector's status when it stops, and with
+    ``--status-every N`` that status every N seconds.
     """
 
     def action(session: Session) -> None:
@@ -1504,6 +1578,7 @@ def serve(
     def action(session: Session) -> None:
         from graphstore.http.server import serve as run_server
 
+        session.require_store()
         taken = _address_taken(host, port)
         if taken is not None:
             session.output.error(
