@@ -229,6 +229,19 @@ def a_projector(value: str) -> str:
     return value
 
 
+def an_id(value: str | None) -> str | None:
+    """An option or argument callback refusing (exit 2) an id that is no UUID (graph and
+    key ids are the UUIDs the store printed when it made them)."""
+    if value is not None:
+        try:
+            UUID(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is not an id: pass the UUID the store printed when it made it"
+            ) from None
+    return value
+
+
 def a_time(value: str | None) -> str | None:
     """An option callback refusing (exit 2) a value that is no ISO 8601 time or ms."""
     if value is not None and not value.isdigit():
@@ -521,8 +534,11 @@ def key_list(
     _run(ctx, action)
 
 
+KeyId = Annotated[str, typer.Argument(help="The key's id (`key list`).", callback=an_id)]
+
+
 @key_app.command("revoke")
-def key_revoke(ctx: typer.Context, key_id: str) -> None:
+def key_revoke(ctx: typer.Context, key_id: KeyId) -> None:
     """Revoke an API key."""
 
     def action(session: Session) -> None:
@@ -533,7 +549,7 @@ def key_revoke(ctx: typer.Context, key_id: str) -> None:
 
 
 @key_app.command("rotate")
-def key_rotate(ctx: typer.Context, key_id: str) -> None:
+def key_rotate(ctx: typer.Context, key_id: KeyId) -> None:
     """Replace an API key with a new one (shown once); the old one is revoked."""
 
     def action(session: Session) -> None:
@@ -746,7 +762,7 @@ def graph_create(
 @graph_app.command("show")
 def graph_show(
     ctx: typer.Context,
-    graph_id: str,
+    graph_id: Annotated[str, typer.Argument(help="The graph's id.", callback=an_id)],
     tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
 ) -> None:
     """Show a graph: its metadata, nodes and edges."""
@@ -1475,7 +1491,9 @@ def _change_line(change: Change) -> str:
 def tail(
     ctx: typer.Context,
     tenant: TenantOption,
-    graph: Annotated[str | None, typer.Option(help="Only this graph's changes (its id).")] = None,
+    graph: Annotated[
+        str | None, typer.Option(help="Only this graph's changes (its id).", callback=an_id)
+    ] = None,
     run: Annotated[
         str | None, typer.Option(help="Only this workflow run's calls (flowgraph changes).")
     ] = None,

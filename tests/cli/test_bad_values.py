@@ -40,6 +40,10 @@ CASES: list[tuple[tuple[str, ...], str]] = [
     (("runs", "list", "--tenant", "acme", "--bogus"), "No such option: --bogus"),
     (("runs", "show", "--tenant", "acme"), "Missing argument"),
     (("nope",), "No such command 'nope'"),
+    (("graph", "show", "friends", "--tenant", "acme"), "'friends' is not an id"),
+    (("key", "revoke", "ci"), "'ci' is not an id"),
+    (("key", "rotate", "ci"), "'ci' is not an id"),
+    (("tail", "--tenant", "acme", "--graph", "friends"), "'friends' is not an id"),
 ]
 
 
