@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from graphstore._relay_cli import nats_urls  # typer only: keeps the front door fast
+
 if TYPE_CHECKING:
     from graphstore.cli import Session
 
@@ -56,7 +58,10 @@ def _or_unreachable(error: str | None, statuses: list[Any]) -> list[Any]:
 def project_remote(
     ctx: typer.Context,
     *,
-    nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (nats://host:port).")],
+    nats_url: Annotated[
+        str,
+        typer.Option("--nats", help="The NATS server (nats://host:port).", callback=nats_urls),
+    ],
     tenant: Annotated[
         list[str] | None,
         typer.Option(help="Follow this tenant (repeat); default: every tenant relayed."),
@@ -102,7 +107,10 @@ def project_remote(
 def ingest_nats(
     ctx: typer.Context,
     *,
-    nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (nats://host:port).")],
+    nats_url: Annotated[
+        str,
+        typer.Option("--nats", help="The NATS server (nats://host:port).", callback=nats_urls),
+    ],
     tenant: Annotated[
         list[str] | None,
         typer.Option(help="Consume this tenant's calls (repeat); default: every tenant."),

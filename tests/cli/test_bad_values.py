@@ -44,6 +44,10 @@ CASES: list[tuple[tuple[str, ...], str]] = [
     (("key", "revoke", "ci"), "'ci' is not an id"),
     (("key", "rotate", "ci"), "'ci' is not an id"),
     (("tail", "--tenant", "acme", "--graph", "friends"), "'friends' is not an id"),
+    (("relay", "--nats", "bogus"), "'bogus' is not a NATS server URL"),
+    (("relay", "status", "--nats", "nats://h:port"), "is not a NATS server URL"),
+    (("project-remote", "--nats", "localhost:4222"), "is not a NATS server URL"),
+    (("ingest-nats", "--nats", "http://127.0.0.1:4222"), "is not a NATS server URL"),
 ]
 
 
@@ -95,3 +99,13 @@ def test_serve_on_a_busy_port_says_so_with_its_own_exit_code(data: Path) -> None
     unknown = gs(data, "serve", "--host", "no-such-host.invalid", "--port", "8080")
     assert unknown.returncode == ExitCode.ADDRESS_IN_USE
     assert "cannot serve on no-such-host.invalid:8080: no such address" in unknown.stderr
+
+
+def test_relay_status_of_an_unreachable_nats_is_one_line_in_bounded_time(data: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens there once closed
+    done = gs(data, "relay", "status", "--nats", f"nats://127.0.0.1:{port}")
+    assert done.returncode == ExitCode.STORAGE
+    assert done.stderr.startswith(f"error: cannot read JetStream at nats://127.0.0.1:{port}: ")
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
