@@ -472,7 +472,8 @@ def key_create(
     account: Annotated[str, typer.Option(help="The owner account's email.")],
     name: Annotated[str, typer.Option(help="What the key is for.")],
     expires_in_days: Annotated[
-        int | None, typer.Option(min=1, help="Expire after this many days (default: never).")
+        int | None,
+        typer.Option(min=1, max=36500, help="Expire after this many days (default: never)."),
     ] = None,
 ) -> None:
     """Issue an API key. It is shown once: only its hash is stored."""
@@ -809,7 +810,9 @@ def graph_show(
 def audit(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's entries.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many entries.")] = 100,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="At most this many entries.")
+    ] = 100,
 ) -> None:
     """Show the audit log: identity changes and tenant-level writes (who, what, when)."""
 
@@ -1005,7 +1008,7 @@ def runs_list(
     until: Annotated[
         str | None, typer.Option(help="Started before (ISO 8601 or ms).", callback=a_time)
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="At most this many runs.")] = 50,
 ) -> None:
     """List workflow runs, newest first, filtered by status and start time."""
 
@@ -1038,7 +1041,8 @@ def runs_show(
     run_id: str,
     tenant: TenantOption,
     as_of: Annotated[
-        int | None, typer.Option(min=0, help="Show the run as it was at this stream offset.")
+        int | None,
+        typer.Option(min=0, max=2**63 - 1, help="Show the run as it was at this stream offset."),
     ] = None,
 ) -> None:
     """Show a run's call tree with statuses and durations (now, or as of an offset)."""
