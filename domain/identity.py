@@ -18,7 +18,6 @@ key.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hmac
 import logging
@@ -618,8 +617,10 @@ class Identity(Application[UUID]):
 
     def close(self) -> None:
         """Write the refusals counted but not written yet, then close ``system.db``."""
-        with contextlib.suppress(Exception):  # closing must close, whatever the flush did
+        try:
             self.flush_refusals()
+        except Exception:  # closing must close, whatever the flush met: say what is lost
+            log.warning("refusal counts not written on close", exc_info=True)
         super().close()
 
     # --- audit ----------------------------------------------------------------------
