@@ -1027,6 +1027,8 @@ def runs_list(
             session.output.warn(lag.warning())
         if session.output.as_json:
             session.output.data(page.runs)
+        elif not page.runs and lag is not None:  # not "none": none projected yet
+            session.output.out.print(f"(no runs in the views yet: {lag.events} events to project)")
         elif not page.runs:
             session.output.out.print("(no runs)")
         else:

@@ -82,3 +82,21 @@ def test_caught_up_views_answer_without_a_warning(data: Path, tmp_path: Path) ->
     assert sorted(run["run_id"] for run in json.loads(done.stdout)) == ["new", "old"]
     shown = gs(copy, "runs", "show", "new", "--tenant", "acme")
     assert shown.returncode == 0 and shown.stderr == ""
+
+
+def test_views_built_but_behind_never_answer_no_runs(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert gs(data, "init").returncode == 0
+    assert gs(data, "account", "create", "ada@example.com", "--name", "Ada").returncode == 0
+    done = gs(data, "tenant", "create", "acme", "--name", "Acme", "--owner", "ada@example.com")
+    assert done.returncode == 0, done.stderr
+    assert gs(data, "projector", "catch-up", "--tenant", "acme").returncode == 0  # views built
+    assert gs(data, "ingest", "-", "--tenant", "acme", stdin=run_events("r", 1)).returncode == 0
+    listed = gs(data, "runs", "list", "--tenant", "acme")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.startswith("(no runs in the views yet: ")
+    assert "(no runs)" not in listed.stdout
+    assert "events behind the stream" in behind(listed.stderr)
+    shown = gs(data, "--json", "runs", "show", "r", "--tenant", "acme")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["run"]["status"] == "completed"
