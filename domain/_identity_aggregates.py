@@ -548,7 +548,11 @@ class TenantWrite(Aggregate):
 class AccessRefused(Aggregate):
     """An audit record of a refused tenant operation (one aggregate per record, like
     :class:`TenantWrite`). Kept in ``system.db``: the refusal wrote nothing to the
-    tenant, and its file is not the place for those who may not write to it."""
+    tenant, and its file is not the place for those who may not write to it.
+
+    One record stands for every refusal of its principal, operation and tenant in the
+    minute it was recorded: ``count`` of them, the first being the record itself and the
+    others added by ``Repeated`` events (:mod:`domain._refusals` says when)."""
 
     TOPIC = "AccessRefused"
 
@@ -565,11 +569,26 @@ class AccessRefused(Aggregate):
 
     Created = Recorded  # an alias, else eventsourcing adds a Created without TOPIC
 
+    class Repeated(Event):
+        """``count`` more refusals of the same kind in the record's minute (bookkeeping:
+        the audit log shows them as the record's count, not as entries of their own)."""
+
+        TOPIC = "AccessRefused.Repeated"
+        count: int
+
+        def apply(self, aggregate: AccessRefused) -> None:
+            aggregate.count += self.count
+
     def __init__(self, org_id: str | None, operation: str, what: str, missing: str) -> None:
         self.org_id = org_id
         self.operation = operation
         self.what = what
         self.missing = missing
+        self.count = 1
+
+    def repeat(self, count: int, *, actor: Principal) -> None:
+        """Count ``count`` more refusals against this record."""
+        self.trigger_event(self.Repeated, count=count, **stamp(actor))
 
     @classmethod
     def record(

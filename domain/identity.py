@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar, cast
 from uuid import UUID
 
+import msgspec
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
@@ -66,6 +67,7 @@ from domain._identity_values import (
     check_text,
     organization_id_for,
 )
+from domain._refusals import RefusalKey, RefusalTally
 from domain.access import CredentialState, Standing
 from domain.errors import (
     ConcurrencyError,
@@ -193,6 +195,7 @@ class Identity(Application[UUID]):
         self._create_tenant_file = create_tenant_file
         self.clock = clock
         self._lock = threading.RLock()
+        self._refusals = RefusalTally()
 
     # --- accounts -------------------------------------------------------------------
 
@@ -573,18 +576,53 @@ class Identity(Application[UUID]):
         """Add an ``access.denied`` entry: ``principal`` was refused ``what`` (of group
         ``operation``) in tenant ``org_id`` (None: an operation over every tenant, or an
         authentication) for lack of ``missing``. Recorded whatever the principal's state
-        (a suspended account's attempts are exactly what an audit wants to see)."""
+        (a suspended account's attempts are exactly what an audit wants to see).
+
+        Coalesced: the first such refusal of a minute is written at once, the next ones
+        of that minute are counted against it (written as its count now and then, see
+        :mod:`domain._refusals`), so a flood of refusals costs a few small writes. The
+        id returned is the entry's."""
         if org_id is not None:
             org_id = check_org_id(org_id)
-        record = AccessRefused.record(
+        key = RefusalKey(
+            principal.actor_id,
+            principal.credential_id,
             org_id,
             check_text(operation, what="operation", max_length=50),
             check_text(what, what="refused operation", max_length=200),
             check_text(missing, what="what was missing", max_length=500),
-            actor=principal,
         )
+        minute = int(self._now().timestamp() // 60)
+        counted = self._refusals.note(key, minute)
+        self._write_refusal_counts(self._refusals.due(minute))
+        if counted is not None:
+            return counted
+        record = AccessRefused.record(org_id, key.operation, key.what, key.missing, actor=principal)
         self.save(record)
+        self._refusals.opened(key, minute, record.id)
         return record.id
+
+    def flush_refusals(self) -> None:
+        """Write every refusal counted but not written yet (done before the audit log is
+        read and when the application closes)."""
+        with self._lock:
+            self._write_refusal_counts(self._refusals.due())
+
+    def _write_refusal_counts(self, owed: list[tuple[UUID, int]]) -> None:
+        """Add counted refusals to their records (bookkeeping, by the store itself)."""
+        for record_id, count in owed:
+            record = self._find(record_id, AccessRefused)
+            if record is not None:
+                record.repeat(count, actor=Principal.system())
+                self.save(record)
+
+    def close(self) -> None:
+        """Write the refusals counted but not written yet, then close ``system.db``."""
+        try:
+            self.flush_refusals()
+        except Exception:  # closing must close, whatever the flush met: say what is lost
+            log.warning("refusal counts not written on close", exc_info=True)
+        super().close()
 
     # --- audit ----------------------------------------------------------------------
 
@@ -637,7 +675,10 @@ class Identity(Application[UUID]):
     ) -> list[AuditEntry]:
         """Identity changes in the order they were recorded, optionally only those
         after position ``after``, of one org, or of one actor (``"system"`` or an
-        account id). Entries are events: nothing ever changes or removes one."""
+        account id). Entries are events: nothing ever changes or removes one; an
+        ``access.denied`` entry's details hold its ``count`` (the refusals it stands for,
+        coalesced per principal, operation, tenant and minute)."""
+        self.flush_refusals()
         registry = self._find(REGISTRY_ID, TenantRegistry)
         org_ids = {} if registry is None else {v: k for k, v in registry.tenants.items()}
         entries: list[AuditEntry] = []
@@ -657,7 +698,15 @@ class Identity(Application[UUID]):
             if len(page) < _PAGE:
                 break
             start = page[-1].id + 1
-        return entries
+        return [self._with_count(entry) for entry in entries]
+
+    def _with_count(self, entry: AuditEntry) -> AuditEntry:
+        """An ``access.denied`` entry with the count of refusals it stands for."""
+        if entry.action != AccessRefused.Recorded.ACTION:
+            return entry
+        record = self._find(entry.subject_id, AccessRefused)
+        count = 1 if record is None else record.count
+        return msgspec.structs.replace(entry, details={**entry.details, "count": count})
 
     # --- internals: loading ---------------------------------------------------------
 

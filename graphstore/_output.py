@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import date
+from enum import Enum
+from pathlib import PurePath
 from typing import Any
 from uuid import UUID
 
@@ -17,16 +20,21 @@ __all__ = ["Output"]
 
 
 def _plain(value: Any) -> Any:
-    """Structs, UUIDs and datetimes as JSON-ready values."""
+    """Structs, dataclasses, enums, UUIDs, paths and times as JSON-ready values, so every
+    ``--json`` output serializes whatever a command hands over (tests/cli/test_json.py)."""
     if isinstance(value, msgspec.Struct):
         return msgspec.to_builtins(value)
-    if isinstance(value, UUID):
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return _plain(value.value)
+    if isinstance(value, UUID | PurePath):
         return str(value)
-    if isinstance(value, datetime):
+    if isinstance(value, date):  # datetime too
         return value.isoformat()
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [_plain(v) for v in value]
     return value
 

@@ -11,6 +11,7 @@ module imports this one while it is being built).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from graphstore.cli import Session
     from graphstore.nats.relay import TenantRelayStatus
 
-__all__ = ["relay_app"]
+__all__ = ["nats_urls", "relay_app"]
 
 relay_app = typer.Typer(
     help="Relay every tenant's stream to NATS JetStream (docs/scale.md); `relay status`.",
@@ -29,19 +30,49 @@ relay_app = typer.Typer(
 )
 
 _NATS_HELP = "NATS server URL(s), comma-separated (e.g. nats://127.0.0.1:4222)."
+_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+_JETSTREAM_TIMEOUT = 10.0  # seconds `relay status --nats` waits for JetStream
+
+
+def nats_urls(value: str | None) -> str | None:
+    """An option callback refusing (exit 2, one line) a ``--nats`` value that is not a
+    comma-separated list of NATS server URLs (``nats://host:port``), before any connect."""
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return None
+    urls = [url.strip() for url in value.split(",") if url.strip()]
+    for url in urls or [value]:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError for a port that is no number
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in _NATS_SCHEMES or not parts.hostname:
+            raise typer.BadParameter(
+                f"{url!r} is not a NATS server URL: use nats://HOST:PORT "
+                f"(schemes {', '.join(_NATS_SCHEMES)}), comma-separated for several"
+            )
+    return value
 
 
 @relay_app.callback()
 def relay_run(  # noqa: PLR0917 - typer options
     ctx: typer.Context,
     nats_url: Annotated[
-        str | None, typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP)
+        str | None,
+        typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP, callback=nats_urls),
     ] = None,
     consumer: Annotated[str, typer.Option(help="The relay's consumer name.")] = "relay@v1",
-    batch_size: Annotated[int, typer.Option(help="Entries read and published at once.")] = 1000,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Entries read and published at once.")
+    ] = 1000,
     status_every: Annotated[
-        float, typer.Option(help="Print the relay's status this often (seconds; 0: never).")
-    ] = 30.0,
+        float,
+        typer.Option(
+            min=0, help="Print the relay's status this often (seconds; default 0: never, quiet)."
+        ),
+    ] = 0.0,
     identity: Annotated[
         bool,
         typer.Option(
@@ -105,7 +136,8 @@ def relay_run(  # noqa: PLR0917 - typer options
 def relay_status_command(
     ctx: typer.Context,
     nats_url: Annotated[
-        str | None, typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP)
+        str | None,
+        typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP, callback=nats_urls),
     ] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     consumer: Annotated[str, typer.Option(help="The relay's consumer name.")] = "relay@v1",
@@ -130,8 +162,18 @@ def relay_status_command(
         tenants = [tenant] if tenant else [*session.data.tenants(), SYSTEM_KEY]
         jetstream = None
         if nats_url:
+            # nats-py logs each failed connect with a traceback, and may retry for ever:
+            # one line and a bounded wait instead.
+            logging.getLogger("nats").setLevel(logging.CRITICAL)
+            reading = subject_offsets(_servers(nats_url), tenants)
             try:
-                jetstream = asyncio.run(subject_offsets(_servers(nats_url), tenants))
+                jetstream = asyncio.run(asyncio.wait_for(reading, _JETSTREAM_TIMEOUT))
+            except TimeoutError:
+                session.output.error(
+                    f"cannot read JetStream at {nats_url}: no answer within "
+                    f"{_JETSTREAM_TIMEOUT:g} s (is nats-server running there, with -js?)"
+                )
+                raise typer.Exit(ExitCode.STORAGE) from None
             except Exception as exc:  # any connection failure: say so, exit
                 session.output.error(f"cannot read JetStream at {nats_url}: {exc!r}")
                 raise typer.Exit(ExitCode.STORAGE) from None

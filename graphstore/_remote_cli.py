@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from graphstore._relay_cli import nats_urls  # typer only: keeps the front door fast
+
 if TYPE_CHECKING:
     from graphstore.cli import Session
 
@@ -76,14 +78,20 @@ def _or_unreachable(error: str | None, statuses: list[Any]) -> list[Any]:
 def project_remote(
     ctx: typer.Context,
     *,
-    nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (nats://host:port).")],
+    nats_url: Annotated[
+        str,
+        typer.Option("--nats", help="The NATS server (nats://host:port).", callback=nats_urls),
+    ],
     tenant: Annotated[
         list[str] | None,
         typer.Option(help="Follow this tenant (repeat); default: every tenant relayed."),
     ] = None,
     status_every: Annotated[
-        float, typer.Option(help="Print each tenant's status this often (seconds; 0: never).")
-    ] = 30.0,
+        float,
+        typer.Option(
+            min=0, help="Print each tenant's status this often (seconds; default 0: never, quiet)."
+        ),
+    ] = 0.0,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Entries applied per transaction, at most.")
     ] = 500,
@@ -123,14 +131,20 @@ def project_remote(
 def ingest_nats(
     ctx: typer.Context,
     *,
-    nats_url: Annotated[str, typer.Option("--nats", help="The NATS server (nats://host:port).")],
+    nats_url: Annotated[
+        str,
+        typer.Option("--nats", help="The NATS server (nats://host:port).", callback=nats_urls),
+    ],
     tenant: Annotated[
         list[str] | None,
         typer.Option(help="Consume this tenant's calls (repeat); default: every tenant."),
     ] = None,
     status_every: Annotated[
-        float, typer.Option(help="Print each tenant's status this often (seconds; 0: never).")
-    ] = 30.0,
+        float,
+        typer.Option(
+            min=0, help="Print each tenant's status this often (seconds; default 0: never, quiet)."
+        ),
+    ] = 0.0,
     metrics_port: Annotated[
         int | None,
         typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),

@@ -1,7 +1,9 @@
 """The operator's command line: ``graphstore`` (or ``python -m graphstore``).
 
 Every command takes ``--data-dir`` (default ``./data``, or ``GRAPHSTORE_DATA_DIR``) and
-``--json`` (machine-readable output on stdout). Messages and logs go to stderr.
+``--json`` (machine-readable output on stdout). Messages and logs go to stderr. Only
+``init`` creates a store; every other command refuses a directory that holds none
+(exit 3, naming the path), so a mistyped ``--data-dir`` never answers an empty table.
 
 Exit codes:
 
@@ -15,6 +17,7 @@ Exit codes:
       inactive account), or the key's account may not do this in this tenant
       (docs/identity.md, "Who may do what in a tenant"); nothing was written
 5     the storage failed (e.g. the file stayed locked past the busy timeout)
+6     the address to serve on is taken (another process listens on the port)
 ====  =============================================================================
 
 Who acts: with ``--api-key`` (or ``GRAPHSTORE_API_KEY``) the key's account, every
@@ -74,6 +77,7 @@ class ExitCode(IntEnum):
     NOT_FOUND = 3
     UNAUTHENTICATED = 4
     STORAGE = 5
+    ADDRESS_IN_USE = 6
 
 
 @dataclass
@@ -88,6 +92,7 @@ class Session:
     as_json: bool
     api_key: str | None
     log_level: str = "warning"
+    creates_store: bool = False  # `init` only: every other command needs a store there
     closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _store: Store | None = field(default=None, repr=False)
     _output: Output | None = field(default=None, repr=False)
@@ -106,11 +111,30 @@ class Session:
             from domain import Principal
             from graphstore.store import Store
 
+            self.require_store()
+
             if self.api_key is None:  # the local operator: allowed everything, audited
                 self._store = Store(self.data_dir, principal=Principal.system())
             else:
                 self._store = Store(self.data_dir, api_key=self.api_key)
         return self._store
+
+    def require_store(self) -> None:
+        """Refuse (NotFoundError, naming the path) a data directory that holds no store,
+        unless the command creates one (``init``): a mistyped ``--data-dir`` must not
+        answer an empty table, nor leave an empty store behind."""
+        from domain.errors import NotFoundError
+        from streams.directory import SYSTEM_FILE
+
+        if not self.creates_store and not (self.data_dir / SYSTEM_FILE).is_file():
+            where = self.data_dir.resolve()
+            raise NotFoundError(
+                f"no store in {where} (no {SYSTEM_FILE}): pass the right --data-dir (or "
+                f"GRAPHSTORE_DATA_DIR), or create one there with `graphstore --data-dir "
+                f"{self.data_dir} init`",
+                kind="data directory",
+                name=str(where),
+            )
 
     @property
     def data(self) -> DataDirectory:
@@ -186,11 +210,72 @@ _register_verify(app)
 _R = TypeVar("_R")
 
 
+def one_of(*choices: str) -> Callable[[Any], Any]:
+    """An option callback refusing (exit 2, one line) a value not among ``choices``."""
+
+    def check(value: Any) -> Any:
+        for given in value if isinstance(value, list) else [value]:
+            if given is not None and given not in choices:
+                raise typer.BadParameter(f"{given!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def a_directory(value: Path) -> Path:
+    """An option callback refusing (exit 2) a data directory that is a file."""
+    if value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{str(value)!r} is a file, not a directory")
+    return value
+
+
+def a_projector(value: str) -> str:
+    """An argument callback refusing (exit 2) a projector that is none of the known ones:
+    metagraph or flowgraph, optionally with its version (metagraph@v1)."""
+    name, at, version = value.partition("@")
+    if name not in ("metagraph", "flowgraph") or (
+        at and not (version.startswith("v") and version[1:].isdigit())
+    ):
+        raise typer.BadParameter(
+            f"{value!r} is not metagraph or flowgraph (optionally @v<N>, e.g. metagraph@v1)"
+        )
+    return value
+
+
+def an_id(value: str | None) -> str | None:
+    """An option or argument callback refusing (exit 2) an id that is no UUID (graph and
+    key ids are the UUIDs the store printed when it made them)."""
+    if value is not None:
+        try:
+            UUID(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is not an id: pass the UUID the store printed when it made it"
+            ) from None
+    return value
+
+
+def a_time(value: str | None) -> str | None:
+    """An option callback refusing (exit 2) a value that is no ISO 8601 time or ms."""
+    if value is not None and not value.isdigit():
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{value!r} is not a time: use ISO 8601 (2026-11-21T10:00:00Z) or "
+                "milliseconds since the epoch"
+            ) from None
+    return value
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     data_dir: Annotated[
-        Path, typer.Option(envvar="GRAPHSTORE_DATA_DIR", help="The data directory.")
+        Path,
+        typer.Option(
+            envvar="GRAPHSTORE_DATA_DIR", help="The data directory.", callback=a_directory
+        ),
     ] = Path("data"),
     as_json: Annotated[bool, typer.Option("--json", help="Output JSON on stdout.")] = False,
     api_key: Annotated[
@@ -198,7 +283,11 @@ def _root(
         typer.Option(envvar="GRAPHSTORE_API_KEY", help="Act as this key's account."),
     ] = None,
     log_level: Annotated[
-        str, typer.Option(help="debug, info or warning (logs go to stderr).")
+        str,
+        typer.Option(
+            help="debug, info or warning (logs go to stderr).",
+            callback=one_of("debug", "info", "warning"),
+        ),
     ] = "warning",
 ) -> None:
     session = Session(data_dir, as_json, api_key, log_level)
@@ -241,6 +330,9 @@ def _run(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
     except PersistenceError as exc:
         session.output.error(str(exc))
         raise typer.Exit(ExitCode.STORAGE) from None
+    except OSError as exc:  # a file or directory the system refused: say which, no traceback
+        session.output.error(str(exc))
+        raise typer.Exit(ExitCode.STORAGE) from None
 
 
 # --------------------------------------------------------------------------- data dir
@@ -248,9 +340,11 @@ def _run(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
 
 @app.command()
 def init(ctx: typer.Context) -> None:
-    """Initialise the data directory (idempotent): create it and its system.db."""
+    """Initialise the data directory (idempotent): create it and its system.db. The one
+    command that creates a store: every other one refuses a directory that holds none."""
 
     def action(session: Session) -> None:
+        session.creates_store = True
         tenants = session.data.tenants()  # opens system.db, creating it
         session.output.result(
             {"data_dir": str(session.data_dir), "tenants": tenants},
@@ -309,7 +403,10 @@ def account_create(
     ctx: typer.Context,
     email: str,
     name: Annotated[str, typer.Option(help="Display name.")],
-    level: Annotated[str, typer.Option(help="admin, user or service.")] = "user",
+    level: Annotated[
+        str,
+        typer.Option(help="admin, user or service.", callback=one_of("admin", "user", "service")),
+    ] = "user",
 ) -> None:
     """Create an active account."""
 
@@ -388,7 +485,8 @@ def key_create(
     account: Annotated[str, typer.Option(help="The owner account's email.")],
     name: Annotated[str, typer.Option(help="What the key is for.")],
     expires_in_days: Annotated[
-        int | None, typer.Option(help="Expire after this many days (default: never).")
+        int | None,
+        typer.Option(min=1, max=36500, help="Expire after this many days (default: never)."),
     ] = None,
 ) -> None:
     """Issue an API key. It is shown once: only its hash is stored."""
@@ -450,8 +548,11 @@ def key_list(
     _run(ctx, action)
 
 
+KeyId = Annotated[str, typer.Argument(help="The key's id (`key list`).", callback=an_id)]
+
+
 @key_app.command("revoke")
-def key_revoke(ctx: typer.Context, key_id: str) -> None:
+def key_revoke(ctx: typer.Context, key_id: KeyId) -> None:
     """Revoke an API key."""
 
     def action(session: Session) -> None:
@@ -462,7 +563,7 @@ def key_revoke(ctx: typer.Context, key_id: str) -> None:
 
 
 @key_app.command("rotate")
-def key_rotate(ctx: typer.Context, key_id: str) -> None:
+def key_rotate(ctx: typer.Context, key_id: KeyId) -> None:
     """Replace an API key with a new one (shown once); the old one is revoked."""
 
     def action(session: Session) -> None:
@@ -510,7 +611,8 @@ def graph_type_define(
     file: Annotated[Path, typer.Argument(help="A JSON or YAML graph type definition.")],
     tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
 ) -> None:
-    """Define a graph type with its node and edge types from a JSON or YAML file.
+    """Define a graph type with its node and edge types from a JSON or YAML file
+    (example: examples/social.yaml).
 
     The file: ``{name, description?, config?: {graphType, multi, allowSelfLoops},
     nodeTypes: [{name, description?, schema?}], edgeTypes: [{name, description?,
@@ -520,7 +622,13 @@ def graph_type_define(
     """
 
     def action(session: Session) -> None:
+        from domain.errors import DomainError, ValidationError
+
         document = _load_document(file)
+        try:
+            check_definition(document)
+        except DomainError as exc:
+            raise ValidationError(f"{file}: {exc}") from None
         metagraph = session.tenant(tenant)
 
         def define(unit: UnitOfWork) -> GraphTypeInfo:  # the type and its parts, whole
@@ -538,13 +646,49 @@ def graph_type_define(
     _run(ctx, action)
 
 
-def define_graph_type(metagraph: Metagraph, document: dict[str, Any]) -> UUID:
-    """Define a graph type and its node and edge types from a parsed definition."""
+_DEFINITION_KEYS = ("name", "description", "config", "nodeTypes", "edgeTypes")
+_NODE_TYPE_KEYS = ("name", "description", "schema")
+_EDGE_TYPE_KEYS = (*_NODE_TYPE_KEYS, "allowedSourceTypes", "allowedTargetTypes")
+
+
+def _known_keys(where: str, found: Any, expected: tuple[str, ...]) -> None:
+    """Refuse a part of a definition that is no mapping, or has a key it does not know
+    (a typo such as ``node_types`` would otherwise define nothing, silently)."""
+    import difflib
+
     from domain.errors import ValidationError
 
-    name = document.get("name")
-    if not isinstance(name, str):
-        raise ValidationError("the definition needs a `name` (a string)")
+    if not isinstance(found, dict):
+        raise ValidationError(f"{where}: expected a mapping, got {type(found).__name__}")
+    for key in found:
+        if key not in expected:
+            close = difflib.get_close_matches(str(key).replace("_", ""), expected, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValidationError(
+                f"{where}: unknown key {key!r}{hint}; expected {', '.join(expected)}"
+            )
+    if not isinstance(found.get("name"), str):
+        raise ValidationError(f"{where}: needs a `name` (a string)")
+
+
+def check_definition(document: dict[str, Any]) -> None:
+    """Refuse a graph type definition with a key the command does not know, anywhere."""
+    from domain.errors import ValidationError
+
+    _known_keys("the definition", document, _DEFINITION_KEYS)
+    for field_name, keys in (("nodeTypes", _NODE_TYPE_KEYS), ("edgeTypes", _EDGE_TYPE_KEYS)):
+        parts = document.get(field_name, [])
+        if not isinstance(parts, list):
+            raise ValidationError(f"`{field_name}`: expected a list, got {type(parts).__name__}")
+        for index, part in enumerate(parts):
+            _known_keys(f"`{field_name}[{index}]`", part, keys)
+
+
+def define_graph_type(metagraph: Metagraph, document: dict[str, Any]) -> UUID:
+    """Define a graph type and its node and edge types from a parsed definition (refused
+    whole, before anything is defined, if it has a key this command does not know)."""
+    check_definition(document)
+    name = document["name"]
     type_id = metagraph.define_graph_type(
         name,
         config=document.get("config"),
@@ -608,7 +752,9 @@ def graph_create(
     name: str,
     tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
     graph_type: Annotated[str, typer.Option("--type", help="The graph type's name.")],
-    status: Annotated[str, typer.Option(help="draft or active.")] = "draft",
+    status: Annotated[
+        str, typer.Option(help="draft or active.", callback=one_of("draft", "active"))
+    ] = "draft",
 ) -> None:
     """Create a graph of a graph type."""
 
@@ -630,7 +776,7 @@ def graph_create(
 @graph_app.command("show")
 def graph_show(
     ctx: typer.Context,
-    graph_id: str,
+    graph_id: Annotated[str, typer.Argument(help="The graph's id.", callback=an_id)],
     tenant: Annotated[str, typer.Option(help="The tenant's org id.")],
 ) -> None:
     """Show a graph: its metadata, nodes and edges."""
@@ -677,7 +823,9 @@ def graph_show(
 def audit(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's entries.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
+    limit: Annotated[
+        int, typer.Option(min=1, max=1_000_000, help="At most this many entries.")
+    ] = 100,
 ) -> None:
     """Show the audit log: identity changes and tenant-level writes (who, what, when)."""
 
@@ -717,7 +865,11 @@ def ingest(
         typer.Option(help="An operation id that is a subscription (repeatable)."),
     ] = None,
     abort_policy: Annotated[
-        str, typer.Option(help="abort-dependents or continue-running.")
+        str,
+        typer.Option(
+            help="abort-dependents or continue-running.",
+            callback=one_of("abort-dependents", "continue-running"),
+        ),
     ] = "abort-dependents",
 ) -> None:
     """Ingest call-protocol events (docs/calls.md) into a tenant's call graph.
@@ -795,6 +947,43 @@ def _views(session: Session, tenant: str) -> tuple[Flowgraph, Replay]:
     return flowgraph, replay
 
 
+@dataclass(frozen=True)
+class ViewsLag:
+    """How far the live flowgraph views of a tenant are behind its stream."""
+
+    tenant: str
+    consumer: str
+    position: int  # the last offset the views reflect
+    head: int  # the stream's last offset
+    events: int  # entries in between
+
+    def warning(self) -> str:
+        """What a reader of the views must know, and how to catch up."""
+        return (
+            f"the flowgraph views of {self.tenant} are {self.events} events behind the "
+            f"stream ({self.consumer} at offset {self.position} of {self.head}): what they "
+            f"show may be missing or stale; catch up with `graphstore projector catch-up "
+            f"--tenant {self.tenant}`, or keep `graphstore projector run` going"
+        )
+
+
+def _views_lag(flowgraph: Flowgraph, tenant: str) -> ViewsLag | None:
+    """How far ``flowgraph``'s live views are behind the stream; None when caught up
+    (read through the reader pool: nothing is written)."""
+    from projections import FlowgraphProjection
+    from projections.rebuild import live_projection
+    from streams import count_between, saved_position, stream_head
+
+    datastore = flowgraph.datastore
+    live = live_projection(datastore, FlowgraphProjection)
+    position = saved_position(datastore, live.consumer, live.upstream) or 0
+    head = stream_head(datastore, live.upstream).offset
+    events = count_between(datastore, live.upstream, position, head)
+    if events == 0:
+        return None
+    return ViewsLag(tenant, live.consumer, position, head, events)
+
+
 def _ms(value: str | None, option: str) -> int | None:
     """An ISO 8601 time or ms since the epoch, as ms."""
     from domain.errors import ValidationError
@@ -820,11 +1009,19 @@ def runs_list(
     ctx: typer.Context,
     tenant: TenantOption,
     status: Annotated[
-        list[str] | None, typer.Option(help="running, completed, failed or aborted (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="running, completed, failed or aborted (repeatable).",
+            callback=one_of("running", "completed", "failed", "aborted"),
+        ),
     ] = None,
-    since: Annotated[str | None, typer.Option(help="Started at or after (ISO 8601 or ms).")] = None,
-    until: Annotated[str | None, typer.Option(help="Started before (ISO 8601 or ms).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
+    since: Annotated[
+        str | None, typer.Option(help="Started at or after (ISO 8601 or ms).", callback=a_time)
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Started before (ISO 8601 or ms).", callback=a_time)
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1_000_000, help="At most this many runs.")] = 50,
 ) -> None:
     """List workflow runs, newest first, filtered by status and start time."""
 
@@ -838,8 +1035,13 @@ def runs_list(
             until=_ms(until, "--until"),
             limit=limit,
         )
+        lag = _views_lag(flowgraph, tenant)
+        if lag is not None:
+            session.output.warn(lag.warning())
         if session.output.as_json:
             session.output.data(page.runs)
+        elif not page.runs and lag is not None:  # not "none": none projected yet
+            session.output.out.print(f"(no runs in the views yet: {lag.events} events to project)")
         elif not page.runs:
             session.output.out.print("(no runs)")
         else:
@@ -854,7 +1056,8 @@ def runs_show(
     run_id: str,
     tenant: TenantOption,
     as_of: Annotated[
-        int | None, typer.Option(help="Show the run as it was at this stream offset.")
+        int | None,
+        typer.Option(min=0, max=2**63 - 1, help="Show the run as it was at this stream offset."),
     ] = None,
 ) -> None:
     """Show a run's call tree with statuses and durations (now, or as of an offset)."""
@@ -867,6 +1070,11 @@ def runs_show(
         if as_of is None:
             run = flowgraph.run(run_id)
             calls = flowgraph.call_tree(run_id) if run is not None else []
+            lag = _views_lag(flowgraph, tenant)
+            if lag is not None:  # the truth is in the stream: fold the run from it
+                session.output.warn(f"{lag.warning()}; this run is read from the stream")
+                snapshot = replay.run_as_of(run_id, lag.head)
+                run, calls = (snapshot.run, snapshot.calls) if snapshot else (None, [])
         else:
             snapshot = replay.run_as_of(run_id, as_of)
             run, calls = (snapshot.run, snapshot.calls) if snapshot else (None, [])
@@ -1085,13 +1293,19 @@ def projector_status(
 def projector_run(
     ctx: typer.Context,
     status_every: Annotated[
-        float, typer.Option(help="Print every projector's status this often (seconds; 0: never).")
-    ] = 30.0,
+        float,
+        typer.Option(
+            min=0,
+            help="Print every projector's status this often (seconds; default 0: never, quiet).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Run the projectors of every tenant in this process until interrupted (Ctrl-C).
 
     New tenants are picked up from the registry as they are created. Wakes on commits
-    from any process; idle tenants cost no thread and no connection.
+    from any process; idle tenants cost no thread and no connection. Quiet unless asked:
+    one line when it starts, every projector's status when it stops, and with
+    ``--status-every N`` that status every N seconds.
     """
 
     def action(session: Session) -> None:
@@ -1099,10 +1313,10 @@ def projector_run(
 
         session.store.authorize_operator("run the projectors of every tenant")
         with Runner(session.data) as runner:
-            session.output.err.print(
-                f"projecting every tenant of {session.data_dir}; Ctrl-C stops", markup=False
-            )
-            try:
+            try:  # the line says it runs: Ctrl-C from then on stops it cleanly
+                session.output.err.print(
+                    f"projecting every tenant of {session.data_dir}; Ctrl-C stops", markup=False
+                )
                 while True:
                     time.sleep(status_every if status_every > 0 else 3600)
                     if status_every > 0:
@@ -1128,7 +1342,7 @@ def _print_statuses(session: Session, statuses: list[ProjectorStatus]) -> None:
 def projector_catch_up(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
-    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 600,
+    timeout: Annotated[float, typer.Option(min=0, help="Give up after this many seconds.")] = 600,
 ) -> None:
     """Run the projectors until every one has reached its stream's head."""
 
@@ -1149,7 +1363,10 @@ def projector_replay_parked(
     ctx: typer.Context,
     projector: Annotated[
         str,
-        typer.Argument(help="metagraph or flowgraph, or the live consumer, e.g. metagraph@v1."),
+        typer.Argument(
+            help="metagraph or flowgraph, or the live consumer, e.g. metagraph@v1.",
+            callback=a_projector,
+        ),
     ],
     tenant: TenantOption,
 ) -> None:
@@ -1187,7 +1404,10 @@ def projector_replay_parked(
 @projector_app.command("rebuild")
 def projector_rebuild(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="metagraph or flowgraph.")],
+    name: Annotated[
+        str,
+        typer.Argument(help="metagraph or flowgraph.", callback=one_of("metagraph", "flowgraph")),
+    ],
     tenant: TenantOption,
     drop_old: Annotated[
         bool, typer.Option("--drop-old", help="Drop the old version's tables after the swap.")
@@ -1290,14 +1510,17 @@ def _change_line(change: Change) -> str:
 def tail(
     ctx: typer.Context,
     tenant: TenantOption,
-    graph: Annotated[str | None, typer.Option(help="Only this graph's changes (its id).")] = None,
+    graph: Annotated[
+        str | None, typer.Option(help="Only this graph's changes (its id).", callback=an_id)
+    ] = None,
     run: Annotated[
         str | None, typer.Option(help="Only this workflow run's calls (flowgraph changes).")
     ] = None,
     projector: Annotated[
         str | None,
         typer.Option(
-            help="metagraph or flowgraph (default: flowgraph with --run, else metagraph)."
+            help="metagraph or flowgraph (default: flowgraph with --run, else metagraph).",
+            callback=one_of("metagraph", "flowgraph"),
         ),
     ] = None,
     from_start: Annotated[
@@ -1374,11 +1597,11 @@ def tail(
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="The port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The port to listen on.")] = 8080,
     heartbeat: Annotated[
-        float, typer.Option(help="Seconds between keep-alive comments of an SSE stream.")
+        float, typer.Option(min=0.01, help="Seconds between keep-alive comments of an SSE stream.")
     ] = 15.0,
-    max_body: Annotated[int, typer.Option(help="Bytes a request body may have.")] = 16
+    max_body: Annotated[int, typer.Option(min=1, help="Bytes a request body may have.")] = 16
     * 1024
     * 1024,
     projectors: Annotated[
@@ -1392,6 +1615,14 @@ def serve(
     def action(session: Session) -> None:
         from graphstore.http.server import serve as run_server
 
+        session.require_store()
+        taken = _address_taken(host, port)
+        if taken is not None:
+            session.output.error(
+                f"cannot serve on {host}:{port}: {taken}; stop the process listening there "
+                "or pick another --port"
+            )
+            raise typer.Exit(ExitCode.ADDRESS_IN_USE)
         session.output.err.print(
             f"serving {session.data_dir} on http://{host}:{port}/ ; Ctrl-C stops", markup=False
         )
@@ -1405,6 +1636,27 @@ def serve(
         )
 
     _run(ctx, action)
+
+
+def _address_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (the OS's reason), or None if it can: a
+    bind probe, with the same address reuse as the server, closed at once."""
+    import socket
+
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"no such address ({exc.strerror})"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 # -------------------------------------------------------------------------------- main
@@ -1421,6 +1673,29 @@ def _no_broken_pipe() -> Iterator[None]:
 
 
 def main() -> None:
-    """The console script's entry point."""
+    """The console script's entry point: a wrong command line is one line on stderr
+    (what was wrong and what was expected) and exit 2, never a usage box or a traceback."""
     with _no_broken_pipe():
-        app()
+        try:
+            code = app(prog_name="graphstore", standalone_mode=False)
+        except typer.TyperException as exc:  # typer's (vendored click's) usage errors
+            raise SystemExit(_usage_error(exc)) from None
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            raise SystemExit(ExitCode.REFUSED) from None
+        raise SystemExit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    """Print a command-line error as one line naming the command's help; its exit code."""
+    text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    code = int(getattr(exc, "exit_code", ExitCode.USAGE))
+    if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as typer does
+        typer.echo(text, err=True)
+        return code
+    message = " ".join(text.split())
+    context = getattr(exc, "ctx", None)
+    if context is not None:
+        message += f" (see `{context.command_path} --help`)"
+    typer.echo(f"error: {message}", err=True)
+    return code

@@ -226,9 +226,9 @@ def _over_http(console: Console, data_dir: Path, key: str, run_id: str) -> None:
             lines = [stream.readline().decode().strip() for _ in range(6)]
         first = next(line for line in lines if line.startswith("id:"))
         console.print(f"GET .../changes?run={run_id}: Server-Sent Events, first {first}")
-        console.print(
-            "in a browser, live: graphstore serve, then "
-            "http://127.0.0.1:8080/#tenant=acme&key=<Ada's key>",
+        console.print(  # the demo's own key (a throwaway directory), so the link works
+            f"in a browser, live: run `graphstore --data-dir {data_dir} serve`, then open "
+            f"http://127.0.0.1:8080/#tenant=acme&key={key}  (Ada's demo key)",
             markup=False,
         )
     finally:

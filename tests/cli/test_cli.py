@@ -227,6 +227,7 @@ def test_tenant_writes_and_identity_changes_are_in_the_audit_log(data: Path) -> 
 
 def _sample_tenant(path: Path) -> Path:
     """A tenant `flows` holding the bundled workflow sample (projections not run yet)."""
+    assert gs(path, "init").returncode == 0
     gs(path, "account", "create", "op@example.com", "--name", "Op", "--level", "admin")
     gs(path, "tenant", "create", "flows", "--name", "Flows", "--owner", "op@example.com")
     done = gs(path, "ingest", str(WORKFLOWS), "--tenant", "flows", "--subscription", "feed.watch")

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 
@@ -46,3 +51,51 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
         env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
     )
     assert again.returncode == 0 and "as of offset 112 (of 1015)" in again.stdout
+
+
+def test_the_demo_prints_how_to_open_its_live_view_with_a_key_that_works(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, "-m", "graphstore.demo", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"COLUMNS": "400", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    found = re.search(
+        r"in a browser, live: run `graphstore --data-dir (\S+) serve`, then open "
+        r"http://127\.0\.0\.1:8080/#tenant=acme&key=(gsk_\S+)  \(Ada's demo key\)",
+        done.stdout,
+    )
+    assert found, done.stdout[-600:]
+    assert Path(found.group(1)) == data
+    key = found.group(2)
+    # The printed command and key, as a user would use them (another port: 8080 may be taken).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve = ["serve", "--port", str(port), "--no-projectors"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "graphstore", "--data-dir", found.group(1), *serve],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/tenants/acme/openapi.json",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    assert answer.status == 200
+                    break
+            except (ConnectionError, urllib.error.URLError):
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -43,6 +43,7 @@ def restored_logging() -> Iterator[None]:
 def test_piped_logs_are_json_lines_on_stderr_and_hold_no_key(tmp_path: Path) -> None:
     data = tmp_path / "data"
     wrong = "gsk_" + "s3cret" * 7 + "x"
+    assert graphstore(data, "init").returncode == 0
     done = graphstore(data, "--log-level", "info", "--api-key", wrong, "whoami")
     assert done.returncode == 4
     records = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]

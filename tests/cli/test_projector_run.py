@@ -20,6 +20,7 @@ def test_a_runner_process_follows_commits_from_other_processes_until_interrupted
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
+    assert gs(data, "init").returncode == 0
     gs(data, "account", "create", "op@example.com", "--name", "Op", "--level", "admin")
     gs(data, "tenant", "create", "acme", "--name", "Acme", "--owner", "op@example.com")
     runner = subprocess.Popen(

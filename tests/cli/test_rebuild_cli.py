@@ -100,7 +100,7 @@ def test_rebuild_swaps_in_a_new_version_that_every_command_follows(tmp_path: Pat
 def test_rebuild_refuses_an_unknown_projection_or_tenant(tmp_path: Path) -> None:
     data = _sample_tenant(tmp_path / "data")
     unknown = gs(data, "projector", "rebuild", "nope", "--tenant", "flows")
-    assert unknown.returncode == ExitCode.REFUSED and "metagraph" in unknown.stderr
+    assert unknown.returncode == ExitCode.USAGE and "metagraph" in unknown.stderr
     missing = gs(data, "projector", "rebuild", "metagraph", "--tenant", "nope")
     assert missing.returncode == ExitCode.NOT_FOUND
     metagraph = gs(data, "--json", "projector", "rebuild", "metagraph", "--tenant", "flows")

@@ -104,7 +104,7 @@ def test_tail_resumes_by_name_without_a_gap_and_prints_text(data: Path, tmp_path
 
 def test_tail_refuses_a_bad_command_line(data: Path) -> None:
     done = gs(data, "tail", "--tenant", "acme", "--projector", "nope", "--count", "1")
-    assert done.returncode == ExitCode.REFUSED
-    assert "use one of flowgraph, metagraph" in done.stderr
+    assert done.returncode == ExitCode.USAGE
+    assert "'nope' is not one of metagraph, flowgraph" in done.stderr
     done = gs(data, "tail", "--tenant", "ghost", "--count", "1")
     assert done.returncode == ExitCode.NOT_FOUND
