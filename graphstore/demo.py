@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _verify(console: Console, data: Path) -> bool:
     """Last: ``graphstore verify``, as an operator's cron job runs it (docs/verify.md)."""
-    console.print(Rule("verify: the store proves itself right"))
+    console.print(Rule("10. graphstore verify: the store proves itself right"))
     done = subprocess.run(
         [sys.executable, "-m", "graphstore", "--data-dir", str(data), "verify"],
         capture_output=True,
@@ -229,6 +229,7 @@ def _over_http(console: Console, data_dir: Path, key: str, run_id: str) -> None:
         console.print(  # the demo's own key (a throwaway directory), so the link works
             f"in a browser, live: run `graphstore --data-dir {data_dir} serve`, then open "
             f"http://127.0.0.1:8080/#tenant=acme&key={key}  (Ada's demo key)",
+            soft_wrap=True,  # the link stays one line, whatever the terminal's width
             markup=False,
         )
     finally:

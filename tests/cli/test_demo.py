@@ -34,7 +34,7 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
     assert "eve@example.com reading acme: refused, membership of the organization" in out
     assert "audit: tenant.write" in out and "call events ingested" in out
     assert "audit: access.denied" in out
-    assert "GET /v1/tenants/acme/openapi.json: 22 operations" in out
+    assert "GET /v1/tenants/acme/openapi.json: 23 operations" in out
     assert "POST .../ops/graphstore.runs.list {status: [failed]}: 14 runs" in out
     assert "Server-Sent Events, first id: 92" in out
     assert "verify: OK (2 files" in out  # the demo ends with a verify that passes

@@ -56,6 +56,9 @@ ONE_SHOT: list[tuple[str, ...]] = [
     ("projector", "catch-up"),
     ("projector", "replay-parked", "flowgraph", "--tenant", "acme"),
     ("projector", "rebuild", "flowgraph", "--tenant", "acme"),
+    ("backup", "{tmp}/b1"),
+    ("verify", "--tenant", "acme"),
+    ("restore", "{tmp}/b1", "--data-dir", "{tmp}/restored"),
 ]
 # Tail prints JSON Lines (one document per change), not one document.
 JSON_LINES = {("tail",)}
