@@ -129,6 +129,14 @@ def restore(
         str | None,
         typer.Option(help="With --nats: up to this time (ISO 8601, or ms since the epoch)."),
     ] = None,
+    system: Annotated[
+        bool,
+        typer.Option(
+            "--system",
+            help="With --nats: restore system.db (accounts, keys, registry) from JetStream "
+            "first, up to --until-time.",
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Print the copy's progress on stderr.")] = False,
 ) -> None:
     """Restore a backup into a new data directory (checked first: manifest and every
@@ -137,8 +145,8 @@ def restore(
     from graphstore.cli import ExitCode, _run, _session
 
     target = data_dir if data_dir is not None else _session(ctx).data_dir
-    if nats_url is None and (base is not None or until_offset is not None or until_time):
-        typer.echo("--base, --until-offset and --until-time go with --nats URL", err=True)
+    if nats_url is None and (base is not None or until_offset is not None or until_time or system):
+        typer.echo("--base, --until-offset, --until-time and --system go with --nats URL", err=True)
         raise typer.Exit(ExitCode.USAGE)
     if nats_url is None and src is None:
         typer.echo("give the backup directory: graphstore restore SRC --data-dir NEW", err=True)
@@ -146,12 +154,26 @@ def restore(
     if until_offset is not None and until_time is not None:
         typer.echo("give --until-offset or --until-time, not both", err=True)
         raise typer.Exit(ExitCode.USAGE)
+    if system and (base is not None or src is not None):
+        typer.echo(
+            "--system restores system.db from JetStream; with a base backup, system.db comes "
+            "from the base: give one of them",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.USAGE)
     until_ms = None if until_time is None else _parse_time(until_time)
 
     def action(session: Session) -> None:
         if nats_url is not None:
             _restore_from_nats(
-                session, nats_url, target, tenant or [], base or src, until_offset, until_ms
+                session,
+                nats_url,
+                target,
+                tenant or [],
+                base or src,
+                until_offset,
+                until_ms,
+                system=system,
             )
             return
         from graphstore.backup import restore_backup
@@ -224,29 +246,33 @@ def _restore_from_nats(
     base: Path | None,
     until_offset: int | None,
     until_ms: int | None,
+    *,
+    system: bool,
 ) -> None:
     from graphstore.cli import ExitCode
-    from graphstore.nats.restore import restore_from_nats
+    from graphstore.nats.restore import restore_from_nats, restore_system_from_nats
+    from graphstore.nats.subjects import SYSTEM_KEY
 
-    if not tenants:
-        session.output.error("restore --nats restores named tenants: give --tenant ORG")
+    if not tenants and not system:
+        session.output.error(
+            "restore --nats restores named tenants (--tenant ORG) and/or system.db (--system)"
+        )
         raise typer.Exit(ExitCode.USAGE)
-    try:
-        reports = [
-            restore_from_nats(
-                url, org, target, base=base, until_offset=until_offset, until_time_ms=until_ms
-            )
-            for org in tenants
-        ]
-    except NotImplementedError as exc:
-        session.output.error(f"restore --nats: {exc}")
-        raise typer.Exit(ExitCode.REFUSED) from None
+    # system.db first: it registers the tenants restored after it (docs/backup.md).
+    reports = [restore_system_from_nats(url, target, until_time_ms=until_ms)] if system else []
+    reports += [
+        restore_from_nats(
+            url, org, target, base=base, until_offset=until_offset, until_time_ms=until_ms
+        )
+        for org in tenants
+    ]
     if session.output.as_json:
         session.output.data([r.as_json() for r in reports])
         return
     for r in reports:
         session.output.out.print(
-            f"restored tenant {r.org} to offset {r.restored_to}: base head {r.base_head}, "
+            f"restored {r.org if r.org == SYSTEM_KEY else 'tenant ' + r.org} to offset "
+            f"{r.restored_to}: base head {r.base_head}, "
             f"{r.events_replayed} events replayed from JetStream",
             markup=False,
         )

@@ -304,6 +304,17 @@ def test_system_db_is_relayed_on_its_own_subject_and_restored_then_the_tenant(
     assert checked.ok, checked.problems
     with pytest.raises(RestoreTargetError):
         restore_system_from_nats(nats_server.url, target)
+    # The same as a user types it: system.db first, then the tenant, one command.
+    typed = tmp_path / "typed"
+    done = _graphstore(
+        "restore", "--nats", nats_server.url, "--system", "--tenant", "acme",
+        "--data-dir", str(typed),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"restored system.db to offset {system_head}" in done.stdout
+    assert "restored tenant acme to offset" in done.stdout
+    assert _system_stream(typed) == _system_stream(source)
+    assert _cli(typed, "account", "list") == _cli(source, "account", "list")
 
 
 def _graphstore(*args: str) -> subprocess.CompletedProcess[str]:
