@@ -241,6 +241,8 @@ class PhasedProcess:
         self.durations: defaultdict[str, list[float]] = defaultdict(list)
         self._released: tuple[str, float] | None = None
         self._closed = False
+        self._answering = threading.Event()
+        self._answerer: threading.Thread | None = None
 
     def next_report(self, timeout: float = 60.0) -> Report | None:
         """The worker's next report (None once it exited), without answering it."""
@@ -265,6 +267,35 @@ class PhasedProcess:
         self.reports.append(report)
         return report
 
+    def answer_all(self) -> None:
+        """Answer every report from now on in a thread of its own, until :meth:`hold`."""
+        self._answering = threading.Event()
+        self._answering.set()
+
+        def answer() -> None:
+            while self._answering.is_set():
+                ready, _, _ = select.select([self._report], [], [], 0.05)
+                if not ready and b"\n" not in self._buffer:
+                    continue
+                report = self.next_report()
+                if report is None:
+                    return
+                self.go(report)
+
+        self._answerer = threading.Thread(target=answer, daemon=True)
+        self._answerer.start()
+
+    def hold(self) -> None:
+        """Stop answering (the worker blocks at its next report) and wait for the thread."""
+        if self._answerer is not None:
+            self._answering.clear()
+            self._answerer.join()
+            self._answerer = None
+
+    def saw(self, phase: str) -> bool:
+        """Whether the worker reported ``phase`` (e.g. ``done``)."""
+        return any(r.phase == phase for r in list(self.reports))
+
     def go(self, report: Report) -> None:
         """Let the worker run on from ``report``."""
         self._released = (report.phase, time.monotonic())
@@ -277,9 +308,12 @@ class PhasedProcess:
 
     def kill(self) -> list[Report]:
         """SIGKILL the process group; the reports it made that were not read yet."""
+        self.hold()
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
+        if self._closed:
+            return []
         before = len(self.reports)
         while self.next_report(timeout=5.0) is not None:
             pass
