@@ -24,6 +24,7 @@ from projections import FlowgraphProjection, Subscription
 from projections.mirror import Mirror, mirror_path
 from streams import HonkerDatastore, read_after
 from streams.directory import Directory
+from tests._kill import Aim, Coverage, Landing, PhasedProcess, aims, kill_series
 from tests.nats._remote_data import assert_equal_views, positions, write_history
 from tests.nats.conftest import NatsServer
 from tests.projections.rebuild_check import catch_up_in_process, file_env
@@ -121,8 +122,13 @@ def test_redelivered_entries_change_nothing(tmp_path: Path) -> None:
     assert_equal_views(path, mirror_path(tmp_path / "remote", "acme"))
 
 
-def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    command = [
+ROOT = Path(__file__).resolve().parents[2]
+TRANSACTION_PHASES = ("built", "commit", "committed")
+"""A write transaction's phases (``tests/_kill.py``): the remote's units."""
+
+
+def _remote_command(url: str, remote_dir: Path) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "graphstore",
@@ -138,8 +144,24 @@ def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[b
         "--batch-size",
         "40",
     ]
+
+
+def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+        return subprocess.Popen(
+            _remote_command(url, remote_dir), stdout=out, stderr=out, start_new_session=True
+        )
+
+
+def _phased_remote(url: str, remote_dir: Path, log: Path) -> PhasedProcess:
+    """The remote process, every write transaction of it reporting its phases."""
+    return PhasedProcess(
+        _remote_command(url, remote_dir),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=log,
+        every_transaction=True,
+    )
 
 
 def _mirror_position(remote_dir: Path) -> int:
@@ -153,31 +175,33 @@ def test_a_remote_process_killed_mid_work_resumes_with_no_gap_and_no_duplicate(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     """The remote projector is a process of its own, with its own data directory (it
-    never sees the tenant file); kill -9 it while it applies, again and again."""
+    never sees the tenant file); kill -9 it inside its write transactions, at every
+    phase (built, inside the commit, committed), again and again."""
     path, head = _tenant(tmp_path / "hub", "acme", runs=150, nodes=3)
     _publish(nats_server.url, path, "acme")
     remote_dir = tmp_path / "remote"
     log = tmp_path / "remote.log"
-    rng = random.Random(11)
-    mid_work = 0
-    for _ in range(4):
-        before = _mirror_position(remote_dir)
-        if before >= head:
-            break
-        process = _remote_process(nats_server.url, remote_dir, log)
-        try:
-            deadline = time.monotonic() + 60
-            while _mirror_position(remote_dir) <= before:  # it is applying
-                assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0, 0.05))
-        finally:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        if _mirror_position(remote_dir) < head:
-            mid_work += 1
-    assert mid_work >= 2, "the kills did not land while the remote was applying"
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "11")))
+    coverage = Coverage(TRANSACTION_PHASES)
+    seen = [0]
+
+    def start() -> PhasedProcess:
+        assert _mirror_position(remote_dir) < head, "caught up before the kills ended"
+        return _phased_remote(nats_server.url, remote_dir, log)
+
+    def check(landing: Landing) -> None:
+        position = _mirror_position(remote_dir)
+        assert position < head, f"killed at {landing}, yet the mirror is complete"
+        assert position >= seen[0], f"killed at {landing}, the mirror went back to {position}"
+        seen[0] = position
+        print(f"  mirror at {position} of {head}")
+
+    mirror_file = mirror_path(remote_dir, "acme").name
+    planned = [  # the mirror's transactions
+        Aim(a.phase, a.after, a.held, mirror_file)
+        for a in aims(rng, TRANSACTION_PHASES, 5, after=2)
+    ]
+    kill_series(start, check, planned, rng, coverage, counted="committed")
     process = _remote_process(nats_server.url, remote_dir, log)
     try:
         deadline = time.monotonic() + 60
