@@ -113,8 +113,8 @@ def runner_process(data: Path) -> PhasedProcess:
 def wait_caught_up(db: HonkerDatastore, runner: PhasedProcess, timeout: float = 60.0) -> int:
     """Poll the runner's saved offsets until both are the stream's head; the head.
 
-    ``db`` is opened before the runner restarts: opening the file (Honker's open takes
-    the write lock) while a runner restarted after a kill inside a commit writes has
+    ``db`` is opened before any worker starts: opening the file (Honker's open takes
+    the write lock) while another process writes, after a kill inside a commit, has
     been seen to wait out the busy timeout (see the issue 20 report)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -193,8 +193,17 @@ def expected_batch(landing: Landing, acked: set[int]) -> str:
 
 
 def batch_listed(path: Path, index: int) -> bool:
-    """Whether batch ``index``'s events are listed by their calls (all: none is a tear)."""
-    env = {"PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(path)}
+    """Whether batch ``index``'s events are listed by their calls (all: none is a tear).
+
+    Read only (``CREATE_TABLE=no``): it runs while a worker is answered by a thread of
+    this process, and a write here that waits for the file's lock holds up that thread
+    (the wait in Honker appears to keep the GIL), so the worker, blocked at its next
+    report inside its transaction, would hold the lock until the busy timeout."""
+    env = {
+        "PERSISTENCE_MODULE": "streams.persistence",
+        "HONKER_DBNAME": str(path),
+        "CREATE_TABLE": "no",
+    }
     with Metagraph(env=env) as app:
         listed = {(k, i) for k, ids in call_events(app).items() for i in ids}
     mine = {(e["payload"]["requestId"], e["id"]) for e in BATCHES[index]}
@@ -215,6 +224,12 @@ def _series(tmp: Path, rng: random.Random, rounds: int, reference: dict[str, Any
     kills = 0
 
     def one_round(target: str, writer_aim: Aim, runner_aim: Aim) -> None:
+        # The file stays open here for the whole round, before any worker starts: every
+        # open of it in this process shares that handle (see wait_caught_up).
+        with opened(path) as db:
+            round_with(db, target, writer_aim, runner_aim)
+
+    def round_with(db: HonkerDatastore, target: str, writer_aim: Aim, runner_aim: Aim) -> None:
         nonlocal kills
         start = max(acked, default=-1) + 1  # the batch in flight is delivered again
         writer = start_worker(data, "writer", str(start), str(len(BATCHES)))
@@ -242,11 +257,10 @@ def _series(tmp: Path, rng: random.Random, rounds: int, reference: dict[str, Any
         )
         if listed:
             committed.add(int(landing.unit))
-        with opened(path) as db:
-            if runner.process.poll() is not None:
-                runner = running(runner_process(data))
-            began = time.monotonic()
-            head = wait_caught_up(db, runner)
+        if runner.process.poll() is not None:
+            runner = running(runner_process(data))
+        began = time.monotonic()
+        head = wait_caught_up(db, runner)
         print(f"  {target}: caught up to {head} in {time.monotonic() - began:.2f}s")
         runner.kill()  # caught up: nothing of it is in flight
         projections_equal_rebuild(path, tmp)
