@@ -261,6 +261,21 @@ def test_every_acknowledged_spoke_event_is_folded_once_through_kill_9_of_the_ing
     assert acked <= set(counts), f"missing: {sorted(acked - set(counts))[:5]}"
     duplicated = {event_id: n for event_id, n in counts.items() if n != 1}
     assert not duplicated, duplicated
+    _every_stream_entry_is_indexed(data)
+
+
+def _every_stream_entry_is_indexed(data: Path) -> None:
+    """The tenant's stream and its event index agree, entry for entry: no event was
+    committed without its index row (invisible to the call graph, seen by projections)."""
+    with Store(data) as store:
+        recorder: Any = store.tenant("acme").recorder
+        rows = recorder.datastore.query(
+            'SELECT "offset" FROM _honker_stream WHERE topic = ?', [recorder.stream]
+        )
+        index = recorder.datastore.query(f'SELECT "offset" FROM "{recorder.index_table_name}"')
+    stream = sorted(row["offset"] for row in rows)
+    indexed = sorted(row["offset"] for row in index)
+    assert stream == indexed, f"{len(stream)} stream entries, {len(indexed)} indexed"
 
 
 def test_the_ingester_backs_off_while_the_server_is_down_and_catches_up(
