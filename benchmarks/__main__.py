@@ -1,7 +1,8 @@
 """``python -m benchmarks SUITE [--quick]``: run one suite, print its table, write its JSON.
 
 A suite is a module with ``run(config: RunConfig) -> Report``; register it in
-:data:`SUITES` with one line.
+:data:`SUITES` with one line. ``python -m benchmarks stale`` lists the results older
+than the last change to what they measure (``benchmarks/_stale.py``; a report, exit 0).
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description="Run a benchmark suite beside its baselines."
     )
-    parser.add_argument("suite", choices=sorted(SUITES), help="the suite to run")
+    parser.add_argument(
+        "suite",
+        choices=[*sorted(SUITES), "stale"],
+        help="the suite to run, or stale: list results older than what they measure",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="3 rounds, fewer wake-up runs (under a minute)"
     )
@@ -64,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.suite == "stale":
+        from benchmarks._stale import main as stale  # noqa: PLC0415 - only this command
+
+        return stale()
     # Library debug logs would measure the terminal, not the store: warnings and up only.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     repeats = args.repeats or (3 if args.quick else 5)

@@ -4,6 +4,12 @@ A suite measures each case beside its baselines in *rounds*: every round runs ev
 once, in a rotated order, so slow drift on a noisy machine hits all sides alike. A side's
 figure is the median over rounds; a ratio is the median of the per-round ratios (each
 taken between runs made seconds apart).
+
+Every JSON file records the commit it was measured on (``commit``: ``git rev-parse
+HEAD`` of this checkout, and whether the work tree had changes), so ``python -m
+benchmarks stale`` can tell which results predate a change to what they measure. A ratio
+states both of its sides (:class:`Side`: what is timed, durability, batch size, indexes)
+in the table and in the JSON's ``baselines``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import pstats
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +39,10 @@ from typing import Any, Literal, TypeVar
 __all__ = [
     "Report",
     "RunConfig",
+    "Side",
     "Target",
     "file_bytes",
+    "git_commit",
     "machine_info",
     "median",
     "paired_ratio",
@@ -71,6 +80,20 @@ class Target:
         return f"{self.op} {self.threshold:g}"
 
 
+@dataclass(frozen=True)
+class Side:
+    """One side of a ratio, stated with the figure so a reader can judge the comparison."""
+
+    what: str
+    """What is timed, from which moment to which."""
+    durability: str
+    """``synchronous`` setting (or the transport's acknowledgement) of its commits."""
+    batch: str
+    """Events (rows) per transaction or per call."""
+    indexes: str
+    """The indexes (and constraints) its writes maintain."""
+
+
 @dataclass
 class Report:
     """A suite's results: headline metrics, their targets, and the raw figures behind them."""
@@ -81,6 +104,7 @@ class Report:
     targets: dict[str, Target] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    baselines: dict[str, dict[str, Side]] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, name: str, value: float, target: Target | None = None) -> None:
@@ -88,9 +112,14 @@ class Report:
         if target is not None:
             self.targets[name] = target
 
+    def compare(self, name: str, *, ours: Side, theirs: Side) -> None:
+        """State the two sides of the ratio ``name`` (printed and written with it)."""
+        self.baselines[name] = {"ours": ours, "theirs": theirs}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "suite": self.suite,
+            "commit": git_commit(),
             "quick": self.config.quick,
             "repeats": self.config.repeats,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -103,6 +132,10 @@ class Report:
                     "met": target.met(self.metrics[name]),
                 }
                 for name, target in self.targets.items()
+            },
+            "baselines": {
+                name: {side: vars(facts) for side, facts in sides.items()}
+                for name, sides in self.baselines.items()
             },
             "raw": self.raw,
             "notes": self.notes,
@@ -216,6 +249,27 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> dict[str, Any] | None:
+    """The checkout's commit (``sha``, ``date``) and whether tracked files had changes
+    (``dirty``); None outside a git checkout."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=REPOSITORY, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    try:
+        sha, date = git("log", "-1", "--format=%H %cI").split()
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.CalledProcessError, ValueError):
+        return None
+    return {"sha": sha, "date": date, "dirty": dirty}
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
@@ -241,11 +295,21 @@ def print_table(report: Report) -> None:
     width = max(len(name) for name in report.metrics)
     mode = "quick" if report.config.quick else "full"
     print(f"\n{report.suite} ({mode}, median of {report.config.repeats} rounds)")
+    commit = git_commit()
+    if commit is not None:
+        dirty = " (with uncommitted changes)" if commit["dirty"] else ""
+        print(f"measured on commit {commit['sha'][:12]}{dirty}")
     print(f"{'metric':<{width}}  {'value':>12}  {'target':>8}")
     for name, value in report.metrics.items():
         target = report.targets.get(name)
         verdict = "" if target is None else ("  ok" if target.met(value) else "  MISSED")
         print(f"{name:<{width}}  {_fmt(value):>12}  {target or ''!s:>8}{verdict}")
+    for name, sides in report.baselines.items():
+        for side, facts in sides.items():
+            print(
+                f"{name} {side}: {facts.what}; durability {facts.durability}; "
+                f"batch {facts.batch}; indexes {facts.indexes}"
+            )
     for note in report.notes:
         print(f"note: {note}")
 

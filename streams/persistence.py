@@ -28,15 +28,25 @@ Settings (read by ``Application`` from its env, ``os.environ`` or the ``env`` ar
                          aggregate's newest only (older ones deleted as a new one is written)
 ``CREATE_TABLE``         create tables on construction (yes)
 ``ORIGINATOR_ID_TYPE``   ``uuid`` (default) or ``text``
+
+A test-only hook, for the crash tests (``tests/_kill.py``): when the environment variable
+``GRAPHSTORE_TEST_PHASE_HOOK`` names a callable (``module:function``) as this module is
+imported, every write transaction of :meth:`HonkerDatastore.transaction` calls it with
+``(phase, path)``: ``"built"`` as the transaction begins (the events or rows are built,
+nothing is written yet), ``"commit"`` inside it after the last row, just before COMMIT,
+and ``"committed"`` once COMMIT returned (before the caller acknowledges anything). A
+crash test's worker reports each phase to the test, which kills it at a chosen one. Unset
+(always, outside the crash tests) the hook costs one ``is None`` test per transaction.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from threading import Event
@@ -81,6 +91,41 @@ __all__ = [
 ]
 
 log = structlog.wrap_logger(logging.getLogger("streams"))
+
+PHASE_HOOK_ENV = "GRAPHSTORE_TEST_PHASE_HOOK"
+"""Names the test-only phase hook (``module:function``), see the module docstring."""
+
+
+def _phase_hook() -> Callable[[str, Path], None] | None:
+    topic = os.environ.get(PHASE_HOOK_ENV)
+    if not topic:
+        return None
+    hook: Callable[[str, Path], None] = resolve_topic(topic)
+    return hook
+
+
+_PHASE_HOOK = _phase_hook()
+
+
+class _PhasedTransaction:
+    """A write transaction reporting its phases to the test-only hook (crash tests)."""
+
+    __slots__ = ("_hook", "_inner", "_path")
+
+    def __init__(self, inner: AbstractContextManager[Transaction], hook: Any, path: Path) -> None:
+        self._inner, self._hook, self._path = inner, hook, path
+
+    def __enter__(self) -> Transaction:
+        self._hook("built", self._path)
+        return self._inner.__enter__()
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self._hook("commit", self._path)
+        self._inner.__exit__(exc_type, exc, tb)
+        if exc is None:
+            self._hook("committed", self._path)
+
 
 _ROWS_PER_STATEMENT = 250  # 3 parameters a row, far below SQLite's 32766 limit
 _NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
@@ -141,7 +186,9 @@ class HonkerDatastore:
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         """A Honker write transaction with errors mapped to PEP 249 classes."""
-        return self.file.transaction()
+        if _PHASE_HOOK is None:
+            return self.file.transaction()
+        return _PhasedTransaction(self.file.transaction(), _PHASE_HOOK, self.path)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Read through the reader pool (never inside a write transaction)."""

@@ -1,37 +1,34 @@
 """Worker processes for ``tests/crash/test_kill9.py``: ``python -m tests.crash._worker``.
 
 Real OS processes on a real data directory; the test kills them with SIGKILL while they
-work. Each reports its progress in a side file (append-only, every line written with
-one ``write`` and fsync'd before the worker goes on), so the test knows after the kill
-what was acknowledged and what was in flight:
+work. Each reports the phases of every unit of work through the pipe of
+:mod:`tests._kill` (``started``, the persistence hook's ``built``/``commit``/
+``committed`` for each write transaction, ``acked``), and besides:
 
 ``ready``             set up, about to start the work the test wants to interrupt
-``start ID``          about to do unit ID (a batch, a hub's deletion, a tenant)
-``step ID NAME``      unit ID reached step NAME (tenant creation only)
-``ack ID MS``         unit ID returned (acknowledged) after MS milliseconds
 ``done``              nothing left to do (the worker then waits to be killed)
 
-Roles (``ARGS`` after ``ROLE DATA_DIR SIDE_FILE``):
+Roles (``ARGS`` after ``ROLE DATA_DIR``):
 
 ``ingest START``         ingests :func:`run_batch` ``START``, ``START + 1``, ... into
                          tenant ``acme``, one whole run per :func:`domain.calls.ingest`.
 ``hubs GRAPH ROUND N``   adds N hubs ``r<ROUND>-hub<i>`` to graph GRAPH, each with
-                         :data:`EDGES` edges to the leaves (half in, half out), prints
+                         :data:`EDGES` edges to the leaves (half in, half out), reports
                          ``ready``, then deletes them in a seeded order, one
                          :meth:`Metagraph.delete_node` (one save) per hub.
 ``audited START``        as ``ingest``, through a store opened with an actor: every
                          batch commits with its audit record (docs/identity.md).
 ``tenants LABEL OWNER``  creates tenants ``<LABEL>-t<i>`` (i = 0, 1, ...) with
-                         :meth:`graphstore.Store.create_tenant`, marking the steps
-                         ``file``/``filed`` (the tenant file), ``save``/``saved`` (the
-                         ``system.db`` save) and ``open`` (the tenant's metagraph).
+                         :meth:`graphstore.Store.create_tenant`, reporting the phases
+                         ``file``/``filed`` around the tenant file and ``open`` before
+                         the tenant's metagraph is opened (the ``system.db`` save reports
+                         its transaction's phases through the hook).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import random
 import sys
 import time
@@ -42,9 +39,10 @@ from typing import Any, Final, TypeVar
 import structlog
 
 import graphstore
-from domain import Identity, Metagraph, Principal
+from domain import Metagraph, Principal
 from domain.calls import OperationType, ingest
 from graphstore.data import DataDirectory
+from tests._kill import Reporter, reporter
 
 TENANT: Final = "acme"
 START_MS: Final = 1_800_000_000_000
@@ -125,49 +123,28 @@ def _run_events(index: int, rng: random.Random) -> list[dict[str, Any]]:
     return events
 
 
-# --- the side file ----------------------------------------------------------------------
-
-
-class SideFile:
-    """Append-only progress lines, each one write + fsync (see the module docstring)."""
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def mark(self, *words: object) -> None:
-        os.write(self._fd, (" ".join(map(str, words)) + "\n").encode())
-        os.fsync(self._fd)
-
-    def unit(self, unit_id: str, work: Callable[[], object]) -> None:
-        """``start``, the work, ``ack`` with its duration."""
-        self.mark("start", unit_id)
-        began = time.perf_counter()
-        work()
-        self.mark("ack", unit_id, f"{(time.perf_counter() - began) * 1000:.2f}")
-
-
-def _wait_to_be_killed(side: SideFile) -> None:
-    side.mark("done")
+def _wait_to_be_killed(side: Reporter) -> None:
+    side.say("done", "-")
     time.sleep(120)  # the test kills every worker; this bounds a forgotten one
 
 
 # --- roles ------------------------------------------------------------------------------
 
 
-def _ingest(data: Path, side: SideFile, start: int) -> None:
+def _ingest(data: Path, side: Reporter, start: int) -> None:
     with Metagraph(env=DataDirectory(data).tenant_env(TENANT)) as app:
         _ingest_runs(app, side, start)
 
 
-def _audited(data: Path, side: SideFile, start: int) -> None:
+def _audited(data: Path, side: Reporter, start: int) -> None:
     with graphstore.open(data, principal=Principal.system()) as store:
         _ingest_runs(store.tenant(TENANT), side, start)
 
 
-def _ingest_runs(app: Metagraph, side: SideFile, start: int) -> None:
+def _ingest_runs(app: Metagraph, side: Reporter, start: int) -> None:
     """Ingest runs ``start``, ``start + 1``, ..., one whole run per batch, marking each."""
     ingest(app, [])  # opens the call ledger before the timed work
-    side.mark("ready")
+    side.say("ready", "-")
     for index in range(start, start + 2000):
         batch = run_batch(index)
         side.unit(
@@ -176,7 +153,7 @@ def _ingest_runs(app: Metagraph, side: SideFile, start: int) -> None:
     _wait_to_be_killed(side)
 
 
-def _hubs(data: Path, side: SideFile, graph: str, round_: int, count: int) -> None:
+def _hubs(data: Path, side: Reporter, graph: str, round_: int, count: int) -> None:
     hubs = [f"r{round_}-hub{i}" for i in range(count)]
     with Metagraph(env=DataDirectory(data).tenant_env(TENANT)) as app:
         for hub in hubs:
@@ -184,14 +161,14 @@ def _hubs(data: Path, side: SideFile, graph: str, round_: int, count: int) -> No
             for j, leaf in enumerate(LEAVES):
                 ends = (hub, leaf) if j % 2 == 0 else (leaf, hub)
                 app.add_edge(graph, "link", *ends, key=f"{hub}:{j}")
-        side.mark("ready")
+        side.say("ready", "-")
         random.Random(round_).shuffle(hubs)
         for hub in hubs:
             side.unit(hub, functools.partial(app.delete_node, graph, hub))
         _wait_to_be_killed(side)
 
 
-def _tenants(data: Path, side: SideFile, label: str, owner: str) -> None:
+def _tenants(data: Path, side: Reporter, label: str, owner: str) -> None:
     current = [""]
 
     def marked(cls: type, name: str, before: str, after: str | None) -> None:
@@ -199,20 +176,19 @@ def _tenants(data: Path, side: SideFile, label: str, owner: str) -> None:
 
         @functools.wraps(original)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            side.mark("step", current[0], before)
+            side.say(before, current[0])
             result = original(*args, **kwargs)
             if after is not None:
-                side.mark("step", current[0], after)
+                side.say(after, current[0])
             return result
 
         setattr(cls, name, wrapper)
 
     marked(DataDirectory, "create_tenant_file", "file", "filed")
-    marked(Identity, "save", "save", "saved")
     with graphstore.open(data) as store:
         store.tenants()  # system.db open before the timed work
         marked(type(store), "tenant", "open", None)
-        side.mark("ready")
+        side.say("ready", "-")
         for i in range(10_000):
             org_id = current[0] = f"{label}-t{i}"
             side.unit(
@@ -226,8 +202,8 @@ def _tenants(data: Path, side: SideFile, label: str, owner: str) -> None:
 
 def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    role, data, side_path, *args = sys.argv[1:]
-    side = SideFile(Path(side_path))
+    role, data, *args = sys.argv[1:]
+    side = reporter()
     if role == "ingest":
         _ingest(Path(data), side, int(args[0]))
     elif role == "audited":

@@ -134,6 +134,21 @@ async def all_connected(feeds: Sequence[Feed], tasks: Sequence[asyncio.Task[None
         await asyncio.sleep(0.05)
 
 
+async def all_received(
+    feeds: Sequence[Feed], tasks: Sequence[asyncio.Task[None]], count: int
+) -> None:
+    """Wait (bounded) until every feed received ``count`` distinct changes; fail early if
+    a subscriber ended."""
+    deadline = time.monotonic() + DEADLINE
+    while not all(len(set(feed.ids)) >= count for feed in feeds):
+        for task in tasks:
+            if task.done() and task.exception() is not None:
+                task.result()  # raises what ended it
+        behind = {feed.name: len(set(feed.ids)) for feed in feeds if len(set(feed.ids)) < count}
+        assert time.monotonic() < deadline, f"not {count} changes in {DEADLINE} s: {behind}"
+        await asyncio.sleep(0.01)
+
+
 # --- ingestion and the reference ---------------------------------------------------------
 
 
@@ -260,7 +275,10 @@ def test_a_subscriber_cut_mid_stream_resumes_with_last_event_id(server: Server) 
                 for i in range(BATCHES):
                     answers.append(await ingest(writer, server, batch("cut", i)))
                     goal.ingested += 1
-                    await asyncio.sleep(0.2)  # let the cuts and reconnections interleave
+                    # Every feed has this batch (a cut one on its second connection)
+                    # before the next: cuts and reconnections interleave with the
+                    # ingestion by construction, not by a sleep.
+                    await all_received([*feeds, whole], tasks, goal.ingested * CALLS_PER_BATCH * 2)
                 expected = await asyncio.to_thread(reference, server, answers[-1]["position"])
                 goal.position = expected[-1]
                 done, pending = await asyncio.wait(tasks, timeout=DEADLINE)

@@ -102,23 +102,28 @@ def subject_messages(url: str, org_id: str) -> list[tuple[int, bytes]]:
     return asyncio.run(_subject(url, org_id))
 
 
+def relay_command(data_dir: Path, url: str, *extra: str) -> list[str]:
+    """``graphstore relay --nats URL`` as a command line."""
+    return [
+        sys.executable,
+        "-m",
+        "graphstore",
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        "info",
+        "relay",
+        "--nats",
+        url,
+        *extra,
+    ]
+
+
 def relay_process(data_dir: Path, url: str, *extra: str) -> subprocess.Popen[bytes]:
     """``graphstore relay --nats URL`` in a process of its own (killed with SIGKILL)."""
     log = (data_dir.parent / "relay.log").open("ab")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "graphstore",
-            "--data-dir",
-            str(data_dir),
-            "--log-level",
-            "info",
-            "relay",
-            "--nats",
-            url,
-            *extra,
-        ],
+        relay_command(data_dir, url, *extra),
         cwd=ROOT,
         stdout=log,
         stderr=log,

@@ -94,63 +94,6 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         server.stop()
 
 
-# --- a stand-in relay for the remote-projection tests (append-only section) -------------
-
-
-async def publish_tenant_stream(
-    url: str, tenant_file: Path, tenant: str, *, after: int = 0, stream: str = "metagraph"
-) -> int:
-    """Publish the tenant file's stream entries after ``after`` to
-    ``graphstore.<tenant>.events`` as the relay does (graphstore/nats/subjects.py: the
-    envelope unchanged, ``Nats-Msg-Id`` and ``Graphstore-Offset``), creating the
-    ``GRAPHSTORE_EVENTS`` stream if missing; the last offset published."""
-    import nats  # noqa: PLC0415 - only the remote tests need these
-    from nats.js.api import StorageType, StreamConfig  # noqa: PLC0415
-
-    from graphstore.nats.subjects import (  # noqa: PLC0415
-        EVENTS_STREAM,
-        MSG_ID,
-        OFFSET_HEADER,
-        events_subject,
-        message_id,
-    )
-    from streams import HonkerDatastore, read_after  # noqa: PLC0415
-
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        try:
-            await js.stream_info(EVENTS_STREAM)
-        except nats.js.errors.NotFoundError:
-            await js.add_stream(
-                StreamConfig(
-                    name=EVENTS_STREAM,
-                    subjects=[events_subject("*")],
-                    storage=StorageType.FILE,
-                    duplicate_window=120.0,
-                )
-            )
-        datastore = HonkerDatastore(tenant_file)
-        try:
-            entries = read_after(datastore, stream, after)
-        finally:
-            datastore.close()
-        last = after
-        for entry in entries:
-            await js.publish(
-                events_subject(tenant),
-                entry.payload.encode(),
-                headers={
-                    MSG_ID: message_id(tenant, entry.offset),
-                    OFFSET_HEADER: str(entry.offset),
-                },
-            )
-            last = entry.offset
-        return last
-    finally:
-        await nc.close()
-
-
 @pytest.fixture
 def data(tmp_path: Path) -> Iterator[DataDirectory]:
     """A fresh data directory (the hub's)."""

@@ -1,8 +1,9 @@
-"""Faults: kill -9 the relay process and the nats-server at random points while the relay
-publishes, restart them; JetStream's subjects hold exactly the tenants' streams.
+"""Faults: kill -9 the relay process inside its position saves (every phase: as the save
+begins, inside its commit, committed; each after JetStream acknowledged the entries it
+saves) and the nats-server right after some of them, and under a relay that keeps
+running; restart them; JetStream's subjects hold exactly the tenants' streams.
 
-Bounded: a fixed number of rounds, each waiting for the relay to be at work (its subject
-growing) before killing; every wait has a deadline that only a hang reaches.
+Bounded: a fixed number of rounds; every wait has a deadline that only a hang reaches.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from typing import Any, Final
 
 from graphstore.data import DataDirectory
 from graphstore.nats.relay import Relay, subject_offsets
+from tests._kill import Coverage, Landing, PhasedProcess, aims, kill_series
 from tests.nats._relay_worker import (
+    ROOT,
     register,
+    relay_command,
     relay_process,
     stream_entries,
     subject_messages,
@@ -29,7 +33,9 @@ from tests.nats._relay_worker import (
 from tests.nats.conftest import NatsServer, until
 
 RELAY_KILLS: Final = 14
-SERVER_KILLS_WITH_RELAY: Final = 5  # every third relay kill also kills the server
+"""Relay kills, at every phase of its position saves (``tests/_kill.py``); every third
+also kills the server."""
+TRANSACTION_PHASES: Final = ("built", "commit", "committed")
 SERVER_KILLS_ALONE: Final = 3  # the server killed under a relay that keeps running
 PATIENCE: Final = 60.0
 TENANTS: Final = ("acme", "globex")
@@ -70,33 +76,45 @@ def test_kill_9_of_relay_and_server_at_random_points_leaves_exactly_the_streams(
     kills = {"relay": 0, "server": 0}
     mid_work = 0
     relay: subprocess.Popen[bytes] | None = None
+    coverage = Coverage(TRANSACTION_PHASES)
+    round_state: dict[str, dict[str, int]] = {}
+
+    def start() -> PhasedProcess:
+        for tenant in TENANTS:  # more work than one round can relay
+            write(data, tenant, rng.randint(1500, 2500))
+        round_state["heads"] = _heads(data)
+        return PhasedProcess(
+            relay_command(data.path, nats_server.url, "--batch-size", "20", "--status-every", "0"),
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stderr=data.path.parent / "relay.log",
+            every_transaction=True,
+        )
+
+    def check(landing: Landing) -> None:
+        nonlocal mid_work
+        kills["relay"] += 1
+        if kills["relay"] % 3 == 0:  # the server too, right after the relay
+            nats_server.stop(signal.SIGKILL)
+            kills["server"] += 1
+            nats_server.start()
+        heads = round_state["heads"]
+        after = _until(lambda: _relayed(nats_server.url))
+        # Mid-work: inside a position save (the phase), with entries left to relay.
+        if any(after[t] < heads[t] for t in TENANTS):
+            mid_work += 1
+
     try:
-        for round_no in range(RELAY_KILLS):
-            for tenant in TENANTS:  # more work than one round can relay
-                write(data, tenant, rng.randint(1500, 2500))
-            heads = _heads(data)
-            before = _until(lambda: _relayed(nats_server.url))
-            relay = relay_process(
-                data.path, nats_server.url, "--batch-size", "20", "--status-every", "0"
-            )
-            # At work: some tenant's subject grew since the relay started.
-            _until(functools.partial(_grew, nats_server.url, before))
-            time.sleep(rng.uniform(0.0, 0.02))
-            with_server = round_no % 3 == 2
-            if with_server:
-                nats_server.stop(signal.SIGKILL)
-                kills["server"] += 1
-            _kill(relay)
-            relay = None
-            kills["relay"] += 1
-            if with_server:
-                nats_server.start()
-            after = _until(lambda: _relayed(nats_server.url))
-            # The kill landed mid-work: some entries relayed this round, not all of them.
-            if any(after[t] > before[t] for t in TENANTS) and any(
-                after[t] < heads[t] for t in TENANTS
-            ):
-                mid_work += 1
+        # Each kill lands in a position save: after JetStream acknowledged a batch,
+        # before (built, commit) or after (committed) the position is saved.
+        kill_series(
+            start,
+            check,
+            aims(rng, TRANSACTION_PHASES, RELAY_KILLS, after=3),
+            rng,
+            coverage,
+            counted="committed",
+        )
         # The server killed under a relay that keeps running: it backs off, catches up.
         relay = relay_process(data.path, nats_server.url, "--batch-size", "20")
         for _ in range(SERVER_KILLS_ALONE):
@@ -118,7 +136,7 @@ def test_kill_9_of_relay_and_server_at_random_points_leaves_exactly_the_streams(
             _kill(relay)
 
     assert kills["relay"] + kills["server"] >= 20
-    assert mid_work == RELAY_KILLS  # every relay kill landed while it published
+    assert mid_work == kills["relay"]  # every relay kill left entries to relay
     with Relay(data, nats_server.url) as final:  # nothing left to relay: it publishes none
         for tenant in TENANTS:
             final.wait_for(tenant, _heads(data)[tenant], timeout=PATIENCE)

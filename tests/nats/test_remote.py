@@ -1,6 +1,7 @@
 """Projections on another machine: a tenant followed from JetStream into a mirror that
 equals the local projections row for row, served (runs, subscriptions) from there,
-surviving kill -9 of the remote process and of the NATS server."""
+surviving kill -9 of the remote process and of the NATS server. The tenant's stream
+reaches JetStream through the real relay (graphstore.nats.relay) in every test."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from projections import FlowgraphProjection, Subscription
 from projections.mirror import Mirror, mirror_path
 from streams import HonkerDatastore, read_after
 from streams.directory import Directory
+from tests._kill import Aim, Coverage, Landing, PhasedProcess, aims, kill_series
 from tests.nats._remote_data import assert_equal_views, positions, write_history
-from tests.nats.conftest import NatsServer, publish_tenant_stream
+from tests.nats.conftest import NatsServer
 from tests.projections.rebuild_check import catch_up_in_process, file_env
 
 
@@ -42,8 +44,18 @@ def _tenant(data: Path, org: str, runs: int, *, nodes: int = 5) -> tuple[Path, i
     return path, head
 
 
-def _publish(url: str, path: Path, org: str, after: int = 0) -> int:
-    return asyncio.run(publish_tenant_stream(url, path, org, after=after))
+def _publish(url: str, path: Path, org: str) -> int:
+    """Relay the tenant's stream to JetStream with the real relay
+    (:class:`graphstore.nats.relay.Relay`, resuming from what the subject holds) until
+    its head is acknowledged; the head."""
+    db = HonkerDatastore(path)
+    try:
+        head = max((e.offset for e in read_after(db, "metagraph", 0)), default=0)
+    finally:
+        db.close()
+    with Relay(Directory(path.parent), url, tenants=lambda: [org]) as relay:
+        relay.wait_for(org, head, timeout=60)
+    return head
 
 
 def test_a_mirror_equals_the_local_projections_and_serves_runs_and_changes(
@@ -88,7 +100,7 @@ def test_a_mirror_equals_the_local_projections_and_serves_runs_and_changes(
             write_history(app, "late", 1, graph_nodes=1)
             new_head = app.recorder.max_notification_id() or 0
         catch_up_in_process(path)
-        _publish(nats_server.url, path, "acme", after=head)
+        _publish(nats_server.url, path, "acme")
         change = live.next(timeout=30)
         live.close()
         assert change is not None and head < change.position <= new_head
@@ -110,8 +122,13 @@ def test_redelivered_entries_change_nothing(tmp_path: Path) -> None:
     assert_equal_views(path, mirror_path(tmp_path / "remote", "acme"))
 
 
-def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    command = [
+ROOT = Path(__file__).resolve().parents[2]
+TRANSACTION_PHASES = ("built", "commit", "committed")
+"""A write transaction's phases (``tests/_kill.py``): the remote's units."""
+
+
+def _remote_command(url: str, remote_dir: Path) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "graphstore",
@@ -127,8 +144,24 @@ def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[b
         "--batch-size",
         "40",
     ]
+
+
+def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+        return subprocess.Popen(
+            _remote_command(url, remote_dir), stdout=out, stderr=out, start_new_session=True
+        )
+
+
+def _phased_remote(url: str, remote_dir: Path, log: Path) -> PhasedProcess:
+    """The remote process, every write transaction of it reporting its phases."""
+    return PhasedProcess(
+        _remote_command(url, remote_dir),
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=log,
+        every_transaction=True,
+    )
 
 
 def _mirror_position(remote_dir: Path) -> int:
@@ -142,31 +175,33 @@ def test_a_remote_process_killed_mid_work_resumes_with_no_gap_and_no_duplicate(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     """The remote projector is a process of its own, with its own data directory (it
-    never sees the tenant file); kill -9 it while it applies, again and again."""
+    never sees the tenant file); kill -9 it inside its write transactions, at every
+    phase (built, inside the commit, committed), again and again."""
     path, head = _tenant(tmp_path / "hub", "acme", runs=150, nodes=3)
     _publish(nats_server.url, path, "acme")
     remote_dir = tmp_path / "remote"
     log = tmp_path / "remote.log"
-    rng = random.Random(11)
-    mid_work = 0
-    for _ in range(4):
-        before = _mirror_position(remote_dir)
-        if before >= head:
-            break
-        process = _remote_process(nats_server.url, remote_dir, log)
-        try:
-            deadline = time.monotonic() + 60
-            while _mirror_position(remote_dir) <= before:  # it is applying
-                assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0, 0.05))
-        finally:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        if _mirror_position(remote_dir) < head:
-            mid_work += 1
-    assert mid_work >= 2, "the kills did not land while the remote was applying"
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "11")))
+    coverage = Coverage(TRANSACTION_PHASES)
+    seen = [0]
+
+    def start() -> PhasedProcess:
+        assert _mirror_position(remote_dir) < head, "caught up before the kills ended"
+        return _phased_remote(nats_server.url, remote_dir, log)
+
+    def check(landing: Landing) -> None:
+        position = _mirror_position(remote_dir)
+        assert position < head, f"killed at {landing}, yet the mirror is complete"
+        assert position >= seen[0], f"killed at {landing}, the mirror went back to {position}"
+        seen[0] = position
+        print(f"  mirror at {position} of {head}")
+
+    mirror_file = mirror_path(remote_dir, "acme").name
+    planned = [  # the mirror's transactions
+        Aim(a.phase, a.after, a.held, mirror_file)
+        for a in aims(rng, TRANSACTION_PHASES, 5, after=2)
+    ]
+    kill_series(start, check, planned, rng, coverage, counted="committed")
     process = _remote_process(nats_server.url, remote_dir, log)
     try:
         deadline = time.monotonic() + 60
@@ -204,7 +239,7 @@ def test_the_remote_backs_off_while_the_server_is_down_and_catches_up(
             new_head = app.recorder.max_notification_id() or 0
         catch_up_in_process(path)
         nats_server.start()
-        _publish(nats_server.url, path, "acme", after=head)
+        _publish(nats_server.url, path, "acme")
         assert remote.mirror("acme").wait_for(new_head, timeout=60), remote.status()
         deadline = time.monotonic() + 30
         while remote.status()[0].state != "following":
@@ -263,7 +298,7 @@ def test_an_events_stream_created_again_is_read_from_its_start(
         write_history(app, "again", 1, graph_nodes=1)
         new_head = app.recorder.max_notification_id() or 0
     catch_up_in_process(path)
-    _publish(nats_server.url, path, "acme", after=head)  # sequences start again at 1
+    _publish(nats_server.url, path, "acme")  # all again: the subject is empty
     with RemoteProjector(nats_server.url, remote_dir, tenants=["acme"]) as remote:
         assert remote.mirror("acme").wait_for(new_head, timeout=30), remote.status()
     assert_equal_views(path, mirror_path(remote_dir, "acme"))

@@ -27,6 +27,7 @@ from graphstore.nats.spoke import Spoke, SpokeClosedError, ensure_calls_stream
 from graphstore.nats.subjects import calls_subject
 from graphstore.store import Store
 from streams import HonkerDatastore
+from tests._kill import Aim, Coverage, Landing, PhasedProcess, aims, kill_series
 from tests.nats._remote_data import run_events
 from tests.nats.conftest import NatsServer
 
@@ -174,8 +175,14 @@ class _Publisher(threading.Thread):
             self.error = exc
 
 
-def _ingester_process(url: str, data: Path, log: Path) -> subprocess.Popen[bytes]:
-    command = [
+ROOT = Path(__file__).resolve().parents[2]
+TRANSACTION_PHASES = ("built", "commit", "committed")
+"""A fold's write transaction (``tests/_kill.py``): the ingester's units. ``committed``
+is after COMMIT and before the messages are acknowledged to JetStream."""
+
+
+def _ingester_command(url: str, data: Path) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "graphstore",
@@ -189,43 +196,55 @@ def _ingester_process(url: str, data: Path, log: Path) -> subprocess.Popen[bytes
         "--status-every",
         "0",
     ]
+
+
+def _ingester_process(url: str, data: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+        return subprocess.Popen(
+            _ingester_command(url, data), stdout=out, stderr=out, start_new_session=True
+        )
 
 
 def test_every_acknowledged_spoke_event_is_folded_once_through_kill_9_of_the_ingester(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
+    """kill -9 the ingester inside its fold transactions, at every phase: as the fold
+    begins, inside the commit, and committed but not yet acknowledged to JetStream (the
+    messages come again: the position's compare-and-set makes them change nothing)."""
     data = tmp_path / "hub"
     tenant_file = _hub(data)
     log = tmp_path / "ingester.log"
     publisher = _Publisher(nats_server.url, runs=20_000)
     publisher.start()
-    rng = random.Random(5)
-    kills = mid_work = 0
+    rng = random.Random(int(os.environ.get("CRASH_SEED", "5")))
+    coverage = Coverage(TRANSACTION_PHASES)
+    seen = [0]
+
+    def start() -> PhasedProcess:
+        assert publisher.is_alive(), "the spoke stopped publishing before the kills ended"
+        return PhasedProcess(
+            _ingester_command(nats_server.url, data),
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stderr=log,
+            every_transaction=True,
+        )
+
+    def check(landing: Landing) -> None:
+        position = _position(tenant_file)
+        assert position >= seen[0], f"killed at {landing}, the position went back"
+        seen[0] = position
+
     try:
-        while kills < 12:
-            before = _position(tenant_file)
-            process = _ingester_process(nats_server.url, data, log)
-            try:
-                deadline = time.monotonic() + 60
-                while _position(tenant_file) <= before:  # it is folding
-                    assert process.poll() is None, log.read_text()
-                    assert time.monotonic() < deadline, log.read_text()
-                    time.sleep(0.005)
-                time.sleep(rng.uniform(0, 0.08))
-            finally:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-            kills += 1
-            assert publisher.is_alive(), "the spoke stopped publishing before the kills ended"
-            if _position(tenant_file) < publisher.last_sequence:
-                mid_work += 1  # killed with acknowledged events not folded yet
+        planned = [  # the fold's transactions, on the tenant file
+            Aim(a.phase, a.after, a.held, tenant_file.name)
+            for a in aims(rng, TRANSACTION_PHASES, 8, after=3)
+        ]
+        kill_series(start, check, planned, rng, coverage, counted="committed")
     finally:
         publisher.stopping.set()
         publisher.join(timeout=60)
     assert publisher.error is None, publisher.error
-    assert mid_work >= 3, f"only {mid_work} of {kills} kills left acknowledged events to fold"
     process = _ingester_process(nats_server.url, data, log)
     try:
         deadline = time.monotonic() + 120
@@ -242,6 +261,21 @@ def test_every_acknowledged_spoke_event_is_folded_once_through_kill_9_of_the_ing
     assert acked <= set(counts), f"missing: {sorted(acked - set(counts))[:5]}"
     duplicated = {event_id: n for event_id, n in counts.items() if n != 1}
     assert not duplicated, duplicated
+    _every_stream_entry_is_indexed(data)
+
+
+def _every_stream_entry_is_indexed(data: Path) -> None:
+    """The tenant's stream and its event index agree, entry for entry: no event was
+    committed without its index row (invisible to the call graph, seen by projections)."""
+    with Store(data) as store:
+        recorder: Any = store.tenant("acme").recorder
+        rows = recorder.datastore.query(
+            'SELECT "offset" FROM _honker_stream WHERE topic = ?', [recorder.stream]
+        )
+        index = recorder.datastore.query(f'SELECT "offset" FROM "{recorder.index_table_name}"')
+    stream = sorted(row["offset"] for row in rows)
+    indexed = sorted(row["offset"] for row in index)
+    assert stream == indexed, f"{len(stream)} stream entries, {len(indexed)} indexed"
 
 
 def test_the_ingester_backs_off_while_the_server_is_down_and_catches_up(

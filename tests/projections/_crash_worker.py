@@ -1,26 +1,29 @@
 """Worker processes for the crash tests: ``python -m tests.projections._crash_worker ROLE``.
 
-Real OS processes on a real data directory (``GRAPHSTORE_DATA_DIR``), driven through
-stdin/stdout lines; the test kills them with SIGKILL at random moments.
+Real OS processes on a real data directory (``GRAPHSTORE_DATA_DIR``); the test kills
+them with SIGKILL at chosen phases. Each reports through the pipe of :mod:`tests._kill`
+(``ready``, then the phases of its units; ``done`` when nothing is left to do) and waits
+for the test's go-ahead after each report.
 
-``writer START STOP``  opens the tenant ``acme``'s metagraph, prints ``ready``, then
-                       ingests the workload's batches START .. STOP-1 (call-protocol
-                       events, :func:`domain.calls.ingest`, one batch per call), printing
-                       ``ack I HEAD`` after batch I returned (HEAD: the stream's last
-                       offset then); ``done`` after the last. A ``stop`` line on stdin
-                       makes it stop after the current batch and print ``stopped``.
+``writer START STOP``  opens the tenant ``acme``'s metagraph, then ingests the
+                       workload's batches START .. STOP-1 (call-protocol events,
+                       :func:`domain.calls.ingest`, one batch per call), each a unit:
+                       ``started``, its transaction's ``built``/``commit``/
+                       ``committed``, ``acked``.
 ``runner``             runs a :class:`projections.Runner` (metagraph and flowgraph) on
-                       the tenant, prints ``ready``, runs until stdin closes.
+                       the tenant until killed; every write transaction of its
+                       projectors is a unit (``built``/``commit``/``committed`` of
+                       ``tN``; the test starts it with ``every_transaction``).
 
 The workload is deterministic (:func:`workload`), so the test knows every batch.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -32,14 +35,13 @@ from domain.calls import ingest
 from graphstore.data import DataDirectory
 from graphstore.samples.generate import OPERATION_TYPES, generate
 from projections import Runner
+from tests._kill import reporter
 
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 TENANT: Final = "acme"
 BATCH: Final = 4
 """Events per ingested batch."""
-PAUSE: Final = 0.002
-"""Seconds between batches: keeps the file small enough for many rounds."""
 
 
 def _prefixed(event: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -58,33 +60,23 @@ def workload(copies: int = 3) -> list[list[dict[str, Any]]]:
 
 def _writer(data: DataDirectory, start: int, stop: int) -> None:
     batches = workload()
-    halt = threading.Event()
-
-    def listen() -> None:
-        for line in sys.stdin:
-            if line.strip() == "stop":
-                halt.set()
-        halt.set()
-
+    side = reporter()
     with Metagraph(env=data.tenant_env(TENANT)) as app:
-        threading.Thread(target=listen, daemon=True).start()
-        print("ready", flush=True)
+        side.say("ready", "-")
         for index in range(start, min(stop, len(batches))):
-            if halt.is_set():
-                print("stopped", flush=True)
-                return
-            ingest(app, batches[index], operation_types=OPERATION_TYPES)
-            print(f"ack {index} {app.recorder.max_notification_id() or 0}", flush=True)
-            time.sleep(PAUSE)
-        print("done", flush=True)
-        halt.wait()
+            batch = batches[index]
+            side.unit(
+                str(index),
+                functools.partial(ingest, app, batch, operation_types=OPERATION_TYPES),
+            )
+        side.say("done", "-")
+        time.sleep(120)  # the test kills every worker; this bounds a forgotten one
 
 
 def _runner(data: DataDirectory) -> None:
     with Runner(data, tenants=lambda: [TENANT], sweep_interval=0.05, poll_interval=0.1):
-        print("ready", flush=True)
-        for _ in sys.stdin:
-            pass
+        reporter().say("ready", "-")
+        time.sleep(600)  # until killed
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from projections import (
     Projector,
     UnknownEventError,
 )
-from streams import HonkerDatastore
+from streams import HonkerDatastore, stream_head, time_at
 from tests.projections.conftest import (
     FailingMetagraph,
     ShadowMetagraph,
@@ -296,7 +296,6 @@ def test_a_malformed_stream_entry_follows_the_error_policy(
 def test_status_reports_position_head_and_lag_in_events_and_seconds(
     app: Metagraph, tenant_file: Path, open_projector: OpenProjector
 ) -> None:
-    first_write = time.time()
     graph = _team(app, nodes=1)
     projector = open_projector(batch_size=2)
     projector.catch_up()
@@ -304,16 +303,23 @@ def test_status_reports_position_head_and_lag_in_events_and_seconds(
     assert (caught_up.position, caught_up.head, caught_up.lag_events) == (head(app),) * 2 + (0,)
     assert caught_up.lag_seconds == 0.0 and caught_up.state == "running"
     assert caught_up.updated_at is not None and caught_up.checked_at is not None
-    time.sleep(0.3)
-    for i in range(5):
-        app.add_node(graph, f"n{i}", "project")
-    last_write = time.time()
+    datastore = HonkerDatastore(tenant_file)
+    try:
+        position_time = time_at(datastore, "metagraph", caught_up.position)
+        assert position_time is not None
+        while time.time_ns() // 1_000_000 <= position_time:  # the next millisecond
+            time.sleep(0.0005)
+        for i in range(5):
+            app.add_node(graph, f"n{i}", "project")
+        head_time = stream_head(datastore, "metagraph").time
+    finally:
+        datastore.close()
+    assert head_time is not None and head_time > position_time
     projector.refresh()
     behind = projector.status()
     assert (behind.position, behind.head, behind.lag_events) == (caught_up.position, head(app), 5)
-    # The event times of the head and of the position are at least the sleep apart, and
-    # at most as far apart as the first and last write: bounds a slow machine only widens.
-    assert 0.3 - 0.002 <= behind.lag_seconds <= last_write - first_write + 0.002
+    # The envelope times of the head and of the position, exactly: no timing window.
+    assert behind.lag_seconds == (head_time - position_time) / 1000
     assert behind.state == "catching-up"  # at least a batch behind
     projector.step()
     assert projector.status().lag_events == 3

@@ -20,6 +20,7 @@ import pytest
 from domain import Metagraph, Principal
 from graphstore.data import DataDirectory
 from projections import FlowgraphProjection, MetagraphProjection, Runner
+from projections.runner import UNTRUSTED_MTIME_AGE
 from tests.projections._writer import Writer
 from tests.projections.conftest import (
     FailingMetagraph,
@@ -55,6 +56,13 @@ NEVER: float = 3600.0
 """An interval no test lasts: the sweep, poll or idle time it sets never comes."""
 PATIENCE: float = 60.0
 """How long a test waits for something that must happen: only a hang reaches it."""
+
+
+def _trusted_from(path: Path) -> float:
+    """When the newest mtime of the tenant file and its WAL is old enough for the
+    runner to trust (``UNTRUSTED_MTIME_AGE`` after it)."""
+    files = [p for p in (path, Path(f"{path}-wal")) if p.exists()]
+    return max(p.stat().st_mtime for p in files) + UNTRUSTED_MTIME_AGE
 
 
 def _until(condition: Callable[[], Any], timeout: float = PATIENCE) -> Any:
@@ -175,9 +183,19 @@ def test_an_idle_tenant_is_woken_by_a_file_event_without_waiting_for_a_sweep(
     data: DataDirectory,
 ) -> None:
     path = data.tenant_path("acme")
+    rechecks: list[float] = []
+
+    class RecheckingRunner(Runner):
+        def _recheck(self, tenant: Any) -> None:
+            super()._recheck(tenant)
+            rechecks.append(time.time())
+
+    def rechecked() -> bool:  # the recheck once the file's newest mtime is trusted, done
+        return bool(rechecks) and rechecks[-1] > _trusted_from(path)
+
     with Writer(path) as writer:
         graph, last = writer.ask("setup").split()
-        with Runner(
+        with RecheckingRunner(
             data,
             _metagraph_only(),
             tenants=lambda: ["acme"],
@@ -186,8 +204,7 @@ def test_an_idle_tenant_is_woken_by_a_file_event_without_waiting_for_a_sweep(
             idle_after=0.2,
         ) as runner:
             runner.wait_for("acme", int(last), timeout=PATIENCE)
-            _until(lambda: runner.open_tenants() == [])
-            time.sleep(1.2)  # past the untrusted-mtime recheck
+            _until(lambda: rechecked() and runner.open_tenants() == [])
             offset = int(writer.ask(f"nodes {graph} 2 evented-"))
             [status] = runner.wait_for("acme", offset, timeout=PATIENCE)
             assert (status.position, status.lag_events) == (offset, 0)
@@ -196,11 +213,18 @@ def test_an_idle_tenant_is_woken_by_a_file_event_without_waiting_for_a_sweep(
 def test_an_idle_tenant_is_not_reopened_while_nothing_changes(data: DataDirectory) -> None:
     _, last = _fill(data, "acme")
     opened: list[str] = []
+    trusted_sweeps: list[float] = []  # sweeps once the file's newest mtime is trusted
+    path = data.tenant_path("acme")
 
     class CountingRunner(Runner):
         def _open(self, tenant: Any) -> None:
             opened.append(tenant.org_id)
             super()._open(tenant)
+
+        def _sweep(self) -> None:
+            super()._sweep()
+            if time.time() > _trusted_from(path):
+                trusted_sweeps.append(time.time())
 
     with CountingRunner(
         data,
@@ -211,7 +235,8 @@ def test_an_idle_tenant_is_not_reopened_while_nothing_changes(data: DataDirector
         idle_after=0.0,
     ) as runner:
         runner.wait_for("acme", last)
-        time.sleep(2.0)  # 200 sweeps, and past the second in which an mtime is not trusted
+        # Counted, not timed: 100 sweeps after the second in which an mtime is not trusted.
+        _until(lambda: len(trusted_sweeps) >= 100)
         # The first check, and one more a second after the file's last change.
         assert len(opened) <= 3, opened
         assert runner.open_tenants() == []

@@ -5,7 +5,9 @@ environment, ``PERSISTENCE_MODULE=streams.persistence``). Processes talk to the 
 through lines on stdin/stdout and JSON files, never through shared memory:
 
 ``write OUT SAVES SEED``  opens a :class:`Ledger`, prints ``ready``, waits for ``go`` on
-                          stdin, saves at full speed, writes what it committed to OUT.
+                          stdin, saves once, prints ``first`` and waits for ``on`` (so
+                          the test can make two writers overlap, without a sleep),
+                          then saves at full speed, writes what it committed to OUT.
 ``subscribe OUT``         subscribes with ``gt=0``, prints ``ready``, records every
                           notification until it receives the :class:`Stop` sentinel.
 ``hold-lock``             takes the write lock with the stdlib ``sqlite3`` module
@@ -114,6 +116,10 @@ def write(out: Path, saves: int, seed: int) -> None:
                 account.credit(3)
             mine += batch
             committed.append(_recordings(app, *batch))
+        if i == 0:
+            _say("first")
+            if sys.stdin.readline().strip() != "on":
+                raise SystemExit("expected 'on'")
     app.close()
     out.write_text(json.dumps({"pid": os.getpid(), "saves": committed}))
     _say("done")

@@ -49,6 +49,10 @@ def test_two_writers_and_a_subscriber_lose_nothing(tenant_file: Path, tmp_path: 
             writer.expect("ready")
         for writer in writers:  # both start together: they contend for the write lock
             writer.send("go")
+        for writer in writers:  # each committed its first save before either goes on,
+            writer.expect("first", timeout=60)  # so their commits interleave (no sleep)
+        for writer in writers:
+            writer.send("on")
         for writer in writers:
             writer.expect("done", timeout=60)
             writer.finish()
@@ -77,7 +81,8 @@ def test_two_writers_and_a_subscriber_lose_nothing(tenant_file: Path, tmp_path: 
             assert all(save for save in saves)
             ids = [row[0] for save in saves for row in save]
             assert ids == sorted(ids) and len(set(ids)) == len(ids)
-        # Both writers really ran at once: their id ranges interleave.
+        # Both writers really ran at once: their id ranges interleave (each one's first
+        # save committed before the other's last: the "first"/"on" handshake).
         ranges = [(saves[0][0][0], saves[-1][-1][0]) for saves in per_writer]
         assert ranges[0][0] < ranges[1][1] and ranges[1][0] < ranges[0][1], ranges
 

@@ -1,0 +1,95 @@
+"""``python -m benchmarks stale``: which results predate a change to what they measure.
+
+Each ``results/SUITE.json`` records the commit it was measured on (``commit.sha``;
+files written before that was recorded fall back to the commit that last changed the
+results file, labelled so). A result is stale when a later commit changed one of the
+paths its suite measures (:data:`MEASURED`): ``git log <measured>..HEAD -- <paths>`` is
+not empty. A report, not a check: it always exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from benchmarks._report import REPOSITORY
+
+__all__ = ["MEASURED", "Staleness", "main", "staleness"]
+
+RESULTS: Final = Path(__file__).with_name("results")
+
+MEASURED: Final[dict[str, tuple[str, ...]]] = {
+    "streams": ("streams",),
+    "domain": ("domain", "streams"),
+    "projections": ("projections", "domain", "streams"),
+    "cli": ("graphstore", "projections", "domain", "streams"),
+    "target": ("graphstore", "projections", "streams"),
+    "serve": ("graphstore", "projections", "domain", "streams"),
+    "relay": ("graphstore", "projections", "domain", "streams"),
+}
+"""The packages each suite measures (besides its own module, ``benchmarks/SUITE.py``)."""
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """One result file against the history of what it measures."""
+
+    suite: str
+    measured: str | None
+    """The commit it was measured on (None: unknown)."""
+    recorded: bool
+    """Whether the file records that commit itself (else: the commit that last wrote it)."""
+    changes: list[str]
+    """Commits since then that changed the measured paths (``sha date subject``)."""
+
+    @property
+    def stale(self) -> bool:
+        return self.measured is None or bool(self.changes)
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=REPOSITORY, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def staleness(result: Path) -> Staleness:
+    """How ``result`` (a ``results/SUITE.json``) stands against the measured paths."""
+    suite = result.name.removesuffix(".json")
+    commit = json.loads(result.read_text()).get("commit") or {}
+    measured: str | None = commit.get("sha")
+    recorded = measured is not None
+    if measured is None:
+        measured = _git("log", "-1", "--format=%H", "--", str(result.relative_to(REPOSITORY)))
+        measured = measured or None
+    paths = [*MEASURED.get(suite, ()), f"benchmarks/{suite}.py"]
+    changes: list[str] = []
+    if measured is not None:
+        log = _git("log", "--format=%h %cs %s", f"{measured}..HEAD", "--", *paths)
+        changes = [line for line in log.splitlines() if line]
+    return Staleness(suite, measured, recorded, changes)
+
+
+def main() -> int:
+    """Print one line per result file (and the changes since, for stale ones); exit 0."""
+    for result in sorted(RESULTS.glob("*.json")):
+        found = staleness(result)
+        source = "recorded" if found.recorded else "from the commit that wrote the file"
+        at = "unknown" if found.measured is None else f"{found.measured[:12]} ({source})"
+        paths = ", ".join([*MEASURED.get(found.suite, ()), f"benchmarks/{found.suite}.py"])
+        if not found.stale:
+            print(f"fresh  {result.name}: measured at {at}; no change since to {paths}")
+            continue
+        print(
+            f"STALE  {result.name}: measured at {at}; {len(found.changes)} commits since "
+            f"changed {paths}:"
+        )
+        for change in found.changes[:5]:
+            print(f"         {change}")
+        if len(found.changes) > 5:
+            print(f"         ... and {len(found.changes) - 5} more")
+    return 0
