@@ -44,7 +44,7 @@ from projections.projector import (
     ReplayResult,
 )
 from projections.replay import GraphSnapshot, HistoryEntry, Replay, RunExport, RunSnapshot
-from projections.runner import Runner
+from projections.runner import Runner, RunnerCounters
 
 # Quiet unless the application configures logging (README, "Logs"). The runner's file
 # watcher (watchdog) follows the same rule: it logs an error on most stops (a race in its
@@ -87,6 +87,7 @@ __all__ = [
     "RunPage",
     "RunSnapshot",
     "Runner",
+    "RunnerCounters",
     "Subscription",
     "UnknownEventError",
     "ViewDivergedError",
