@@ -24,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -69,7 +70,8 @@ class CliRunnerFigures:
 
 def build_tenants(path: Path, count: int) -> tuple[list[str], UUID, float]:
     """A data directory of ``count`` registered tenants; (org ids, the graph's id, the
-    wall time of the template's newest event)."""
+    wall time of the template's newest event). Whatever was at ``path`` is removed."""
+    shutil.rmtree(path, ignore_errors=True)
     data = DataDirectory(path)
     with Metagraph(env=data.tenant_env(TEMPLATE)) as app:
         type_id = app.define_graph_type("bench")
