@@ -79,6 +79,7 @@ def test_many_idle_tenants_cost_no_work_per_tick(data: DataDirectory) -> None:
         [MetagraphProjection()],
         tenants=lambda: org_ids,
         sweep_interval=0.01,  # many ticks in the window below
+        fallback_sweep_interval=NEVER,  # the minute's fallback sweep is not a tick's work
         idle_after=0.0,  # the copies' events are old enough: idle at once
     ) as runner:
         before = _quiet(runner, org_ids, last)
