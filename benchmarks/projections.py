@@ -12,6 +12,10 @@
 - **Many idle tenants**: one runner serving 1,000 idle tenant files: its CPU over a
   window (``time.process_time``, all threads of this process), then commits in some of
   them (from a writer process) until their projection has committed them.
+- **Many tenants, the real process** (issue 17 item 5): ``graphstore projector run``
+  with its default settings on a data directory of 10,000 registered tenants (1,000
+  with ``--quick``): catch-up time, RSS, its own idle CPU, wake latency of one tenant
+  among them (:mod:`benchmarks._tenants_cli`).
 
 README.md says what each metric means.
 """
@@ -40,6 +44,8 @@ from benchmarks._report import (
     rounds,
     scratch,
 )
+from benchmarks._tenants_cli import build_tenants, measure_cli_runner
+from benchmarks.cli import child_env, graphstore_command
 from benchmarks.domain import build_graph
 from domain import Actor, Metagraph
 from domain.calls import ingest
@@ -69,6 +75,9 @@ class Sizes:
     tenants: int
     idle_window_s: float
     wake_samples: int
+    cli_tenants: int
+    cli_idle_window_s: float
+    cli_wake_samples: int
 
 
 FULL_SIZES: Final = Sizes(
@@ -81,6 +90,9 @@ FULL_SIZES: Final = Sizes(
     tenants=1000,
     idle_window_s=10.0,
     wake_samples=20,
+    cli_tenants=10_000,
+    cli_idle_window_s=60.0,
+    cli_wake_samples=20,
 )
 QUICK_SIZES: Final = Sizes(
     nodes=10_000,
@@ -92,6 +104,9 @@ QUICK_SIZES: Final = Sizes(
     tenants=1000,
     idle_window_s=5.0,
     wake_samples=10,
+    cli_tenants=1000,
+    cli_idle_window_s=20.0,
+    cli_wake_samples=10,
 )
 
 
@@ -436,6 +451,40 @@ def many_tenants(report: Report, root: Path, sizes: Sizes) -> None:
     _remove(template)
 
 
+# ------------------------------------------------------- many tenants, real process
+
+
+def many_tenants_cli(report: Report, root: Path, sizes: Sizes) -> None:
+    data_dir = root / "cli-tenants"
+    org_ids, graph, newest = build_tenants(data_dir, sizes.cli_tenants)
+    figures = measure_cli_runner(
+        data_dir,
+        org_ids,
+        graph,
+        newest,
+        command=graphstore_command(),
+        env=child_env(),
+        idle_window_s=sizes.cli_idle_window_s,
+        wake_samples=sizes.cli_wake_samples,
+    )
+    shutil.rmtree(data_dir, ignore_errors=True)
+    if figures.caught_up != figures.tenants:
+        raise RuntimeError(f"{figures.tenants - figures.caught_up} tenants not caught up")
+    # Named after the full run's 10,000 tenants; --quick runs 1,000 (raw.cli_tenants).
+    report.add("idle_cpu_pct_10k_tenants_cli", figures.idle_cpu_pct, Target("<=", 5))
+    report.add("wake_ms_10k_tenants_cli", median(figures.wake_ms), Target("<=", 50))
+    report.add("wake_p90_ms_10k_tenants_cli", percentile(figures.wake_ms, 90))
+    report.add("catch_up_s_10k_tenants_cli", figures.catch_up_s)
+    report.add("rss_mb_10k_tenants_cli", figures.rss_mb)
+    report.raw["cli_tenants"] = {
+        "tenants": figures.tenants,
+        "idle_window_s": figures.idle_window_s,
+        "wake_ms": figures.wake_ms,
+        "peak_rss_mb": figures.peak_rss_mb,
+        "threads": figures.threads,
+    }
+
+
 # ----------------------------------------------------------------------------- suite
 
 
@@ -447,9 +496,15 @@ def run(config: RunConfig) -> Report:
         e2e(report, root, sizes)
         asof(report, root, sizes)
         many_tenants(report, root, sizes)
+        many_tenants_cli(report, root, sizes)
     report.notes.append(
         "wake_ms_1000_tenants: runner defaults except idle_after=2 s (so copied tenants "
         "go idle within the run); from the writer's commit (time.time) to the projector's "
         "commit (status.updated_at)"
+    )
+    report.notes.append(
+        "*_10k_tenants_cli: `graphstore projector run` with its defaults, measured from "
+        f"outside (/proc); {sizes.cli_tenants} tenants in this run; idle CPU is the "
+        "process's own utime+stime over the window"
     )
     return report

@@ -28,16 +28,19 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import msgspec
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from domain.errors import ValidationError, WrongSecretKeyError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+# cryptography is imported where a key is derived or a blob opened: a process that
+# touches no secret does not load it (issue 17, command line start).
+# ruff: noqa: PLC0415
 
 __all__ = [
     "IV_LENGTH",
@@ -115,6 +118,10 @@ class Password:
 
     def derive(self, salt: bytes, key_version: int) -> AESGCM:
         """The AES-256-GCM cipher keyed from this password, ``salt`` and the version."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
         kdf = PBKDF2HMAC(
             algorithm=hashes.SHA256(),
             length=KEY_LENGTH,
@@ -200,6 +207,8 @@ def try_unseal(
     GCM cannot tell a wrong password from an altered blob or another binding; all three
     fail authentication and give ``None``.
     """
+    from cryptography.exceptions import InvalidTag
+
     checked = SealedBlob.from_json(msgspec.to_builtins(blob))
     cipher = password.derive(_unb64(checked.salt, "salt", SALT_LENGTH), checked.key_version)
     try:

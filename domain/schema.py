@@ -23,18 +23,17 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator
-from typing import Any, Final
-
-import jsonschema_rs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, best_match
-from jsonschema.protocols import Validator
-from jsonschema.validators import validator_for
-from referencing import Registry, Resource
-from referencing.exceptions import Unresolvable
-from referencing.jsonschema import DRAFT202012
+from typing import TYPE_CHECKING, Any, Final
 
 from domain.errors import AttributesInvalidError, ValidationError
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
+
+# jsonschema, jsonschema-rs and referencing are imported by the functions that compile
+# or check a schema: reading a store that loads no graph type (a status, a list of runs)
+# does not pay for them (issue 17, command line start).
+# ruff: noqa: PLC0415
 
 __all__ = [
     "MAX_DEPTH",
@@ -203,6 +202,10 @@ class AttributeSchema:
     @classmethod
     def compile(cls, schema: object, *, what: str) -> AttributeSchema:
         """Check ``schema`` is a usable JSON Schema object and compile it."""
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+        from jsonschema.validators import validator_for
+
         if not isinstance(schema, dict):
             raise ValidationError(
                 f"{what}: a schema must be a JSON Schema object (a dict), got "
@@ -235,6 +238,9 @@ class AttributeSchema:
         """Raise :class:`AttributesInvalidError` unless ``attributes`` match the schema."""
         if self._fast is not None and self._fast.is_valid(attributes):
             return
+        from jsonschema.exceptions import best_match
+        from referencing.exceptions import Unresolvable
+
         try:
             error = best_match(self._validator.iter_errors(attributes))
         except Unresolvable as exc:  # a $ref check_refs could not see (nested $id)
@@ -271,6 +277,8 @@ def _fast_validator(schema: dict[str, Any]) -> Any:
     """A jsonschema-rs validator where it judges exactly as jsonschema does, else None."""
     if not _SLOW_ONLY.isdisjoint(_keywords(schema)):
         return None
+    import jsonschema_rs
+
     try:
         return jsonschema_rs.validator_for(schema, validate_formats=False)
     except (ValueError, jsonschema_rs.ValidationError):  # a schema it cannot compile
@@ -293,6 +301,10 @@ def _check_refs(schema: dict[str, Any], *, what: str) -> None:
     refs = list(_refs(schema))
     if not refs:
         return
+    from referencing import Registry, Resource
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
     resource = Resource.from_contents(schema, default_specification=DRAFT202012)
     resolver = Registry[Any]().resolver_with_root(resource)
     for ref in refs:

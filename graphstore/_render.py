@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from projections import FlowCall, FlowRun, ProjectorStatus
+if TYPE_CHECKING:
+    from projections import FlowCall, FlowRun, ProjectorStatus
 
 __all__ = ["format_ms", "run_tree", "runs_table", "status_table"]
 

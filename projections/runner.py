@@ -16,20 +16,24 @@ Waking, designed for many mostly idle tenants:
   tenants have one; the sweeper also checks every hot tenant each ``poll_interval``
   seconds, which covers a lost wake (and a tenant going hot is checked again 20 and
   200 ms later: the watcher subscribes a moment after it is registered).
-* Every other tenant is **idle**: its file is closed (no connection, no thread). Each
-  ``sweep_interval`` seconds the one sweeper thread compares the file's and its WAL's
-  ``stat`` (inode, size, mtime) with what they were before the tenant's last check: a
-  commit from any process writes to the WAL, so a change wakes the tenant (a sweep of
-  1,000 idle tenants takes about 2.6 ms: 0.5% of a core at 0.5 s). File times
-  are coarse (a few ms; a second on some file systems), so a commit in the same tick as
-  the signature would not show: when the newest mtime is less than a second old, the
-  tenant is checked once more a second after it.
-* Idle tenants are also woken by **file events**: with ``file_events`` (default on) a
-  watchdog observer (inotify on Linux: one watch on the data directory, no polling, no
-  CPU while nothing is written) reports every write to a ``tenant-*.db`` file or its
-  WAL; a write to a closed tenant whose signature differs from the one seen at its last
-  check schedules it at once. The sweep stays as the fallback (a lost or coalesced event,
-  a file system without events).
+* Every other tenant is **idle**: its file is closed (no connection, no thread) and it
+  costs nothing per tick. It is woken by **file events**: with ``file_events`` (default
+  on) a watchdog observer (inotify on Linux: one watch on the data directory, no
+  polling, no CPU while nothing is written) reports every write to a ``tenant-*.db``
+  file or its WAL; a write to a closed tenant whose file signature (inode, size, mtime
+  of the file and its WAL) differs from the one taken before its last check schedules
+  it at once. A commit from any process writes to the WAL, so it always shows.
+* The **sweep** of idle tenants compares every closed tenant's signature with the one
+  taken before its last check (about 2.6 ms per 1,000 tenants). With file events it is
+  only a fallback (a lost or coalesced event), run every ``fallback_sweep_interval``
+  seconds (default 60: 0.04% of a core at 10,000 tenants); without them it runs every
+  ``sweep_interval``. File times are coarse (a few ms; a second on some file systems),
+  so a commit in the same tick as the signature would not show: when the newest mtime
+  is less than a second old, the tenant is checked once more a second after it.
+* The **registry** (``system.db``) is read again only when its file signature changes
+  (checked each ``sweep_interval``: one ``stat`` pair, whatever the number of tenants),
+  and once more when a fresh mtime could hide a commit; ``registry_interval`` (default
+  none) adds a periodic read.
 * Waking a tenant = scheduling it on the worker queue (once, however many wakes
   arrive). A worker opens its file if closed, runs each projector for at most
   ``max_batches`` batches (then requeues the tenant behind the others), and closes the
@@ -37,6 +41,8 @@ Waking, designed for many mostly idle tenants:
 
 Status (:meth:`Runner.status`) is per (tenant, projector) and costs no I/O: each
 projector's last known position, head, lag and state, kept while its tenant is closed.
+:attr:`Runner.counters` counts the work done (tenant checks, signatures read, registry
+reads), so the cost of idle tenants can be observed.
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ from projections.rebuild import following_live
 from streams import HonkerFactory
 from streams.directory import Directory
 
-__all__ = ["Runner", "file_signature"]
+__all__ = ["Runner", "RunnerCounters", "file_signature"]
 
 log = structlog.wrap_logger(logging.getLogger("projections"))
 
@@ -123,6 +129,23 @@ class _FileWakes(FileSystemEventHandler):
         ):
             path = event.dest_path if event.event_type == "moved" else event.src_path
             self._runner._file_written(os.fsdecode(path))
+
+
+@dataclass(slots=True)
+class RunnerCounters:
+    """What a :class:`Runner` has done since it started (monotonic counts).
+
+    ``ticks``: wakes of the sweeper's periodic tick; ``checks``: tenant checks (a file
+    opened or followed, its projectors caught up); ``signatures_read``: file signatures
+    of closed tenants read (by sweeps and file events); ``sweeps_of_idle``: sweeps over
+    every closed tenant; ``registry_reads``: reads of the tenant registry.
+    """
+
+    ticks: int = 0
+    checks: int = 0
+    signatures_read: int = 0
+    sweeps_of_idle: int = 0
+    registry_reads: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +205,10 @@ class Runner:
     (``metagraph@v1``) to policy. Each tenant runs the live version of each projection
     (a rebuild's swap is followed when the tenant is next checked; the new version keeps
     the policy given for the projection).
+    ``sweep_interval`` is the sweeper's tick (hot tenants' polls, timers, the registry's
+    signature; closed tenants' signatures too when ``file_events`` is off);
+    ``fallback_sweep_interval`` is how often closed tenants' signatures are compared
+    when file events wake them.
     ``tenants`` replaces the registry as the source of org ids (a callable, called each
     sweep). ``settings`` are extra persistence settings for the tenant files, on top of
     the data directory's (they must match the writers' durability and busy timeout).
@@ -201,8 +228,9 @@ class Runner:
         sweep_interval: float = 0.5,
         poll_interval: float = 1.0,
         idle_after: float = 30.0,
-        registry_interval: float = 5.0,
+        registry_interval: float | None = None,
         file_events: bool = True,
+        fallback_sweep_interval: float = 60.0,
     ) -> None:
         self.data = data if isinstance(data, Directory) else Directory(data)
         self._registry: Identity | None = None  # system.db's, opened when first read
@@ -226,6 +254,9 @@ class Runner:
         self.idle_after = idle_after
         self.registry_interval = registry_interval
         self.file_events = file_events
+        self.fallback_sweep_interval = fallback_sweep_interval
+        self.counters = RunnerCounters()
+        self._hot: set[_Tenant] = set()
         self._observer: BaseObserver | None = None
         self._worker_count = workers
         self._tenants: dict[str, _Tenant] = {}
@@ -238,7 +269,7 @@ class Runner:
         self._threads: list[threading.Thread] = []
         self._started = self._stopping = False
         self._registry_read = -float("inf")
-        self._system_signature: Signature | None = None
+        self._system_seen: _Seen | None = None
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -422,6 +453,7 @@ class Runner:
 
     def _sweep_loop(self) -> None:
         next_sweep = monotonic() + self.sweep_interval
+        next_idle_sweep = monotonic() + self._idle_sweep_interval
         while True:
             with self._timer_cv:
                 if self._stopping:
@@ -437,23 +469,43 @@ class Runner:
             for action in due:
                 action()
             if monotonic() >= next_sweep:
+                idle = monotonic() >= next_idle_sweep
                 try:
-                    self._sweep()
+                    self._sweep(idle=idle)
                 except Exception:
                     log.exception("sweep failed")
                 next_sweep = monotonic() + self.sweep_interval
+                if idle:
+                    next_idle_sweep = monotonic() + self._idle_sweep_interval
 
-    def _sweep(self) -> None:
+    @property
+    def _idle_sweep_interval(self) -> float:
+        """Seconds between two sweeps of the closed tenants (see the module docstring)."""
+        return self.fallback_sweep_interval if self.file_events else self.sweep_interval
+
+    def _sweep(self, *, idle: bool) -> None:
+        """One tick: the registry, the hot tenants' polls and, if ``idle``, every closed
+        tenant's signature. Without ``idle`` the work does not grow with idle tenants."""
+        self.counters.ticks += 1
         self._refresh_tenants()
         now = monotonic()
-        for tenant in list(self._tenants.values()):
-            if tenant.retry_at is not None or tenant.queued or tenant.running:
-                continue  # a timer wakes it, or it is being checked (its files change)
-            if tenant.open:  # hot, or being checked right now
-                if tenant.hot and now - tenant.checked >= self.poll_interval:
-                    self._schedule(tenant)
-            elif tenant.seen is None or file_signature(tenant.path) != tenant.seen.signature:
+        for tenant in list(self._hot):
+            busy = tenant.retry_at is not None or tenant.queued or tenant.running
+            if not busy and tenant.hot and now - tenant.checked >= self.poll_interval:
                 self._schedule(tenant)
+        if not idle:
+            return
+        self.counters.sweeps_of_idle += 1
+        for tenant in list(self._tenants.values()):
+            if tenant.retry_at is not None or tenant.queued or tenant.running or tenant.open:
+                continue  # a timer wakes it, it is being checked, or it is hot (above)
+            if tenant.seen is None or self._changed(tenant):
+                self._schedule(tenant)
+
+    def _changed(self, tenant: _Tenant) -> bool:
+        """Whether a closed tenant's files differ from before its last check."""
+        self.counters.signatures_read += 1
+        return tenant.seen is None or file_signature(tenant.path) != tenant.seen.signature
 
     def _file_written(self, path: str) -> None:
         """A file event (observer thread): wake the closed tenant whose file changed."""
@@ -463,22 +515,31 @@ class Runner:
             return  # unknown, or its own watcher and checks follow it
         if tenant.retry_at is not None:
             return  # backing off after trouble: its timer wakes it
-        if tenant.seen is None or file_signature(tenant.path) != tenant.seen.signature:
+        if self._changed(tenant):
             self._schedule(tenant)
 
     def _registered(self) -> list[str]:
         """The tenants of ``system.db``'s registry (the domain's identity application)."""
         if self._registry is None:
             self._registry = Identity(self.data.system_env())
+        self.counters.registry_reads += 1
         return self._registry.tenants()
 
     def _refresh_tenants(self, *, force: bool = False) -> None:
         if self._tenant_source is None:
-            signature = file_signature(self.data.system_path)
-            due = monotonic() - self._registry_read >= self.registry_interval
-            if not (force or due or signature != self._system_signature):
+            last = self._system_seen
+            seen = _Seen.now(self.data.system_path)
+            due = (
+                self.registry_interval is not None
+                and monotonic() - self._registry_read >= self.registry_interval
+            )
+            changed = last is None or seen.signature != last.signature
+            # A signature taken in the newest mtime's tick could hide a later commit of
+            # that tick: read once more when that tick is surely over.
+            unsettled = last is not None and not last.trusted and seen.trusted
+            if not (force or due or changed or unsettled):
                 return
-            self._system_signature = signature
+            self._system_seen = seen
             source: Callable[[], Iterable[str]] = self._registered
         else:
             source = self._tenant_source
@@ -497,12 +558,14 @@ class Runner:
             tenant = self._tenants.pop(org_id)
             with tenant.lock:
                 self._close(tenant, None)
+            self._hot.discard(tenant)
 
     # --- one tenant -----------------------------------------------------------------
 
     def _process(self, tenant: _Tenant) -> bool:
         """Check one tenant: catch up, go hot or close. True if it has more to do."""
         seen = _Seen.now(tenant.path)  # before reading: no commit falls between
+        self.counters.checks += 1
         with tenant.lock:
             if self._stopping or self._tenants.get(tenant.org_id) is not tenant:
                 return False
@@ -585,6 +648,7 @@ class Runner:
         factory = next(iter(tenant.factories.values()))
         factory.datastore.watcher.add(tenant.wake)
         tenant.hot = True
+        self._hot.add(tenant)
         log.debug("tenant hot", tenant=tenant.org_id)
 
     def _close(self, tenant: _Tenant, seen: _Seen | None) -> None:
@@ -596,6 +660,7 @@ class Runner:
         if tenant.hot:
             next(iter(tenant.factories.values())).datastore.watcher.discard(tenant.wake)
             tenant.hot = False
+            self._hot.discard(tenant)
         tenant.projectors = []
         for factory in tenant.factories.values():
             factory.close()  # stops and joins the watcher thread if this was its last user

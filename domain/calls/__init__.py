@@ -13,43 +13,107 @@
 The common names are re-exported here: ``from domain.calls import ingest``.
 """
 
-from domain.calls.graph import CALL, CALL_GRAPH, GRAPH_NAME, TRIGGERED, triggered_key
-from domain.calls.jsonl import ingest_jsonl, read_jsonl
-from domain.calls.ledger import (
-    CallLedger,
-    IngestReport,
-    call_ledger,
-    find_call_graph,
-    get_call,
-    ingest,
-    tenant_call_graph,
-)
-from domain.calls.protocol import (
-    CALL_STATUSES,
-    DEFAULT_ABORT_POLICY,
-    ERROR_CODES,
-    EVENT_TYPES,
-    TERMINAL_STATUSES,
-    TRANSITIONS,
-    AbortPolicy,
-    CallAborted,
-    CallCompleted,
-    CallErrored,
-    CallEvent,
-    CallPayload,
-    CallRequested,
-    CallResponded,
-    EventType,
-    Identity,
-    OperationType,
-    OperationTypes,
-    Output,
-    call_event,
-    decode_event,
-    status_path,
-)
-from domain.calls.recovery import abort_calls, abort_events
-from domain.calls.tree import CallIndex, CallRef, CallTree
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from domain.calls.graph import CALL, CALL_GRAPH, GRAPH_NAME, TRIGGERED, triggered_key
+    from domain.calls.jsonl import ingest_jsonl, read_jsonl
+    from domain.calls.ledger import (
+        CallLedger,
+        IngestReport,
+        call_ledger,
+        find_call_graph,
+        get_call,
+        ingest,
+        tenant_call_graph,
+    )
+    from domain.calls.protocol import (
+        CALL_STATUSES,
+        DEFAULT_ABORT_POLICY,
+        ERROR_CODES,
+        EVENT_TYPES,
+        TERMINAL_STATUSES,
+        TRANSITIONS,
+        AbortPolicy,
+        CallAborted,
+        CallCompleted,
+        CallErrored,
+        CallEvent,
+        CallPayload,
+        CallRequested,
+        CallResponded,
+        EventType,
+        Identity,
+        OperationType,
+        OperationTypes,
+        Output,
+        call_event,
+        decode_event,
+        status_path,
+    )
+    from domain.calls.recovery import abort_calls, abort_events
+    from domain.calls.tree import CallIndex, CallRef, CallTree
+
+# Each name is imported when first used (PEP 562): a command that needs one part of
+# the package does not pay for the rest (issue 17, command line start).
+_WHERE: dict[str, str] = {
+    "AbortPolicy": "domain.calls.protocol",
+    "CALL": "domain.calls.graph",
+    "CALL_GRAPH": "domain.calls.graph",
+    "CALL_STATUSES": "domain.calls.protocol",
+    "CallAborted": "domain.calls.protocol",
+    "CallCompleted": "domain.calls.protocol",
+    "CallErrored": "domain.calls.protocol",
+    "CallEvent": "domain.calls.protocol",
+    "CallIndex": "domain.calls.tree",
+    "CallLedger": "domain.calls.ledger",
+    "CallPayload": "domain.calls.protocol",
+    "CallRef": "domain.calls.tree",
+    "CallRequested": "domain.calls.protocol",
+    "CallResponded": "domain.calls.protocol",
+    "CallTree": "domain.calls.tree",
+    "DEFAULT_ABORT_POLICY": "domain.calls.protocol",
+    "ERROR_CODES": "domain.calls.protocol",
+    "EVENT_TYPES": "domain.calls.protocol",
+    "EventType": "domain.calls.protocol",
+    "GRAPH_NAME": "domain.calls.graph",
+    "Identity": "domain.calls.protocol",
+    "IngestReport": "domain.calls.ledger",
+    "OperationType": "domain.calls.protocol",
+    "OperationTypes": "domain.calls.protocol",
+    "Output": "domain.calls.protocol",
+    "TERMINAL_STATUSES": "domain.calls.protocol",
+    "TRANSITIONS": "domain.calls.protocol",
+    "TRIGGERED": "domain.calls.graph",
+    "abort_calls": "domain.calls.recovery",
+    "abort_events": "domain.calls.recovery",
+    "call_event": "domain.calls.protocol",
+    "call_ledger": "domain.calls.ledger",
+    "decode_event": "domain.calls.protocol",
+    "find_call_graph": "domain.calls.ledger",
+    "get_call": "domain.calls.ledger",
+    "ingest": "domain.calls.ledger",
+    "ingest_jsonl": "domain.calls.jsonl",
+    "read_jsonl": "domain.calls.jsonl",
+    "status_path": "domain.calls.protocol",
+    "tenant_call_graph": "domain.calls.ledger",
+    "triggered_key": "domain.calls.graph",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "CALL",
