@@ -392,12 +392,16 @@ def test_a_late_answer_to_an_older_read_does_not_overwrite_a_newer_one(
 
     held: list[tuple[Route, APIResponse]] = []
     passed: list[str] = []
+    holding: list[Route] = []
 
     def hold_first(route: Route) -> None:
-        if held:
+        # `holding` is set before the fetch: Playwright may call this handler for the next
+        # request while `route.fetch()` waits, and that one must pass, not be held too.
+        if holding:
             passed.append(route.request.url)
             route.continue_()
             return
+        holding.append(route)
         # the server answers now (s-1 pending); the page gets that answer only later,
         # after s-1 completed and a newer read showed it
         held.append((route, route.fetch()))
