@@ -29,6 +29,8 @@ MEASURED: Final[dict[str, tuple[str, ...]]] = {
     "target": ("graphstore", "projections", "streams"),
     "serve": ("graphstore", "projections", "domain", "streams"),
     "relay": ("graphstore", "projections", "domain", "streams"),
+    "backup": ("graphstore", "domain", "streams"),
+    "restore": ("graphstore", "projections", "domain", "streams"),
 }
 """The packages each suite measures (besides its own module, ``benchmarks/SUITE.py``)."""
 
