@@ -43,7 +43,7 @@ from projections import FlowgraphProjection, MetagraphProjection
 from projections.rebuild import open_live_projector
 from streams import HonkerDatastore, HonkerTrackingRecorder
 
-__all__ = ["CliRunnerFigures", "build_tenants", "measure_cli_runner"]
+__all__ = ["CliRunnerFigures", "OffsetWatcher", "build_tenants", "measure_cli_runner"]
 
 IDLE_AFTER_S: Final = 30.0
 """The runner's default ``idle_after``: the template's events must be older than this."""
@@ -160,14 +160,14 @@ def _writer(
     data.close()
 
 
-class _Applied:
-    """Notes when the last projector (flowgraph, run after metagraph) of one tenant has
-    saved an offset, on every wake of Honker's update watcher on the file."""
+class OffsetWatcher:
+    """A subscriber in this process: on every wake of Honker's update watcher it reads
+    the projector's saved offset and notes when each new value was first seen."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, consumer: str, stream: str) -> None:
         self.datastore = HonkerDatastore(path)
-        consumer = FlowgraphProjection().consumer
         self.tracking = HonkerTrackingRecorder(self.datastore, consumer=consumer)
+        self.stream = stream
         self.seen: list[tuple[int, int]] = []
         self._wake = threading.Event()
         self._done = False
@@ -180,7 +180,7 @@ class _Applied:
         while not self._done:
             self._wake.wait(0.05)
             self._wake.clear()
-            offset = self.tracking.max_tracking_id("metagraph") or 0
+            offset = self.tracking.max_tracking_id(self.stream) or 0
             if offset > last:
                 self.seen.append((offset, time.monotonic_ns()))
                 last = offset
@@ -200,6 +200,13 @@ class _Applied:
         self._thread.join()
         self.datastore.watcher.discard(self._wake.set)
         self.datastore.close()
+
+    def latencies_ms(self, stamps: list[tuple[int, int]]) -> list[float]:
+        result = []
+        for offset, committed in stamps:
+            seen = next(t for o, t in self.seen if o >= offset)
+            result.append((seen - committed) / 1e6)
+        return result
 
 
 def _at_head(data: DataDirectory, org_ids: list[str]) -> int:
@@ -256,7 +263,11 @@ def measure_cli_runner(
         threads = _status(process.pid, "Threads")
         wakes: list[float] = []
         for org in woken:
-            applied = _Applied(DataDirectory(path, create=False).tenant_path(org))
+            applied = OffsetWatcher(
+                DataDirectory(path, create=False).tenant_path(org),
+                FlowgraphProjection().consumer,  # the last projector to run
+                "metagraph",
+            )
             try:
                 time.sleep(rng.uniform(1.5, 2.0))  # the watcher's own open has settled
                 inbox.put(org)

@@ -26,7 +26,6 @@ import multiprocessing
 import random
 import shutil
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
@@ -44,7 +43,7 @@ from benchmarks._report import (
     rounds,
     scratch,
 )
-from benchmarks._tenants_cli import build_tenants, measure_cli_runner
+from benchmarks._tenants_cli import OffsetWatcher, build_tenants, measure_cli_runner
 from benchmarks.cli import child_env, graphstore_command
 from benchmarks.domain import build_graph
 from domain import Actor, Metagraph
@@ -53,7 +52,6 @@ from graphstore.data import DataDirectory
 from projections import FlowgraphProjection, MetagraphProjection, Projector, Replay, Runner
 from projections.metagraph import TABLES as METAGRAPH_TABLES
 from projections.metagraph import _Sql as MetagraphSql
-from streams import HonkerDatastore, HonkerTrackingRecorder
 
 __all__ = ["run"]
 
@@ -239,46 +237,6 @@ def _e2e_writer(path: str, samples: int, ready: Any, go: Any, out: Queue[Any]) -
         out.put(stamps)
 
 
-class _OffsetWatcher:
-    """A subscriber in this process: on every wake of Honker's update watcher it reads
-    the projector's saved offset and notes when each new value was first seen."""
-
-    def __init__(self, path: Path, consumer: str, stream: str) -> None:
-        self.datastore = HonkerDatastore(path)
-        self.tracking = HonkerTrackingRecorder(self.datastore, consumer=consumer)
-        self.stream = stream
-        self.seen: list[tuple[int, int]] = []
-        self._wake = threading.Event()
-        self._done = False
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self.datastore.watcher.add(self._wake.set)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        last = -1
-        while not self._done:
-            self._wake.wait(0.05)
-            self._wake.clear()
-            offset = self.tracking.max_tracking_id(self.stream) or 0
-            if offset > last:
-                self.seen.append((offset, time.monotonic_ns()))
-                last = offset
-
-    def close(self) -> None:
-        self._done = True
-        self._wake.set()
-        self._thread.join()
-        self.datastore.watcher.discard(self._wake.set)
-        self.datastore.close()
-
-    def latencies_ms(self, stamps: list[tuple[int, int]]) -> list[float]:
-        result = []
-        for offset, committed in stamps:
-            seen = next(t for o, t in self.seen if o >= offset)
-            result.append((seen - committed) / 1e6)
-        return result
-
-
 def e2e_run(root: Path, samples: int, round_no: int) -> list[float]:
     data = DataDirectory(root / f"e2e-{round_no}")
     path = data.tenant_path(TENANT)
@@ -293,7 +251,7 @@ def e2e_run(root: Path, samples: int, round_no: int) -> list[float]:
             raise RuntimeError("the writer did not start")
         projection = MetagraphProjection()
         runner = Runner(data, [projection], tenants=lambda: [TENANT]).start()
-        watcher = _OffsetWatcher(path, projection.consumer, "metagraph")
+        watcher = OffsetWatcher(path, projection.consumer, "metagraph")
         try:
             time.sleep(0.5)  # the tenant goes hot (its watcher subscribes)
             go.set()

@@ -58,7 +58,7 @@ def test_serve_metrics_move_as_requests_and_projections_do(server: Server) -> No
     )
     assert value(after, "graphstore_ingested_batches_total", tenant=TENANT) >= 1
     assert value(after, "graphstore_http_refused_total", status="401", code="UNAUTHENTICATED") == 1
-    latency = "graphstore_http_request_duration_seconds_count"
+    latency = "graphstore_http_request_duration_seconds_count"  # observations, not seconds
     assert value(after, latency, operation="graphstore.runs.list") >= 1
     assert value(after, latency, operation="calls") >= 2
     assert value(after, "graphstore_http_requests_total", operation="calls", status="200") >= 1
