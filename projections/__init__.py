@@ -14,11 +14,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from projections.call_fold import DeadLetter
     from projections.call_intake import (
         DEFAULT_CONSUMER,
         CallIntake,
         CallIntakeError,
-        DeadLetter,
         call_event_of,
         call_topic,
         publish_call,
@@ -57,7 +57,7 @@ _WHERE: dict[str, str] = {
     "Change": "projections.changes",
     "DEFAULT_BATCH_SIZE": "projections.projector",
     "DEFAULT_CONSUMER": "projections.call_intake",
-    "DeadLetter": "projections.call_intake",
+    "DeadLetter": "projections.call_fold",
     "ErrorPolicy": "projections.projector",
     "EventNotProjectableError": "projections.errors",
     "FlowCall": "projections.flowgraph",

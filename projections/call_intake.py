@@ -12,8 +12,10 @@ neither lose an entry nor apply one twice.
 
 A bad call event (malformed, or refused by the call rules: unknown call, conflict,
 cycle) is not retried for ever: it goes to the dead-letter stream
-(``<consumer>.dead-letters`` in the same file) with its typed error, and the position
-moves past it, in one transaction; the events around it are applied. Database trouble
+(``<consumer>.dead-letters`` in the same file) as a
+:class:`~projections.call_fold.DeadLetter` with its typed error, and the position moves
+past it, in one transaction; the events around it are applied. The fold itself is
+:func:`projections.call_fold.fold_calls`, shared with the NATS ingester. Database trouble
 (busy, full, closed file) is not an event's fault: nothing commits and the batch is
 tried again after a back-off.
 
@@ -25,66 +27,46 @@ exactly-once positions (the projectors); ``domain`` knows nothing of streams and
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-import structlog
 
 from domain import Metagraph
-from domain.calls import (
-    DEFAULT_ABORT_POLICY,
-    AbortPolicy,
-    CallEvent,
-    OperationTypes,
-    ingest,
-)
+from domain.calls import DEFAULT_ABORT_POLICY, AbortPolicy, CallEvent, OperationTypes
 from domain.calls.protocol import as_event
-from domain.errors import ConcurrencyError, DomainError, InvalidCallEventError
-from domain.unit_of_work import UnitOfWork
-from streams import Batch, EventTarget, Outbox, Subscription, TargetEvent, read_after
+from domain.errors import InvalidCallEventError
+from projections.call_fold import (
+    DeadLetter,
+    Delivery,
+    dead_letter_stream,
+    fold_calls,
+    read_dead_letters,
+)
+from projections.errors import ProjectionError
+from streams import Batch, EventTarget, Outbox, Subscription, TargetEvent
 
 __all__ = [
     "CALL_TYPES",
     "DEFAULT_CONSUMER",
     "CallIntake",
     "CallIntakeError",
-    "DeadLetter",
     "call_event_of",
     "call_topic",
     "publish_call",
 ]
-
-log = structlog.wrap_logger(logging.getLogger("projections.call_intake"))
 
 DEFAULT_CONSUMER: Final = "call-intake@v1"
 CALL_TYPES: Final = ("call.*",)
 """The patterns the intake consumes; other types in the stream are passed over."""
 
 
-class CallIntakeError(ValueError):
-    """The intake cannot run as configured (the message says what to change)."""
-
-
-class DeadLetter(msgspec.Struct, frozen=True, kw_only=True):
-    """A call event the intake refused: where it was, what it said, and why.
-
-    ``offset`` is its place in the target's stream, ``type`` and ``detail`` what was
-    published, ``error`` the refusal's class (``InvalidCallEventError``,
-    ``UnknownCallError``, ``CallConflictError``, ...), ``code`` its platform code and
-    ``message`` what was wrong; ``parked_at`` when it was parked (ms since the epoch).
-    """
-
-    offset: int
-    type: str
-    detail: Any
-    error: str
-    code: str
-    message: str
-    parked_at: int
+class CallIntakeError(ProjectionError, ValueError):
+    """The intake cannot run as configured (the message says what to change); a
+    ``ValueError`` too, as before it joined :class:`ProjectionError`."""
 
 
 def call_topic(event: CallEvent) -> str:
@@ -181,7 +163,7 @@ class CallIntake:
         self.app = app
         self.target = target
         self.name = name
-        self.dead_letter_stream = f"{name}.dead-letters"
+        self.dead_letter_stream = dead_letter_stream(name)
         self.operation_types = operation_types
         self.abort_policy: AbortPolicy = abort_policy
         self.batch = batch
@@ -238,8 +220,7 @@ class CallIntake:
 
     def dead_letters(self) -> list[DeadLetter]:
         """The refused call events, in the order they were parked."""
-        entries = read_after(self.target.datastore, self.dead_letter_stream, 0)
-        return [msgspec.json.decode(e.payload, type=DeadLetter) for e in entries]
+        return read_dead_letters(self.target.datastore, self.name)
 
     def requeue(self, letter: DeadLetter) -> int | None:
         """Publish a dead letter's event again (after its cause was fixed, e.g. the
@@ -250,76 +231,26 @@ class CallIntake:
     # --- folding ------------------------------------------------------------------------
 
     def fold(self, batch: Batch) -> None:
-        """Fold one batch (the target's consumer handler): all of it in one transaction
-        with the position; if the call rules refuse an event, event by event, each
-        refused one parked in the dead-letter stream as its position moves past it."""
-        parsed: list[tuple[TargetEvent, CallEvent | InvalidCallEventError]] = []
-        for event in batch.events:
-            try:
-                parsed.append((event, call_event_of(event)))
-            except InvalidCallEventError as exc:
-                parsed.append((event, exc))
-        calls = [call for _, call in parsed if isinstance(call, CallEvent)]
-        if len(calls) == len(parsed):
-            try:
-                self._commit(batch.saved, batch.upto, calls)
-                return
-            except ConcurrencyError:
-                raise
-            except DomainError:
-                pass  # one of them is refused: find it, event by event
-        position = batch.saved
-        for event, call in parsed:
-            offset = int(event.offset or batch.upto)
-            refusal: DomainError | None = call if isinstance(call, DomainError) else None
-            if isinstance(call, CallEvent):
-                try:
-                    self._commit(position, offset, [call])
-                except ConcurrencyError:
-                    raise
-                except DomainError as exc:
-                    refusal = exc
-            if refusal is not None:
-                self._commit(position, offset, [], dead=(event, refusal))
-                log.warning(
-                    "call event parked",
-                    consumer=self.name,
-                    offset=offset,
-                    type=event.type,
-                    error=type(refusal).__name__,
-                )
-            position = offset
-        if position is None or position < batch.upto:
-            self._commit(position, batch.upto, [])
-
-    def _commit(
-        self,
-        expected: int | None,
-        upto: int,
-        calls: list[CallEvent],
-        *,
-        dead: tuple[TargetEvent, DomainError] | None = None,
-    ) -> None:
-        def work(unit: UnitOfWork) -> None:
-            unit.save_position(self.name, self.target.stream, upto, expected=expected)
-            if dead is not None:
-                event, error = dead
-                letter = DeadLetter(
-                    offset=upto,
-                    type=event.type,
-                    detail=event.detail,
-                    error=type(error).__name__,
-                    code=error.code,
-                    message=str(error),
-                    parked_at=time.time_ns() // 1_000_000,
-                )
-                unit.publish(self.dead_letter_stream, msgspec.to_builtins(letter), key=str(upto))
-            if calls:
-                ingest(
-                    self.app,
-                    calls,
-                    abort_policy=self.abort_policy,
-                    operation_types=self.operation_types,
-                )
-
-        self.app.atomic(work)
+        """Fold one batch (the target's consumer handler) with
+        :func:`projections.call_fold.fold_calls`: all of it in one transaction with the
+        position; if the call rules refuse an event, event by event, each refused one
+        parked in the dead-letter stream as its position moves past it."""
+        deliveries = [
+            Delivery.of(
+                int(event.offset or batch.upto),
+                event.type,
+                event.detail,
+                partial(call_event_of, event),
+            )
+            for event in batch.events
+        ]
+        fold_calls(
+            self.app,
+            deliveries,
+            consumer=self.name,
+            stream=self.target.stream,
+            saved=batch.saved,
+            upto=batch.upto,
+            operation_types=self.operation_types,
+            abort_policy=self.abort_policy,
+        )

@@ -24,9 +24,11 @@ into the tenant's file, exactly once in effect:
 **Refused events.** An event the protocol or the call rules refuse (malformed, unknown
 call, conflict, cycle) must not block the subject for ever, and must not vanish: the
 batch is folded event by event, and each refused event is written to the tenant file's
-dead-letter stream ``nats-ingest@v1.dead-letters`` (its stream sequence, the message as
-published, the error's class, code and message: :class:`NatsDeadLetter`) in the same
-transaction that moves the position past it; then it is acknowledged. Read them with
+dead-letter stream ``nats-ingest@v1.dead-letters`` (its stream sequence, the event's type
+and the message as published, the error's class, code and message:
+:class:`projections.call_fold.DeadLetter`, the record every way in writes) in the same
+transaction that moves the position past it; then it is acknowledged. The fold is
+:func:`projections.call_fold.fold_calls`, shared with the local intake. Read them with
 :meth:`Ingester.dead_letters`; publish one again from a spoke once its cause is fixed.
 A dead letter in the tenant file rather than a dead-letter subject: it commits
 atomically with the position (a subject could not), it is kept with the tenant (moves
@@ -43,8 +45,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from time import monotonic
@@ -59,16 +60,20 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from domain import Metagraph, check_org_id
-from domain.calls import DEFAULT_ABORT_POLICY, AbortPolicy, CallEvent, OperationTypes, ingest
-from domain.calls.protocol import decode_event
-from domain.errors import ConcurrencyError, DomainError, InvalidCallEventError
-from domain.unit_of_work import UnitOfWork
+from domain.calls import DEFAULT_ABORT_POLICY, AbortPolicy, OperationTypes
 from graphstore.nats._connection import Link
 from graphstore.nats._service import Service
 from graphstore.nats.spoke import ensure_calls_stream
 from graphstore.nats.subjects import CALLS_STREAM, calls_subject
 from graphstore.store import Store
-from streams import Source, positions_table, read_after, saved_position
+from projections.call_fold import (
+    DeadLetter,
+    Delivery,
+    dead_letter_stream,
+    fold_calls,
+    read_dead_letters,
+)
+from streams import Source, positions_table, saved_position
 
 __all__ = [
     "CONSUMER",
@@ -80,7 +85,6 @@ __all__ = [
     "Ingester",
     "IngesterState",
     "IngesterStatus",
-    "NatsDeadLetter",
     "durable_name",
     "fold_messages",
     "ingested_position",
@@ -97,7 +101,7 @@ CONSUMER: Final = "nats-ingest@v1"
 POSITION_STREAM: Final = f"nats:{CALLS_STREAM}"
 """The stream name of that position (JetStream stream sequences of ``GRAPHSTORE_CALLS``),
 followed by ``@<the stream's creation time, ms>`` (:func:`position_stream`)."""
-DEAD_LETTERS: Final = f"{CONSUMER}.dead-letters"
+DEAD_LETTERS: Final = dead_letter_stream(CONSUMER)
 MAX_BACKOFF: Final = 5.0
 DEFAULT_BATCH: Final = 500
 DEFAULT_LINGER: Final = 0.01
@@ -109,19 +113,6 @@ IngesterState = Literal["starting", "consuming", "backing-off", "stopped"]
 def durable_name(tenant: str) -> str:
     """The durable JetStream consumer of a tenant's calls: ``ingest-<tenant>``."""
     return f"ingest-{tenant}"
-
-
-class NatsDeadLetter(msgspec.Struct, frozen=True, kw_only=True):
-    """A call event the ingester refused: its stream ``sequence``, the ``message`` as
-    published (JSON text), the refusal's class (``error``), ``code`` and ``message``;
-    ``parked_at`` in ms since the epoch."""
-
-    sequence: int
-    message: str
-    error: str
-    code: str
-    reason: str
-    parked_at: int
 
 
 class IngesterStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,22 +129,8 @@ class IngesterStatus(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Folded:
-    position: int
-    folded: int
-    refused: int
-
-
 def _sequence(msg: Msg) -> int:
     return int(msg.metadata.sequence.stream)
-
-
-def _mapping(data: bytes) -> Mapping[str, Any]:
-    value = msgspec.json.decode(data)
-    if not isinstance(value, dict):
-        raise msgspec.DecodeError("a call event is a JSON object")
-    return value
 
 
 def position_stream(created: datetime | None) -> str:
@@ -206,7 +183,8 @@ def fold_messages(
     abort_policy: AbortPolicy = DEFAULT_ABORT_POLICY,
 ) -> tuple[int, int, int]:
     """Fold ``(stream sequence, payload)`` pairs (stream order) into ``app``'s call
-    graph with the position, exactly once; returns (position, folded, refused).
+    graph with the position, exactly once, with
+    :func:`projections.call_fold.fold_calls`; returns (position, folded, refused).
 
     Pairs at or below the saved position are passed over. Raises database errors and
     :class:`~domain.errors.ConcurrencyError` (nothing committed: try the same pairs
@@ -215,88 +193,16 @@ def fold_messages(
     datastore = getattr(app.recorder, "datastore", None)
     if datastore is None:
         raise TypeError("the ingester needs a tenant on Honker persistence (streams.persistence)")
-    saved = saved_position(datastore, CONSUMER, stream)
-    fresh = [(seq, data) for seq, data in messages if seq > (saved or 0)]
-    if not fresh:
-        return saved or 0, 0, 0
-
-    def commit(
-        expected: int | None,
-        upto: int,
-        batch: Sequence[CallEvent | Mapping[str, Any]],
-        dead: tuple[int, bytes, DomainError] | None = None,
-    ) -> None:
-        def position(unit: UnitOfWork) -> None:
-            unit.save_position(CONSUMER, stream, upto, expected=expected)
-
-        if dead is None:  # the batch in the ledger's own unit: its fast first attempt stays
-            ingest(
-                app,
-                batch,
-                abort_policy=abort_policy,
-                operation_types=operation_types,
-                also=position,
-            )
-        else:
-            app.atomic(lambda unit: _dead_letter(unit, dead, position))
-
-    last = fresh[-1][0]
-    try:  # the whole batch, checked once by ingest() (as in-process callers do)
-        mappings = [_mapping(data) for _, data in fresh]
-        commit(saved, last, mappings)
-        return last, len(mappings), 0
-    except ConcurrencyError:
-        raise
-    except (DomainError, msgspec.DecodeError):
-        pass  # one of them is refused: find it, event by event
-    parsed: list[tuple[int, bytes, CallEvent | InvalidCallEventError]] = []
-    for seq, data in fresh:
-        try:
-            parsed.append((seq, data, decode_event(data)))
-        except InvalidCallEventError as exc:
-            parsed.append((seq, data, exc))
-    position, folded, refused = saved, 0, 0
-    for seq, data, call in parsed:
-        refusal: DomainError | None = call if isinstance(call, DomainError) else None
-        if isinstance(call, CallEvent):
-            try:
-                commit(position, seq, [call])
-                folded += 1
-            except ConcurrencyError:
-                raise
-            except DomainError as exc:
-                refusal = exc
-        if refusal is not None:
-            commit(position, seq, [], (seq, data, refusal))
-            refused += 1
-            log.warning(
-                "call event refused, dead-lettered",
-                tenant=getattr(datastore, "tenant", None),
-                sequence=seq,
-                error=type(refusal).__name__,
-            )
-        position = seq
-    return last, folded, refused
-
-
-def _dead_letter(
-    unit: UnitOfWork,
-    dead: tuple[int, bytes, DomainError],
-    position: Callable[[UnitOfWork], None],
-) -> None:
-    """Park a refused message in the tenant's dead-letter stream, moving the position
-    past it in the same unit."""
-    position(unit)
-    seq, data, error = dead
-    letter = NatsDeadLetter(
-        sequence=seq,
-        message=data.decode("utf-8", "replace"),
-        error=type(error).__name__,
-        code=error.code,
-        reason=str(error),
-        parked_at=time.time_ns() // 1_000_000,
+    done = fold_calls(
+        app,
+        [Delivery.of_json(seq, data) for seq, data in messages],
+        consumer=CONSUMER,
+        stream=stream,
+        saved=saved_position(datastore, CONSUMER, stream),
+        operation_types=operation_types,
+        abort_policy=abort_policy,
     )
-    unit.publish(DEAD_LETTERS, msgspec.to_builtins(letter), key=str(seq))
+    return done.position, done.folded, done.refused
 
 
 @dataclass(eq=False)
@@ -373,11 +279,10 @@ class Ingester(Service):
             for t in sorted(list(self._tenants.values()), key=lambda t: t.org_id)
         ]
 
-    def dead_letters(self, org_id: str) -> list[NatsDeadLetter]:
+    def dead_letters(self, org_id: str) -> list[DeadLetter]:
         """The refused call events of a tenant, in the order they were refused."""
         datastore: Any = self.store.tenant(org_id).recorder.datastore  # type: ignore[attr-defined]
-        entries = read_after(datastore, DEAD_LETTERS, 0)
-        return [msgspec.json.decode(e.payload, type=NatsDeadLetter) for e in entries]
+        return read_dead_letters(datastore, CONSUMER)
 
     # --- running ------------------------------------------------------------------------
 
@@ -529,7 +434,6 @@ class Ingester(Service):
             operation_types=self.operation_types,
             abort_policy=self.abort_policy,
         )
-        folded = _Folded(*result)
-        tenant.position = folded.position
-        tenant.folded += folded.folded
-        tenant.refused += folded.refused
+        tenant.position, folded, refused = result
+        tenant.folded += folded
+        tenant.refused += refused
