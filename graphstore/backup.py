@@ -41,6 +41,7 @@ from typing import Any, Final
 
 from domain import Identity, Metagraph
 from domain.errors import DomainError
+from graphstore.errors import GraphstoreError
 from streams.directory import SYSTEM_FILE, Directory
 from streams.snapshot import (
     FORMAT_VERSION,
@@ -93,9 +94,10 @@ Progress = Callable[[str, int, int], None]
 """``progress(file_name, done, total)``: pages of a snapshot, bytes of a restore copy."""
 
 
-class BackupError(DomainError):
+class BackupError(GraphstoreError, DomainError):
     """A backup or a restore was refused; nothing was written. The message says what
-    was wrong and what to do."""
+    was wrong and what to do. Also a :class:`~domain.errors.DomainError` (a refused
+    command: the command line prints its one line and exits 1)."""
 
 
 class BackupInvalidError(BackupError):

@@ -46,7 +46,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.utils import Environment
 
 from projections._stream import Record, decode_record
-from projections.errors import EventNotProjectableError
+from projections.errors import EventNotProjectableError, ProjectionError
 from streams import (
     Entry,
     HonkerDatastore,
@@ -200,13 +200,13 @@ def plain_state_reader(factory: HonkerFactory) -> Callable[[bytes], bytes] | Non
     return plain
 
 
-class _PositionMovedError(Exception):
+class _PositionMovedError(ProjectionError):
     def __init__(self, saved: int) -> None:
         super().__init__(saved)
         self.saved = saved
 
 
-class _RollbackError(Exception):
+class _RollbackError(ProjectionError):
     """Raised inside a transaction to roll it back on purpose."""
 
 

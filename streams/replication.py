@@ -17,6 +17,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from streams import envelope as envelopes
+from streams.errors import StreamsError
 from streams.persistence import _id_key, _index_table
 from streams.reading import Entry
 from streams.transaction import Transaction
@@ -27,9 +28,10 @@ _TABLE: Final = "_honker_stream"
 _ROWS: Final = 200
 
 
-class ReplicationError(ValueError):
+class ReplicationError(StreamsError, ValueError):
     """Entries that cannot be appended as given (not after the file's last offset, not
-    ascending, or a payload that is not an envelope); nothing was written."""
+    ascending, or a payload that is not an envelope); nothing was written. A
+    ``ValueError`` too, as before it joined :class:`~streams.errors.StreamsError`."""
 
 
 def highest_offset(tx: Transaction) -> int:

@@ -73,6 +73,8 @@ from eventsourcing.persistence import (
     TranscodingNotRegisteredError,
 )
 
+from streams.errors import StreamsError
+
 __all__ = ["MsgspecTranscoder", "TupleAsList"]
 
 _TYPE = "_type_"
@@ -97,7 +99,7 @@ class TupleAsList(Transcoding):
         return tuple(data)
 
 
-class _StdlibOnlyError(Exception):
+class _StdlibOnlyError(StreamsError):
     """A value plain JSON cannot carry (NaN, an infinity): the stdlib encoder writes it."""
 
 

@@ -20,6 +20,7 @@ from typing import Any, Final
 from starlette.responses import JSONResponse
 
 from domain.errors import AuthenticationError, DomainError
+from graphstore.errors import GraphstoreError
 from graphstore.operations.errors import OperationError
 
 __all__ = ["PROBLEM_JSON", "ProblemError", "problem_of"]
@@ -34,7 +35,7 @@ _DOMAIN_STATUS: Final = {
 }
 
 
-class ProblemError(Exception):
+class ProblemError(GraphstoreError):
     """A refusal of the HTTP layer itself (a body too large, a content type it does not
     read, no credentials); raised in a handler, answered as problem+json."""
 

@@ -18,6 +18,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from graphstore.nats.errors import GraphstoreNatsError
+
 __all__ = ["Ack", "AckError", "Pipeline"]
 
 
@@ -29,7 +31,7 @@ class Ack(msgspec.Struct, frozen=True):
     error: dict[str, object] | None = None
 
 
-class AckError(Exception):
+class AckError(GraphstoreNatsError):
     """An acknowledgement that could not be read."""
 
 

@@ -14,6 +14,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from graphstore.nats._pipeline import Ack, Pipeline
+from graphstore.nats.errors import GraphstoreNatsError
 from graphstore.nats.subjects import (
     EVENTS_STREAM,
     OFFSET_HEADER,
@@ -44,7 +45,7 @@ EXPECTED_LAST_SEQUENCE: Final = "Nats-Expected-Last-Sequence"
 EXPECTED_LAST_SUBJECT_SEQUENCE: Final = "Nats-Expected-Last-Subject-Sequence"
 
 
-class RelayStreamError(Exception):
+class RelayStreamError(GraphstoreNatsError):
     """The JetStream side is not as the relay needs it (a stream of the same name with
     other subjects, a relayed message without its offset header)."""
 

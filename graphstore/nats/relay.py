@@ -65,6 +65,7 @@ from graphstore.nats._relay_jetstream import (
     RelayStreamError,
     events_stream_config,
 )
+from graphstore.nats.errors import GraphstoreNatsError
 from graphstore.nats.subjects import (
     MSG_ID,
     OFFSET_HEADER,
@@ -114,11 +115,11 @@ ACK_TIMEOUT: Final = 5.0
 """Seconds to wait for a batch's acknowledgements before giving the connection up."""
 
 
-class RelayError(Exception):
+class RelayError(GraphstoreNatsError):
     """A relay was given bad input (URL, batch size, consumer name)."""
 
 
-class _ResyncError(Exception):
+class _ResyncError(GraphstoreNatsError):
     """JetStream refused or mis-sequenced a message: re-read what it holds, go on."""
 
 

@@ -45,6 +45,7 @@ from typing import Any, Final
 import msgspec
 
 from domain.errors import DomainError
+from graphstore.nats.errors import GraphstoreNatsError
 from streams import envelope as envelopes
 from streams.reading import Entry
 
@@ -67,7 +68,7 @@ BATCH: Final = 2000
 _TMP_PREFIX: Final = ".restore-"
 
 
-class NatsRestoreError(DomainError):
+class NatsRestoreError(GraphstoreNatsError, DomainError):
     """A restore from JetStream was refused; nothing was written (a domain error: the
     command line prints its one line and exits 1)."""
 

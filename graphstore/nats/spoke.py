@@ -35,6 +35,7 @@ from domain import check_org_id
 from domain.calls import CallEvent
 from domain.calls.protocol import as_event
 from graphstore.nats._pipeline import Pipeline
+from graphstore.nats.errors import GraphstoreNatsError
 from graphstore.nats.subjects import CALLS_STREAM, MSG_ID, calls_subject
 
 __all__ = [
@@ -52,11 +53,11 @@ DUPLICATE_WINDOW: Final = 120.0
 """Seconds during which JetStream drops a message whose ``Nats-Msg-Id`` it has seen."""
 
 
-class SpokeClosedError(RuntimeError):
+class SpokeClosedError(GraphstoreNatsError, RuntimeError):
     """The spoke is not connected (use ``async with Spoke(...)`` or :meth:`Spoke.connect`)."""
 
 
-class SpokePublishError(RuntimeError):
+class SpokePublishError(GraphstoreNatsError, RuntimeError):
     """JetStream refused to store some events (e.g. no stream captures the subject)."""
 
 

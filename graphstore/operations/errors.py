@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
+from graphstore.errors import GraphstoreError
+
 __all__ = [
     "ERRORS",
     "ExecutionError",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 
-class OperationError(Exception):
+class OperationError(GraphstoreError):
     """An operation refused or failed; see the module docstring for the codes."""
 
     code: ClassVar[str] = "UNKNOWN_ERROR"

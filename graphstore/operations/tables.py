@@ -17,6 +17,7 @@ from typing import Any, Final
 from eventsourcing.persistence import ProgrammingError
 from eventsourcing.utils import Environment
 
+from graphstore.errors import GraphstoreError
 from projections import Flowgraph, FlowgraphProjection, MetagraphProjection, Projection, Replay
 from projections.metagraph import TABLES
 from projections.projector import plain_state_reader
@@ -29,11 +30,11 @@ _WAKE: Final = 0.25
 """Longest sleep between checks while waiting (a lost wake costs at most this)."""
 
 
-class ViewMissingError(LookupError):
+class ViewMissingError(GraphstoreError, LookupError):
     """The metagraph tables are not in the tenant file yet: no projector built them."""
 
 
-class WaitTimeoutError(TimeoutError):
+class WaitTimeoutError(GraphstoreError, TimeoutError):
     """A projector did not reach the position asked for in time; ``reached`` is where it
     was."""
 
