@@ -17,30 +17,37 @@ an SSE stream can wait for.
 Order of the checks (docs/http.md, "Refusals"): the key (401), the tenant (404), the
 content type (415), the body's size and time (413, 408), its encoding and shape (400),
 the batch's size (413), then the events.
+
+Every form is the ``graphstore.calls.ingest`` operation (graphstore/operations/ingest.py):
+the object through :meth:`~graphstore.operations.Executor.invoke`, an array or JSON Lines
+through :meth:`~graphstore.operations.Executor.ingest_calls` (events checked by the call
+protocol, refusals naming their line), with the same authorization, audit record
+(``call events ingested``, source ``http``), errors and answer.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from typing import Any, Final
 
-import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from domain.calls import CallEvent, IngestReport, call_ledger, read_jsonl
-from domain.errors import ConflictError, InvalidCallEventError
+from domain.calls import CallEvent, OperationType, read_jsonl
+from domain.errors import InvalidCallEventError
 from graphstore.http.auth import Principals
 from graphstore.http.body import DEFAULT_BODY_TIMEOUT, decode_json, json_text, read_body
 from graphstore.http.problems import ProblemError
+from graphstore.operations.errors import ResourceConflictError
+from graphstore.operations.ingest import INGEST_OPERATION
 from graphstore.operations.schemas import MAX_BATCH
 
 __all__ = ["INGEST_OPERATION", "JSON_LINES", "CallIntake"]
 
 JSON_LINES: Final = ("application/jsonl", "application/x-ndjson", "application/json-lines")
-INGEST_OPERATION: Final = "graphstore.calls.ingest"
 
 
 class CallIntake:
@@ -89,10 +96,17 @@ class CallIntake:
             lines = _array(decoded)
         _check_batch(len(lines))
         try:
-            report, position = await run_in_threadpool(
-                self._fold, executor.store, org_id, lines, subscriptions
+            out = await run_in_threadpool(
+                functools.partial(
+                    executor.ingest_calls,
+                    [event for _, event in lines],
+                    tenant=org_id,
+                    source="http",
+                    operation_types=subscriptions,
+                    lines=[line for line, _ in lines],
+                )
             )
-        except ConflictError as exc:
+        except ResourceConflictError as exc:
             if "operation_types" not in str(exc):
                 raise
             raise ProblemError(
@@ -100,39 +114,15 @@ class CallIntake:
                 "CONFLICT",
                 f"{exc} (over HTTP: ?subscription=<operation id>)",
             ) from None
-        self._counted(org_id, report.events)
-        return JSONResponse({**msgspec.to_builtins(report), "position": position})
+        self._counted(org_id, out["events"])
+        return JSONResponse(out)
 
     def _counted(self, org_id: str, events: int) -> None:
         if self.on_ingest is not None:
             self.on_ingest(org_id, events)
 
-    @staticmethod
-    def _fold(
-        store: Any,
-        org_id: str,
-        lines: list[tuple[int, CallEvent | Any]],
-        operation_types: dict[str, str],
-    ) -> tuple[IngestReport, int]:
-        metagraph = store.tenant(org_id)  # authorized here and at the commit
 
-        def fold(unit: Any) -> IngestReport:
-            done = call_ledger(metagraph).ingest(
-                [event for _, event in lines],
-                lines=[line for line, _ in lines],
-                operation_types=operation_types or None,  # type: ignore[arg-type]
-            )
-            unit.describe(
-                "call events ingested",
-                {"source": "http", "events": done.events, "applied": done.applied},
-            )
-            return done
-
-        report = metagraph.atomic(fold)
-        return report, metagraph.recorder.max_notification_id() or 0
-
-
-def _subscriptions(request: Request) -> dict[str, str]:
+def _subscriptions(request: Request) -> dict[str, OperationType]:
     """``?subscription=a,b&subscription=c`` as operation types."""
     names = [
         name.strip()
@@ -146,7 +136,8 @@ def _subscriptions(request: Request) -> dict[str, str]:
             "subscription= names an operation id: give one or more, comma-separated "
             "(?subscription=feed.watch,feed.tail)",
         )
-    return dict.fromkeys(names, "subscription")
+    subscription: OperationType = "subscription"
+    return dict.fromkeys(names, subscription)
 
 
 def _lines(body: bytes) -> list[tuple[int, CallEvent]]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import msgspec
@@ -86,6 +86,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from domain import Metagraph
+    from domain.calls import AbortPolicy, CallEvent, OperationTypes
     from graphstore.store import Store
     from projections import Change, Subscription
 
@@ -280,6 +281,46 @@ class Executor:
             return result
         output = msgspec.to_builtins(result)
         self._check(op.spec.output_schema, output, operation_id, output=True)
+        return output
+
+    def ingest_calls(
+        self,
+        events: Sequence[CallEvent | Mapping[str, Any]],
+        *,
+        tenant: str,
+        source: str,
+        operation_types: OperationTypes | None = None,
+        abort_policy: AbortPolicy = "abort-dependents",
+        lines: Sequence[int] | None = None,
+    ) -> Any:
+        """The ``graphstore.calls.ingest`` operation for events read from a file or a
+        body (JSON Lines, a JSON array: checked by the call protocol, not the input
+        schema): the same authorization, audit record, errors and output as
+        :meth:`invoke`, with ``lines`` numbering the events in refusals and ``source``
+        saying in the audit record where they came from."""
+        from graphstore.operations.ingest import (  # noqa: PLC0415 - kept with its use
+            INGEST_OPERATION,
+            ingest_calls,
+        )
+
+        op = self.find(INGEST_OPERATION, tenant=tenant)
+        self._guard(
+            INGEST_OPERATION,
+            lambda: self.store.authorize(tenant, op.group, f"invoke {INGEST_OPERATION}"),
+        )
+        report, position = self._guard(
+            INGEST_OPERATION,
+            lambda: ingest_calls(
+                self.store.tenant(tenant),
+                events,
+                source=source,
+                operation_types=operation_types,
+                abort_policy=abort_policy,
+                lines=lines,
+            ),
+        )
+        output = msgspec.to_builtins(_struct(report, IngestOut, position=position))
+        self._check(op.spec.output_schema, output, INGEST_OPERATION, output=True)
         return output
 
     def _validator(self, schema: dict[str, Any]) -> Draft202012Validator:
@@ -574,16 +615,16 @@ class Executor:
     # --- the store's own operations --------------------------------------------------------
 
     def _ingest(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
-        from domain.calls import ingest  # noqa: PLC0415 - kept with its use
+        from graphstore.operations.ingest import ingest_calls  # noqa: PLC0415 - kept with its use
 
-        metagraph = self.store.tenant(tenant)
-        report = ingest(
-            metagraph,
+        report, position = ingest_calls(
+            self.store.tenant(tenant),
             data["events"],
+            source="operation",
             abort_policy=data.get("abortPolicy", "abort-dependents"),
             operation_types=data.get("operationTypes"),
         )
-        return _struct(report, IngestOut, position=_head(metagraph))
+        return _struct(report, IngestOut, position=position)
 
     def _runs_list(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
         from projections import FlowgraphProjection  # noqa: PLC0415
