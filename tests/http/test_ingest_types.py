@@ -11,9 +11,12 @@ from typing import Any
 
 import httpx
 
+import graphstore
+from graphstore.operations.ingest import AUDIT_DESCRIPTION
 from graphstore.samples import OPERATION_TYPES, WORKFLOWS
-from tests.http.conftest import TENANT, Server
+from tests.http.conftest import TENANT, Server, call
 
+JSON = "application/json"
 SAMPLE = Path(WORKFLOWS).read_bytes()
 EVENTS = [json.loads(line) for line in SAMPLE.splitlines() if line.strip()]
 
@@ -69,3 +72,27 @@ def test_a_bad_subscription_parameter_or_type_is_a_400_and_writes_nothing(server
     wrong = post(server, json.dumps(body).encode(), "application/json")
     assert wrong.status_code == 400 and wrong.json()["code"] == "VALIDATION_ERROR"
     assert server.head() == before
+
+
+def test_every_body_is_the_ingest_operation_with_one_audit_description(server: Server) -> None:
+    """An array, JSON Lines and the operation's object all go through
+    ``graphstore.calls.ingest``: one audit record per batch, ``call events ingested``."""
+    batches = [
+        (json.dumps(EVENTS[:2]).encode(), "application/json", "?subscription=feed.watch"),
+        (SAMPLE, "application/jsonl", "?subscription=feed.watch"),
+        (json.dumps({"events": [call("op-1", 1), call("op-2", 2)]}).encode(), JSON, ""),
+    ]
+    for body, media, query in batches:
+        assert post(server, body, media, query).status_code == 200
+    with graphstore.open(server.data) as store:
+        written = [
+            e.details
+            for e in store.audit_log(org_id=TENANT)
+            if e.action == "tenant.write" and e.details.get("what") == AUDIT_DESCRIPTION
+        ]
+    # A batch that writes nothing (applied: 0) leaves no record: nothing happened.
+    assert [(d.get("source"), d.get("applied")) for d in written] == [
+        ("http", 2),
+        ("http", len(EVENTS) - 2),
+        ("operation", 2),
+    ], written
