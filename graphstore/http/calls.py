@@ -6,13 +6,14 @@ input of the ``graphstore.calls.ingest`` operation (``{"events": [...],
 "operationTypes": {...}, "abortPolicy": ...}``). Which operations are subscriptions is
 said by ``?subscription=<operation id>`` (repeatable, or comma-separated: the command
 line's ``--subscription``) or by the object's ``operationTypes``; unknown operations are
-queries. It is one batch, as for the command line's ``ingest``: every event is checked,
-then all of them commit in one transaction with their audit record, or none does (a
-refused event is a 400 naming its position). Call events are idempotent (a repeated one
-changes nothing), so a client that lost the answer sends the same batch again: the
-retry changes nothing and answers ``applied: 0``. The answer is the batch's report and
-``position``, the tenant's stream offset after it, which ``?minPosition=`` of a query or
-an SSE stream can wait for.
+queries. ``?abortPolicy=`` is the command line's ``--abort-policy`` (the object's
+``abortPolicy`` wins). It is one batch, as for the command line's ``ingest``: every
+event is checked, then all of them commit in one transaction with their audit record,
+or none does (a refused event is a 400 naming its position). Call events are
+idempotent (a repeated one changes nothing), so a client that lost the answer sends
+the same batch again: the retry changes nothing and answers ``applied: 0``. The answer
+is the batch's report and ``position``, the tenant's stream offset after it, which
+``?minPosition=`` of a query or an SSE stream can wait for.
 
 Order of the checks (docs/http.md, "Refusals"): the key (401), the tenant (404), the
 content type (415), the body's size and time (413, 408), its encoding and shape (400),
@@ -36,7 +37,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from domain.calls import CallEvent, OperationType, read_jsonl
+from domain.calls import (
+    DEFAULT_ABORT_POLICY,
+    AbortPolicy,
+    CallEvent,
+    OperationType,
+    read_jsonl,
+)
 from domain.errors import InvalidCallEventError
 from graphstore.http.auth import Principals
 from graphstore.http.body import DEFAULT_BODY_TIMEOUT, decode_json, json_text, read_body
@@ -78,6 +85,7 @@ class CallIntake:
                 "call events as application/json, or JSON Lines as application/jsonl",
             )
         subscriptions = _subscriptions(request)
+        abort_policy = _abort_policy(request)
         body = await read_body(request, self.max_body, self.body_timeout)
         if media in JSON_LINES:
             lines = _lines(body)
@@ -87,6 +95,8 @@ class CallIntake:
                 decoded.setdefault("operationTypes", {})
                 if isinstance(decoded["operationTypes"], dict):
                     decoded["operationTypes"] = {**subscriptions, **decoded["operationTypes"]}
+                if abort_policy is not None:
+                    decoded.setdefault("abortPolicy", abort_policy)
                 request.scope["graphstore.operation"] = INGEST_OPERATION
                 out = await run_in_threadpool(
                     executor.invoke, INGEST_OPERATION, decoded, tenant=org_id
@@ -103,6 +113,7 @@ class CallIntake:
                     tenant=org_id,
                     source="http",
                     operation_types=subscriptions,
+                    abort_policy=abort_policy or DEFAULT_ABORT_POLICY,
                     lines=[line for line, _ in lines],
                 )
             )
@@ -138,6 +149,25 @@ def _subscriptions(request: Request) -> dict[str, OperationType]:
         )
     subscription: OperationType = "subscription"
     return dict.fromkeys(names, subscription)
+
+
+def _abort_policy(request: Request) -> AbortPolicy | None:
+    """``?abortPolicy=``: how an abort treats the call's descendants (the command line's
+    ``--abort-policy``); None if not given."""
+    value = request.query_params.get("abortPolicy")
+    if value is None:
+        return None
+    policies: tuple[AbortPolicy, ...] = ("abort-dependents", "continue-running")
+    for policy in policies:
+        if value == policy:
+            return policy
+    raise ProblemError(
+        400,
+        "VALIDATION_ERROR",
+        f"abortPolicy={value!r} is not a policy: use abort-dependents (the default) or "
+        "continue-running",
+        details={"reason": "abortPolicy"},
+    )
 
 
 def _lines(body: bytes) -> list[tuple[int, CallEvent]]:

@@ -269,7 +269,8 @@ def _calls_path(ingest: OperationSpec) -> dict[str, Any]:
                 "summary": "Ingest call events (one batch, all or nothing)",
                 "description": "A JSON array of call events, the input of "
                 "graphstore.calls.ingest as a JSON object, or JSON Lines. "
-                "`subscription=` names the operations that are subscriptions.",
+                "`subscription=` names the operations that are subscriptions; "
+                "`abortPolicy=` is the command line's --abort-policy.",
                 "tags": ["calls"],
                 "security": [{"apiKey": []}],
                 "parameters": [
@@ -280,6 +281,14 @@ def _calls_path(ingest: OperationSpec) -> dict[str, Any]:
                         "required": False,
                         "schema": {"type": "string", "pattern": "^[^,]+(,[^,]+)*$"},
                         "description": "Operation ids that are subscriptions, comma-separated.",
+                    },
+                    {
+                        "name": "abortPolicy",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"enum": ["abort-dependents", "continue-running"]},
+                        "description": "How an abort treats the call's descendants (the "
+                        "command line's --abort-policy; a JSON object's abortPolicy wins).",
                     },
                 ],
                 "requestBody": {

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 import graphstore
+from domain.calls import get_call
 from graphstore.operations.ingest import AUDIT_DESCRIPTION
 from graphstore.samples import OPERATION_TYPES, WORKFLOWS
 from tests.http.conftest import TENANT, Server, call
@@ -19,6 +20,12 @@ from tests.http.conftest import TENANT, Server, call
 JSON = "application/json"
 SAMPLE = Path(WORKFLOWS).read_bytes()
 EVENTS = [json.loads(line) for line in SAMPLE.splitlines() if line.strip()]
+
+
+def status_of(app: Any, request_id: str) -> str:
+    found = get_call(app, request_id)
+    assert found is not None, request_id
+    return str(found["status"])
 
 
 def post(server: Server, body: bytes, media: str, query: str = "") -> httpx.Response:
@@ -96,3 +103,30 @@ def test_every_body_is_the_ingest_operation_with_one_audit_description(server: S
         ("http", len(EVENTS) - 2),
         ("operation", 2),
     ], written
+
+
+def test_the_abort_policy_is_an_option_as_on_the_command_line(server: Server) -> None:
+    before = server.head()
+    wrong = post(server, SAMPLE, "application/jsonl", "?subscription=feed.watch&abortPolicy=x")
+    assert (wrong.status_code, wrong.json()["code"]) == (400, "VALIDATION_ERROR"), wrong.text
+    assert "continue-running" in wrong.json()["detail"]
+    assert server.head() == before
+    query = "?subscription=feed.watch&abortPolicy=continue-running"
+    applied_all(post(server, SAMPLE, "application/jsonl", query))
+
+    def tree(root: str, query: str) -> None:
+        events = [
+            call(root, 1),
+            call(f"{root}.child", 2, parentRequestId=root),
+            {"type": "call.aborted", "at": 3, "payload": {"requestId": root}},
+        ]
+        assert post(server, json.dumps(events).encode(), JSON, query).status_code == 200
+
+    tree("kept", "?abortPolicy=continue-running")
+    tree("cascaded", "")
+    with graphstore.open(server.data) as store:
+        app = store.tenant(TENANT)
+        assert [status_of(app, f"{root}.child") for root in ("kept", "cascaded")] == [
+            "pending",
+            "aborted",
+        ]
