@@ -41,8 +41,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.rule import Rule
 
 import graphstore
+from domain.calls import read_jsonl
 from graphstore import logs
 from graphstore._render import run_tree, runs_table, status_table
+from graphstore.operations.ingest import ingest_calls
 from graphstore.samples import OPERATION_TYPES, WORKFLOWS
 from projections import Flowgraph, FlowRun, Runner
 
@@ -127,20 +129,19 @@ def _ingest(console: Console, data: Path, key: str) -> int:
     with graphstore.open(data, api_key=key) as store:
         acme = store.tenant("acme")
         started = time.perf_counter()
-        with (
-            Progress(
-                TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), console=console
-            ) as progress,
-            acme.transaction() as unit,
-        ):
+        with Progress(
+            TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), console=console
+        ) as progress:
             task = progress.add_task("ingest", total=None)
-            report = graphstore.ingest_jsonl(
+            numbered = read_jsonl(WORKFLOWS)
+            report, _ = ingest_calls(  # the ingest operation's work, with its audit record
                 acme,
-                WORKFLOWS,
+                [event for _, event in numbered],
+                source=WORKFLOWS.name,
                 operation_types=OPERATION_TYPES,
+                lines=[line for line, _ in numbered],
                 progress=lambda done, total: progress.update(task, completed=done, total=total),
             )
-            unit.describe("call events ingested", {"source": WORKFLOWS.name})
         console.print(
             f"{report.events} call events -> {report.writes} call changes in "
             f"{report.transactions} transaction, {time.perf_counter() - started:.2f} s"
