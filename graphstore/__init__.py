@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         NotFoundError,
         ValidationError,
     )
+    from graphstore.errors import GraphstoreError
     from graphstore.store import Store, open_store
 
     open = open_store  # graphstore.open(path), like sqlite3.connect(path)
@@ -43,6 +44,7 @@ __all__ = [
     "AuthenticationError",
     "DomainError",
     "ForbiddenError",
+    "GraphstoreError",
     "NotFoundError",
     "Principal",
     "Store",
@@ -72,6 +74,7 @@ _FROM: Final = {
     "ForbiddenError": ("domain.errors", "ForbiddenError"),
     "NotFoundError": ("domain.errors", "NotFoundError"),
     "ValidationError": ("domain.errors", "ValidationError"),
+    "GraphstoreError": ("graphstore.errors", "GraphstoreError"),
 }
 
 
