@@ -223,7 +223,7 @@ class Metagraph(Application[UUID]):
         return self._gate.require(operation, what)
 
     @contextmanager
-    def _acting_as(self, actor: Actor) -> Iterator[None]:
+    def acting_as_module(self, actor: Actor) -> Iterator[None]:
         """Graph-type commands in the block act as ``actor`` without asking the gate
         about ``define``: for the store's own modules (their types are system scope),
         never for a caller's choice. Other operations still ask the gate."""
@@ -320,7 +320,7 @@ class Metagraph(Application[UUID]):
                     self._unit.poisoned = exc
                     raise
                 return
-            unit = self._unit = UnitOfWork(self)
+            unit = self._unit = UnitOfWork(self._fetch)
             try:
                 yield unit
                 if unit.poisoned is not None:
