@@ -88,21 +88,17 @@ def test_the_private_steps_of_save_exist_with_the_signatures_es_compat_calls() -
     assert {"events", "aggregates", "saved_kwargs"} <= set(vars(ProcessingEvent()))
 
 
-def test_save_is_record_then_snapshots_then_both_notify_hooks_and_es_compat_does_the_same() -> (
-    None
-):
+def test_save_is_record_then_snapshots_then_both_notify_hooks_and_es_compat_does_the_same() -> None:
     by_save, by_hand = Traced(), Traced()
-    for app, save in ((by_save, by_save.save), (by_hand, lambda *a: _saved_by_hand(by_hand, *a))):
+    for save in (by_save.save, lambda *a: _saved_by_hand(by_hand, *a)):
         first, second = Counter("a"), Counter("b")
         second.add(2)
         save(first, second)
         first.add(1)
         save(first)
-    expected = ["record", "take_snapshots", "_notify(3)", "notify(3)"] + [
-        "record",
-        "take_snapshots",
-        "_notify(1)",
-        "notify(1)",
+    expected = [
+        *("record", "take_snapshots", "_notify(3)", "notify(3)"),
+        *("record", "take_snapshots", "_notify(1)", "notify(1)"),
     ]
     assert by_save.steps == expected
     assert by_hand.steps == expected
