@@ -51,7 +51,6 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.utils import EnvType
 
-from domain import es_compat
 from domain.access import Gate, Operation
 from domain.audit import Auditor, AuditRecord
 from domain.codec import transcodings
@@ -62,6 +61,14 @@ from domain.errors import (
     ForbiddenError,
     NotFoundError,
     ValidationError,
+)
+from domain.es_compat import (
+    collect,
+    notify_saved,
+    project,
+    record_processed,
+    save_is_overridden,
+    take_snapshots,
 )
 from domain.graph_types import CATALOG_ID, GraphType, GraphTypeCatalog
 from domain.graphs import AttributesAt, Graph
@@ -275,7 +282,7 @@ class Metagraph(Application[UUID]):
             return
         with self._lock:
             aggregate = self.repository.get(
-                aggregate_id, deepcopy_from_cache=False, projector_func=es_compat.project
+                aggregate_id, deepcopy_from_cache=False, projector_func=project
             )
             self.snapshots.put([aggregate.Snapshot.take(aggregate)])
 
@@ -360,7 +367,7 @@ class Metagraph(Application[UUID]):
                 "through the store (its files use the Honker persistence module)"
             )
         # the unit's events, in the order they were triggered (already collected)
-        processing = es_compat.collect((), unit.events)
+        processing = collect((), unit.events)
         for aggregate in changed:
             processing.aggregates[aggregate.id] = aggregate
         if self.auditor is not None and unit.events:
@@ -371,7 +378,7 @@ class Metagraph(Application[UUID]):
         if unit.side_writes:
             processing.saved_kwargs["side_writes"] = unit.side_writes
         try:
-            recordings = es_compat.record(self, processing)
+            recordings = record_processed(self, processing)
         except IntegrityError as exc:
             raise ConcurrencyError(
                 "another writer changed an aggregate of this unit of work after the unit "
@@ -382,7 +389,7 @@ class Metagraph(Application[UUID]):
             for aggregate in changed:
                 cache.put(aggregate.id, aggregate)
         unit.versions.update((a.id, a.version) for a in changed)
-        es_compat.notify(self, processing, recordings)
+        notify_saved(self, processing, recordings)
         recorded: dict[UUID, int] = {}
         for event in processing.events:
             recorded[event.originator_id] = recorded.get(event.originator_id, 0) + 1
@@ -403,7 +410,7 @@ class Metagraph(Application[UUID]):
         """An aggregate from the cache (fast-forwarded) or the store; ``None`` if unknown."""
         try:
             found: Aggregate = self.repository.get(
-                aggregate_id, deepcopy_from_cache=False, projector_func=es_compat.project
+                aggregate_id, deepcopy_from_cache=False, projector_func=project
             )
         except AggregateNotFoundError:
             return None
@@ -773,7 +780,7 @@ class Metagraph(Application[UUID]):
             self._unit.add(*aggregates)
             return
         before = [(a, a.version - len(a.pending_events)) for a in aggregates]
-        if es_compat.save_is_overridden(self):  # a subclass changed save(): honour it
+        if save_is_overridden(self):  # a subclass changed save(): honour it
             self.save(*aggregates)
         else:
             self._save_lean(aggregates)
@@ -784,13 +791,13 @@ class Metagraph(Application[UUID]):
         """What ``Application.save(*aggregates)`` does, step by step
         (:mod:`domain.es_compat`), minus its two runtime Protocol checks per aggregate
         (about 15 us of a 150 us command), plus the audit record in the same write."""
-        processing = es_compat.collect(aggregates)
+        processing = collect(aggregates)
         if self.auditor is not None and processing.events:
             record = AuditRecord.of(self.auditor, processing.events)
             processing.events.extend(record.collect_events())
-        recordings = es_compat.record(self, processing)
-        es_compat.take_snapshots(self, processing)
-        es_compat.notify(self, processing, recordings)
+        recordings = record_processed(self, processing)
+        take_snapshots(self, processing)
+        notify_saved(self, processing, recordings)
 
     def _snapshot_if_due(self, aggregate: Aggregate, before: int) -> None:
         if self.snapshots is None or self.snapshot_interval <= 0:

@@ -15,8 +15,8 @@ What this module relies on, as eventsourcing 9.5 (``>=9.5.6,<9.6``, pinned in
 - ``Application.save(*objs, **kwargs)`` is, in order: ``ProcessingEvent.collect_events``
   (each aggregate's pending events, the aggregate by id, ``kwargs`` into
   ``saved_kwargs``), ``_record``, ``_take_snapshots``, ``_notify(recordings)``, then the
-  deprecated ``notify(events)``; :func:`collect` + :func:`record` +
-  :func:`take_snapshots` + :func:`notify` is that sequence;
+  deprecated ``notify(events)``; :func:`collect` + :func:`record_processed` +
+  :func:`take_snapshots` + :func:`notify_saved` is that sequence;
 - ``Application._record(processing)`` writes ``processing.events`` with ONE
   ``events.put(events, tracking=..., **processing.saved_kwargs)`` (one recorder
   transaction: the recorder receives the side writes as a keyword argument), then caches
@@ -43,9 +43,9 @@ from eventsourcing.persistence import Recording
 
 __all__ = [
     "collect",
-    "notify",
+    "notify_saved",
     "project",
-    "record",
+    "record_processed",
     "save_is_overridden",
     "take_snapshots",
 ]
@@ -64,7 +64,7 @@ def collect(
 ) -> ProcessingEvent[UUID]:
     """What ``ProcessingEvent.collect_events(*aggregates, **kwargs)`` gathers, without
     its runtime Protocol checks (the arguments are always aggregates): each aggregate's
-    pending events, the aggregate by id (to be cached by :func:`record`), then
+    pending events, the aggregate by id (to be cached by :func:`record_processed`), then
     ``events`` (already collected, in the order they were triggered) and ``kwargs``
     for the recorder (e.g. ``side_writes``)."""
     processing: ProcessingEvent[UUID] = ProcessingEvent()
@@ -77,7 +77,9 @@ def collect(
     return processing
 
 
-def record(app: Application[UUID], processing: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+def record_processed(
+    app: Application[UUID], processing: ProcessingEvent[UUID]
+) -> list[Recording[UUID]]:
     """Record ``processing``'s events in ONE recorder call (with its ``saved_kwargs``)
     and cache its aggregates: ``Application._record``. Raises the recorder's
     ``IntegrityError`` on a version conflict, having written nothing."""
@@ -90,7 +92,7 @@ def take_snapshots(app: Application[UUID], processing: ProcessingEvent[UUID]) ->
     app._take_snapshots(processing)
 
 
-def notify(
+def notify_saved(
     app: Application[UUID],
     processing: ProcessingEvent[UUID],
     recordings: list[Recording[UUID]],

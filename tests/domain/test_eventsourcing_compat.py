@@ -58,9 +58,9 @@ class Traced(Application[UUID]):
 def _saved_by_hand(app: Application[UUID], *aggregates: Aggregate) -> None:
     """What Metagraph._save_lean does, through es_compat."""
     processing = es_compat.collect(aggregates)
-    recordings = es_compat.record(app, processing)
+    recordings = es_compat.record_processed(app, processing)
     es_compat.take_snapshots(app, processing)
-    es_compat.notify(app, processing, recordings)
+    es_compat.notify_saved(app, processing, recordings)
 
 
 def _stored(app: Application[UUID]) -> list[tuple[UUID, int, str]]:
@@ -117,7 +117,7 @@ def test_record_writes_every_event_in_one_recorder_call_with_the_saved_kwargs() 
     app.recorder.insert_events = counted_insert  # type: ignore[method-assign]
     first, second = Counter("a"), Counter("b")
     processing = es_compat.collect((first, second), side_writes=["a side write"])
-    recordings = es_compat.record(app, processing)
+    recordings = es_compat.record_processed(app, processing)
     assert len(recordings) == 2
     assert [(n, kw.get("side_writes")) for n, kw in calls] == [(2, ["a side write"])]
     assert {a.id for a in (first, second)} == set(processing.aggregates)
@@ -133,7 +133,7 @@ def test_record_refuses_a_stale_version_and_writes_nothing() -> None:
     stale.add(5)
     before = _stored(app)
     with pytest.raises(IntegrityError):
-        es_compat.record(app, es_compat.collect((stale,)))
+        es_compat.record_processed(app, es_compat.collect((stale,)))
     assert _stored(app) == before
 
 
