@@ -1,4 +1,8 @@
-"""The one place the domain relies on eventsourcing's internals (eventsourcing 9.5).
+"""The one place graphstore relies on eventsourcing's internals (eventsourcing 9.5).
+
+Nothing else in ``domain``, ``streams``, ``projections`` or ``graphstore`` uses a private
+name of eventsourcing (the Honker subscription, for one, is built on eventsourcing's
+public ``Subscription`` base).
 
 :class:`domain.Metagraph` records a unit of work's events, and a command's, without
 going through ``Application.save``: ``save`` collects events through two runtime
