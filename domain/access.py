@@ -19,9 +19,10 @@ and membership change is an event there) and the key has not expired.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Final, Literal, Protocol
+from typing import Final, Literal, Protocol
+from uuid import UUID
 
 import msgspec
 
@@ -30,9 +31,6 @@ from domain.audit import Auditor
 from domain.errors import AccessDeniedError, ForbiddenError
 from domain.values import Actor, Scope
 
-if TYPE_CHECKING:
-    from domain.identity import Identity
-
 __all__ = [
     "OPERATIONS",
     "AccountState",
@@ -40,6 +38,7 @@ __all__ = [
     "Gate",
     "Grant",
     "Operation",
+    "Registry",
     "Standing",
     "TenantAccess",
     "decide",
@@ -168,6 +167,45 @@ class Gate(Protocol):
     def refused(self, operation: Operation, what: str, error: ForbiddenError) -> None: ...
 
 
+class _Positioned(Protocol):
+    def max_notification_id(self) -> int | None: ...
+
+
+class Registry(Protocol):
+    """Where standings are read and refusals recorded: what :class:`TenantAccess` and
+    :func:`require_operator` need of :class:`domain.identity.Identity` (``system.db``).
+
+    A protocol, so that this module, which the identity registry imports for
+    :class:`Standing`, does not import it back.
+    """
+
+    @property
+    def recorder(self) -> _Positioned:
+        """The registry's recorder: its head position says whether anything changed."""
+        ...
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """The registry's clock (UTC), against which keys expire."""
+        ...
+
+    def standing(self, principal: Principal, org_id: str | None) -> Standing:
+        """What ``principal`` is, as recorded now, in tenant ``org_id`` (None: none)."""
+        ...
+
+    def record_refusal(
+        self,
+        principal: Principal,
+        *,
+        operation: str,
+        what: str,
+        missing: str,
+        org_id: str | None = None,
+    ) -> UUID:
+        """Add an ``access.denied`` entry to the audit log; its id."""
+        ...
+
+
 class TenantAccess:
     """One principal's access to one tenant, decided against ``system.db`` at each
     operation; a :class:`Gate`.
@@ -177,7 +215,7 @@ class TenantAccess:
     tenant file is never written by a refused principal.
     """
 
-    def __init__(self, identity: Identity, org_id: str, principal: Principal) -> None:
+    def __init__(self, identity: Registry, org_id: str, principal: Principal) -> None:
         self.identity = identity
         self.org_id = org_id
         self.principal = principal
@@ -239,7 +277,7 @@ class TenantAccess:
         return "the local operator" if self.principal.is_system else self.principal.actor_id
 
 
-def require_operator(identity: Identity, principal: Principal, what: str) -> None:
+def require_operator(identity: Registry, principal: Principal, what: str) -> None:
     """Refuse ``what`` (an operation over every tenant: the runner, the whole audit log)
     unless ``principal`` is the local operator or an active admin account with a valid
     credential; :class:`~domain.errors.AccessDeniedError`, audited, otherwise."""

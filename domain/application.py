@@ -40,18 +40,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, Concatenate, Final, ParamSpec, TypeVar
 from uuid import UUID
 
 import structlog
-from eventsourcing.application import (
-    AggregateNotFoundError,
-    Application,
-    ProcessingEvent,
-    project_aggregate,
-)
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.utils import EnvType
@@ -66,6 +61,14 @@ from domain.errors import (
     ForbiddenError,
     NotFoundError,
     ValidationError,
+)
+from domain.es_compat import (
+    collect,
+    notify_saved,
+    project,
+    record_processed,
+    save_is_overridden,
+    take_snapshots,
 )
 from domain.graph_types import CATALOG_ID, GraphType, GraphTypeCatalog
 from domain.graphs import AttributesAt, Graph
@@ -103,15 +106,6 @@ _ATTRIBUTES_EVENTS: Final = (
 _A = TypeVar("_A", bound=Aggregate)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-def _project(aggregate: Any, events: Iterable[Any]) -> Any:
-    """eventsourcing's ``project_aggregate`` without its per-event ``assert isinstance(
-    event, CanMutateProtocol)``: a runtime Protocol check costs about 10 us, as much as
-    decoding the event, for each of the events replayed after a snapshot."""
-    for event in events:
-        aggregate = event.mutate(aggregate)
-    return aggregate
 
 
 def _what(method: Callable[..., Any], args: tuple[Any, ...]) -> str:
@@ -223,7 +217,7 @@ class Metagraph(Application[UUID]):
         return self._gate.require(operation, what)
 
     @contextmanager
-    def _acting_as(self, actor: Actor) -> Iterator[None]:
+    def acting_as_module(self, actor: Actor) -> Iterator[None]:
         """Graph-type commands in the block act as ``actor`` without asking the gate
         about ``define``: for the store's own modules (their types are system scope),
         never for a caller's choice. Other operations still ask the gate."""
@@ -288,7 +282,7 @@ class Metagraph(Application[UUID]):
             return
         with self._lock:
             aggregate = self.repository.get(
-                aggregate_id, deepcopy_from_cache=False, projector_func=_project
+                aggregate_id, deepcopy_from_cache=False, projector_func=project
             )
             self.snapshots.put([aggregate.Snapshot.take(aggregate)])
 
@@ -320,7 +314,7 @@ class Metagraph(Application[UUID]):
                     self._unit.poisoned = exc
                     raise
                 return
-            unit = self._unit = UnitOfWork(self)
+            unit = self._unit = UnitOfWork(self._fetch)
             try:
                 yield unit
                 if unit.poisoned is not None:
@@ -372,8 +366,8 @@ class Metagraph(Application[UUID]):
                 "queue jobs, notifications or stream entries with events; open the tenant "
                 "through the store (its files use the Honker persistence module)"
             )
-        processing: ProcessingEvent[UUID] = ProcessingEvent()
-        processing.events.extend(unit.events)  # in the order they were triggered
+        # the unit's events, in the order they were triggered (already collected)
+        processing = collect((), unit.events)
         for aggregate in changed:
             processing.aggregates[aggregate.id] = aggregate
         if self.auditor is not None and unit.events:
@@ -384,7 +378,7 @@ class Metagraph(Application[UUID]):
         if unit.side_writes:
             processing.saved_kwargs["side_writes"] = unit.side_writes
         try:
-            recordings = self._record(processing)
+            recordings = record_processed(self, processing)
         except IntegrityError as exc:
             raise ConcurrencyError(
                 "another writer changed an aggregate of this unit of work after the unit "
@@ -395,8 +389,7 @@ class Metagraph(Application[UUID]):
             for aggregate in changed:
                 cache.put(aggregate.id, aggregate)
         unit.versions.update((a.id, a.version) for a in changed)
-        self._notify(recordings)
-        self.notify(processing.events)  # deprecated hook, still called by save()
+        notify_saved(self, processing, recordings)
         recorded: dict[UUID, int] = {}
         for event in processing.events:
             recorded[event.originator_id] = recorded.get(event.originator_id, 0) + 1
@@ -417,7 +410,7 @@ class Metagraph(Application[UUID]):
         """An aggregate from the cache (fast-forwarded) or the store; ``None`` if unknown."""
         try:
             found: Aggregate = self.repository.get(
-                aggregate_id, deepcopy_from_cache=False, projector_func=_project
+                aggregate_id, deepcopy_from_cache=False, projector_func=project
             )
         except AggregateNotFoundError:
             return None
@@ -787,29 +780,24 @@ class Metagraph(Application[UUID]):
             self._unit.add(*aggregates)
             return
         before = [(a, a.version - len(a.pending_events)) for a in aggregates]
-        if type(self).save is Application.save:
-            self._save_lean(aggregates)
-        else:  # a subclass changed save(): honour it
+        if save_is_overridden(self):  # a subclass changed save(): honour it
             self.save(*aggregates)
+        else:
+            self._save_lean(aggregates)
         for aggregate, version in before:
             self._snapshot_if_due(aggregate, version)
 
     def _save_lean(self, aggregates: tuple[Aggregate, ...]) -> None:
-        """What ``Application.save(*aggregates)`` does (eventsourcing 9.5), minus its two
-        runtime Protocol checks per aggregate (``DomainEventProtocol``,
-        ``CollectEventsProtocol``): about 15 us of a 150 us command. Our arguments are
-        always aggregates."""
-        processing: ProcessingEvent[UUID] = ProcessingEvent()
-        for aggregate in aggregates:
-            processing.events.extend(aggregate.collect_events())
-            processing.aggregates[aggregate.id] = aggregate
+        """What ``Application.save(*aggregates)`` does, step by step
+        (:mod:`domain.es_compat`), minus its two runtime Protocol checks per aggregate
+        (about 15 us of a 150 us command), plus the audit record in the same write."""
+        processing = collect(aggregates)
         if self.auditor is not None and processing.events:
             record = AuditRecord.of(self.auditor, processing.events)
             processing.events.extend(record.collect_events())
-        recordings = self._record(processing)
-        self._take_snapshots(processing)
-        self._notify(recordings)
-        self.notify(processing.events)  # deprecated hook, still called by save()
+        recordings = record_processed(self, processing)
+        take_snapshots(self, processing)
+        notify_saved(self, processing, recordings)
 
     def _snapshot_if_due(self, aggregate: Aggregate, before: int) -> None:
         if self.snapshots is None or self.snapshot_interval <= 0:

@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 from uuid import UUID
 
 import msgspec
 from eventsourcing.domain import Aggregate, CanMutateAggregate
 
 from domain.errors import ValidationError
-
-if TYPE_CHECKING:
-    from domain.application import Metagraph
 
 __all__ = ["SideWrite", "UnitOfWork"]
 
@@ -60,11 +57,13 @@ class UnitOfWork:
     """The open unit of a :meth:`~domain.Metagraph.transaction` block.
 
     Commands of the application run inside the block join it by themselves; code that
-    works on aggregates directly uses :meth:`load` and :meth:`add`.
+    works on aggregates directly uses :meth:`load` and :meth:`add`. ``fetch`` is how the
+    unit loads an aggregate it has not seen yet (the application's cache or store;
+    ``None`` if unknown).
     """
 
-    def __init__(self, app: Metagraph) -> None:
-        self._app = app
+    def __init__(self, fetch: Callable[[UUID], Aggregate | None]) -> None:
+        self._fetch = fetch
         self.thread = threading.get_ident()
         """The thread that opened the unit (the only one that can use it: it holds the
         application's lock)."""
@@ -85,7 +84,7 @@ class UnitOfWork:
         """The aggregate as this unit sees it (its own changes included), or ``None``."""
         found = self.aggregates.get(aggregate_id)
         if found is None:
-            found = self._app._fetch(aggregate_id)
+            found = self._fetch(aggregate_id)
             if found is None:
                 return None
             self.aggregates[aggregate_id] = found

@@ -46,6 +46,7 @@ import os
 import re
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -60,11 +61,11 @@ from eventsourcing.persistence import (
     ApplicationRecorder,
     InfrastructureFactory,
     IntegrityError,
-    ListenNotifySubscription,
     Notification,
     ProcessRecorder,
     Recorder,
     StoredEvent,
+    Subscription,
     Tracking,
     TrackingRecorder,
     Transcoder,
@@ -538,13 +539,22 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         return HonkerSubscription(self, gt=gt, topics=topics)
 
 
-class HonkerSubscription(ListenNotifySubscription[HonkerApplicationRecorder]):
+class HonkerSubscription(Subscription[HonkerApplicationRecorder]):
     """Catch-up then live iteration, woken by Honker's commit watcher.
 
-    Reads go through the reader pool. A wake only says "something may have changed", so
-    a lost or coalesced wake costs at most ``HONKER_POLL_INTERVAL`` seconds: the pull
-    loop also wakes on that timer (eventsourcing issue #305).
+    Built on eventsourcing's public :class:`~eventsourcing.persistence.Subscription` (an
+    iterator of notifications, stopped by :meth:`stop` or by leaving its ``with``
+    block), with its own pull thread: it selects what is recorded after the position,
+    a page of ``PAGE`` at a time, keeps at most ``BUFFERED_PAGES`` pages ahead of the
+    reader, and sleeps until a commit wakes it. Reads go through the reader pool. A wake
+    only says "something may have changed", so a lost or coalesced wake costs at most
+    ``HONKER_POLL_INTERVAL`` seconds: the pull loop also wakes on that timer
+    (eventsourcing issue #305). An error in the pull thread stops the subscription and
+    is raised by the next ``next()``.
     """
+
+    PAGE: ClassVar[int] = 500
+    BUFFERED_PAGES: ClassVar[int] = 10
 
     def __init__(
         self,
@@ -553,32 +563,89 @@ class HonkerSubscription(ListenNotifySubscription[HonkerApplicationRecorder]):
         topics: Sequence[str] = (),
     ) -> None:
         super().__init__(recorder=recorder, gt=gt, topics=topics)
+        self._source = recorder
+        self._after = gt or 0
+        self._wanted = topics
+        self._pages: deque[Sequence[Notification]] = deque()
+        self._page: Sequence[Notification] = ()
+        self._index = 0
+        self._changed = threading.Condition()
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._woken = Event()
+        self._woken.set()  # the first pull reads what is already recorded
         self._datastore = recorder.datastore
         self._datastore.track(self)
-        self._datastore.watcher.add(self._has_been_notified.set)
-        # A commit between the first pull (started above) and that registration woke
-        # nobody: pull once more now rather than wait for the fallback poll.
-        self._has_been_notified.set()
+        self._datastore.watcher.add(self._woken.set)
+        self._pull_thread = threading.Thread(target=self._follow, name="honker-subscription")
+        self._pull_thread.start()
         log.debug("subscribed", tenant=self._datastore.tenant, stream=recorder.stream, offset=gt)
 
-    def _loop_on_pull(self) -> None:
+    def __next__(self) -> Notification:
+        if self._index == len(self._page) and not self._stopping:
+            with self._changed:
+                while not self._pages and not self._stopping:
+                    self._changed.wait()
+                if self._pages:
+                    self._page, self._index = self._pages.popleft(), 0
+                    self._changed.notify_all()
+        if self._stopping:
+            if self._error is not None:
+                raise self._error
+            raise StopIteration
+        notification = self._page[self._index]
+        self._index += 1
+        return notification
+
+    def _follow(self) -> None:
         try:
-            self._pull()  # what is already recorded
-            while not self._has_been_stopped:
-                self._has_been_notified.wait(timeout=self._recorder.datastore.poll_interval)
-                self._pull()  # what was recorded since
+            while not self._stopping:
+                self._woken.wait(timeout=self._datastore.poll_interval)
+                self._pull()
         except BaseException as exc:
-            if self._thread_error is None:
-                self._thread_error = exc
+            if self._error is None:
+                self._error = exc
             self.stop()
+
+    def _pull(self) -> None:
+        """Everything recorded after the position, a page at a time, into the buffer."""
+        while not self._stopping:
+            self._woken.clear()
+            page = self._source.select_notifications(
+                start=self._after,
+                limit=self.PAGE,
+                topics=self._wanted,
+                inclusive_of_start=False,
+            )
+            if page:
+                with self._changed:
+                    while len(self._pages) >= self.BUFFERED_PAGES and not self._stopping:
+                        self._changed.wait()
+                    if self._stopping:
+                        return
+                    self._pages.append(page)
+                    self._changed.notify_all()
+                self._after = page[-1].id
+            if len(page) < self.PAGE:
+                return
 
     def stop(self) -> None:
         """Stop the subscription; its thread ends without blocking the caller."""
         datastore = getattr(self, "_datastore", None)
         if datastore is not None:
-            datastore.watcher.discard(self._has_been_notified.set)
+            datastore.watcher.discard(self._woken.set)
             datastore.untrack(self)
         super().stop()
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        self._woken.set()
+
+    def __exit__(self, *args: object, **kwargs: Any) -> None:
+        try:
+            super().__exit__(*args, **kwargs)
+        finally:
+            self.join()
 
     def join(self) -> None:
         """Wait for the pull thread to end (after :meth:`stop`)."""

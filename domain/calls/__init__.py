@@ -13,8 +13,9 @@
 The common names are re-exported here: ``from domain.calls import ingest``.
 """
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from domain.lazy_exports import LazyExports
 
 if TYPE_CHECKING:
     from domain.calls.graph import CALL, CALL_GRAPH, GRAPH_NAME, TRIGGERED, triggered_key
@@ -57,62 +58,72 @@ if TYPE_CHECKING:
 
 # Each name is imported when first used (PEP 562): a command that needs one part of
 # the package does not pay for the rest (issue 17, command line start).
-_WHERE: dict[str, str] = {
-    "AbortPolicy": "domain.calls.protocol",
-    "CALL": "domain.calls.graph",
-    "CALL_GRAPH": "domain.calls.graph",
-    "CALL_STATUSES": "domain.calls.protocol",
-    "CallAborted": "domain.calls.protocol",
-    "CallCompleted": "domain.calls.protocol",
-    "CallErrored": "domain.calls.protocol",
-    "CallEvent": "domain.calls.protocol",
-    "CallIndex": "domain.calls.tree",
-    "CallLedger": "domain.calls.ledger",
-    "CallPayload": "domain.calls.protocol",
-    "CallRef": "domain.calls.tree",
-    "CallRequested": "domain.calls.protocol",
-    "CallResponded": "domain.calls.protocol",
-    "CallTree": "domain.calls.tree",
-    "DEFAULT_ABORT_POLICY": "domain.calls.protocol",
-    "ERROR_CODES": "domain.calls.protocol",
-    "EVENT_TYPES": "domain.calls.protocol",
-    "EventType": "domain.calls.protocol",
-    "GRAPH_NAME": "domain.calls.graph",
-    "Identity": "domain.calls.protocol",
-    "IngestReport": "domain.calls.ledger",
-    "OperationType": "domain.calls.protocol",
-    "OperationTypes": "domain.calls.protocol",
-    "Output": "domain.calls.protocol",
-    "TERMINAL_STATUSES": "domain.calls.protocol",
-    "TRANSITIONS": "domain.calls.protocol",
-    "TRIGGERED": "domain.calls.graph",
-    "abort_calls": "domain.calls.recovery",
-    "abort_events": "domain.calls.recovery",
-    "call_event": "domain.calls.protocol",
-    "call_ledger": "domain.calls.ledger",
-    "decode_event": "domain.calls.protocol",
-    "find_call_graph": "domain.calls.ledger",
-    "get_call": "domain.calls.ledger",
-    "ingest": "domain.calls.ledger",
-    "ingest_jsonl": "domain.calls.jsonl",
-    "read_jsonl": "domain.calls.jsonl",
-    "status_path": "domain.calls.protocol",
-    "tenant_call_graph": "domain.calls.ledger",
-    "triggered_key": "domain.calls.graph",
-}
+_LAZY = LazyExports(
+    __name__,
+    {
+        "domain.calls.graph": (
+            "CALL",
+            "CALL_GRAPH",
+            "GRAPH_NAME",
+            "TRIGGERED",
+            "triggered_key",
+        ),
+        "domain.calls.jsonl": (
+            "ingest_jsonl",
+            "read_jsonl",
+        ),
+        "domain.calls.ledger": (
+            "CallLedger",
+            "IngestReport",
+            "call_ledger",
+            "find_call_graph",
+            "get_call",
+            "ingest",
+            "tenant_call_graph",
+        ),
+        "domain.calls.protocol": (
+            "AbortPolicy",
+            "CALL_STATUSES",
+            "CallAborted",
+            "CallCompleted",
+            "CallErrored",
+            "CallEvent",
+            "CallPayload",
+            "CallRequested",
+            "CallResponded",
+            "DEFAULT_ABORT_POLICY",
+            "ERROR_CODES",
+            "EVENT_TYPES",
+            "EventType",
+            "Identity",
+            "OperationType",
+            "OperationTypes",
+            "Output",
+            "TERMINAL_STATUSES",
+            "TRANSITIONS",
+            "call_event",
+            "decode_event",
+            "status_path",
+        ),
+        "domain.calls.recovery": (
+            "abort_calls",
+            "abort_events",
+        ),
+        "domain.calls.tree": (
+            "CallIndex",
+            "CallRef",
+            "CallTree",
+        ),
+    },
+)
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    return _LAZY.attribute(name)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return _LAZY.names()
 
 
 __all__ = [

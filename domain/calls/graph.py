@@ -26,7 +26,7 @@ from domain.calls.protocol import (
     OPERATION_TYPES,
     TERMINAL_STATUSES,
 )
-from domain.modules._install import (
+from domain.install import (
     EdgeTypeSpec,
     GraphTypeSpec,
     NodeTypeSpec,
@@ -160,7 +160,7 @@ SPEC: Final = GraphTypeSpec(
         ),
     ),
 )
-"""The built-in graph type, as :func:`~domain.modules._install.ensure_graph_type` installs it."""
+"""The built-in graph type, as :func:`~domain.install.ensure_graph_type` installs it."""
 
 
 def install(app: Metagraph) -> UUID:

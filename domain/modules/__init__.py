@@ -1,13 +1,14 @@
 """Built-in graph modules: system-scope graph types every tenant file can hold.
 
 The call graph's type lives with the rest of the call protocol (:mod:`domain.calls.graph`).
-Each module defines its graph type with a :class:`~domain.modules._install.GraphTypeSpec`
-and installs it idempotently (:func:`~domain.modules._install.ensure_graph_type`).
+Each module defines its graph type with a :class:`~domain.install.GraphTypeSpec`
+and installs it idempotently (:func:`~domain.install.ensure_graph_type`).
 """
 
 from __future__ import annotations
 
 from domain.application import Metagraph
+from domain.calls import graph as call_graph
 from domain.modules import acl_graph, secret_graph
 
 __all__ = ["install_builtin_modules"]
@@ -18,9 +19,6 @@ def install_builtin_modules(app: Metagraph) -> None:
 
     Idempotent: a second call writes nothing.
     """
-    # Imported here: domain.calls.graph imports this package (its _install module).
-    from domain.calls import graph as call_graph  # noqa: PLC0415
-
     with app.transaction():
         for module in (call_graph, acl_graph, secret_graph):
             module.install(app)

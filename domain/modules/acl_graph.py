@@ -47,7 +47,7 @@ from domain.errors import (
     ParallelEdgeError,
     ValidationError,
 )
-from domain.modules._install import EdgeTypeSpec, GraphTypeSpec, NodeTypeSpec, ensure_graph_type
+from domain.install import EdgeTypeSpec, GraphTypeSpec, NodeTypeSpec, ensure_graph_type
 from domain.values import Edge, GraphConfig
 
 __all__ = [

@@ -41,7 +41,7 @@ from domain.errors import (
     ValidationError,
     WrongSecretKeyError,
 )
-from domain.modules._install import GraphTypeSpec, NodeTypeSpec, ensure_graph_type
+from domain.install import GraphTypeSpec, NodeTypeSpec, ensure_graph_type
 from domain.values import GraphConfig
 
 __all__ = [

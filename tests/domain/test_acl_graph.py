@@ -19,9 +19,9 @@ from domain import (
     ValidationError,
 )
 from domain.errors import DelegationScopeError
+from domain.install import ensure_graph_type
 from domain.modules import acl_graph as acl
 from domain.modules import install_builtin_modules
-from domain.modules._install import ensure_graph_type
 from tests.domain.conftest import TENANT, USER, acting, rejected, store_env, stream_position
 
 

@@ -62,7 +62,7 @@ def test_a_lost_wake_is_covered_by_the_slow_poll(tenant_file: Path) -> None:
     received: list[Notification] = []
     with recorder.subscribe(gt=0) as subscription:
         # Lose every wake: only the fallback poll can deliver now.
-        recorder.datastore.watcher.discard(subscription._has_been_notified.set)
+        recorder.datastore.watcher.discard(subscription._woken.set)
         reader = _collect(subscription, 2, received)
         ids = _save(app, 2)
         reader.join(timeout=10)

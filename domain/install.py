@@ -1,5 +1,10 @@
 """Installing a built-in module's graph type: idempotent, safe against a second process.
 
+The public installer of the domain's built-in graph types (the call graph,
+:mod:`domain.calls.graph`; the ACL and secret graphs, :mod:`domain.modules`), kept
+below both so that each can describe its type here without importing the other
+(:func:`domain.modules.install_builtin_modules` installs them all).
+
 A module describes its graph type once (:class:`GraphTypeSpec`); :func:`ensure_graph_type`
 brings a tenant file to that description using the :class:`Metagraph` commands, acting
 as the store's own modules (system scope, whoever triggered the install: a member
@@ -37,12 +42,18 @@ MODULE_ACTOR = Actor(scope="system", id="builtin-modules")
 
 
 class NodeTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A node type of a built-in graph type: its ``name``, the JSON Schema of its
+    attributes and a description."""
+
     name: str
     schema: dict[str, Any]
     description: str = ""
 
 
 class EdgeTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """An edge type of a built-in graph type: as a node type, plus the node types its
+    edges may join (``sources`` -> ``targets``; empty: any)."""
+
     name: str
     schema: dict[str, Any]
     description: str = ""
@@ -51,6 +62,9 @@ class EdgeTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class GraphTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A built-in graph type as its module describes it: what :func:`ensure_graph_type`
+    brings a tenant file to."""
+
     name: str
     config: GraphConfig
     description: str = ""
@@ -60,7 +74,7 @@ class GraphTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 def ensure_graph_type(app: Metagraph, spec: GraphTypeSpec) -> UUID:
     """Bring the tenant's graph type ``spec.name`` to ``spec``; its id. Idempotent."""
-    with app._acting_as(MODULE_ACTOR):
+    with app.acting_as_module(MODULE_ACTOR):
         return _ensure(app, spec)
 
 
