@@ -13,11 +13,12 @@ blocks of one document run in order and build on each other: ``sh`` blocks in
 ``bash -euo pipefail`` (anything they leave running is killed after the block), ``python``
 blocks in one interpreter sharing their names, as a reader pasting them one after the
 other would. ``.venv/bin`` is not on the PATH, as in a fresh shell. The sandbox's driver is
-this module run as a script (standard library only).
+this module run as a script.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -98,7 +99,7 @@ def _run_document(document: Path) -> int:
     for block in runnable(document):
         print(f"--- {_name(document)}:{block.line} ({block.kind})", flush=True)
         if block.kind == "python":
-            exec(compile(block.code, f"{_name(document)}:{block.line}", "exec"), namespace)  # noqa: S102
+            exec(compile(block.code, f"{_name(document)}:{block.line}", "exec"), namespace)
             sys.stdout.flush()
             continue
         shell = subprocess.Popen(
@@ -107,10 +108,8 @@ def _run_document(document: Path) -> int:
         try:
             code = shell.wait(timeout=240)
         finally:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(shell.pid, signal.SIGKILL)  # what the block left running
-            except ProcessLookupError:
-                pass
         if code != 0:
             print(f"{_name(document)}:{block.line}: exit status {code}", file=sys.stderr)
             return 1
