@@ -2,9 +2,11 @@
 
 A fenced block's info string says what it is. ``python`` and ``sh`` blocks are run; every
 other kind (``text``, ``console-output``, ``json``, ``jsonl``, ``yaml``) is shown, never
-run. A ``python`` or ``sh`` block that must not run (a sketch with placeholders, a command
-that runs for minutes) is preceded by ``<!-- not run: why -->``; a fence without an info
-string, or of another kind, fails the check, so no block is left neither run nor marked.
+run. A ``python`` or ``sh`` block that is not run here is marked just above its fence:
+``<!-- run by tests/x/test_y.py -->`` (a test of its own runs it, on a store it builds;
+the file must exist and name the document) or ``<!-- not run: why -->`` (a command that
+runs for minutes). A fence without an info string, or of another kind, fails the check,
+so no block is left neither run nor marked.
 
 Each document runs in a sandbox of its own: a temporary directory holding a link to every
 top-level entry of the repository (so ``.venv/bin/graphstore``, ``examples/`` and
@@ -35,17 +37,23 @@ DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = {"python", "sh"}
 SHOWN = {"text", "console-output", "json", "jsonl", "yaml"}
 NOT_RUN = re.compile(r"<!-- not run: [^>]+ -->\s*$")
+RUN_BY = re.compile(r"<!-- run by (tests/\S+\.py) -->\s*$")
 FENCE = re.compile(r"^```(\S*)\s*$")
 
 
 @dataclass(frozen=True)
 class Block:
-    """One fenced block: its kind, its text, where it starts, and whether it is marked."""
+    """One fenced block: its kind, its text, where it starts, and the marks above it."""
 
     kind: str
     code: str
     line: int
-    marked: bool
+    marks: tuple[str, ...]
+
+    @property
+    def marked(self) -> bool:
+        """Whether it is marked as run elsewhere or not run."""
+        return any(NOT_RUN.match(mark) or RUN_BY.match(mark) for mark in self.marks)
 
 
 def blocks_of(path: Path) -> list[Block]:
@@ -64,12 +72,13 @@ def blocks_of(path: Path) -> list[Block]:
         while index < len(lines) and lines[index] != "```":
             body.append(lines[index])
             index += 1
-        previous = next((line for line in reversed(lines[:start]) if line.strip()), "")
-        found.append(
-            Block(
-                opening.group(1), "\n".join(body) + "\n", start + 1, bool(NOT_RUN.match(previous))
-            )
-        )
+        marks: list[str] = []
+        for line in reversed(lines[:start]):  # the HTML comments just above the fence
+            if line.strip().startswith("<!--"):
+                marks.append(line.strip())
+            elif line.strip():
+                break
+        found.append(Block(opening.group(1), "\n".join(body) + "\n", start + 1, tuple(marks)))
         index += 1
     return found
 
@@ -125,8 +134,14 @@ def test_every_block_is_run_or_marked_as_shown(document: Path) -> None:
         where = f"{_name(document)}:{block.line}"
         assert block.kind in RUN | SHOWN, (
             f"{where}: a fence needs an info string: python or sh (run) or one of "
-            f"{sorted(SHOWN)} (shown); put <!-- not run: why --> before a python/sh sketch"
+            f"{sorted(SHOWN)} (shown); mark a python/sh block run elsewhere or not run"
         )
+        for mark in block.marks:
+            run_by = RUN_BY.match(mark)
+            if run_by:
+                test = ROOT / run_by.group(1)
+                assert test.is_file(), f"{where}: {run_by.group(1)} does not exist"
+                assert document.name in test.read_text(), f"{where}: {test} never reads it"
 
 
 def test_every_document_referenced_exists_and_the_index_lists_every_document() -> None:
@@ -163,14 +178,15 @@ def _run_in_sandbox(document: Path) -> str:
             check=False,
         )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-8000:]
-    return done.stdout
+    return done.stdout + done.stderr
 
 
 RUNNABLE = [document for document in DOCUMENTS if runnable(document)]
 
 
-# Lines some examples say they print (in their comments), checked here.
-PRINTS = {
+# What some documents' blocks must print (beyond exiting 0): lines, or patterns with the
+# number of lines they must match.
+PRINTS: dict[str, list[str]] = {
     "README.md": ["2 {'name': 'Alan'}"],
     "docs/python.md": [
         "1 {'name': 'Ada'}",
@@ -178,14 +194,43 @@ PRINTS = {
         "read needs membership of the organization (ask its owner or an admin to add the account)",
         "failed 9 2",
     ],
+    "docs/operations.md": ["{'name': 'Ada'}", "NOT_FOUND 404"],
+    "docs/calls.md": ["pending", "failed"],
+    "docs/event-target.md": ["completed"],
+    "docs/secrets.md": ["True", "s3cret"],
+}
+CONTAINS: dict[str, list[str]] = {
+    "docs/cli.md": [
+        "graph type social defined in acme: 1 node types, 1 edge types",
+        "rebuilt on acme",
+    ],
+    "docs/http.md": [
+        '"applied":622',
+        '"runs":[{',
+        '"status":"failed"',
+        "event: change",
+        '"runId":"run-004"',
+        '"operationId"',
+        'graphstore_projector_lag_events{projector="flowgraph@v1",tenant="acme"}',
+        "http://127.0.0.1:8080/#tenant=acme&key=gsk_",
+    ],
+    "docs/scale.md": ["'run-004'", "failed"],
+}
+MATCHES: dict[str, list[tuple[str, int]]] = {
+    "docs/cli.md": [(r"^\d+  \S+  CallAdded .*call=run-004", 3)],  # tail --count 3
 }
 
 
 @pytest.mark.parametrize("document", RUNNABLE, ids=_name)
 def test_the_examples_run_as_written(document: Path) -> None:
-    lines = _run_in_sandbox(document).splitlines()
-    for expected in PRINTS.get(_name(document), []):
-        assert expected in lines, "\n".join(lines[-60:])
+    out = _run_in_sandbox(document)
+    lines, name = out.splitlines(), _name(document)
+    for expected in PRINTS.get(name, []):
+        assert expected in lines, out[-4000:]
+    for part in CONTAINS.get(name, []):
+        assert part in out, out[-4000:]
+    for pattern, count in MATCHES.get(name, []):
+        assert len(re.findall(pattern, out, re.M)) == count, out[-4000:]
 
 
 if __name__ == "__main__":
