@@ -144,6 +144,24 @@ def test_every_block_is_run_or_marked_as_shown(document: Path) -> None:
                 assert document.name in test.read_text(), f"{where}: {test} never reads it"
 
 
+def test_marks_are_read_from_the_comments_just_above_a_fence(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- not run: minutes -->\n```sh\nsleep 600\n```\n\n"
+        "<!-- run by tests/test_readme.py -->\n<!-- label -->\n\n```python\nx = 1\n```\n"
+        "<!-- not run: not this block's -->\ntext between\n```sh\ntrue\n```\n"
+        "```\nbare\n```\n"
+    )
+    blocks = blocks_of(page)
+    assert [(b.kind, b.marked, b.line) for b in blocks] == [
+        ("sh", True, 2),
+        ("python", True, 9),
+        ("sh", False, 14),
+        ("", False, 17),
+    ]
+    assert runnable(page) == [blocks[2]]  # the bare fence is refused by the check above
+
+
 def test_every_document_referenced_exists_and_the_index_lists_every_document() -> None:
     names = {path.name for path in (ROOT / "docs").glob("*.md")}
     for document in DOCUMENTS:
