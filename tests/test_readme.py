@@ -218,6 +218,7 @@ PRINTS: dict[str, list[str]] = {
     "docs/secrets.md": ["True", "s3cret"],
 }
 CONTAINS: dict[str, list[str]] = {
+    "README.md": ["failed", '"runs":[{', "event: change", "key=gsk_"],
     "docs/cli.md": [
         "graph type social defined in acme: 1 node types, 1 edge types",
         "rebuilt on acme",
