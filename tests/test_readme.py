@@ -176,6 +176,16 @@ def test_every_document_referenced_exists_and_the_index_lists_every_document() -
     assert len(readme.splitlines()) <= 220, "the README is for a newcomer's first five minutes"
 
 
+def test_the_readme_and_the_benchmarks_page_name_every_suite() -> None:
+    from benchmarks.__main__ import SUITES  # noqa: PLC0415 - only this test
+
+    listed = re.search(r"`\./dev bench ([a-z|]+) \[--quick\]`", (ROOT / "README.md").read_text())
+    assert listed, "the README lost its ./dev bench line"
+    assert sorted(listed.group(1).split("|")) == sorted(SUITES)
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert all(f"| `{suite}` |" in page for suite in SUITES)
+
+
 def _sandbox(into: Path) -> None:
     for entry in ROOT.iterdir():
         if entry.name in {".git", "data"} or entry.name.startswith("data-"):
