@@ -9,8 +9,9 @@ runs for minutes). A fence without an info string, or of another kind, fails the
 so no block is left neither run nor marked.
 
 Each document runs in a sandbox of its own: a temporary directory holding a link to every
-top-level entry of the repository (so ``.venv/bin/graphstore``, ``examples/`` and
-``graphstore/samples/`` are where a clone has them) and whatever the blocks write. The
+top-level entry a clone has (those git tracks) and to ``.venv`` (so
+``.venv/bin/graphstore``, ``examples/`` and ``graphstore/samples/`` are where a clone has
+them), and whatever the blocks write. The
 blocks of one document run in order and build on each other: ``sh`` blocks in
 ``bash -euo pipefail`` (anything they leave running is killed after the block), ``python``
 blocks in one interpreter sharing their names, as a reader pasting them one after the
@@ -186,11 +187,19 @@ def test_the_readme_and_the_benchmarks_page_name_every_suite() -> None:
     assert all(f"| `{suite}` |" in page for suite in SUITES)
 
 
+def _shipped() -> set[str]:
+    """The repository's top-level entries a clone has (tracked by git), and ``.venv``."""
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if listed.returncode != 0:  # not a git checkout: everything but data directories
+        return {e.name for e in ROOT.iterdir() if e.name != ".git" and "data" not in e.name}
+    return {line.split("/", 1)[0] for line in listed.stdout.splitlines()} | {".venv"}
+
+
 def _sandbox(into: Path) -> None:
-    for entry in ROOT.iterdir():
-        if entry.name in {".git", "data"} or entry.name.startswith("data-"):
-            continue
-        (into / entry.name).symlink_to(entry)
+    for name in sorted(_shipped()):
+        (into / name).symlink_to(ROOT / name)
 
 
 def _run_in_sandbox(document: Path) -> str:
