@@ -23,7 +23,7 @@ series the writer finishes the workload and the call graph must equal one made b
 single uninterrupted ingestion, call for call.
 
 ``CRASH_SEED`` reproduces a run (printed on failure); ``CRASH_SERIES`` and
-``CRASH_ROUNDS`` change its size. ``python -m projections.soak --kills N`` runs more.
+``CRASH_ROUNDS`` change its size. ``./dev soak --kills N`` runs more.
 """
 
 from __future__ import annotations

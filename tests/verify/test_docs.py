@@ -15,7 +15,7 @@ BIN = Path(sys.executable).parent
 
 
 def test_the_verify_commands_of_the_docs_run_as_typed(demo: Path, tmp_path: Path) -> None:
-    block = re.search(r"```\n(graphstore .*?)```", DOC.read_text(), re.S)
+    block = re.search(r"```text\n(graphstore .*?)```", DOC.read_text(), re.S)
     assert block, "docs/verify.md lost its commands"
     commands = [line for line in block.group(1).splitlines() if line.strip()]
     assert len(commands) == 5

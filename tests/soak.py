@@ -1,11 +1,12 @@
-"""Crash soak: ``python -m projections.soak --kills N [--rounds R] [--seed S]``.
+"""Crash soak: ``./dev soak --kills N [--rounds R] [--seed S]`` (``python -m tests.soak``).
 
 Runs the crash test of ``tests/projections/test_crash.py`` (real writer and runner
 processes killed with SIGKILL at random points, every check after each kill; see
 docs/recovery.md) for at least ``N`` kill points: ``ceil(N / R)`` series of ``R`` rounds
-each, every series on a fresh data directory, from a source checkout (it needs
-``tests/``). Prints the seed first; the same ``--seed`` replays the same kill delays
-and targets (process timing still varies). Exit status: pytest's (0: every check held).
+each, every series on a fresh data directory, from a source checkout. It lives beside
+the tests it runs, not in the library. Prints the seed first; the same ``--seed``
+replays the same kill delays and targets (process timing still varies). Exit status:
+pytest's (0: every check held).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _say(line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m projections.soak", description=__doc__)
+    parser = argparse.ArgumentParser(prog="./dev soak", description=__doc__)
     parser.add_argument("--kills", type=int, default=100, help="kill points to run (at least)")
     parser.add_argument("--rounds", type=int, default=10, help="kill points per data directory")
     parser.add_argument("--seed", type=int, default=None, help="replay this seed")
