@@ -18,7 +18,8 @@ command -v "$python_bin" >/dev/null || die "no '$python_bin' on PATH. Install Py
 # System tools some tests need, from Debian's archive when missing and this runs as root
 # (CI, a fresh Debian 12): strace (tests/streams/test_durability.py counts a commit's
 # fsyncs with it, the proof that HONKER_SYNCHRONOUS=FULL is in force) and chromium (the
-# live run view is tested in a real headless browser, tests/http/test_view.py). Each
+# live run view is tested in a real headless browser, tests/http/test_view.py) and curl
+# (the HTTP examples of the README and docs/ run as typed, tests/test_readme.py). Each
 # test fails in CI without its tool and skips elsewhere.
 apt_updated=0
 need_tool() {  # need_tool COMMAND PACKAGE WHAT-FOR
@@ -40,6 +41,7 @@ need_tool() {  # need_tool COMMAND PACKAGE WHAT-FOR
 }
 need_tool strace strace "the fsync proof in tests/streams/test_durability.py"
 need_tool chromium chromium "the browser tests of the live run view"
+need_tool curl curl "the curl examples of README.md and docs/http.md (tests/test_readme.py)"
 
 # Re-run only when what the setup installs has changed.
 stamp="$venv/.setup-stamp"
