@@ -10,64 +10,79 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 
-from graphstore.cli.backup import register as register_backup
-from graphstore.cli.calls import register as register_ingest
-from graphstore.cli.changes import register as register_tail
-from graphstore.cli.graphs import graph_app, graph_type_app
-from graphstore.cli.identity import account_app, key_app, tenant_app
-from graphstore.cli.identity import register as register_identity
-from graphstore.cli.ops import ops_app
+from graphstore.cli.backup import register as add_backup
+from graphstore.cli.calls import register as add_calls
+from graphstore.cli.changes import register as add_changes
+from graphstore.cli.graphs import register as add_graphs
+from graphstore.cli.identity import register as add_identity
+from graphstore.cli.ops import register as add_ops
 from graphstore.cli.options import a_directory, one_of
-from graphstore.cli.projector import projector_app
-from graphstore.cli.relay import relay_app
-from graphstore.cli.remote import register as register_remote
-from graphstore.cli.runs import runs_app
-from graphstore.cli.serve import register as register_serve
+from graphstore.cli.projector import register as add_projector
+from graphstore.cli.relay import register as add_relay
+from graphstore.cli.remote import register as add_remote
+from graphstore.cli.runs import register as add_runs
+from graphstore.cli.serve import register as add_serve
 from graphstore.cli.session import ExitCode, Session
-from graphstore.cli.verify import register as register_verify
+from graphstore.cli.verify import register as add_verify
 
-__all__ = ["app", "main"]
+__all__ = ["app", "build_app", "main"]
 
-app = typer.Typer(
-    name="graphstore",
-    help="An embedded, event-sourced, multi-tenant graph store.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+GROUPS: Final[tuple[tuple[Callable[[typer.Typer], None], tuple[str, ...]], ...]] = (
+    (add_remote, ("project-remote", "ingest-nats")),
+    (add_backup, ("backup", "restore")),
+    (add_verify, ("verify",)),
+    (add_identity, ("init", "whoami", "audit", "tenant", "account", "key")),
+    (add_calls, ("ingest",)),
+    (add_changes, ("tail",)),
+    (add_serve, ("serve",)),
+    (add_graphs, ("graph-type", "graph")),
+    (add_runs, ("runs",)),
+    (add_projector, ("projector",)),
+    (add_ops, ("ops",)),
+    (add_relay, ("relay",)),
 )
+"""Each group module's ``register`` and the commands it adds, in the order of
+``graphstore --help`` (its commands first, then its groups, each as added)."""
 
-# The order of `graphstore --help`: the commands, then the groups, each as added.
-for register in (
-    register_remote,
-    register_backup,
-    register_verify,
-    register_identity,
-    register_ingest,
-    register_tail,
-    register_serve,
-):
-    register(app)
-for name, group in (
-    ("tenant", tenant_app),
-    ("account", account_app),
-    ("key", key_app),
-    ("graph-type", graph_type_app),
-    ("graph", graph_app),
-    ("runs", runs_app),
-    ("projector", projector_app),
-    ("ops", ops_app),
-    ("relay", relay_app),
-):
-    app.add_typer(group, name=name)
+_ROOT_OPTIONS_WITH_VALUES = ("--data-dir", "--api-key", "--log-level")
 
 
-@app.callback()
+def build_app(command: str | None = None) -> typer.Typer:
+    """The ``graphstore`` app: every command, or only the group module adding
+    ``command`` when it names one (typer turns every registered command's signature into
+    options before it runs one: a command need not pay for the others')."""
+    built = typer.Typer(
+        name="graphstore",
+        help="An embedded, event-sourced, multi-tenant graph store.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+    built.callback()(root)
+    chosen = [register for register, names in GROUPS if command in names]
+    for register in chosen or [register for register, _ in GROUPS]:
+        register(built)
+    return built
+
+
+def command_named(args: list[str]) -> str | None:
+    """The command (or group) a command line names: its first word that is neither a
+    global option nor the value of one; None if there is none."""
+    words = iter(args)
+    for word in words:
+        if word in _ROOT_OPTIONS_WITH_VALUES:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def root(
     ctx: typer.Context,
     data_dir: Annotated[
@@ -95,6 +110,10 @@ def root(
     ctx.call_on_close(session.close)
 
 
+app: Final = build_app()
+"""The app with every command (what ``graphstore --help`` shows)."""
+
+
 @contextlib.contextmanager
 def _no_broken_pipe() -> Iterator[None]:
     try:
@@ -110,7 +129,8 @@ def main() -> None:
     (what was wrong and what was expected) and exit 2, never a usage box or a traceback."""
     with _no_broken_pipe():
         try:
-            code = app(prog_name="graphstore", standalone_mode=False)
+            chosen = build_app(command_named(sys.argv[1:]))
+            code = chosen(prog_name="graphstore", standalone_mode=False)
         except typer.TyperException as exc:  # typer's (vendored click's) usage errors
             raise SystemExit(_usage_error(exc)) from None
         except typer.Abort:

@@ -22,10 +22,16 @@ from graphstore.cli.session import Session, run_action
 if TYPE_CHECKING:
     from domain import GraphInfo, GraphTypeInfo, Metagraph, UnitOfWork
 
-__all__ = ["check_definition", "define_graph_type", "graph_app", "graph_type_app"]
+__all__ = ["check_definition", "define_graph_type", "graph_app", "graph_type_app", "register"]
 
 graph_type_app = typer.Typer(help="Define and show graph types.", no_args_is_help=True)
 graph_app = typer.Typer(help="Create and show graphs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``graph-type`` and ``graph`` groups to the ``graphstore`` app."""
+    app.add_typer(graph_type_app, name="graph-type")
+    app.add_typer(graph_app, name="graph")
 
 
 def _load_document(path: Path) -> dict[str, Any]:

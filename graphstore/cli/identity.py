@@ -28,10 +28,14 @@ key_app = typer.Typer(help="Issue, list, revoke and rotate API keys.", no_args_i
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``init``, ``whoami`` and ``audit`` to the ``graphstore`` app."""
+    """Add ``init``, ``whoami``, ``audit`` and the ``tenant``, ``account`` and ``key``
+    groups to the ``graphstore`` app."""
     app.command("init")(init)
     app.command("whoami")(whoami)
     app.command("audit")(audit)
+    app.add_typer(tenant_app, name="tenant")
+    app.add_typer(account_app, name="account")
+    app.add_typer(key_app, name="key")
 
 
 def init(ctx: typer.Context) -> None:

@@ -15,9 +15,14 @@ import typer
 
 from graphstore.cli.session import ExitCode, Session, run_action
 
-__all__ = ["ops_app"]
+__all__ = ["ops_app", "register"]
 
 ops_app = typer.Typer(help="Operation contracts: export the OperationSpecs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``ops`` group to the ``graphstore`` app."""
+    app.add_typer(ops_app, name="ops")
 
 
 @ops_app.command("export")

@@ -21,11 +21,16 @@ if TYPE_CHECKING:
     from projections import ProjectorStatus, Runner
     from projections.rebuild import RebuildResult
 
-__all__ = ["projector_app"]
+__all__ = ["projector_app", "register"]
 
 projector_app = typer.Typer(
     help="Projectors: status, catch up, replay parked events, rebuild.", no_args_is_help=True
 )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``projector`` group to the ``graphstore`` app."""
+    app.add_typer(projector_app, name="projector")
 
 
 def _runner(session: Session, tenant: str | None) -> Runner:

@@ -22,12 +22,18 @@ from graphstore.cli.session import ExitCode, Session, run_action
 if TYPE_CHECKING:
     from graphstore.nats.relay import TenantRelayStatus
 
-__all__ = ["relay_app"]
+__all__ = ["register", "relay_app"]
 
 relay_app = typer.Typer(
     help="Relay every tenant's stream to NATS JetStream (docs/scale.md); `relay status`.",
     invoke_without_command=True,
 )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``relay`` group to the ``graphstore`` app."""
+    app.add_typer(relay_app, name="relay")
+
 
 _JETSTREAM_TIMEOUT = 10.0  # seconds `relay status --nats` waits for JetStream
 

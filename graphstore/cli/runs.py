@@ -26,12 +26,17 @@ if TYPE_CHECKING:
     from projections import Flowgraph, Replay
     from projections.recovery import AbortReport
 
-__all__ = ["ViewsLag", "runs_app"]
+__all__ = ["ViewsLag", "register", "runs_app"]
 
 runs_app = typer.Typer(
     help="Workflow runs: list, show (now or as of an offset), history, export.",
     no_args_is_help=True,
 )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``runs`` group to the ``graphstore`` app."""
+    app.add_typer(runs_app, name="runs")
 
 
 def _views(session: Session, tenant: str) -> tuple[Flowgraph, Replay]:
