@@ -37,7 +37,20 @@ it runs, so the imports inside functions are on purpose.
 
 from __future__ import annotations
 
-from graphstore.cli.entry import app, main
+from typing import TYPE_CHECKING
+
+from graphstore.cli.entry import full_app, main
 from graphstore.cli.session import ExitCode, Session
 
+if TYPE_CHECKING:
+    import typer
+
 __all__ = ["ExitCode", "Session", "app", "main"]
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """``app``: the app with every command, built on first use (a command builds only
+    its own group: :func:`graphstore.cli.entry.build_app`)."""
+    if name == "app":
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

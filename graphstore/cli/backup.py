@@ -7,8 +7,6 @@ and the backup when it runs.
 # typer commands take their options as parameters
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -214,7 +212,7 @@ def restore(
     run_action(ctx, action)
 
 
-def _replacing_store(session: Session, target: Path, tenants: list[str]) -> Store | None:
+def _replacing_store(session: Session, target: Path, tenants: list[str]) -> "Store | None":
     """The existing store a ``--replace`` writes into, its principal authorized as an
     operator (the replace is then audited in it); None if there is no store there (the
     restore refuses that itself)."""
@@ -290,7 +288,7 @@ def _parse_time(value: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _printer(session: Session) -> Progress:
+def _printer(session: Session) -> "Progress":
     err = session.output.err
 
     def show(name: str, done: int, total: int) -> None:
@@ -299,7 +297,7 @@ def _printer(session: Session) -> Progress:
     return show
 
 
-def _summary(manifest: Manifest) -> dict[str, Any]:
+def _summary(manifest: "Manifest") -> dict[str, Any]:
     return {
         "formatVersion": manifest.format_version,
         "files": {
@@ -308,7 +306,7 @@ def _summary(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _print_manifest(session: Session, manifest: Manifest) -> None:
+def _print_manifest(session: Session, manifest: "Manifest") -> None:
     if session.output.as_json:
         session.output.data({"path": str(manifest.path), **manifest.as_json()})
         return

@@ -7,8 +7,6 @@ and rich's progress bar when it runs.
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -85,7 +83,7 @@ def ingest(
             task = progress.add_task("ingest", total=None)
             events = read_jsonl(stream)  # read once: a retried unit must not read it again
 
-            def fold(unit: UnitOfWork) -> IngestReport:  # the batch and its audit record
+            def fold(unit: "UnitOfWork") -> "IngestReport":  # the batch and its audit record
                 done = call_ledger(metagraph).ingest(
                     [event for _, event in events],
                     abort_policy=abort_policy,  # type: ignore[arg-type]  # checked by the domain

@@ -7,8 +7,6 @@ subscription when it runs.
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
@@ -29,7 +27,7 @@ def register(app: typer.Typer) -> None:
     app.command("tail")(tail)
 
 
-def _change_line(change: Change) -> str:
+def _change_line(change: "Change") -> str:
     """One change as a line of text: position, time, event, then what it touched."""
     moment = datetime.fromtimestamp(change.time / 1000, UTC).isoformat(timespec="milliseconds")
     parts = [str(change.position), moment, change.event]

@@ -5,58 +5,46 @@ This module imports the groups; no group imports it (they import
 :mod:`graphstore.cli.session` and :mod:`graphstore.cli.options`, below them).
 """
 
-from __future__ import annotations
-
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
+from importlib import import_module
 from pathlib import Path
 from typing import Annotated, Final
 
 import typer
 
-from graphstore.cli.backup import register as add_backup
-from graphstore.cli.calls import register as add_calls
-from graphstore.cli.changes import register as add_changes
-from graphstore.cli.graphs import register as add_graphs
-from graphstore.cli.identity import register as add_identity
-from graphstore.cli.ops import register as add_ops
 from graphstore.cli.options import a_directory, one_of
-from graphstore.cli.projector import register as add_projector
-from graphstore.cli.relay import register as add_relay
-from graphstore.cli.remote import register as add_remote
-from graphstore.cli.runs import register as add_runs
-from graphstore.cli.serve import register as add_serve
 from graphstore.cli.session import ExitCode, Session
-from graphstore.cli.verify import register as add_verify
 
-__all__ = ["app", "build_app", "main"]
+__all__ = ["GROUPS", "build_app", "command_named", "full_app", "main", "root"]
 
-GROUPS: Final[tuple[tuple[Callable[[typer.Typer], None], tuple[str, ...]], ...]] = (
-    (add_remote, ("project-remote", "ingest-nats")),
-    (add_backup, ("backup", "restore")),
-    (add_verify, ("verify",)),
-    (add_identity, ("init", "whoami", "audit", "tenant", "account", "key")),
-    (add_calls, ("ingest",)),
-    (add_changes, ("tail",)),
-    (add_serve, ("serve",)),
-    (add_graphs, ("graph-type", "graph")),
-    (add_runs, ("runs",)),
-    (add_projector, ("projector",)),
-    (add_ops, ("ops",)),
-    (add_relay, ("relay",)),
+GROUPS: Final = (
+    ("remote", ("project-remote", "ingest-nats")),
+    ("backup", ("backup", "restore")),
+    ("verify", ("verify",)),
+    ("identity", ("init", "whoami", "audit", "tenant", "account", "key")),
+    ("calls", ("ingest",)),
+    ("changes", ("tail",)),
+    ("serve", ("serve",)),
+    ("graphs", ("graph-type", "graph")),
+    ("runs", ("runs",)),
+    ("projector", ("projector",)),
+    ("ops", ("ops",)),
+    ("relay", ("relay",)),
 )
-"""Each group module's ``register`` and the commands it adds, in the order of
-``graphstore --help`` (its commands first, then its groups, each as added)."""
+"""Each group module of :mod:`graphstore.cli` and the commands its ``register`` adds, in
+the order of ``graphstore --help`` (its commands first, then its groups, each as added)."""
 
 _ROOT_OPTIONS_WITH_VALUES = ("--data-dir", "--api-key", "--log-level")
 
 
 def build_app(command: str | None = None) -> typer.Typer:
     """The ``graphstore`` app: every command, or only the group module adding
-    ``command`` when it names one (typer turns every registered command's signature into
-    options before it runs one: a command need not pay for the others')."""
+    ``command`` when it names one: a command imports only its own group's module, and
+    typer turns only that group's signatures into options."""
     built = typer.Typer(
         name="graphstore",
         help="An embedded, event-sourced, multi-tenant graph store.",
@@ -65,8 +53,9 @@ def build_app(command: str | None = None) -> typer.Typer:
         add_completion=False,
     )
     built.callback()(root)
-    chosen = [register for register, names in GROUPS if command in names]
-    for register in chosen or [register for register, _ in GROUPS]:
+    chosen = [module for module, names in GROUPS if command in names]
+    for module in chosen or [module for module, _ in GROUPS]:
+        register: Callable[[typer.Typer], None] = import_module(f"graphstore.cli.{module}").register
         register(built)
     return built
 
@@ -110,8 +99,10 @@ def root(
     ctx.call_on_close(session.close)
 
 
-app: Final = build_app()
-"""The app with every command (what ``graphstore --help`` shows)."""
+@functools.cache
+def full_app() -> typer.Typer:
+    """The app with every command (what ``graphstore --help`` shows), built once."""
+    return build_app()
 
 
 @contextlib.contextmanager

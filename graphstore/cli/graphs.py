@@ -7,8 +7,6 @@ Imports typer and the bottom of the command line only; each command loads the st
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -78,7 +76,7 @@ def graph_type_define(
             raise ValidationError(f"{file}: {exc}") from None
         metagraph = session.tenant(tenant)
 
-        def define(unit: UnitOfWork) -> GraphTypeInfo:  # the type and its parts, whole
+        def define(unit: "UnitOfWork") -> "GraphTypeInfo":  # the type and its parts, whole
             found = metagraph.get_graph_type(define_graph_type(metagraph, document))
             unit.describe("graph type defined", {"name": found.name, "id": str(found.id)})
             return found
@@ -131,7 +129,7 @@ def check_definition(document: dict[str, Any]) -> None:
             _known_keys(f"`{field_name}[{index}]`", part, keys)
 
 
-def define_graph_type(metagraph: Metagraph, document: dict[str, Any]) -> UUID:
+def define_graph_type(metagraph: "Metagraph", document: dict[str, Any]) -> UUID:
     """Define a graph type and its node and edge types from a parsed definition (refused
     whole, before anything is defined, if it has a key this command does not know)."""
     check_definition(document)
@@ -208,7 +206,7 @@ def graph_create(
     def action(session: Session) -> None:
         metagraph = session.tenant(tenant)
 
-        def create(unit: UnitOfWork) -> GraphInfo:
+        def create(unit: "UnitOfWork") -> "GraphInfo":
             graph_id = metagraph.create_graph(graph_type, name, status=status)  # type: ignore[arg-type]
             found = metagraph.get_graph(graph_id)
             unit.describe("graph created", {"name": found.name, "id": str(found.id)})

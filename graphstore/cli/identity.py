@@ -5,8 +5,6 @@ Imports typer and the bottom of the command line only; each command loads the st
 when it runs.
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
@@ -202,7 +200,7 @@ def key_create(
     run_action(ctx, action)
 
 
-def _show_issued(session: Session, issued: IssuedKey) -> None:
+def _show_issued(session: Session, issued: "IssuedKey") -> None:
     """The one time a key is shown: on stdout alone, so `$(graphstore key create ...)` works."""
     if session.output.as_json:
         session.output.data(

@@ -6,8 +6,6 @@ when it runs.
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 

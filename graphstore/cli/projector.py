@@ -7,8 +7,6 @@ projections (and rich's progress bar, the runner) when it runs.
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,7 +31,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(projector_app, name="projector")
 
 
-def _runner(session: Session, tenant: str | None) -> Runner:
+def _runner(session: Session, tenant: str | None) -> "Runner":
     from projections import Runner
 
     if tenant is None:
@@ -120,7 +118,7 @@ def projector_run(
     run_action(ctx, action)
 
 
-def _print_statuses(session: Session, statuses: list[ProjectorStatus]) -> None:
+def _print_statuses(session: Session, statuses: "list[ProjectorStatus]") -> None:
     from graphstore.cli.render import status_table
 
     if session.output.as_json:
@@ -249,7 +247,7 @@ def projector_rebuild(
     run_action(ctx, action)
 
 
-def _rebuild_report(tenant: str, result: RebuildResult) -> dict[str, Any]:
+def _rebuild_report(tenant: str, result: "RebuildResult") -> dict[str, Any]:
     return {
         "tenant": tenant,
         "projection": result.projection,
@@ -266,7 +264,7 @@ def _rebuild_report(tenant: str, result: RebuildResult) -> dict[str, Any]:
     }
 
 
-def _rebuild_line(tenant: str, result: RebuildResult) -> str:
+def _rebuild_line(tenant: str, result: "RebuildResult") -> str:
     previous = result.previous.version
     line = (
         f"{result.projection}@v{result.version} rebuilt on {tenant} up to offset "

@@ -7,8 +7,6 @@ each command loads what it needs when it runs.
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 import logging
 import time
 from collections.abc import Callable
@@ -197,7 +195,7 @@ def _print_running(session: Session, relay: object) -> None:
 
 def _print_statuses(
     session: Session,
-    statuses: list[TenantRelayStatus],
+    statuses: "list[TenantRelayStatus]",
     with_jetstream: bool,
     *,
     stream: str = "out",

@@ -7,8 +7,6 @@ nats-py: each command loads what it needs when it runs.
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 import contextlib
 import signal
 import threading

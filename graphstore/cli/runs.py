@@ -8,8 +8,6 @@ and the renderers when it runs.
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +37,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(runs_app, name="runs")
 
 
-def _views(session: Session, tenant: str) -> tuple[Flowgraph, Replay]:
+def _views(session: Session, tenant: str) -> "tuple[Flowgraph, Replay]":
     """The flowgraph views and the replay of a registered tenant (closed with the session)."""
     flowgraph = session.store.views(tenant)
     session.closers.append(flowgraph.close)
@@ -68,7 +66,7 @@ class ViewsLag:
         )
 
 
-def _views_lag(flowgraph: Flowgraph, tenant: str) -> ViewsLag | None:
+def _views_lag(flowgraph: "Flowgraph", tenant: str) -> ViewsLag | None:
     """How far ``flowgraph``'s live views are behind the stream; None when caught up
     (read through the reader pool: nothing is written)."""
     from projections import FlowgraphProjection
@@ -316,7 +314,7 @@ def runs_abort_in_flight(
 
         metagraph = session.tenant(tenant)
 
-        def abort(unit: UnitOfWork) -> AbortReport:  # the aborts and their audit record
+        def abort(unit: "UnitOfWork") -> "AbortReport":  # the aborts and their audit record
             found = abort_in_flight(metagraph, runs=run)
             unit.describe(
                 "in-flight runs aborted", {"runs": found.runs, "events": len(found.events)}

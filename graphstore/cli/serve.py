@@ -6,8 +6,6 @@ when it runs.
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -6,8 +6,6 @@ Imports typer and the bottom of the command line only; the command loads
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated
 
