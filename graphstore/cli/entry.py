@@ -1,8 +1,11 @@
 """The top of the command line: the ``graphstore`` app with its global options, every
 command group added to it, and :func:`main`, the console script's entry point.
 
-This module imports the groups; no group imports it (they import
-:mod:`graphstore.cli.session` and :mod:`graphstore.cli.options`, below them).
+This module imports the group modules (by name, listed in :data:`GROUPS`: a command
+imports only its own); no group imports it (they import :mod:`graphstore.cli.session`
+and :mod:`graphstore.cli.options`, below them). The command modules leave out
+``from __future__ import annotations`` on purpose: their annotations are evaluated once
+at import, instead of typer compiling each from a string when it builds the command.
 """
 
 import contextlib

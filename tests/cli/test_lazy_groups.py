@@ -6,6 +6,11 @@ tests/cli/test_bad_values.py run them through ``main``)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import typer.main
 
@@ -44,3 +49,40 @@ def test_the_command_named_skips_the_global_options_and_their_values(
     argv: list[str], named: str | None
 ) -> None:
     assert command_named(argv) == named
+
+
+IMPORTED = textwrap.dedent(
+    """
+    import json, sys
+    from graphstore.cli import main
+    sys.argv = ["graphstore", *sys.argv[1:]]
+    try:
+        main()
+    except SystemExit:
+        pass
+    print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("argv", "group"),
+    [
+        (["runs", "list", "--help"], "runs"),
+        (["--json", "projector", "status", "--help"], "projector"),
+    ],
+)
+def test_a_command_imports_no_other_group_module(argv: list[str], group: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Usage" in done.stdout, done.stderr
+    modules = set(json.loads(done.stderr.splitlines()[-1]))
+    groups = {module for module, _ in GROUPS}
+    assert sorted(
+        m for m in modules if m.rpartition(".")[2] in groups and m.startswith("graphstore.cli.")
+    ) == [f"graphstore.cli.{group}"]
