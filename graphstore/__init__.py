@@ -11,7 +11,7 @@
 :class:`domain.Metagraph`, :meth:`Store.views`, :meth:`Store.replay`,
 :meth:`Store.subscribe` and :meth:`Store.runner` its read side. The names a program
 needs besides are here too (:data:`__all__`), so one import line is enough. The command
-line is :mod:`graphstore.cli`.
+line is the package :mod:`graphstore.cli`.
 
 Importing the package configures nothing (logging is the application's: README, "Logs")
 and loads the store on first use of these names, so ``graphstore --help`` starts without it.

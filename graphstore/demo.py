@@ -43,7 +43,7 @@ from rich.rule import Rule
 import graphstore
 from domain.calls import read_jsonl
 from graphstore import logs
-from graphstore._render import run_tree, runs_table, status_table
+from graphstore.cli.render import run_tree, runs_table, status_table
 from graphstore.operations.ingest import ingest_calls
 from graphstore.samples import OPERATION_TYPES, WORKFLOWS
 from projections import Flowgraph, FlowRun, Runner

@@ -26,7 +26,7 @@ HEAVY = {
     "cryptography",
     "graphstore.store",
     "graphstore.logs",
-    "graphstore._render",
+    "graphstore.cli.render",
 }
 
 IMPORTED = textwrap.dedent(

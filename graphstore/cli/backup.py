@@ -1,15 +1,11 @@
 """The ``graphstore backup`` and ``graphstore restore`` commands (docs/backup.md).
 
-Imports typer and nothing of the store at module level, so registering it in
-:mod:`graphstore.cli` keeps ``graphstore --help`` fast; each command imports what it
-needs when it runs (the command line's helpers from :mod:`graphstore.cli` too: that
-module imports this one while it is being built).
+Imports typer and the bottom of the command line only; each command loads the store
+and the backup when it runs.
 """
 
 # typer commands take their options as parameters
-# ruff: noqa: PLC0415, PLR0917
-
-from __future__ import annotations
+# ruff: noqa: PLC0415
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from graphstore.cli.session import ExitCode, Session, run_action, session_of
+
 if TYPE_CHECKING:
     from graphstore.backup import Manifest, Progress
-    from graphstore.cli import Session
     from graphstore.store import Store
 
 __all__ = ["register"]
@@ -53,7 +50,6 @@ def backup(
     """Back up system.db and every tenant file (or those of --tenant) into DEST while
     writers keep running: a consistent snapshot of each file and manifest.json (heads,
     relay positions, SHA-256). DEST appears complete or not at all. Admins only; audited."""
-    from graphstore.cli import ExitCode, _run
 
     if method not in ("backup", "vacuum"):
         typer.echo(f"--method is backup or vacuum, not {method!r}", err=True)
@@ -98,7 +94,7 @@ def backup(
         )
         _print_manifest(session, manifest)
 
-    _run(ctx, action)
+    run_action(ctx, action)
 
 
 def restore(
@@ -142,9 +138,8 @@ def restore(
     """Restore a backup into a new data directory (checked first: manifest and every
     hash; written beside it, then renamed into place), or one tenant of an existing
     store with --tenant ORG --replace. With --nats: a tenant to a point from JetStream."""
-    from graphstore.cli import ExitCode, _run, _session
 
-    target = data_dir if data_dir is not None else _session(ctx).data_dir
+    target = data_dir if data_dir is not None else session_of(ctx).data_dir
     if nats_url is None and (base is not None or until_offset is not None or until_time or system):
         typer.echo("--base, --until-offset, --until-time and --system go with --nats URL", err=True)
         raise typer.Exit(ExitCode.USAGE)
@@ -214,10 +209,10 @@ def restore(
             out.print(f"note: {note}", markup=False)
         out.print(f"restored {report.backup} into {report.data_dir}", markup=False)
 
-    _run(ctx, action)
+    run_action(ctx, action)
 
 
-def _replacing_store(session: Session, target: Path, tenants: list[str]) -> Store | None:
+def _replacing_store(session: Session, target: Path, tenants: list[str]) -> "Store | None":
     """The existing store a ``--replace`` writes into, its principal authorized as an
     operator (the replace is then audited in it); None if there is no store there (the
     restore refuses that itself)."""
@@ -249,7 +244,6 @@ def _restore_from_nats(
     *,
     system: bool,
 ) -> None:
-    from graphstore.cli import ExitCode
     from graphstore.nats.restore import restore_from_nats, restore_system_from_nats
     from graphstore.nats.subjects import SYSTEM_KEY
 
@@ -281,7 +275,6 @@ def _restore_from_nats(
 
 
 def _parse_time(value: str) -> int:
-    from graphstore.cli import ExitCode
 
     if value.isdigit():
         return int(value)
@@ -295,7 +288,7 @@ def _parse_time(value: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _printer(session: Session) -> Progress:
+def _printer(session: Session) -> "Progress":
     err = session.output.err
 
     def show(name: str, done: int, total: int) -> None:
@@ -304,7 +297,7 @@ def _printer(session: Session) -> Progress:
     return show
 
 
-def _summary(manifest: Manifest) -> dict[str, Any]:
+def _summary(manifest: "Manifest") -> dict[str, Any]:
     return {
         "formatVersion": manifest.format_version,
         "files": {
@@ -313,7 +306,7 @@ def _summary(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _print_manifest(session: Session, manifest: Manifest) -> None:
+def _print_manifest(session: Session, manifest: "Manifest") -> None:
     if session.output.as_json:
         session.output.data({"path": str(manifest.path), **manifest.as_json()})
         return

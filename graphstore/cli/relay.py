@@ -1,15 +1,11 @@
 """The ``graphstore relay`` commands: relay every tenant's stream to NATS JetStream, and
 show how far each tenant is relayed (docs/scale.md).
 
-Imports typer and nothing of the store or of nats at module level, so registering it in
-:mod:`graphstore.cli` keeps ``graphstore --help`` fast; each command imports what it
-needs when it runs (the command line's helpers from :mod:`graphstore.cli` too: that
-module imports this one while it is being built).
+Imports typer and the bottom of the command line only, nothing of the store or of nats:
+each command loads what it needs when it runs.
 """
 
 # ruff: noqa: PLC0415
-
-from __future__ import annotations
 
 import logging
 import time
@@ -18,50 +14,34 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from graphstore.cli.options import NATS_HELP, nats_urls
+from graphstore.cli.session import ExitCode, Session, run_action
+
 if TYPE_CHECKING:
-    from graphstore.cli import Session
     from graphstore.nats.relay import TenantRelayStatus
 
-__all__ = ["nats_urls", "relay_app"]
+__all__ = ["register", "relay_app"]
 
 relay_app = typer.Typer(
     help="Relay every tenant's stream to NATS JetStream (docs/scale.md); `relay status`.",
     invoke_without_command=True,
 )
 
-_NATS_HELP = "NATS server URL(s), comma-separated (e.g. nats://127.0.0.1:4222)."
-_NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+
+def register(app: typer.Typer) -> None:
+    """Add the ``relay`` group to the ``graphstore`` app."""
+    app.add_typer(relay_app, name="relay")
+
+
 _JETSTREAM_TIMEOUT = 10.0  # seconds `relay status --nats` waits for JetStream
 
 
-def nats_urls(value: str | None) -> str | None:
-    """An option callback refusing (exit 2, one line) a ``--nats`` value that is not a
-    comma-separated list of NATS server URLs (``nats://host:port``), before any connect."""
-    from urllib.parse import urlsplit
-
-    if value is None:
-        return None
-    urls = [url.strip() for url in value.split(",") if url.strip()]
-    for url in urls or [value]:
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018 - raises ValueError for a port that is no number
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in _NATS_SCHEMES or not parts.hostname:
-            raise typer.BadParameter(
-                f"{url!r} is not a NATS server URL: use nats://HOST:PORT "
-                f"(schemes {', '.join(_NATS_SCHEMES)}), comma-separated for several"
-            )
-    return value
-
-
 @relay_app.callback()
-def relay_run(  # noqa: PLR0917 - typer options
+def relay_run(
     ctx: typer.Context,
     nats_url: Annotated[
         str | None,
-        typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP, callback=nats_urls),
+        typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=NATS_HELP, callback=nats_urls),
     ] = None,
     consumer: Annotated[str, typer.Option(help="The relay's consumer name.")] = "relay@v1",
     batch_size: Annotated[
@@ -91,7 +71,6 @@ def relay_run(  # noqa: PLR0917 - typer options
     are registered; a NATS server that is down is retried and caught up on."""
     if ctx.invoked_subcommand is not None:
         return
-    from graphstore.cli import ExitCode, _run
 
     if not nats_url:
         typer.echo("give the NATS server: --nats nats://HOST:PORT", err=True)
@@ -129,7 +108,7 @@ def relay_run(  # noqa: PLR0917 - typer options
                 stop_metrics()
         _print_running(session, relay)
 
-    _run(ctx, action)
+    run_action(ctx, action)
 
 
 @relay_app.command("status")
@@ -137,14 +116,13 @@ def relay_status_command(
     ctx: typer.Context,
     nats_url: Annotated[
         str | None,
-        typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=_NATS_HELP, callback=nats_urls),
+        typer.Option("--nats", envvar="GRAPHSTORE_NATS_URL", help=NATS_HELP, callback=nats_urls),
     ] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
     consumer: Annotated[str, typer.Option(help="The relay's consumer name.")] = "relay@v1",
 ) -> None:
     """Each tenant's relay position, head and lag (events, seconds), read from the files
     (no relay needs to run); with --nats also each subject's last relayed offset."""
-    from graphstore.cli import ExitCode, _run
 
     def action(session: Session) -> None:
         import asyncio
@@ -180,7 +158,7 @@ def relay_status_command(
         statuses = relay_status(session.data, tenants, consumer=consumer, jetstream=jetstream)
         _print_statuses(session, statuses, jetstream is not None)
 
-    _run(ctx, action)
+    run_action(ctx, action)
 
 
 def _serve_metrics(relay: object, port: int | None) -> Callable[[], None]:
@@ -217,7 +195,7 @@ def _print_running(session: Session, relay: object) -> None:
 
 def _print_statuses(
     session: Session,
-    statuses: list[TenantRelayStatus],
+    statuses: "list[TenantRelayStatus]",
     with_jetstream: bool,
     *,
     stream: str = "out",

@@ -1,23 +1,26 @@
 """The ``graphstore ops`` commands: the operation contracts (docs/operations.md).
 
-Imports typer and nothing of the store at module level, so registering it in
-:mod:`graphstore.cli` keeps ``graphstore --help`` fast; the command imports the store
-when it runs, and the command line's helpers from :mod:`graphstore.cli` then (that
-module imports this one while it is being built).
+Imports typer and the bottom of the command line only; the command loads the store
+when it runs.
 """
 
 # ruff: noqa: PLC0415
-
-from __future__ import annotations
 
 import sys
 from typing import Annotated
 
 import typer
 
-__all__ = ["ops_app"]
+from graphstore.cli.session import ExitCode, Session, run_action
+
+__all__ = ["ops_app", "register"]
 
 ops_app = typer.Typer(help="Operation contracts: export the OperationSpecs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``ops`` group to the ``graphstore`` app."""
+    app.add_typer(ops_app, name="ops")
 
 
 @ops_app.command("export")
@@ -30,7 +33,6 @@ def ops_export(
 ) -> None:
     """Print every operation's spec as one JSON array on stdout: the store's own, and with
     --tenant each of the tenant's graph types' (needs read on it)."""
-    from graphstore.cli import ExitCode, Session, _run
 
     def action(session: Session) -> None:
         from graphstore.operations import Executor, OperationError, encode_specs
@@ -45,4 +47,4 @@ def ops_export(
         sys.stdout.buffer.write(encode_specs(specs) + b"\n")
         sys.stdout.flush()
 
-    _run(ctx, action)
+    run_action(ctx, action)

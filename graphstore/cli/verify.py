@@ -1,22 +1,17 @@
 """The ``graphstore verify`` command: the store's fsck (docs/verify.md).
 
-Imports typer and nothing of the store at module level, so registering it in
-:mod:`graphstore.cli` keeps ``graphstore --help`` fast; the command imports
-:mod:`graphstore.verify` when it runs (and the command line's helpers from
-:mod:`graphstore.cli` then: that module imports this one while it is being built).
+Imports typer and the bottom of the command line only; the command loads
+:mod:`graphstore.verify` when it runs.
 """
 
 # ruff: noqa: PLC0415
 
-from __future__ import annotations
-
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    from graphstore.cli import Session
+from graphstore.cli.session import ExitCode, Session, run_action
 
 __all__ = ["register"]
 
@@ -49,7 +44,6 @@ def verify_command(
     a clean rebuild (by digest); with --nats the relayed subjects, with --backup a backup.
     Runs on a live directory without stopping writers. Exit 0 only if everything holds,
     else 1 with the list of problems (what, where, what to do)."""
-    from graphstore.cli import ExitCode, _run
 
     def action(session: Session) -> None:
         from graphstore.verify import verify
@@ -75,7 +69,7 @@ def verify_command(
         if not report.ok:
             raise typer.Exit(ExitCode.REFUSED)
 
-    _run(ctx, action)
+    run_action(ctx, action)
 
 
 def _print(session: Session, report: object) -> None:

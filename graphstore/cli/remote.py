@@ -1,29 +1,23 @@
 """The ``graphstore project-remote`` and ``graphstore ingest-nats`` commands
 (docs/scale.md, "Remote projections" and "Spokes").
 
-Imports typer and nothing of the store or of nats-py at module level, so registering
-the commands in :mod:`graphstore.cli` keeps ``graphstore --help`` fast; each command
-imports what it needs when it runs (and the command line's helpers from
-:mod:`graphstore.cli`, which imports this module while it is being built).
+Imports typer and the bottom of the command line only, nothing of the store or of
+nats-py: each command loads what it needs when it runs.
 """
 
 # ruff: noqa: PLC0415
-
-from __future__ import annotations
 
 import contextlib
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from graphstore._relay_cli import nats_urls  # typer only: keeps the front door fast
-
-if TYPE_CHECKING:
-    from graphstore.cli import Session
+from graphstore.cli.options import nats_urls
+from graphstore.cli.session import Session, run_action
 
 __all__ = ["ingest_nats", "project_remote", "register"]
 
@@ -110,7 +104,6 @@ def project_remote(
     """Keep the flowgraph views and metagraph tables of relayed tenants in this machine's
     --data-dir (mirror-<tenant>.db), from JetStream, until interrupted. Never opens a
     tenant file; needs a relay publishing the tenants' streams."""
-    from graphstore.cli import _run
 
     def action(session: Session) -> None:
         from graphstore.nats.remote import RemoteProjector
@@ -125,7 +118,7 @@ def project_remote(
                 status_every,
             )
 
-    _run(ctx, action)
+    run_action(ctx, action)
 
 
 def ingest_nats(
@@ -152,7 +145,6 @@ def ingest_nats(
 ) -> None:
     """Fold spokes' call events (graphstore.<tenant>.calls on JetStream) into the tenants
     of --data-dir, exactly once, until interrupted (the hub's side of the spokes)."""
-    from graphstore.cli import _run
 
     def action(session: Session) -> None:
         from graphstore.nats.ingester import Ingester
@@ -169,7 +161,7 @@ def ingest_nats(
                 status_every,
             )
 
-    _run(ctx, action)
+    run_action(ctx, action)
 
 
 def register(app: typer.Typer) -> None:
