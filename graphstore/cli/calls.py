@@ -9,16 +9,12 @@ and rich's progress bar when it runs.
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from graphstore.cli.options import one_of
 from graphstore.cli.session import Session, run_action
-
-if TYPE_CHECKING:
-    from domain import UnitOfWork
-    from domain.calls import IngestReport
 
 __all__ = ["register"]
 
@@ -61,8 +57,9 @@ def ingest(
             TimeRemainingColumn,
         )
 
-        from domain.calls import OperationType, call_ledger, read_jsonl
+        from domain.calls import OperationType, read_jsonl
         from domain.errors import NotFoundError
+        from graphstore.operations.ingest import ingest_calls
 
         if source != "-" and not Path(source).is_file():
             raise NotFoundError(f"no file {source!r}", kind="file", name=source)
@@ -83,21 +80,15 @@ def ingest(
             task = progress.add_task("ingest", total=None)
             events = read_jsonl(stream)  # read once: a retried unit must not read it again
 
-            def fold(unit: "UnitOfWork") -> "IngestReport":  # the batch and its audit record
-                done = call_ledger(metagraph).ingest(
-                    [event for _, event in events],
-                    abort_policy=abort_policy,  # type: ignore[arg-type]  # checked by the domain
-                    operation_types=operation_types,
-                    progress=lambda done, total: progress.update(task, completed=done, total=total),
-                    lines=[line for line, _ in events],
-                )
-                unit.describe(
-                    "call events ingested",
-                    {"source": source, "events": done.events, "applied": done.applied},
-                )
-                return done
-
-            report = metagraph.atomic(fold)
+            report, _ = ingest_calls(  # the batch and its audit record, as every way in
+                metagraph,
+                [event for _, event in events],
+                source=source,
+                operation_types=operation_types,
+                abort_policy=abort_policy,  # type: ignore[arg-type]  # checked by the domain
+                lines=[line for line, _ in events],
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
         session.output.result(
             report,
             f"ingested {report.events} events into {tenant}: {report.applied} applied, "
