@@ -31,7 +31,7 @@ events. :class:`Flowgraph` answers the typed queries.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal, Protocol
 
 import msgspec
@@ -64,7 +64,7 @@ from projections.events import (
 )
 from projections.projector import Handler, Projection, Record, Transaction
 from projections.rebuild import live_prefix, live_version
-from streams import HonkerDatastore, HonkerFactory
+from streams import HonkerDatastore, TenantReader
 
 __all__ = [
     "RUN_STATUSES",
@@ -864,29 +864,29 @@ class Flowgraph:
         self._sql = _Sql(table_prefix)
         self._calls = f'"{self._sql.names["flow_calls"]}"'
         self._runs = f'"{self._sql.names["flow_runs"]}"'
-        self._on_close: Callable[[], None] | None = None
+        self._owned: TenantReader | None = None
 
     @classmethod
     def open(cls, env: Mapping[str, str] | Environment, **options: Any) -> Flowgraph:
         """The views of the tenant file ``env`` selects (as the writers' env), on the
         live version's tables (after a rebuild's swap) unless ``table_prefix`` is given."""
-        environment = env if isinstance(env, Environment) else Environment("metagraph", env)
-        factory = HonkerFactory(environment)
-        try:
-            if "table_prefix" not in options:
-                options["table_prefix"] = live_prefix(factory.datastore, FlowgraphProjection.name)
-            views = cls(factory.datastore, **options)
-        except BaseException:
-            factory.close()
-            raise
-        views._on_close = factory.close
+        return TenantReader(env).adopt(lambda reader: cls.on(reader, owns=True, **options))
+
+    @classmethod
+    def on(cls, reader: TenantReader, *, owns: bool = False, **options: Any) -> Flowgraph:
+        """The views read through ``reader``, on the live version's tables unless
+        ``table_prefix`` is given; with ``owns``, :meth:`close` closes the reader."""
+        if "table_prefix" not in options:
+            options["table_prefix"] = live_prefix(reader.datastore, FlowgraphProjection.name)
+        views = cls(reader.datastore, **options)
+        views._owned = reader if owns else None
         return views
 
     def close(self) -> None:
         """Close the file if :meth:`open` opened it."""
-        on_close, self._on_close = self._on_close, None
-        if on_close is not None:
-            on_close()
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            owned.close()
 
     def __enter__(self) -> Flowgraph:
         return self

@@ -79,11 +79,11 @@ from projections.flowgraph import (
     tree_order,
 )
 from projections.metagraph import call_edge_id
-from projections.projector import PARKED_TABLE, plain_state_reader
+from projections.projector import PARKED_TABLE
 from projections.rebuild import live_projection
 from streams import (
     HonkerDatastore,
-    HonkerFactory,
+    TenantReader,
     aggregate_offsets,
     positions_table,
     read_after,
@@ -446,7 +446,7 @@ class Replay:
         self.stream = stream
         self.projection = projection or FlowgraphProjection()
         self._plain_state = plain_state
-        self._on_close: Callable[[], None] | None = None
+        self._owned: TenantReader | None = None
         names = self.projection.tables
         self._flow_tables = (names["flow_calls"], names["flow_runs"], names["flow_graph"])
 
@@ -454,25 +454,26 @@ class Replay:
     def open(cls, env: Mapping[str, str] | Environment, **options: Any) -> Replay:
         """A replay of the tenant file ``env`` selects (as the writers' env), on the live
         flowgraph version (after a rebuild's swap) unless ``projection`` is given."""
-        environment = env if isinstance(env, Environment) else Environment("metagraph", env)
-        factory = HonkerFactory(environment)
-        try:
-            options.setdefault("stream", factory.stream)
-            options.setdefault("plain_state", plain_state_reader(factory))
-            if options.get("projection") is None:
-                options["projection"] = live_projection(factory.datastore, FlowgraphProjection)
-            replay = cls(factory.datastore, **options)
-        except BaseException:
-            factory.close()
-            raise
-        replay._on_close = factory.close
+        return TenantReader(env).adopt(lambda reader: cls.on(reader, owns=True, **options))
+
+    @classmethod
+    def on(cls, reader: TenantReader, *, owns: bool = False, **options: Any) -> Replay:
+        """A replay reading through ``reader`` (its stream and cipher, the live flowgraph
+        version, unless ``options`` say otherwise); with ``owns``, :meth:`close` closes
+        the reader."""
+        options.setdefault("stream", reader.stream)
+        options.setdefault("plain_state", reader.plain_state)
+        if options.get("projection") is None:
+            options["projection"] = live_projection(reader.datastore, FlowgraphProjection)
+        replay = cls(reader.datastore, **options)
+        replay._owned = reader if owns else None
         return replay
 
     def close(self) -> None:
         """Close the file if :meth:`open` opened it."""
-        on_close, self._on_close = self._on_close, None
-        if on_close is not None:
-            on_close()
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            owned.close()
 
     def __enter__(self) -> Replay:
         return self

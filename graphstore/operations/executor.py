@@ -59,7 +59,7 @@ from graphstore.operations.specs import (
     graph_type_shapes,
     store_operations,
 )
-from graphstore.operations.tables import ReadModel, ViewMissingError, WaitTimeoutError
+from graphstore.operations.tables import ReadModel, WaitTimeoutError
 from graphstore.operations.wire import (
     CallOut,
     ChangeOut,
@@ -352,10 +352,6 @@ class Executor:
         except WaitTimeoutError as exc:
             raise OperationTimeoutError(
                 str(exc), operation_id=operation_id, details={"reached": exc.reached}
-            ) from exc
-        except ViewMissingError as exc:
-            raise ResourceNotFoundError(
-                str(exc), operation_id=operation_id, details={"kind": "view", "name": "metagraph"}
             ) from exc
         except PersistenceError as exc:
             raise ExecutionError(
