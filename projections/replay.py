@@ -17,7 +17,7 @@ reads the projector's position, the events of every call of the run (through
 ``flow_calls.run_id``), and the events the live view has not applied: those after the
 position and those parked. Runs those events may join (a parent arriving after the
 position re-roots a waiting subtree) are read too. The events are then folded in memory
-by the same :class:`~projections.flowgraph.Fold` the projection runs on SQL, so a
+by the same :class:`~projections.flowgraph_fold.Fold` the projection runs on SQL, so a
 replay at the head equals the live view.
 """
 
@@ -67,17 +67,14 @@ from projections.events import (
     FoldedEvent,
 )
 from projections.flowgraph import (
-    CallRow,
     FlowCall,
     FlowgraphProjection,
     FlowRun,
-    Fold,
-    RunRow,
-    decode_attributes,
     flow_call,
     flow_run,
     tree_order,
 )
+from projections.flowgraph_fold import CallRow, Fold, RunRow, decode_attributes
 from projections.metagraph import call_edge_id
 from projections.projector import PARKED_TABLE
 from projections.rebuild import live_projection
@@ -197,7 +194,7 @@ class RunExport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MemoryStore:
-    """The fold's store in dictionaries (see :class:`projections.flowgraph.Store`)."""
+    """The fold's store in dictionaries (see :class:`projections.flowgraph_fold.Store`)."""
 
     def __init__(self, graph_id: str | None = None) -> None:
         self.graph_id = graph_id
