@@ -265,12 +265,13 @@ def verify_file(
     problems are added to ``report``."""
     where = name or (f"tenant {org_id}" if org_id else path.name)
     file_report = FileReport(where, str(path))
-    datastore: HonkerDatastore | None = None
+    settings = {"HONKER_DBNAME": str(path), **({"HONKER_TENANT": org_id} if org_id else {})}
     try:
-        datastore = HonkerDatastore(path, tenant=org_id)
+        reader = TenantReader(settings, stream)
     except Exception as exc:
         report.problems.append(_problem("integrity", where, f"the file does not open: {exc}"))
         return file_report
+    datastore = reader.datastore
     try:
         try:
             broken = integrity_problems(datastore)
@@ -287,7 +288,7 @@ def verify_file(
         report.problems.append(_problem("integrity", where, f"reading the file failed: {exc}"))
         return file_report
     finally:
-        datastore.close()
+        reader.close()
     env = {"PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(path)}
     if org_id is not None:
         env["HONKER_TENANT"] = org_id

@@ -645,13 +645,9 @@ class Executor:
 
     def _changes(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
         from projections import FlowgraphProjection, MetagraphProjection  # noqa: PLC0415
-        from projections.rebuild import live_projection  # noqa: PLC0415
 
-        read = self._read(tenant)
         flow = op.action == "changes.run" or data.get("projection") == "flowgraph"
-        projection = live_projection(
-            read.datastore, FlowgraphProjection if flow else MetagraphProjection
-        )
+        projection = FlowgraphProjection if flow else MetagraphProjection  # the live version
         after, name = data.get("after"), data.get("name")
         seek = after is not None and name is None and not data.get("fromStart", False)
         subscription = self.store.subscribe(
