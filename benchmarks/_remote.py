@@ -58,7 +58,7 @@ from graphstore.nats.spoke import Spoke
 from graphstore.nats.subjects import EVENTS_STREAM
 from graphstore.store import Store
 from projections.mirror import mirror_path
-from streams import HonkerDatastore, saved_position
+from streams import HonkerDatastore, TenantReader, saved_position
 
 __all__ = ["remote_e2e", "spoke_ingest_vs_inprocess"]
 
@@ -170,7 +170,8 @@ def remote_e2e(report: Report, root: Path, server: _Server, config: RunConfig) -
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no mirror was created; see {log}")
             time.sleep(0.01)
-        mirror = HonkerDatastore(mirror_path(remote, TENANT))
+        mirror_file = TenantReader({"HONKER_DBNAME": str(mirror_path(remote, TENANT))})
+        mirror = mirror_file.datastore
         try:
             _wait(mirror, _mirror_position, head, 60, "the remote projection", log)
             counter = iter(range(10**9))
@@ -189,7 +190,7 @@ def remote_e2e(report: Report, root: Path, server: _Server, config: RunConfig) -
             one_round(-1)  # warm-up
             figures = rounds(config.repeats, {"e2e": one_round})["e2e"]
         finally:
-            mirror.close()
+            mirror_file.close()
     p50 = [percentile(latencies, 50) for latencies in figures]
     p99 = [percentile(latencies, 99) for latencies in figures]
     report.add("remote_e2e_p50_ms", median(p50), Target("<=", 10))
@@ -248,7 +249,8 @@ def spoke_ingest_vs_inprocess(
             runs = runs_of(f"s{round_no + 1}")
             path = store.data.tenant_path(tenant)
             warm = asyncio.run(_publish(server.url, tenant, [workflow_run("warm", 0)]))
-            db = HonkerDatastore(path)
+            tenant_file = TenantReader({"HONKER_DBNAME": str(path)})
+            db = tenant_file.datastore
             try:
                 _wait(db, _ingested, warm, 60, "the ingester", log)
                 start = time.perf_counter()
@@ -257,7 +259,7 @@ def spoke_ingest_vs_inprocess(
                 _wait(db, _ingested, last, 600, "the ingester", log)
                 return time.perf_counter() - start
             finally:
-                db.close()
+                tenant_file.close()
 
         def in_process(round_no: int) -> float:
             app = store.tenant(per_run[round_no + 1])

@@ -41,7 +41,7 @@ from domain._identity_aggregates import REGISTRY_ID
 from graphstore.data import DataDirectory
 from projections import FlowgraphProjection, MetagraphProjection
 from projections.rebuild import open_live_projector
-from streams import HonkerDatastore, HonkerTrackingRecorder
+from streams import HonkerTrackingRecorder, TenantReader
 
 __all__ = ["CliRunnerFigures", "OffsetWatcher", "build_tenants", "measure_cli_runner"]
 
@@ -165,7 +165,8 @@ class OffsetWatcher:
     the projector's saved offset and notes when each new value was first seen."""
 
     def __init__(self, path: Path, consumer: str, stream: str) -> None:
-        self.datastore = HonkerDatastore(path)
+        self.reader = TenantReader({"HONKER_DBNAME": str(path)}, stream)
+        self.datastore = self.reader.datastore
         self.tracking = HonkerTrackingRecorder(self.datastore, consumer=consumer)
         self.stream = stream
         self.seen: list[tuple[int, int]] = []
@@ -199,7 +200,7 @@ class OffsetWatcher:
         self._wake.set()
         self._thread.join()
         self.datastore.watcher.discard(self._wake.set)
-        self.datastore.close()
+        self.reader.close()
 
     def latencies_ms(self, stamps: list[tuple[int, int]]) -> list[float]:
         result = []

@@ -75,7 +75,9 @@ QUICK_SIZES: Final = Sizes(events=150_000)
 
 def build(data: Path, events: int) -> int:
     """A data directory with system.db and tenant acme holding ``events`` events; its
-    bytes (checkpointed)."""
+    bytes (checkpointed). The events go straight through an application recorder (far
+    faster than the domain's commands): a writer, so it builds its own ``HonkerFactory``
+    for the recorder; readers open files with ``streams.TenantReader``."""
     directory = DataDirectory(data)
     try:
         directory.identity  # noqa: B018 - creates system.db

@@ -51,7 +51,7 @@ from domain.calls import ingest
 from graphstore.data import DataDirectory
 from projections import FlowgraphProjection, MetagraphProjection, Projector, Replay, Runner
 from projections.metagraph import TABLES as METAGRAPH_TABLES
-from projections.metagraph import _Sql as MetagraphSql
+from projections.metagraph import MetagraphSql
 
 __all__ = ["run"]
 

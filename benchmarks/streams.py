@@ -156,6 +156,9 @@ def _id_bytes(originator_id: UUID | str) -> bytes:
 
 @contextmanager
 def ours_recorder(path: Path) -> Iterator[HonkerApplicationRecorder]:
+    """Our application recorder on ``path``, closed on exit. A writer, so it builds its
+    own ``HonkerFactory`` (the recorder comes from eventsourcing's factory); readers open
+    files with ``streams.TenantReader`` instead."""
     factory = HonkerFactory(
         Environment(APP_NAME, {"HONKER_DBNAME": str(path), "HONKER_TENANT": TENANT})
     )

@@ -205,14 +205,20 @@ class Store:
         return Replay.open(self._read_env(org_id, "replay its history"))
 
     def subscribe(
-        self, org_id: str, projection: Projection | None = None, **options: Any
+        self,
+        org_id: str,
+        projection: Projection | type[Projection] | None = None,
+        **options: Any,
     ) -> Subscription:
         """Changes of a tenant's projection (default: the flowgraph) as they commit;
         ``options`` as :meth:`projections.Subscription.open` (``name``, ``run``,
-        ``graph``, ``from_start``, ...). Authorized when opened."""
+        ``graph``, ``from_start``, ``after``, ``auto_commit``, ...). A projection class
+        (or the default) follows its live version in the file, after a rebuild's swap;
+        an instance is taken as it is. Authorized when opened; the subscription owns its
+        reader of the file (close it when done)."""
         from projections import FlowgraphProjection, Subscription  # noqa: PLC0415
 
-        chosen = FlowgraphProjection() if projection is None else projection
+        chosen = FlowgraphProjection if projection is None else projection
         return Subscription.open(self._read_env(org_id, "subscribe to changes"), chosen, **options)
 
     def runner(self, **options: Any) -> Runner:

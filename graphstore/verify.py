@@ -32,11 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from eventsourcing.utils import Environment
-
 from streams import (
     HonkerDatastore,
-    HonkerFactory,
+    TenantReader,
     count_between,
     read_after,
     saved_position,
@@ -267,12 +265,13 @@ def verify_file(
     problems are added to ``report``."""
     where = name or (f"tenant {org_id}" if org_id else path.name)
     file_report = FileReport(where, str(path))
-    datastore: HonkerDatastore | None = None
+    settings = {"HONKER_DBNAME": str(path), **({"HONKER_TENANT": org_id} if org_id else {})}
     try:
-        datastore = HonkerDatastore(path, tenant=org_id)
+        reader = TenantReader(settings, stream)
     except Exception as exc:
         report.problems.append(_problem("integrity", where, f"the file does not open: {exc}"))
         return file_report
+    datastore = reader.datastore
     try:
         try:
             broken = integrity_problems(datastore)
@@ -289,7 +288,7 @@ def verify_file(
         report.problems.append(_problem("integrity", where, f"reading the file failed: {exc}"))
         return file_report
     finally:
-        datastore.close()
+        reader.close()
     env = {"PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(path)}
     if org_id is not None:
         env["HONKER_TENANT"] = org_id
@@ -403,20 +402,19 @@ def _check_projections(
 def _compare_subject(
     nats_url: str, org_id: str, copy: Path, file_report: FileReport, report: VerifyReport
 ) -> None:
+    from graphstore.nats.relayed import relayed_upto  # noqa: PLC0415 - only with --nats
+
     where = f"tenant {org_id}, graphstore.{org_id}.events"
-    factory = HonkerFactory(Environment(TENANT_STREAM, {"HONKER_DBNAME": str(copy)}))
-    try:
-        datastore = factory.datastore
+    with TenantReader({"HONKER_DBNAME": str(copy)}, TENANT_STREAM) as reader:
+        datastore = reader.datastore
         position = saved_position(datastore, RELAY_CONSUMER, TENANT_STREAM) or 0
         stored = [
             (e.offset, e.payload.encode())
             for e in read_after(datastore, TENANT_STREAM, 0, upto=position)
         ]
-    finally:
-        factory.close()
     file_report.relayed = position
     try:
-        relayed = asyncio.run(_relayed_upto(nats_url, org_id, position))
+        relayed = asyncio.run(relayed_upto(nats_url, org_id, position))
     except Exception as exc:  # any connection failure: one problem, said plainly
         report.problems.append(_problem("nats", where, f"cannot read JetStream: {exc!r}"))
         return
@@ -441,23 +439,6 @@ def _compare_subject(
     if order or len(relayed) != len(relayed_at):
         parts.append("messages are out of order or duplicated")
     report.problems.append(_problem("nats", where, "; ".join(parts) or "the subject differs"))
-
-
-async def _relayed_upto(nats_url: str, org_id: str, position: int) -> list[tuple[int, bytes]]:
-    from graphstore.nats._subject import connect, read_subject  # noqa: PLC0415
-
-    nc = await connect([u.strip() for u in nats_url.split(",") if u.strip()])
-    try:
-        found: list[tuple[int, bytes]] = []
-        async with contextlib.aclosing(read_subject(nc, org_id)) as entries:
-            async for entry in entries:
-                offset = entry.offset if entry.offset is not None else -1
-                if offset > position:
-                    break
-                found.append((offset, entry.payload))
-        return found
-    finally:
-        await nc.close()
 
 
 # --------------------------------------------------------------------------- backups

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     )
     from projections.flowgraph import FlowCall, Flowgraph, FlowgraphProjection, FlowRun, RunPage
     from projections.metagraph import MetagraphProjection
+    from projections.metagraph_queries import MetagraphTables
     from projections.mirror import Mirror, MirrorError, MirrorStatus, MirrorSubscription
     from projections.projector import (
         DEFAULT_BATCH_SIZE,
@@ -68,6 +69,7 @@ _WHERE: dict[str, str] = {
     "Handler": "projections.projector",
     "HistoryEntry": "projections.replay",
     "MetagraphProjection": "projections.metagraph",
+    "MetagraphTables": "projections.metagraph_queries",
     "Mirror": "projections.mirror",
     "MirrorError": "projections.mirror",
     "MirrorStatus": "projections.mirror",
@@ -133,6 +135,7 @@ __all__ = [
     "Handler",
     "HistoryEntry",
     "MetagraphProjection",
+    "MetagraphTables",
     "Mirror",
     "MirrorError",
     "MirrorStatus",

@@ -56,11 +56,12 @@ from projections.events import (
 )
 from projections.flowgraph import FlowgraphProjection
 from projections.metagraph import MetagraphProjection
-from projections.projector import DEFAULT_BATCH_SIZE, Projection, plain_state_reader
+from projections.projector import DEFAULT_BATCH_SIZE, Projection
+from projections.rebuild import live_projection
 from streams import (
     Entry,
     HonkerDatastore,
-    HonkerFactory,
+    TenantReader,
     Transaction,
     read_after,
     read_at,
@@ -168,7 +169,7 @@ class Subscription:
         self._call_graph: str | None = None
         self._buffer: deque[_Pending] = deque()
         self._delivered: _Pending | None = None  # handed out, not yet acknowledged
-        self._on_close: Callable[[], None] | None = None
+        self._owned: TenantReader | None = None
         self._closed = threading.Event()
         if after is not None and (self._consumer is not None or from_start or after < 0):
             raise ValueError(
@@ -189,21 +190,34 @@ class Subscription:
     def open(
         cls,
         env: Mapping[str, str] | Environment,
-        projection: Projection,
+        projection: Projection | type[Projection],
         **options: Any,
     ) -> Subscription:
         """A subscription on the tenant file ``env`` selects (as the writers' env);
-        :meth:`close` closes the file."""
-        environment = env if isinstance(env, Environment) else Environment(projection.upstream, env)
-        factory = HonkerFactory(environment)
-        try:
-            options.setdefault("stream", factory.stream)
-            options.setdefault("plain_state", plain_state_reader(factory))
-            subscription = cls(factory.datastore, projection, **options)
-        except BaseException:
-            factory.close()
-            raise
-        subscription._on_close = factory.close
+        :meth:`close` closes the file. A projection class follows its live version in
+        the file (after a rebuild's swap); an instance is taken as it is."""
+        return TenantReader(env, projection.upstream).adopt(
+            lambda reader: cls.on(reader, projection, owns=True, **options)
+        )
+
+    @classmethod
+    def on(
+        cls,
+        reader: TenantReader,
+        projection: Projection | type[Projection],
+        *,
+        owns: bool = False,
+        **options: Any,
+    ) -> Subscription:
+        """A subscription reading through ``reader`` (its stream and cipher unless
+        ``options`` say otherwise); a projection class follows its live version. With
+        ``owns``, :meth:`close` closes the reader."""
+        options.setdefault("stream", reader.stream)
+        options.setdefault("plain_state", reader.plain_state)
+        if isinstance(projection, type):
+            projection = live_projection(reader.datastore, projection)
+        subscription = cls(reader.datastore, projection, **options)
+        subscription._owned = reader if owns else None
         return subscription
 
     # --- positions ------------------------------------------------------------------
@@ -331,16 +345,16 @@ class Subscription:
     def close(self) -> None:
         """Stop iterating; save the acknowledged position (``auto_commit``); close the
         file if :meth:`open` opened it."""
-        if self._closed.is_set() and self._on_close is None:
+        if self._closed.is_set() and self._owned is None:
             return
         self._closed.set()
         try:
             if self.auto_commit:
                 self.commit()
         finally:
-            on_close, self._on_close = self._on_close, None
-            if on_close is not None:
-                on_close()
+            owned, self._owned = self._owned, None
+            if owned is not None:
+                owned.close()
 
     def __enter__(self) -> Subscription:
         return self

@@ -53,6 +53,7 @@ from streams import Transaction
 __all__ = [
     "TABLES",
     "MetagraphProjection",
+    "MetagraphSql",
     "call_edge_id",
     "edge_type_id",
     "node_id",
@@ -130,8 +131,9 @@ def _changed(rows: list[dict[str, Any]], what: str) -> None:
         )
 
 
-class _Sql:
-    """Every statement, built once for a table prefix."""
+class MetagraphSql:
+    """Every statement of the metagraph tables, built once for a table prefix (``create``:
+    the tables and their indexes, for a tool that fills the same tables another way)."""
 
     def __init__(self, prefix: str) -> None:
         gt, nt, et, g, n, e = (f'"{prefix}{table}"' for table in TABLES)
@@ -266,7 +268,7 @@ class MetagraphProjection(Projection):
     upstream: ClassVar[str] = "metagraph"
 
     def __init__(self, *, table_prefix: str = "") -> None:
-        self.sql = _Sql(table_prefix)
+        self.sql = MetagraphSql(table_prefix)
         self.tables = self.sql.tables
         self._handlers: dict[str, Handler[Any]] = {}
         self._on(_GRAPH_TYPE + "Defined", Defined, self._defined)

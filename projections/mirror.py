@@ -49,7 +49,14 @@ from projections.errors import ProjectionError
 from projections.flowgraph import Flowgraph, FlowgraphProjection
 from projections.metagraph import MetagraphProjection
 from projections.projector import Projection
-from streams import Entry, HonkerDatastore, Transaction, save_position, saved_position
+from streams import (
+    Entry,
+    HonkerDatastore,
+    TenantReader,
+    Transaction,
+    save_position,
+    saved_position,
+)
 
 __all__ = [
     "ENTRIES_TABLE",
@@ -127,7 +134,7 @@ class Mirror:
             raise ValueError(f"two projections share a consumer name: {consumers}")
         self.stream = stream
         self._plain_state = plain_state
-        self._on_close: Callable[[], None] | None = None
+        self._owned: TenantReader | None = None
         self._lock = threading.Lock()
         with datastore.transaction() as tx:
             for projection in self.projections:
@@ -148,24 +155,28 @@ class Mirror:
         """The mirror of ``tenant`` in ``directory`` (created if missing);
         :meth:`close` closes its file."""
         Path(directory).mkdir(parents=True, exist_ok=True)
-        datastore = HonkerDatastore(
-            mirror_path(directory, tenant),
-            tenant=tenant,
-            synchronous="FULL" if synchronous == "FULL" else "NORMAL",
+        env = {
+            "HONKER_DBNAME": str(mirror_path(directory, tenant)),
+            "HONKER_TENANT": tenant,
+            "HONKER_SYNCHRONOUS": "FULL" if synchronous == "FULL" else "NORMAL",
+        }
+        return TenantReader(env, DEFAULT_STREAM).adopt(
+            lambda reader: cls.on(reader, owns=True, **options)
         )
-        try:
-            mirror = cls(datastore, **options)
-        except BaseException:
-            datastore.close()
-            raise
-        mirror._on_close = datastore.close
+
+    @classmethod
+    def on(cls, reader: TenantReader, *, owns: bool = False, **options: Any) -> Mirror:
+        """The mirror in the file ``reader`` opened; with ``owns``, :meth:`close`
+        closes the reader."""
+        mirror = cls(reader.datastore, **options)
+        mirror._owned = reader if owns else None
         return mirror
 
     def close(self) -> None:
         """Close the file if :meth:`open` opened it."""
-        on_close, self._on_close = self._on_close, None
-        if on_close is not None:
-            on_close()
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            owned.close()
 
     def __enter__(self) -> Mirror:
         return self

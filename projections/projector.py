@@ -50,7 +50,7 @@ from projections.errors import EventNotProjectableError, ProjectionError
 from streams import (
     Entry,
     HonkerDatastore,
-    HonkerFactory,
+    TenantReader,
     Transaction,
     count_between,
     read_after,
@@ -73,7 +73,6 @@ __all__ = [
     "Record",
     "ReplayResult",
     "Transaction",
-    "plain_state_reader",
 ]
 
 log = structlog.wrap_logger(logging.getLogger("projections"))
@@ -180,26 +179,6 @@ class ProjectorStatus(msgspec.Struct, frozen=True, kw_only=True):
     parked: int
 
 
-def plain_state_reader(factory: HonkerFactory) -> Callable[[bytes], bytes] | None:
-    """Undo the cipher and compressor configured in the factory's environment, if any.
-
-    Such states are carried as ``data_b64`` in the envelope; the projector needs the same
-    ``CIPHER_KEY`` (and ``COMPRESSOR_TOPIC``) as the application that wrote them.
-    """
-    cipher, compressor = factory.cipher(), factory.compressor()
-    if cipher is None and compressor is None:
-        return None
-
-    def plain(state: bytes) -> bytes:
-        if cipher is not None:
-            state = cipher.decrypt(state)
-        if compressor is not None:
-            state = compressor.decompress(state)
-        return state
-
-    return plain
-
-
 class _PositionMovedError(ProjectionError):
     def __init__(self, saved: int) -> None:
         super().__init__(saved)
@@ -272,7 +251,7 @@ class Projector:
         self.datastore = datastore
         self.tenant = tenant or datastore.tenant
         self._plain_state = plain_state
-        self._on_close: Callable[[], None] | None = None
+        self._owned: TenantReader | None = None
         self._lock = threading.Lock()  # guards the status fields below
         if not self._tables_exist():
             with datastore.transaction() as tx:
@@ -307,23 +286,27 @@ class Projector:
         Settings (file, durability, stream name, cipher) are read the way the upstream
         application reads them, with its name as prefix. :meth:`close` closes the file.
         """
-        environment = env if isinstance(env, Environment) else Environment(projection.upstream, env)
-        factory = HonkerFactory(environment)
-        try:
-            options.setdefault("stream", factory.stream)
-            options.setdefault("plain_state", plain_state_reader(factory))
-            projector = cls(projection, factory.datastore, **options)
-        except BaseException:
-            factory.close()
-            raise
-        projector._on_close = factory.close
+        return TenantReader(env, projection.upstream).adopt(
+            lambda reader: cls.on(reader, projection, owns=True, **options)
+        )
+
+    @classmethod
+    def on(
+        cls, reader: TenantReader, projection: Projection, *, owns: bool = False, **options: Any
+    ) -> Projector:
+        """A projector reading through ``reader`` (its stream and cipher unless
+        ``options`` say otherwise); with ``owns``, :meth:`close` closes the reader."""
+        options.setdefault("stream", reader.stream)
+        options.setdefault("plain_state", reader.plain_state)
+        projector = cls(projection, reader.datastore, **options)
+        projector._owned = reader if owns else None
         return projector
 
     def close(self) -> None:
         """Close the file if :meth:`open` opened it."""
-        on_close, self._on_close = self._on_close, None
-        if on_close is not None:
-            on_close()
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            owned.close()
 
     def __enter__(self) -> Projector:
         return self

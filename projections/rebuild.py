@@ -31,8 +31,8 @@ from typing import Any, Final, Protocol, TypeVar, cast
 
 from eventsourcing.utils import Environment
 
-from projections.projector import Projection, Projector, plain_state_reader
-from streams import HonkerFactory, Transaction, saved_position, stream_head
+from projections.projector import Projection, Projector
+from streams import TenantReader, Transaction, saved_position, stream_head
 from streams.directory import Directory
 
 __all__ = [
@@ -156,18 +156,11 @@ def open_live_projector(
     env: Mapping[str, str] | Environment, base: type[Projection], **options: Any
 ) -> Projector:
     """Like :meth:`Projector.open`, on the live version of ``base`` in the file."""
-    environment = env if isinstance(env, Environment) else Environment(base.upstream, env)
-    factory = HonkerFactory(environment)
-    try:
-        options.setdefault("stream", factory.stream)
-        options.setdefault("plain_state", plain_state_reader(factory))
-        projection = live_projection(factory.datastore, base)
-        projector = Projector(projection, factory.datastore, **options)
-    except BaseException:
-        factory.close()
-        raise
-    projector._on_close = factory.close
-    return projector
+    return TenantReader(env, base.upstream).adopt(
+        lambda reader: Projector.on(
+            reader, live_projection(reader.datastore, base), owns=True, **options
+        )
+    )
 
 
 def _table_names(projection: Projection) -> list[str]:
@@ -275,11 +268,8 @@ def rebuild_next(
     """Rebuild projection ``base`` as version live+1 (``live`` is the swapped-in version,
     else ``base.version``) on tables prefixed ``v<N>_``, then swap; see :func:`rebuild`."""
     env = _env_of(target, tenant)
-    factory = HonkerFactory(Environment(base.upstream, env))
-    try:
-        live = live_version(factory.datastore, base.name)
-    finally:
-        factory.close()
+    with TenantReader(env, base.upstream) as reader:
+        live = live_version(reader.datastore, base.name)
     version = (live.version if live.version is not None else base.version) + 1
     new = cast("Callable[..., Projection]", versioned(base, version))
     return rebuild(

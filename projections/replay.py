@@ -17,7 +17,7 @@ reads the projector's position, the events of every call of the run (through
 ``flow_calls.run_id``), and the events the live view has not applied: those after the
 position and those parked. Runs those events may join (a parent arriving after the
 position re-roots a waiting subtree) are read too. The events are then folded in memory
-by the same :class:`~projections.flowgraph.Fold` the projection runs on SQL, so a
+by the same :class:`~projections.flowgraph_fold.Fold` the projection runs on SQL, so a
 replay at the head equals the live view.
 """
 
@@ -67,23 +67,20 @@ from projections.events import (
     FoldedEvent,
 )
 from projections.flowgraph import (
-    CallRow,
     FlowCall,
     FlowgraphProjection,
     FlowRun,
-    Fold,
-    RunRow,
-    decode_attributes,
     flow_call,
     flow_run,
     tree_order,
 )
+from projections.flowgraph_fold import CallRow, Fold, RunRow, decode_attributes
 from projections.metagraph import call_edge_id
-from projections.projector import PARKED_TABLE, plain_state_reader
+from projections.projector import PARKED_TABLE
 from projections.rebuild import live_projection
 from streams import (
     HonkerDatastore,
-    HonkerFactory,
+    TenantReader,
     aggregate_offsets,
     positions_table,
     read_after,
@@ -197,7 +194,7 @@ class RunExport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class MemoryStore:
-    """The fold's store in dictionaries (see :class:`projections.flowgraph.Store`)."""
+    """The fold's store in dictionaries (see :class:`projections.flowgraph_fold.Store`)."""
 
     def __init__(self, graph_id: str | None = None) -> None:
         self.graph_id = graph_id
@@ -446,7 +443,7 @@ class Replay:
         self.stream = stream
         self.projection = projection or FlowgraphProjection()
         self._plain_state = plain_state
-        self._on_close: Callable[[], None] | None = None
+        self._owned: TenantReader | None = None
         names = self.projection.tables
         self._flow_tables = (names["flow_calls"], names["flow_runs"], names["flow_graph"])
 
@@ -454,25 +451,26 @@ class Replay:
     def open(cls, env: Mapping[str, str] | Environment, **options: Any) -> Replay:
         """A replay of the tenant file ``env`` selects (as the writers' env), on the live
         flowgraph version (after a rebuild's swap) unless ``projection`` is given."""
-        environment = env if isinstance(env, Environment) else Environment("metagraph", env)
-        factory = HonkerFactory(environment)
-        try:
-            options.setdefault("stream", factory.stream)
-            options.setdefault("plain_state", plain_state_reader(factory))
-            if options.get("projection") is None:
-                options["projection"] = live_projection(factory.datastore, FlowgraphProjection)
-            replay = cls(factory.datastore, **options)
-        except BaseException:
-            factory.close()
-            raise
-        replay._on_close = factory.close
+        return TenantReader(env).adopt(lambda reader: cls.on(reader, owns=True, **options))
+
+    @classmethod
+    def on(cls, reader: TenantReader, *, owns: bool = False, **options: Any) -> Replay:
+        """A replay reading through ``reader`` (its stream and cipher, the live flowgraph
+        version, unless ``options`` say otherwise); with ``owns``, :meth:`close` closes
+        the reader."""
+        options.setdefault("stream", reader.stream)
+        options.setdefault("plain_state", reader.plain_state)
+        if options.get("projection") is None:
+            options["projection"] = live_projection(reader.datastore, FlowgraphProjection)
+        replay = cls(reader.datastore, **options)
+        replay._owned = reader if owns else None
         return replay
 
     def close(self) -> None:
         """Close the file if :meth:`open` opened it."""
-        on_close, self._on_close = self._on_close, None
-        if on_close is not None:
-            on_close()
+        owned, self._owned = self._owned, None
+        if owned is not None:
+            owned.close()
 
     def __enter__(self) -> Replay:
         return self

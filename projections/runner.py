@@ -62,7 +62,6 @@ from typing import Final, TypeVar
 
 import msgspec
 import structlog
-from eventsourcing.utils import Environment
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
@@ -79,10 +78,9 @@ from projections.projector import (
     ProjectorStatus,
     ReplayResult,
     checked_policy,
-    plain_state_reader,
 )
 from projections.rebuild import following_live
-from streams import HonkerFactory
+from streams import TenantReader
 from streams.directory import Directory
 
 __all__ = ["Runner", "RunnerCounters", "file_signature"]
@@ -177,7 +175,7 @@ class _Tenant:
     org_id: str
     path: Path
     lock: threading.Lock = field(default_factory=threading.Lock)  # held to use the file
-    factories: dict[str, HonkerFactory] = field(default_factory=dict)  # upstream -> open
+    readers: dict[str, TenantReader] = field(default_factory=dict)  # upstream -> open
     projectors: list[Projector] = field(default_factory=list)
     statuses: dict[str, ProjectorStatus] = field(default_factory=dict)  # kept when closed
     wake: Callable[[], None] = lambda: None
@@ -194,7 +192,7 @@ class _Tenant:
 
     @property
     def open(self) -> bool:
-        return bool(self.factories)
+        return bool(self.readers)
 
 
 class Runner:
@@ -603,28 +601,26 @@ class Runner:
         env = {**self.data.tenant_env(tenant.org_id), **self._settings}
         try:
             for projection in self.projections:
-                factory = tenant.factories.get(projection.upstream)
-                if factory is None:
-                    factory = HonkerFactory(Environment(projection.upstream, env))
-                    tenant.factories[projection.upstream] = factory
-                tenant.projectors.append(self._projector(tenant, projection, factory))
+                reader = tenant.readers.get(projection.upstream)
+                if reader is None:
+                    reader = TenantReader(env, projection.upstream)
+                    tenant.readers[projection.upstream] = reader
+                tenant.projectors.append(self._projector(tenant, projection, reader))
         except BaseException:
             self._close(tenant, None)
             raise
 
     def _projector(
-        self, tenant: _Tenant, projection: Projection, factory: HonkerFactory
+        self, tenant: _Tenant, projection: Projection, reader: TenantReader
     ) -> Projector:
         """A projector of the live version of ``projection`` in the tenant's file (a
         rebuild may have swapped in a newer one: the runner follows it)."""
-        live = following_live(factory.datastore, projection)
-        return Projector(
+        live = following_live(reader.datastore, projection)
+        return Projector.on(
+            reader,
             live,
-            factory.datastore,
-            stream=factory.stream,
             policy=self._policies[projection.consumer],
             batch_size=self.batch_size,
-            plain_state=plain_state_reader(factory),
             tenant=tenant.org_id,
             previous=tenant.statuses.get(live.consumer),
         )
@@ -633,10 +629,10 @@ class Runner:
         """Replace the projectors of an open tenant whose projection a rebuild swapped."""
         for index, projection in enumerate(self.projections):
             projector = tenant.projectors[index]
-            factory = tenant.factories[projection.upstream]
-            live = following_live(factory.datastore, projection)
+            reader = tenant.readers[projection.upstream]
+            live = following_live(reader.datastore, projection)
             if live.consumer != projector.consumer:
-                tenant.projectors[index] = self._projector(tenant, projection, factory)
+                tenant.projectors[index] = self._projector(tenant, projection, reader)
                 log.info(
                     "projector follows a swap",
                     tenant=tenant.org_id,
@@ -645,8 +641,7 @@ class Runner:
                 )
 
     def _make_hot(self, tenant: _Tenant) -> None:
-        factory = next(iter(tenant.factories.values()))
-        factory.datastore.watcher.add(tenant.wake)
+        next(iter(tenant.readers.values())).watcher.add(tenant.wake)
         tenant.hot = True
         self._hot.add(tenant)
         log.debug("tenant hot", tenant=tenant.org_id)
@@ -658,13 +653,13 @@ class Runner:
             return
         self._keep_statuses(tenant)
         if tenant.hot:
-            next(iter(tenant.factories.values())).datastore.watcher.discard(tenant.wake)
+            next(iter(tenant.readers.values())).watcher.discard(tenant.wake)
             tenant.hot = False
             self._hot.discard(tenant)
         tenant.projectors = []
-        for factory in tenant.factories.values():
-            factory.close()  # stops and joins the watcher thread if this was its last user
-        tenant.factories = {}
+        for reader in tenant.readers.values():
+            reader.close()  # stops and joins the watcher thread if this was its last user
+        tenant.readers = {}
         tenant.seen = seen
         if seen is not None and not seen.trusted:
             # A commit in the same mtime tick as the signature would not change it: look

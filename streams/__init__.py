@@ -2,12 +2,14 @@
 
 Select it with ``PERSISTENCE_MODULE=streams.persistence`` and
 ``HONKER_DBNAME=<file>``. See :mod:`streams.persistence` for every setting,
-:mod:`streams.envelope` for the stream payload other clients read, and
-:mod:`streams.reading` and :mod:`streams.positions` for reading a stream and keeping a
-consumer's position outside eventsourcing (the only public access to Honker's tables), and
-:mod:`streams.target` for publishing and subscribing by event type (the event target),
-:mod:`streams.check` for checking a file's stream (``graphstore verify``) and
-:mod:`streams.replication` for writing relayed entries back at their offsets (a restore).
+:mod:`streams.envelope` for the stream payload other clients read,
+:class:`~streams.reader.TenantReader` for opening a tenant file to read it (every reader
+does it that way), :mod:`streams.reading` and :mod:`streams.positions` for reading a
+stream and keeping a consumer's position outside eventsourcing (the only public access
+to Honker's tables), :mod:`streams.target` for publishing and subscribing by event type
+(the event target), :mod:`streams.check` for checking a file's stream (``graphstore
+verify``) and :mod:`streams.replication` for writing relayed entries back at their
+offsets (a restore).
 """
 
 import logging
@@ -24,6 +26,7 @@ from streams.persistence import (
     HonkerTrackingRecorder,
 )
 from streams.positions import positions_table, save_position, saved_position
+from streams.reader import TenantReader
 from streams.reading import (
     Entry,
     Head,
@@ -73,6 +76,7 @@ __all__ = [
     "TargetClosedError",
     "TargetError",
     "TargetEvent",
+    "TenantReader",
     "Transaction",
     "TupleAsList",
     "VersionOffset",

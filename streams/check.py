@@ -31,8 +31,8 @@ from uuid import UUID
 
 import msgspec
 
-from streams import envelope as envelopes
-from streams.persistence import _index_table
+import streams.envelope as envelopes
+from streams.index import index_table
 from streams.reading import read_after
 from streams.transaction import Source
 
@@ -142,7 +142,7 @@ def offset_gaps(source: Source, *, explained: ExplainedGaps | None = None) -> li
 
 def index_problems(source: Source, stream: str) -> list[StreamProblem]:
     """The aggregate index of ``stream`` against its entries, both ways."""
-    index = _index_table(stream)
+    index = index_table(stream)
     problems: list[StreamProblem] = []
     unindexed = [
         int(row["offset"])
@@ -256,7 +256,7 @@ def envelope_problems(
 def aggregate_ids(source: Source, stream: str, *, uuids: bool = True) -> list[UUID | str]:
     """Every aggregate the index of ``stream`` knows (UUIDs, or text ids when
     ``uuids`` is false), in index order."""
-    rows = source.query(f'SELECT DISTINCT originator_id AS id FROM "{_index_table(stream)}"', [])
+    rows = source.query(f'SELECT DISTINCT originator_id AS id FROM "{index_table(stream)}"', [])
     found: list[UUID | str] = []
     for row in rows:
         value = row["id"]

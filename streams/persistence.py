@@ -73,9 +73,10 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 
-from streams import _honker, envelope
-from streams._honker import Synchronous, TenantFile
+import streams.envelope as envelopes
+from streams._honker import Synchronous, TenantFile, Watcher, open_file, release
 from streams.errors import ConfigurationError
+from streams.index import id_key, index_table, table_prefix
 from streams.positions import save_position, saved_position
 from streams.side_writes import SideWrite, apply_side_writes, check_side_writes
 from streams.transaction import Transaction
@@ -163,7 +164,7 @@ class HonkerDatastore:
         originator_id_type: str = "uuid",
         page_size: int | None = None,
     ) -> None:
-        self.file: TenantFile = _honker.open_file(
+        self.file: TenantFile = open_file(
             path,
             synchronous=synchronous,
             busy_timeout_ms=busy_timeout_ms,
@@ -179,10 +180,10 @@ class HonkerDatastore:
         self._closed = False
         # Some owners never close what they construct (eventsourcing's ProjectionRunner
         # drops the view's factory): release the shared file when this is collected.
-        self._release = weakref.finalize(self, _honker.release, self.file)
+        self._release = weakref.finalize(self, release, self.file)
 
     @property
-    def watcher(self) -> _honker.Watcher:
+    def watcher(self) -> Watcher:
         return self.file.watcher
 
     def transaction(self) -> AbstractContextManager[Transaction]:
@@ -219,11 +220,6 @@ class HonkerDatastore:
             subscription.stop()
             subscription.join()
         self._release()
-
-
-def _id_key(originator_id: UUID | str) -> bytes | str:
-    # UUIDs are indexed as their 16 bytes; text ids as text.
-    return originator_id.bytes if isinstance(originator_id, UUID) else originator_id
 
 
 class HonkerRecorder(Recorder):
@@ -285,7 +281,7 @@ class HonkerAggregateRecorder(HonkerRecorder, AggregateRecorder):
             params: list[Any] = []
             for event in chunk:
                 params += [
-                    _id_key(event.originator_id),
+                    id_key(event.originator_id),
                     event.originator_version,
                     event.topic,
                     event.state,
@@ -304,7 +300,7 @@ class HonkerAggregateRecorder(HonkerRecorder, AggregateRecorder):
                 tx.execute(
                     f'DELETE FROM "{self.events_table_name}" '
                     "WHERE originator_id = ? AND originator_version < ?",
-                    [_id_key(originator_id), version],
+                    [id_key(originator_id), version],
                 )
         return None
 
@@ -342,7 +338,7 @@ def _version_range(
     column: str = "originator_version",
 ) -> tuple[str, list[Any]]:
     sql = [select, "WHERE originator_id = ?"]
-    params: list[Any] = [_id_key(originator_id)]
+    params: list[Any] = [id_key(originator_id)]
     if gt is not None:
         sql.append(f"AND {column} > ?")
         params.append(gt)
@@ -373,7 +369,7 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
                 f"invalid stream name {stream!r}: use 1-128 characters from A-Z a-z 0-9 _ . : @ -"
             )
         self.stream = stream
-        self.index_table_name = index_table_name or _index_table(stream)
+        self.index_table_name = index_table_name or index_table(stream)
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -406,7 +402,7 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         now = time_ns() // 1_000_000
         tenant = self.datastore.tenant
         payloads = [
-            envelope.encode(
+            envelopes.encode(
                 tenant=tenant,
                 topic=event.topic,
                 originator_id=event.originator_id,
@@ -439,7 +435,7 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         rows = tx.query(
             f'INSERT INTO "{self.index_table_name}" VALUES (?, ?, last_insert_rowid()) '
             'RETURNING "offset"',
-            [_id_key(event.originator_id), event.originator_version],
+            [id_key(event.originator_id), event.originator_version],
         )
         return [rows[0]["offset"]]
 
@@ -452,14 +448,14 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         rows = tx.query(
             "INSERT INTO _honker_stream (topic, key, payload) "
             'SELECT ?, NULL, value FROM json_each(?) ORDER BY key RETURNING "offset"',
-            [self.stream, envelope.encode_array(payloads)],
+            [self.stream, envelopes.encode_array(payloads)],
         )
         offsets = sorted(row["offset"] for row in rows)
         for start in range(0, len(events), _ROWS_PER_STATEMENT):
             chunk = events[start : start + _ROWS_PER_STATEMENT]
             params: list[Any] = []
             for event, offset in zip(chunk, offsets[start : start + len(chunk)], strict=True):
-                params += [_id_key(event.originator_id), event.originator_version, offset]
+                params += [id_key(event.originator_id), event.originator_version, offset]
             tx.execute(
                 f'INSERT INTO "{self.index_table_name}" VALUES {_values(len(chunk), 3)}',
                 params,
@@ -487,8 +483,10 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         )
         events = []
         for row in self.datastore.query(sql, params):
-            env = envelope.decode(row["payload"])
-            events.append(StoredEvent(originator_id, env.version, env.type, envelope.state_of(env)))
+            env = envelopes.decode(row["payload"])
+            events.append(
+                StoredEvent(originator_id, env.version, env.type, envelopes.state_of(env))
+            )
         return events
 
     def select_notifications(
@@ -513,7 +511,7 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
             params += list(topics)
         sql.append('ORDER BY "offset" LIMIT ?')
         params.append(limit)
-        decode = envelope.decode_uuid if self.datastore.uuid_ids else envelope.decode
+        decode = envelopes.decode_uuid if self.datastore.uuid_ids else envelopes.decode
         notifications = []
         for row in self.datastore.query(" ".join(sql), params):
             env = decode(row["payload"])
@@ -523,7 +521,7 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
                     originator_id=env.subject,
                     originator_version=env.version,
                     topic=env.type,
-                    state=envelope.state_of(env),
+                    state=envelopes.state_of(env),
                 )
             )
         return notifications
@@ -723,15 +721,6 @@ class HonkerProcessRecorder(HonkerTrackingRecorder, HonkerApplicationRecorder, P
 _R = TypeVar("_R", bound=HonkerRecorder)
 
 
-def _table_prefix(name: str) -> str:
-    return re.sub(r"[^a-z0-9_]", "_", name.lower())
-
-
-def _index_table(stream: str) -> str:
-    """The default aggregate index table of ``stream`` (what :mod:`streams.reading` reads)."""
-    return f"es_{_table_prefix(stream)}_index"
-
-
 class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
     """Builds recorders on one tenant file; see the module docstring for settings."""
 
@@ -835,7 +824,7 @@ class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
         return recorder
 
     def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
-        table = f"es_{_table_prefix(self.stream)}_{_table_prefix(purpose)}"
+        table = f"es_{table_prefix(self.stream)}_{table_prefix(purpose)}"
         keep = (self.env.get(self.HONKER_SNAPSHOTS) or "all").strip().lower()
         if keep not in ("all", "latest"):
             raise ConfigurationError(

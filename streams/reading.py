@@ -28,8 +28,8 @@ from uuid import UUID
 
 import msgspec
 
-from streams import envelope as envelopes
-from streams.persistence import _id_key, _index_table
+import streams.envelope as envelopes
+from streams.index import id_key, index_table
 from streams.transaction import Source
 
 __all__ = [
@@ -176,10 +176,10 @@ def aggregate_offsets(
     entries. Give the id as it was recorded: a UUID, or text with
     ``ORIGINATOR_ID_TYPE=text``."""
     sql = (
-        f'SELECT originator_version AS version, "offset" FROM "{_index_table(stream)}" '
+        f'SELECT originator_version AS version, "offset" FROM "{index_table(stream)}" '
         "WHERE originator_id = ?"
     )
-    params: list[Any] = [_id_key(originator_id)]
+    params: list[Any] = [id_key(originator_id)]
     if upto is not None:
         sql += ' AND "offset" <= ?'
         params.append(upto)

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any, Final
 from uuid import UUID
 
-from streams import envelope as envelopes
+import streams.envelope as envelopes
 from streams.errors import StreamsError
-from streams.persistence import _id_key, _index_table
+from streams.index import id_key, index_table
 from streams.reading import Entry
 from streams.transaction import Transaction
 
@@ -71,8 +71,8 @@ def append_entries(
             ) from None
         subject: UUID | str = UUID(decoded.subject) if uuid_ids else decoded.subject
         stream_params += [entry.offset, stream, entry.payload, decoded.time // 1000]
-        index_params += [_id_key(subject), decoded.version, entry.offset]
-    index = _index_table(stream)
+        index_params += [id_key(subject), decoded.version, entry.offset]
+    index = index_table(stream)
     for start in range(0, len(entries), _ROWS):
         count = min(_ROWS, len(entries) - start)
         tx.execute(

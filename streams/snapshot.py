@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from streams import _honker
+from streams._honker import is_open
 from streams.errors import StreamsError
 
 __all__ = [
@@ -365,7 +365,7 @@ def fold_wal(path: str | os.PathLike[str]) -> None:
 
 
 def _refuse_open_here(path: Path) -> None:
-    if _honker.is_open(path):
+    if is_open(path):
         raise SnapshotError(
             f"{path} is open with Honker in this process; a second SQLite library must not "
             "open it here (closing it would drop Honker's locks): close it first, or call "

@@ -14,7 +14,9 @@ not sent yet, then waits for the reader's next batch. A client that asks for old
 changes than the reader keeps (an old ``Last-Event-ID``, or a client too slow to keep
 up) first catches up on its own reader up to where the shared one starts, then joins
 it. The feed's reader stops when its last client leaves. All feeds of a tenant share
-one open file (one reader pool and one commit watcher per tenant in the server).
+one open file (one reader pool and one commit watcher per tenant in the server: the
+process shares a file among its readers), opened through the store's read side
+(``Store.subscribe``).
 """
 
 from __future__ import annotations
@@ -22,27 +24,22 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
-from eventsourcing.utils import Environment
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
 from domain import Principal
-from graphstore.data import DataDirectory
 from graphstore.http.auth import Principals
 from graphstore.http.problems import ProblemError
 from graphstore.operations.wire import ChangeOut
+from graphstore.store import Store
 from projections import FlowgraphProjection, MetagraphProjection
 from projections.changes import Change, Subscription
-from projections.projector import plain_state_reader
-from projections.rebuild import live_projection
-from streams import HonkerFactory
 
 __all__ = ["DEFAULT_SSE_PER_KEY", "HISTORY", "Feeds"]
 
@@ -78,8 +75,7 @@ class _Feed:
     before the feed started); ``head``: read up to here.
     """
 
-    def __init__(self, factory: HonkerFactory, open_reader: _Opener, poll_interval: float):
-        self.factory = factory
+    def __init__(self, open_reader: _Opener, poll_interval: float):
         self.open_reader = open_reader
         self.poll_interval = poll_interval
         self.reader = open_reader(None)
@@ -101,7 +97,7 @@ class _Feed:
             with contextlib.suppress(RuntimeError):  # the loop is closed
                 loop.call_soon_threadsafe(woken.set)
 
-        watcher = self.factory.datastore.watcher
+        watcher = self.reader.datastore.watcher
         watcher.add(wake)
         try:
             while True:
@@ -177,26 +173,28 @@ class _Feed:
 
 
 class _Opener:
-    """Opens a reader of one feed on the tenant's shared file."""
+    """Opens a reader of one feed through the store's read side (``Store.subscribe``):
+    the live version of the feed's projection, positions kept by the feed (no
+    ``auto_commit``)."""
 
     def __init__(
         self,
-        factory: HonkerFactory,
+        store: Store,
+        org_id: str,
         projector: type[MetagraphProjection] | type[FlowgraphProjection],
         run: str | None,
         graph: str | None,
     ) -> None:
-        self.factory = factory
+        self.store = store
+        self.org_id = org_id
         self.projector = projector
         self.run = run
         self.graph = graph
 
     def __call__(self, after: int | None) -> Subscription:
-        return Subscription(
-            self.factory.datastore,
-            live_projection(self.factory.datastore, self.projector),
-            stream=self.factory.stream,
-            plain_state=plain_state_reader(self.factory),
+        return self.store.subscribe(
+            self.org_id,
+            self.projector,
             run=self.run,
             graph=self.graph,
             after=after,
@@ -224,18 +222,10 @@ class Feeds:
         self._subscribers: dict[str, int] = {}
         self.heartbeat = heartbeat
         self.poll_interval = poll_interval
-        self._data = DataDirectory(path, settings=settings)
-        self._factories: dict[str, HonkerFactory] = {}
+        self._store = Store(path, settings=settings)
+        """The operator's store: the feeds' readers are shared by every client, so each
+        request is authorized for its own principal (:meth:`respond`) before it joins."""
         self._feeds: dict[_Key, _Feed] = {}
-        self._lock = threading.Lock()
-
-    def _factory(self, org_id: str) -> HonkerFactory:
-        with self._lock:
-            found = self._factories.get(org_id)
-            if found is None:
-                env = Environment(MetagraphProjection().upstream, self._data.tenant_env(org_id))
-                found = self._factories[org_id] = HonkerFactory(env)
-            return found
 
     async def changes(self, request: Request) -> StreamingResponse:
         """``GET /v1/tenants/{org}/changes``: see the module docstring."""
@@ -331,10 +321,8 @@ class Feeds:
         feed = self._feeds.get(key)
         if feed is None:
             org_id, chosen, run, graph = key
-            opener = _Opener(
-                await run_in_threadpool(self._factory, org_id), _PROJECTORS[chosen], run, graph
-            )
-            feed = await run_in_threadpool(_Feed, opener.factory, opener, self.poll_interval)
+            opener = _Opener(self._store, org_id, _PROJECTORS[chosen], run, graph)
+            feed = await run_in_threadpool(_Feed, opener, self.poll_interval)
             if key in self._feeds:  # another client made it meanwhile
                 feed.close()
                 feed = self._feeds[key]
@@ -359,15 +347,11 @@ class Feeds:
                 feed.close()
 
     def close(self) -> None:
-        """Close every feed and shared file (after the server ended every stream)."""
+        """Close every feed, then the store (after the server ended every stream)."""
         feeds, self._feeds = list(self._feeds.values()), {}
         for feed in feeds:
             feed.close()
-        with self._lock:
-            factories, self._factories = list(self._factories.values()), {}
-        for factory in factories:
-            factory.close()
-        self._data.close()
+        self._store.close()
 
 
 def _head(store: Any, org_id: str) -> int:

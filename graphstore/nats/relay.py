@@ -52,7 +52,6 @@ from typing import Final
 
 import nats
 import structlog
-from eventsourcing.utils import Environment
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
@@ -79,7 +78,7 @@ from projections.metagraph import MetagraphProjection
 from projections.runner import Signature, file_signature
 from streams import (
     Head,
-    HonkerFactory,
+    TenantReader,
     count_between,
     read_after,
     read_at,
@@ -156,7 +155,7 @@ class RelayStatus:
 class _Tenant:
     org_id: str
     subject: str
-    factory: HonkerFactory | None = None
+    reader: TenantReader | None = None
     synced: bool = False  # cursor/subject_seq read from JetStream on this connection
     cursor: int = 0  # the last offset in JetStream
     subject_seq: int = 0  # its stream sequence
@@ -475,7 +474,7 @@ class Relay:
     def _sweep(self) -> None:
         """The slow poll: hot tenants are checked, closed ones whose files changed."""
         for tenant in self._tenants.values():
-            if tenant.factory is not None or tenant.seen is None:
+            if tenant.reader is not None or tenant.seen is None:
                 tenant.dirty = True
             else:
                 path = self._path(tenant)
@@ -486,23 +485,23 @@ class Relay:
             return self.data.system_path
         return self.data.tenant_path(tenant.org_id)
 
-    def _open(self, tenant: _Tenant) -> HonkerFactory:
-        if tenant.factory is None:
+    def _open(self, tenant: _Tenant) -> TenantReader:
+        if tenant.reader is None:
             if tenant.org_id == SYSTEM_KEY:
-                env = Environment(tenant.stream, self.data.system_env())
+                env = self.data.system_env()
             else:
-                env = Environment(tenant.stream, self.data.tenant_env(tenant.org_id))
-            tenant.factory = HonkerFactory(env)
-        return tenant.factory
+                env = self.data.tenant_env(tenant.org_id)
+            tenant.reader = TenantReader(env, tenant.stream)
+        return tenant.reader
 
     def _close_tenant(self, tenant: _Tenant) -> None:
-        factory, tenant.factory = tenant.factory, None
-        if factory is None:
+        reader, tenant.reader = tenant.reader, None
+        if reader is None:
             return
         if tenant.hot:
-            factory.datastore.watcher.discard(tenant.wake)
+            reader.watcher.discard(tenant.wake)
             tenant.hot = False
-        factory.close()
+        reader.close()
 
     # --- relaying one tenant --------------------------------------------------------
 
@@ -612,8 +611,8 @@ class Relay:
 
     def _save(self, tenant: _Tenant) -> None:
         """Save the cursor as the position when it advances it (after the acks)."""
-        if tenant.synced and tenant.cursor > (tenant.saved or 0) and tenant.factory is not None:
-            datastore = tenant.factory.datastore
+        if tenant.synced and tenant.cursor > (tenant.saved or 0) and tenant.reader is not None:
+            datastore = tenant.reader.datastore
             with datastore.transaction() as tx:
                 if (saved_position(tx, self.consumer, tenant.stream) or 0) < tenant.cursor:
                     save_position(tx, self.consumer, tenant.stream, tenant.cursor)
@@ -621,9 +620,9 @@ class Relay:
         self._report(tenant)
 
     def _report(self, tenant: _Tenant) -> None:
-        if tenant.factory is None:
+        if tenant.reader is None:
             return
-        datastore = tenant.factory.datastore
+        datastore = tenant.reader.datastore
         head = stream_head(datastore, tenant.stream)
         position = tenant.cursor if tenant.synced else (tenant.saved or 0)
         status = _status(datastore, tenant.stream, tenant.org_id, position, head)
@@ -644,11 +643,11 @@ class Relay:
 
     def _after(self, tenant: _Tenant, seen: Signature) -> None:
         """Keep a tenant with recent events open and watched; close the others."""
-        if tenant.factory is None:
+        if tenant.reader is None:
             return
         if time.time() - tenant.newest < self.idle_after:
             if not tenant.hot:
-                tenant.factory.datastore.watcher.add(tenant.wake)
+                tenant.reader.watcher.add(tenant.wake)
                 tenant.hot = True
                 tenant.dirty = True  # a commit just before the watcher subscribed
         else:
@@ -714,14 +713,11 @@ def relay_status(
     for org_id in tenants:
         stream = _stream_of(org_id, tenant_stream)
         env = data.system_env() if org_id == SYSTEM_KEY else data.tenant_env(org_id)
-        factory = HonkerFactory(Environment(stream, env))
-        try:
-            datastore = factory.datastore
+        with TenantReader(env, stream) as reader:
+            datastore = reader.datastore
             saved = saved_position(datastore, consumer, stream) or 0
             head = stream_head(datastore, stream)
             status = _status(datastore, stream, org_id, saved, head)
-        finally:
-            factory.close()
         relayed = None if jetstream is None else jetstream.get(org_id)
         statuses.append(
             TenantRelayStatus(

@@ -250,13 +250,10 @@ def _copy_base(base: Path, org: str, hidden: Path, data: Any) -> _Base:
 
 
 def _entry_at(path: Path, org: str, offset: int) -> bytes | None:
-    from streams import HonkerDatastore, read_at  # noqa: PLC0415
+    from streams import TenantReader, read_at  # noqa: PLC0415
 
-    datastore = HonkerDatastore(path, tenant=org)
-    try:
-        found = read_at(datastore, STREAM, [offset])
-    finally:
-        datastore.close()
+    with TenantReader({"HONKER_DBNAME": str(path), "HONKER_TENANT": org}, STREAM) as reader:
+        found = read_at(reader.datastore, STREAM, [offset])
     return found[0].payload.encode() if found else None
 
 

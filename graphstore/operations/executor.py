@@ -59,7 +59,7 @@ from graphstore.operations.specs import (
     graph_type_shapes,
     store_operations,
 )
-from graphstore.operations.tables import ReadModel, ViewMissingError, WaitTimeoutError
+from graphstore.operations.tables import ReadModel, WaitTimeoutError
 from graphstore.operations.wire import (
     CallOut,
     ChangeOut,
@@ -394,10 +394,6 @@ class Executor:
             raise OperationTimeoutError(
                 str(exc), operation_id=operation_id, details={"reached": exc.reached}
             ) from exc
-        except ViewMissingError as exc:
-            raise ResourceNotFoundError(
-                str(exc), operation_id=operation_id, details={"kind": "view", "name": "metagraph"}
-            ) from exc
         except PersistenceError as exc:
             raise ExecutionError(
                 f"the store failed running {operation_id}: {exc}", operation_id=operation_id
@@ -690,13 +686,9 @@ class Executor:
 
     def _changes(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
         from projections import FlowgraphProjection, MetagraphProjection  # noqa: PLC0415
-        from projections.rebuild import live_projection  # noqa: PLC0415
 
-        read = self._read(tenant)
         flow = op.action == "changes.run" or data.get("projection") == "flowgraph"
-        projection = live_projection(
-            read.datastore, FlowgraphProjection if flow else MetagraphProjection
-        )
+        projection = FlowgraphProjection if flow else MetagraphProjection  # the live version
         after, name = data.get("after"), data.get("name")
         seek = after is not None and name is None and not data.get("fromStart", False)
         subscription = self.store.subscribe(

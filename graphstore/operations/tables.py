@@ -1,37 +1,31 @@
-"""Reading a tenant's read model for the query operations: the metagraph projection's
-``graphs``, ``nodes`` and ``edges`` tables, and waiting for a projector to reach a
-stream offset (``minPosition``: read your own writes).
+"""Reading a tenant's read model for the query operations: the metagraph tables
+(:class:`projections.metagraph_queries.MetagraphTables`: graphs, nodes, edges), the
+flowgraph views and replay, and waiting for a projector to reach a stream offset
+(``minPosition``: read your own writes).
 
-Reads go through the tenant file's reader pool (never a write transaction), on the live
-version's tables (after a rebuild's swap, ``projections.rebuild``). The caller
-authorizes first; nothing here checks who asks.
+The queries live with their tables in ``projections``; this module opens the tenant file
+once for all of them (a :class:`streams.TenantReader`) and adds the waiting. Reads go
+through the file's reader pool (never a write transaction), on the live version's tables
+(after a rebuild's swap, ``projections.rebuild``). The caller authorizes first; nothing
+here checks who asks.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from time import monotonic
-from typing import Any, Final
-
-from eventsourcing.persistence import ProgrammingError
-from eventsourcing.utils import Environment
+from typing import Final
 
 from graphstore.errors import GraphstoreError
-from projections import Flowgraph, FlowgraphProjection, MetagraphProjection, Projection, Replay
-from projections.metagraph import TABLES
-from projections.projector import plain_state_reader
-from projections.rebuild import live_prefix, live_projection
-from streams import HonkerDatastore, HonkerFactory, saved_position
+from projections import Flowgraph, MetagraphProjection, Projection, Replay
+from projections.metagraph_queries import MetagraphTables
+from projections.rebuild import live_projection
+from streams import TenantReader, saved_position
 
-__all__ = ["ReadModel", "ViewMissingError", "WaitTimeoutError"]
+__all__ = ["ReadModel", "WaitTimeoutError"]
 
 _WAKE: Final = 0.25
 """Longest sleep between checks while waiting (a lost wake costs at most this)."""
-
-
-class ViewMissingError(GraphstoreError, LookupError):
-    """The metagraph tables are not in the tenant file yet: no projector built them."""
 
 
 class WaitTimeoutError(GraphstoreError, TimeoutError):
@@ -43,40 +37,27 @@ class WaitTimeoutError(GraphstoreError, TimeoutError):
         self.reached = reached
 
 
-def _row(row: Mapping[str, Any], json_columns: Sequence[str]) -> dict[str, Any]:
-    found = dict(row)
-    for column in json_columns:
-        found[column] = json.loads(found[column])
-    return found
-
-
-class ReadModel:
-    """One tenant file's read side, opened once and shared by the executor's queries;
-    :meth:`close` closes the file."""
+class ReadModel(MetagraphTables):
+    """One tenant file's read side, opened once and shared by the executor's queries:
+    the metagraph tables' queries (inherited), :meth:`flowgraph`, :meth:`replay` and
+    :meth:`wait_for`; :meth:`close` closes the file."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
-        self._factory = HonkerFactory(Environment("metagraph", env))
-        self.datastore: HonkerDatastore = self._factory.datastore
-        self.stream: str = self._factory.stream
+        self.reader = TenantReader(env, MetagraphProjection.upstream)
+        super().__init__(self.reader.datastore)
+        self.stream: str = self.reader.stream
 
     def close(self) -> None:
-        self._factory.close()
+        self.reader.close()
 
     def flowgraph(self) -> Flowgraph:
         """The flowgraph views, on the live version's tables (read at each call, so a
         rebuild's swap is followed)."""
-        return Flowgraph(
-            self.datastore, table_prefix=live_prefix(self.datastore, FlowgraphProjection.name)
-        )
+        return Flowgraph.on(self.reader)
 
     def replay(self) -> Replay:
         """Replay on this file, on the live flowgraph version."""
-        return Replay(
-            self.datastore,
-            stream=self.stream,
-            projection=live_projection(self.datastore, FlowgraphProjection),
-            plain_state=plain_state_reader(self._factory),
-        )
+        return Replay.on(self.reader)
 
     # --- waiting ----------------------------------------------------------------------
 
@@ -107,94 +88,3 @@ class ReadModel:
                     reached=reached,
                 )
             watcher.wait_for_change(generation, min(remaining, _WAKE))
-
-    # --- the metagraph tables -----------------------------------------------------------
-
-    def _tables(self) -> dict[str, str]:
-        prefix = live_prefix(self.datastore, MetagraphProjection.name)
-        return {table: f'"{prefix}{table}"' for table in TABLES}
-
-    def _query(self, sql: Callable[[dict[str, str]], str], params: list[Any]) -> list[Any]:
-        try:
-            return list(self.datastore.query(sql(self._tables()), params))
-        except ProgrammingError as exc:
-            if "no such table" not in str(exc):
-                raise
-            raise ViewMissingError(
-                "the metagraph tables are not in this tenant's file yet: start the "
-                "projector runner (`graphstore projector run`) and try again"
-            ) from exc
-
-    def graph(self, graph_id: str) -> dict[str, Any] | None:
-        rows = self._query(lambda t: f"SELECT * FROM {t['graphs']} WHERE id = ?", [graph_id])
-        return _row(rows[0], ("metadata",)) if rows else None
-
-    def graphs(
-        self, graph_type: str, *, filters: Mapping[str, str], after: str | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """Graphs of type ``graph_type`` by id, after ``after``; ``filters``: column ->
-        value (status, owner_id, project_id)."""
-        where, params = ["graph_type_name = ?", "graph_type_id IS NOT NULL"], [graph_type]
-        for column, value in sorted(filters.items()):
-            where.append(f"{column} = ?")
-            params.append(value)
-        if after is not None:
-            where.append("id > ?")
-            params.append(after)
-        rows = self._query(
-            lambda t: (
-                f"SELECT * FROM {t['graphs']} WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
-            ),
-            [*params, limit],
-        )
-        return [_row(row, ("metadata",)) for row in rows]
-
-    def node(self, graph_id: str, key: str) -> dict[str, Any] | None:
-        rows = self._query(
-            lambda t: f"SELECT * FROM {t['nodes']} WHERE graph_id = ? AND key = ?", [graph_id, key]
-        )
-        return _row(rows[0], ("attributes", "metadata")) if rows else None
-
-    def nodes(
-        self, graph_id: str, *, node_type: str | None, after: str | None, limit: int
-    ) -> list[dict[str, Any]]:
-        where, params = ["graph_id = ?"], [graph_id]
-        if node_type is not None:
-            where.append("node_type = ?")
-            params.append(node_type)
-        if after is not None:
-            where.append("key > ?")
-            params.append(after)
-        rows = self._query(
-            lambda t: (
-                f"SELECT * FROM {t['nodes']} WHERE {' AND '.join(where)} ORDER BY key LIMIT ?"
-            ),
-            [*params, limit],
-        )
-        return [_row(row, ("attributes", "metadata")) for row in rows]
-
-    def edge(self, graph_id: str, *, edge_id: str | None, key: str | None) -> dict[str, Any] | None:
-        column, value = ("id", edge_id) if edge_id is not None else ("key", key)
-        rows = self._query(
-            lambda t: f"SELECT * FROM {t['edges']} WHERE graph_id = ? AND {column} = ?",
-            [graph_id, value],
-        )
-        return _row(rows[0], ("attributes", "metadata")) if rows else None
-
-    def edges(
-        self, graph_id: str, *, filters: Mapping[str, str], after: str | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """Edges by id; ``filters``: column -> value (edge_type, source_node_key,
-        target_node_key)."""
-        where, params = ["graph_id = ?"], [graph_id]
-        for column, value in sorted(filters.items()):
-            where.append(f"{column} = ?")
-            params.append(value)
-        if after is not None:
-            where.append("id > ?")
-            params.append(after)
-        rows = self._query(
-            lambda t: f"SELECT * FROM {t['edges']} WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
-            [*params, limit],
-        )
-        return [_row(row, ("attributes", "metadata")) for row in rows]

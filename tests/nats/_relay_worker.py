@@ -11,13 +11,12 @@ from typing import Any, Final
 from uuid import UUID, uuid4
 
 import nats
-from eventsourcing.utils import Environment
 from nats.js.api import DeliverPolicy
 
 from domain import Graph, GraphType, Metagraph, Principal
 from graphstore.data import DataDirectory
 from graphstore.nats.subjects import OFFSET_HEADER, events_subject
-from streams import HonkerFactory, read_after
+from streams import TenantReader, read_after
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 TYPE: Final = "relay-graph"
@@ -65,13 +64,10 @@ def write(data: DataDirectory, org_id: str, nodes: int) -> None:
 
 def stream_entries(data: DataDirectory, org_id: str) -> list[tuple[int, bytes]]:
     """The tenant's stream as stored: (offset, envelope bytes)."""
-    factory = HonkerFactory(Environment("metagraph", data.tenant_env(org_id)))
-    try:
+    with TenantReader(data.tenant_env(org_id)) as reader:
         return [
-            (e.offset, e.payload.encode()) for e in read_after(factory.datastore, factory.stream, 0)
+            (e.offset, e.payload.encode()) for e in read_after(reader.datastore, reader.stream, 0)
         ]
-    finally:
-        factory.close()
 
 
 async def _subject(url: str, org_id: str) -> list[tuple[int, bytes]]:
