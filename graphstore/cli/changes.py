@@ -79,8 +79,6 @@ def tail(
 
         from domain.errors import ValidationError
         from projections.changes import Subscription
-        from projections.rebuild import live_projection
-        from streams import HonkerDatastore
 
         projections = known_projections()
         chosen = projector or ("flowgraph" if run is not None else "metagraph")
@@ -93,14 +91,9 @@ def tail(
         if run is not None and graph is not None:
             raise ValidationError("give --graph or --run, not both")
         session.store.authorize(tenant, "read", "tail its changes")
-        datastore = HonkerDatastore(session.data.tenant_path(tenant))
-        try:  # follow the live version (after a rebuild's swap)
-            followed = live_projection(datastore, projections[chosen])
-        finally:
-            datastore.close()
-        subscription = Subscription.open(
+        subscription = Subscription.open(  # a class: follows the live version after a swap
             session.data.tenant_env(tenant),
-            followed,
+            projections[chosen],
             name=name,
             graph=graph,
             run=run,
