@@ -477,7 +477,10 @@ class Subscription:
         if topic in _NODE_EVENTS and change.subject != self._call_graph_id():
             return None
         status = None
-        if topic != NODE_DELETED:
+        if data.changes is not None:  # a CallUpdated carrying what changed (issue 17)
+            found = data.changes.get("status")
+            status = found if isinstance(found, str) else None
+        elif topic != NODE_DELETED:
             with contextlib.suppress(msgspec.MsgspecError):
                 status = _status_decoder.decode(data.attributes).status
         return msgspec.structs.replace(change, call_id=data.key, status=status, run_id=self.run)

@@ -11,7 +11,7 @@ shapes of readers that look at several event types with one decoder.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 import msgspec
@@ -52,6 +52,7 @@ __all__ = [
     "StatusChanged",
     "Tagged",
     "UuidHex",
+    "attributes_after",
 ]
 
 GRAPH_TYPE_TOPIC: Final = "GraphType."
@@ -66,7 +67,8 @@ CALL_UPDATED: Final = TREE_TOPIC + "CallUpdated"
 CALL_IMPORTED: Final = TREE_TOPIC + "CallImported"
 CALL_EVENTS: Final = frozenset({CALL_ADDED, CALL_UPDATED, CALL_IMPORTED})
 """Events of the call trees (docs/calls.md) that change a call; each carries the call's
-key and complete attributes."""
+key and its complete attributes, except ``CallUpdated`` since issue 17: what changed
+(``changes``, ``appended``; see :func:`attributes_after`)."""
 
 _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
 
@@ -207,17 +209,42 @@ class EdgeDeleted(Event):
 class CallChanged(Event):
     """``CallTree.CallAdded``, ``CallUpdated`` and ``CallImported``: a call's key and
     complete attributes; ``links`` (``CallAdded`` only) the ``triggered`` edges (parent,
-    child) that exist from this event on."""
+    child) that exist from this event on. A ``CallUpdated`` written since issue 17 has
+    no attributes (``null``) but ``changes`` and ``appended`` (:attr:`is_delta`)."""
 
     key: str
-    attributes: msgspec.Raw
+    attributes: msgspec.Raw = msgspec.Raw(b"null")
     links: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    changes: dict[str, Any] | None = None
+    appended: dict[str, list[Any]] | None = None
+
+    @property
+    def is_delta(self) -> bool:
+        """Whether this event carries what changed, not the call's attributes."""
+        return self.changes is not None
 
 
 class CallAdded(CallChanged):
-    """``CallTree.CallAdded`` (``links`` required)."""
+    """``CallTree.CallAdded`` (``attributes`` and ``links`` required)."""
 
+    attributes: msgspec.Raw
     links: list[tuple[str, str]]
+
+
+def attributes_after(previous: bytes | str, event: CallChanged | FoldedEvent) -> msgspec.Raw:
+    """The complete attributes (JSON) of a call after ``event``, a ``CallUpdated`` that
+    carries what changed, applied to the call's ``previous`` attributes (JSON)."""
+    from domain.calls.tree import apply_change  # noqa: PLC0415 - domain.calls is lazy
+
+    try:
+        old = msgspec.json.decode(previous)
+    except msgspec.MsgspecError as exc:
+        raise EventNotProjectableError(
+            f"call {event.key!r} has malformed attributes: {exc}"
+        ) from exc
+    if not isinstance(old, dict):
+        raise EventNotProjectableError(f"call {event.key!r} has no attributes to change")
+    return msgspec.Raw(msgspec.json.encode(apply_change(old, event.changes, event.appended)))
 
 
 # --- lenient shapes ----------------------------------------------------------------------
@@ -250,6 +277,13 @@ class FoldedEvent(Event):
     attributes: msgspec.Raw = _EMPTY_OBJECT
     name: str = ""
     graph_type_name: str = ""
+    changes: dict[str, Any] | None = None
+    appended: dict[str, list[Any]] | None = None
+
+    @property
+    def is_delta(self) -> bool:
+        """Whether this is a ``CallUpdated`` that carries what changed (issue 17)."""
+        return self.changes is not None
 
 
 class AnyEvent(msgspec.Struct):
@@ -259,3 +293,4 @@ class AnyEvent(msgspec.Struct):
     edge_id: str | None = None
     node_type: str | None = None
     attributes: msgspec.Raw = msgspec.Raw(b"null")
+    changes: dict[str, Any] | None = None

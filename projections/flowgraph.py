@@ -319,8 +319,12 @@ class FlowgraphProjection(Projection):
         Fold(_SqlStore(tx, self.sql)).added(event.key, attributes, record.offset, record.time)
 
     def _call_updated(self, tx: Transaction, event: CallChanged, record: Record) -> None:
+        fold = Fold(_SqlStore(tx, self.sql))
+        if event.changes is not None:  # what changed (issue 17)
+            fold.changed(event.key, event.changes, record.offset, record.time)
+            return
         attributes = decode_attributes(event.attributes, event.key)
-        Fold(_SqlStore(tx, self.sql)).updated(event.key, attributes, record.offset, record.time)
+        fold.updated(event.key, attributes, record.offset, record.time)
 
     def _call_imported(self, tx: Transaction, event: CallChanged, record: Record) -> None:
         """A call an older version recorded as a graph node, copied into a call tree: in

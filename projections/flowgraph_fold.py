@@ -11,8 +11,8 @@ stores keep and what the queries turn into :class:`~projections.flowgraph.FlowCa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final, Literal, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, Protocol
 
 import msgspec
 
@@ -32,6 +32,7 @@ __all__ = [
     "RunRow",
     "RunStatus",
     "Store",
+    "attributes_changed",
     "call_row",
     "decode_attributes",
 ]
@@ -79,6 +80,41 @@ def decode_attributes(raw: msgspec.Raw | bytes, key: str) -> CallAttributes:
     if attributes.status not in COUNT_COLUMN:
         raise EventNotProjectableError(
             f"call {key!r} has status {attributes.status!r}, not one of {CALL_STATUSES}"
+        )
+    return attributes
+
+
+def attributes_changed(old: CallRow, changes: Mapping[str, Any]) -> CallAttributes:
+    """The attributes the views read of a call whose row is ``old``, after a
+    ``CallUpdated`` that carries what changed (issue 17): a change never touches the
+    request (operation, parent, times requested, metadata), only the status, the times
+    started and completed, the error and the output."""
+    try:
+        error = (
+            msgspec.convert(changes["error"], CallError)
+            if "error" in changes
+            else None
+            if old.error_code is None
+            else CallError(old.error_code, old.error_message or "")
+        )
+        started = changes.get("startedAt", old.started_at)
+        completed = changes.get("completedAt", old.completed_at)
+        attributes = CallAttributes(
+            operation_id=old.operation,
+            status=str(changes.get("status", old.status)),
+            operation_type=old.operation_type,
+            parent_request_id=old.parent,
+            requested_at=old.requested_at,
+            started_at=None if started is None else int(started),
+            completed_at=None if completed is None else int(completed),
+            error=error,
+            metadata=msgspec.Raw(old.metadata.encode("utf-8")),
+        )
+    except (msgspec.MsgspecError, TypeError, ValueError) as exc:
+        raise EventNotProjectableError(f"call {old.id!r} has a malformed change: {exc}") from exc
+    if attributes.status not in COUNT_COLUMN:
+        raise EventNotProjectableError(
+            f"call {old.id!r} has status {attributes.status!r}, not one of {CALL_STATUSES}"
         )
     return attributes
 
@@ -333,6 +369,10 @@ class Fold:
             store.update_run(run)
         else:
             self._save(run, seconds)
+
+    def changed(self, key: str, changes: Mapping[str, Any], offset: int, time_ms: int) -> None:
+        """A ``CallUpdated`` that carries what changed (:func:`attributes_changed`)."""
+        self.updated(key, attributes_changed(self._call(key), changes), offset, time_ms)
 
     def deleted(self, key: str, offset: int, time_ms: int) -> None:
         store = self.store

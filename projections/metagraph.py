@@ -46,6 +46,7 @@ from projections.events import (
     NodeUpdated,
     SchemaEvolved,
     StatusChanged,
+    attributes_after,
 )
 from projections.projector import Handler, Projection
 from streams import Transaction
@@ -234,6 +235,7 @@ class MetagraphSql:
             "WHERE graph_id = ? AND key = ? RETURNING 1"
         )
         self.delete_node = f"DELETE FROM {n} WHERE graph_id = ? AND key = ? RETURNING 1"
+        self.node_attributes = f"SELECT attributes FROM {n} WHERE graph_id = ? AND key = ?"
         self.insert_edge = (
             f"INSERT INTO {e} (id, graph_id, key, edge_type, source_node_key, "
             "target_node_key, attributes, undirected, schema_version, created_at, "
@@ -535,8 +537,13 @@ class MetagraphProjection(Projection):
 
     def _call_updated(self, tx: Transaction, event: CallChanged, record: Record) -> None:
         graph = self._call_graph_id(tx)
+        attributes = event.attributes
+        if event.is_delta:  # what changed (issue 17), applied to the row's attributes
+            found = tx.query(self.sql.node_attributes, [graph, event.key])
+            _changed(found, f"call {event.key!r} of the call graph {graph}")
+            attributes = attributes_after(str(found[0]["attributes"]), event)
         rows = tx.query(
-            self.sql.update_node, [_text(event.attributes), 1, _seconds(record), graph, event.key]
+            self.sql.update_node, [_text(attributes), 1, _seconds(record), graph, event.key]
         )
         _changed(rows, f"call {event.key!r} of the call graph {graph}")
 

@@ -65,6 +65,7 @@ from projections.events import (
     AnyGraphEvent,
     CallChanged,
     FoldedEvent,
+    attributes_after,
 )
 from projections.flowgraph import (
     FlowCall,
@@ -202,6 +203,8 @@ class MemoryStore:
         self.runs: dict[str, RunRow] = {}
         self.members: dict[str, set[str]] = {}  # run id -> its calls
         self.kids: dict[str, set[str]] = {}  # parentRequestId -> calls naming it
+        # Each call's attributes as folded: a CallUpdated may carry only what changed.
+        self.attributes: dict[str, msgspec.Raw] = {}
 
     def graph(self) -> str | None:
         return self.graph_id
@@ -588,7 +591,16 @@ class Replay:
                 raise EventNotProjectableError(
                     f"malformed {topic} event at offset {entry.offset}: {exc}"
                 ) from exc
-            state.nodes[event.key] = (CALL, event.attributes, 1)
+            attributes = event.attributes
+            if event.is_delta:  # what changed (issue 17)
+                before = state.nodes.get(event.key)
+                if before is None:
+                    raise EventNotProjectableError(
+                        f"{topic} at offset {entry.offset} changes call {event.key!r}, "
+                        "which no earlier event added"
+                    )
+                attributes = attributes_after(before[1], event)
+            state.nodes[event.key] = (CALL, attributes, 1)
             for parent, child in event.links:
                 edge_id = call_edge_id(state.graph_id, child)
                 state.edges[edge_id] = AnyGraphEvent(
@@ -637,23 +649,33 @@ class Replay:
             return None
         key, time = data.key, envelope.time
         if topic in CALL_EVENTS:  # a call tree's: always of the tenant's call graph
-            attributes = decode_attributes(data.attributes, key)
+            raw = data.attributes
+            if data.is_delta:  # what changed (issue 17), applied to what was folded
+                before = store.attributes.get(key)
+                if before is None:
+                    raise EventNotProjectableError(f"a change of call {key!r} before it was added")
+                raw = attributes_after(before, data)
+            attributes = decode_attributes(raw, key)
             if topic == CALL_UPDATED or (topic == CALL_IMPORTED and store.call(key) is not None):
                 fold.updated(key, attributes, offset, time)
             else:
                 fold.added(key, attributes, offset, time)
                 topic = CALL_ADDED
-            return _Touch(offset, time, topic, key, data.attributes)
+            store.attributes[key] = raw
+            return _Touch(offset, time, topic, key, raw)
         if envelope.subject != store.graph_id:
             return None
         if topic == NODE_ADDED:
             if data.node_type != CALL:
                 return None
             fold.added(key, decode_attributes(data.attributes, key), offset, time)
+            store.attributes[key] = data.attributes
         elif topic == NODE_UPDATED:
             fold.updated(key, decode_attributes(data.attributes, key), offset, time)
+            store.attributes[key] = data.attributes
         else:
             fold.deleted(key, offset, time)
+            store.attributes.pop(key, None)
         return _Touch(offset, time, topic, key, data.attributes)
 
     def _decode_data(self, offset: int, envelope: _Envelope) -> FoldedEvent:
@@ -746,6 +768,8 @@ class Replay:
         fold then reports or skips the event itself)."""
         try:
             data = self._decode_data(offset, _envelope_decoder.decode(payload))
+            if data.is_delta:  # a change never names a parent
+                return {data.key}
             parent = decode_attributes(data.attributes, data.key).parent_request_id
         except (ProjectionError, msgspec.MsgspecError):
             return set()

@@ -24,12 +24,22 @@ a run span two trees; the parent's tree then records the other part's head as a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
-__all__ = ["CALLS_NAMESPACE", "CallIndex", "CallRef", "CallTree", "ref_id", "tree_id"]
+__all__ = [
+    "CALLS_NAMESPACE",
+    "CallIndex",
+    "CallRef",
+    "CallTree",
+    "apply_change",
+    "change_of",
+    "ref_id",
+    "tree_id",
+]
 
 CALLS_NAMESPACE: Final = uuid5(NAMESPACE_URL, "https://graphstore.invalid/calls")
 """The namespace of the fixed ids below (changing it would orphan every call)."""
@@ -46,6 +56,51 @@ def tree_id(first: str) -> UUID:
 
 
 INDEX_ID: Final = uuid5(CALLS_NAMESPACE, "index")
+_ABSENT: Final = object()
+
+
+def change_of(
+    old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """What ``CallTree.CallUpdated`` stores to take a call from ``old`` to ``new``
+    attributes: the fields whose value changed (``status`` always, so that a reader of
+    one event knows the call's status), and the list fields that only grew at their end,
+    as the items added. The rules of docs/calls.md only add and replace fields, never
+    remove one: a field missing from ``new`` is a ``ValueError``."""
+    missing = [name for name in old if name not in new]
+    if missing:
+        raise ValueError(f"a call update cannot remove fields, got {missing}")
+    changes: dict[str, Any] = {}
+    appended: dict[str, list[Any]] = {}
+    for name, value in new.items():
+        before = old.get(name, _ABSENT)
+        if name == "status":
+            changes[name] = value
+        elif before is value or before == value:
+            continue
+        elif (
+            isinstance(before, list)
+            and isinstance(value, list)
+            and len(value) > len(before)
+            and value[: len(before)] == before
+        ):
+            appended[name] = value[len(before) :]
+        else:
+            changes[name] = value
+    return changes, appended
+
+
+def apply_change(
+    old: Mapping[str, Any],
+    changes: Mapping[str, Any] | None,
+    appended: Mapping[str, Sequence[Any]] | None,
+) -> dict[str, Any]:
+    """A call's attributes after a ``CallTree.CallUpdated`` that stored ``changes`` and
+    ``appended`` (:func:`change_of`); ``old`` is not modified."""
+    new = {**old, **(changes or {})}
+    for name, items in (appended or {}).items():
+        new[name] = [*new.get(name, ()), *items]
+    return new
 
 
 class CallTree(Aggregate):
@@ -80,14 +135,25 @@ class CallTree(Aggregate):
                 aggregate.adopt(parent, self.key)
 
     class CallUpdated(Event):
-        """A call's complete attributes after a change."""
+        """What changed in a call, and only that (issue 17): ``changes``, the fields
+        given a new value (the status, always, and the output, error and times that
+        changed); ``appended``, the items added at the end of a list field (the entry
+        of ``events``, a subscription's next ``output``); see :func:`change_of`. Events
+        written before issue 17 carry instead the call's complete ``attributes`` (and
+        no changes); both still read."""
 
         TOPIC = "CallTree.CallUpdated"
         key: str
-        attributes: dict[str, Any]
+        changes: dict[str, Any] | None = None
+        appended: dict[str, list[Any]] | None = None
+        attributes: dict[str, Any] | None = None
 
         def apply(self, aggregate: CallTree) -> None:
-            aggregate.calls[self.key] = self.attributes
+            if self.attributes is not None:
+                aggregate.calls[self.key] = self.attributes
+            else:
+                old = aggregate.calls[self.key]
+                aggregate.calls[self.key] = apply_change(old, self.changes, self.appended)
 
     class CallImported(Event):
         """A call recorded by an older version in the call graph's own nodes, copied in
@@ -133,7 +199,13 @@ class CallTree(Aggregate):
         self.trigger_event(self.CallAdded, key=key, attributes=attributes, links=links)
 
     def update_call(self, key: str, attributes: dict[str, Any]) -> None:
-        self.trigger_event(self.CallUpdated, key=key, attributes=attributes)
+        """Record that call ``key`` now has ``attributes``: only the difference is stored
+        (see :func:`change_of`)."""
+        changes, appended = change_of(self.calls[key], attributes)
+        if appended:
+            self.trigger_event(self.CallUpdated, key=key, changes=changes, appended=appended)
+        else:
+            self.trigger_event(self.CallUpdated, key=key, changes=changes)
 
     def import_call(self, key: str, attributes: dict[str, Any]) -> None:
         self.trigger_event(self.CallImported, key=key, attributes=attributes)
