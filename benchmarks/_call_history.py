@@ -505,7 +505,7 @@ def _report_ingest(report: Report, figures: dict[str, list[Batches]], sizes: His
     report.add(
         "ingest_batch_vs_raw_sqlite",
         paired_ratio(rates("fresh"), rates("raw_sqlite")),
-        Target(">=", 0.25),
+        Target(">=", 0.35),
     )
     report.add("ingest_batch_events_per_s", median(rates("fresh")))
     report.add("ingest_batch_raw_sqlite_events_per_s", median(rates("raw_sqlite")))

@@ -14,7 +14,9 @@ cache and snapshot settings):
   one-event appends (a plain eventsourcing ``Application``), in the same rounds;
 - call history (:mod:`benchmarks._call_history`): ingestion of workflow runs beside raw
   sqlite3, with 10,000 and with 1,000,000 calls in the tenant (200,000 with ``--quick``),
-  and a fresh process's cold start and peak RSS on the big tenant.
+  and a fresh process's cold start and peak RSS on the big tenant;
+- call storage (:mod:`benchmarks._call_storage`): tenant file bytes and stored events
+  per call event, and how a subscription's bytes per output grow with its outputs.
 
 The big graph is built ONCE per run, in batches through the public aggregate API
 (``Graph.add_node`` / ``Graph.add_edge`` check every rule; ``Application.save`` records
@@ -38,6 +40,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from benchmarks._call_history import measure_call_history
+from benchmarks._call_storage import measure_call_storage
 from benchmarks._report import (
     Report,
     RunConfig,
@@ -645,6 +648,7 @@ def run(config: RunConfig) -> Report:
             ("cold", lambda: cold(report, big, sizes, config)),
             ("ingest", lambda: ingest(report, files, sizes, config)),
             ("call_history", lambda: measure_call_history(report, files, config)),
+            ("call_storage", lambda: measure_call_storage(report, files, config)),
         ]
         for name, step in steps:
             started = time.perf_counter()
