@@ -1,0 +1,110 @@
+"""A call's stored events carry what happened, once (issue 17, item 1): the request with
+its input when the call is added, then only what each event changed (docs/events.md,
+"The call trees"). Old files, whose updates carry the whole call, are read by
+tests/test_upgrade_trees.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from domain import Metagraph
+from domain.calls import ingest
+from domain.calls.tree import apply_change, change_of
+
+T0 = 1_795_000_000_000
+WATCH = {"feeds.watch": "subscription"}
+
+
+def call_updates(app: Metagraph) -> list[dict[str, Any]]:
+    """The state of every stored ``CallTree.CallUpdated``, in order."""
+    return [
+        json.loads(n.state)
+        for n in app.recorder.select_notifications(0, 100_000)
+        if n.topic == "CallTree.CallUpdated"
+    ]
+
+
+def requested(key: str, op: str = "flows.step", **more: Any) -> dict[str, Any]:
+    payload = {"requestId": key, "operationId": op, "input": {"big": "x" * 500}, **more}
+    return {"type": "call.requested", "at": T0, "payload": payload}
+
+
+def responded(key: str, data: Any, at: int = T0 + 5) -> dict[str, Any]:
+    output = {"data": data, "meta": {"source": "local"}}
+    return {"type": "call.responded", "at": at, "payload": {"requestId": key, "output": output}}
+
+
+def test_an_update_stores_the_response_and_the_status_not_the_request(app: Metagraph) -> None:
+    ingest(app, [requested("r")])
+    ingest(app, [responded("r", {"ok": 1})])
+    (update,) = call_updates(app)
+    assert update["key"] == "r"
+    assert update["changes"] == {
+        "status": "completed",
+        "output": {"data": {"ok": 1}, "meta": {"source": "local"}},
+        "startedAt": T0 + 5,
+        "completedAt": T0 + 5,
+    }
+    (entry,) = update["appended"]["events"]
+    assert entry["type"] == "call.responded"
+    assert "x" * 500 not in json.dumps(update)  # the input is not carried again
+
+
+def test_a_subscription_output_costs_the_same_however_many_came_before(app: Metagraph) -> None:
+    ingest(app, [requested("s", "feeds.watch")], operation_types=WATCH)
+    for n in range(60):
+        ingest(app, [responded("s", {"tick": n % 10}, T0 + 10 + n)], operation_types=WATCH)
+    updates = call_updates(app)
+    assert len(updates) == 60
+    sizes = [len(json.dumps(u["changes"])) + len(json.dumps(u["appended"])) for u in updates]
+    assert max(sizes[1:]) - min(sizes[1:]) <= 4  # the tick's and the event id's digits
+    assert updates[-1]["appended"]["output"] == [{"data": {"tick": 9}, "meta": {"source": "local"}}]
+    ingest(app, [{"type": "call.completed", "at": T0 + 99, "payload": {"requestId": "s"}}])
+    last = call_updates(app)[-1]
+    assert last["changes"] == {"status": "completed", "completedAt": T0 + 99}
+
+
+def test_an_abort_cascade_stores_a_status_change_per_descendant(app: Metagraph) -> None:
+    ingest(app, [requested("root"), requested("kid", parentRequestId="root")])
+    ingest(app, [{"type": "call.aborted", "at": T0 + 9, "payload": {"requestId": "root"}}])
+    updates = {u["key"]: u for u in call_updates(app)}
+    assert updates["kid"]["changes"] == {"status": "aborted", "completedAt": T0 + 9}
+    assert updates["kid"]["appended"]["events"][0]["cause"] == "root"
+
+
+_value = st.integers() | st.text(max_size=3) | st.lists(st.integers(), max_size=3)
+_fields = st.sampled_from(["a", "events", "output"])
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    old=st.dictionaries(_fields, _value),
+    replaced=st.dictionaries(_fields, _value),
+    grown=st.dictionaries(_fields, st.lists(st.integers(), min_size=1, max_size=2)),
+    status=st.sampled_from(["pending", "running"]),
+)
+def test_a_change_applied_to_the_old_attributes_gives_the_new(
+    old: dict[str, Any],
+    replaced: dict[str, Any],
+    grown: dict[str, list[int]],
+    status: str,
+) -> None:
+    old = {"status": "pending", **old}
+    new = {**old, **replaced, "status": status}  # calls never lose a field
+    for name, items in grown.items():
+        if isinstance(new.get(name), list):
+            new[name] = [*new[name], *items]
+    changes, appended = change_of(old, new)
+    assert apply_change(old, changes, appended) == new
+    assert changes["status"] == status
+    assert all(old.get(k) != v for k, v in changes.items() if k != "status")
+
+
+def test_a_change_that_would_remove_a_field_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot remove"):
+        change_of({"status": "pending", "input": 1}, {"status": "running"})
