@@ -15,7 +15,7 @@ import pytest
 
 import graphstore
 from domain import Principal
-from domain.calls import get_call, ingest
+from domain.calls import find_call_graph, get_call, ingest
 from domain.errors import CallConflictError
 from projections.flowgraph import Flowgraph
 from projections.replay import Replay
@@ -109,6 +109,8 @@ def test_a_tree_v2_tenant_projects_replays_and_accepts_new_calls(
         ]
         outcomes = [ingest(acme, batch, operation_types=TYPES).applied for batch in batches]
         calls = graph_calls(acme)
+        graph_id = find_call_graph(acme)
+        replay_head = acme.recorder.max_notification_id()
         store.identity.create_account("bo@example.com", "Bo", actor=Principal.system())
     assert outcomes == [1, 2, 2, 2, 1]
     assert "x" not in calls  # the refused batch wrote nothing
@@ -133,4 +135,10 @@ def test_a_tree_v2_tenant_projects_replays_and_accepts_new_calls(
         assert before is not None and before.run.status == "running"
         old_history = replay.history("sub-1")
         assert [h.event for h in old_history][-1] == "CallUpdated"
+        # The call graph as of the head: old whole-call updates and new changes folded.
+        snapshot = replay.graph_as_of(graph_id, replay_head)
+        assert snapshot is not None
+        assert {n.key: n.attributes for n in snapshot.nodes} == calls
+        exported = replay.export_run("run-d").events
+        assert [e.type for e in exported].count("call.responded") == 2  # d-1 old, d-2 new
     assert projections_equal_rebuild(tenant_file, tmp_path) > 0
