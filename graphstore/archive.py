@@ -72,6 +72,7 @@ __all__ = [
     "ArchiveProblem",
     "ArchivedRun",
     "archived_run",
+    "decode_run",
     "default_root",
     "restore_run",
 ]
@@ -178,6 +179,21 @@ class _Manifest(msgspec.Struct, kw_only=True):
     format: str = FORMAT
     version: int = VERSION
     files: dict[str, ArchiveFile] = {}
+
+
+def decode_run(data: bytes) -> ArchivedRun:
+    """An :class:`ArchivedRun` from its JSON (``msgspec.json.encode(run)``), each event
+    checked as ``ingest`` checks a line; ``msgspec.DecodeError`` or
+    :class:`~domain.errors.CallEventError` if it is not one."""
+    stored = msgspec.json.decode(data, type=_Stored)
+    return ArchivedRun(
+        run_id=stored.run_id,
+        org=stored.org,
+        status=stored.status,
+        finished_at=stored.finished_at,
+        events=[decode_event(bytes(event)) for event in stored.events],
+        operation_types=stored.operation_types,
+    )
 
 
 def default_root(data_dir: str | os.PathLike[str]) -> Path:
@@ -534,18 +550,9 @@ def _decode(name: str, run_id: str, org: str, sha: str, body: bytes) -> Archived
     if hashlib.sha256(body).hexdigest() != sha:
         raise _corrupt(name, f"run {run_id!r} does not match its SHA-256")
     try:
-        stored = msgspec.json.decode(zlib.decompress(body), type=_Stored)
-        events = [decode_event(bytes(event)) for event in stored.events]
+        run = decode_run(zlib.decompress(body))
     except (zlib.error, msgspec.DecodeError, CallEventError) as exc:
         raise _corrupt(name, f"run {run_id!r} does not decode ({exc})") from None
-    run = ArchivedRun(
-        run_id=stored.run_id,
-        org=stored.org,
-        status=stored.status,
-        finished_at=stored.finished_at,
-        events=events,
-        operation_types=stored.operation_types,
-    )
     if run.run_id != run_id or run.org != org:
         raise _corrupt(name, f"row {run_id!r} holds run {run.run_id!r} of {run.org!r}")
     return run
