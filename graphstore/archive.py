@@ -252,14 +252,22 @@ class Archive:
 
     # --- reading ------------------------------------------------------------------------
 
-    def find(self, org: str, run_id: str) -> ArchivedRun | None:
+    def find(self, org: str, run_id: str, *, whole_file: bool = False) -> ArchivedRun | None:
         """Run ``run_id`` of tenant ``org``, or None if it is not archived;
-        :class:`ArchiveCorruptError` if a file it would be in is damaged."""
+        :class:`ArchiveCorruptError` if a file it would be in is damaged.
+
+        Each file's size is checked against the manifest and the run's body against its
+        own SHA-256; with ``whole_file``, the file's SHA-256 too (it reads the whole
+        file: a restore does, a lookup need not)."""
         org = check_org_id(org)
         manifest = self._manifest()
         for entry in _files_of(manifest, org):
             path = self.root / entry.path
+            if entry.pending and not path.is_file():
+                continue  # a crash came before the write created it: no run there
             self._check_size(entry)
+            if whole_file and not entry.pending and _sha256(path) != entry.sha256:
+                raise _corrupt(entry.path, "its SHA-256 is not the manifest's")
             try:
                 with _opened(path, create=False) as db:
                     row = db.execute(
@@ -305,8 +313,8 @@ class Archive:
         def problem(text: str) -> builtins.list[ArchiveProblem]:
             return [ArchiveProblem(path=entry.path, problem=text)]
 
-        if not path.is_file():
-            return problem("missing (listed in the manifest)")
+        if not path.is_file():  # pending: a crash came before the write created it
+            return [] if entry.pending else problem("missing (listed in the manifest)")
         if not entry.pending:
             size = path.stat().st_size
             if size != entry.bytes:
@@ -363,7 +371,7 @@ class Archive:
         return [run for run in unique if run.run_id not in have]
 
     def _locate(self, manifest: _Manifest, org: str, run_id: str) -> str | None:
-        for entry in _files_of(manifest, org):
+        for entry in _files_of(manifest, org):  # settled: every file listed is there
             with _opened(self.root / entry.path, create=False) as db:
                 if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
                     return entry.path
@@ -503,7 +511,7 @@ def restore_run(
     from graphstore.operations.ingest import ingest_calls  # noqa: PLC0415
     from projections import Replay  # noqa: PLC0415
 
-    found = archive.find(org, run_id)
+    found = archive.find(org, run_id, whole_file=True)
     if found is None:
         raise NotFoundError(
             f"no run {run_id!r} in tenant {org}'s archive ({archive.root}): "
@@ -521,7 +529,7 @@ def restore_run(
     report, _ = ingest_calls(
         metagraph,
         found.events,
-        source=f"archive {archive.root} ({_file_name(org, found.period)})",
+        source=f"archive {archive.root}: run {run_id} ({_file_name(org, found.period)})",
         operation_types=found.operation_types,
     )
     return found, report
@@ -574,26 +582,13 @@ def _opened(path: Path, *, create: bool) -> Iterator[sqlite3.Connection]:
 
 
 def _insert(path: Path, runs: list[ArchivedRun]) -> None:
-    """Add ``runs`` to ``path`` (created with its schema if new) in ONE transaction."""
-    org, period = runs[0].org, runs[0].period
-    with _opened(path, create=True) as db:
+    """Add ``runs`` to ``path`` in ONE transaction (the file created first if new)."""
+    if not path.is_file():
+        _create(path, runs[0].org, runs[0].period)
+    with _opened(path, create=False) as db:
         _PHASE("built", path)
         db.execute("BEGIN IMMEDIATE")
         try:
-            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                db.executemany(
-                    "INSERT INTO archive_format (key, value) VALUES (?, ?)",
-                    [
-                        ("format", FORMAT),
-                        ("version", str(VERSION)),
-                        ("org", org),
-                        ("period", period),
-                        ("codec", CODEC),
-                        ("description", _DESCRIPTION),
-                    ],
-                )
             rows = []
             for run in runs:
                 body = zlib.compress(msgspec.json.encode(run), 6)
@@ -616,6 +611,31 @@ def _insert(path: Path, runs: list[ArchivedRun]) -> None:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+
+def _create(path: Path, org: str, period: str) -> None:
+    """An empty archive file at ``path``, whole or not at all: built under another name,
+    then renamed into place (a file at ``path`` always has its schema)."""
+    building = path.with_name(f"{path.name}.new")
+    building.unlink(missing_ok=True)
+    with _opened(building, create=True) as db:
+        db.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA:
+            db.execute(statement)
+        db.executemany(
+            "INSERT INTO archive_format (key, value) VALUES (?, ?)",
+            [
+                ("format", FORMAT),
+                ("version", str(VERSION)),
+                ("org", org),
+                ("period", period),
+                ("codec", CODEC),
+                ("description", _DESCRIPTION),
+            ],
+        )
+        db.execute("COMMIT")
+    os.replace(building, path)
+    _fsync_directory(path.parent)
 
 
 def _erase(path: Path, run_id: str) -> None:
