@@ -467,10 +467,14 @@ class Archive:
 # --- building and restoring a run -------------------------------------------------------
 
 
-def archived_run(source: Metagraph | TenantReader, run_id: str, *, org: str) -> ArchivedRun:
+def archived_run(
+    source: Metagraph | TenantReader, run_id: str, *, org: str | None = None
+) -> ArchivedRun:
     """Run ``run_id`` of tenant ``org`` as archived, read from the live tenant
     (``source``: its metagraph, or a reader of its file) through the same
-    :meth:`projections.Replay.export_run` as ``graphstore runs export``.
+    :meth:`projections.Replay.export_run` as ``graphstore runs export``. ``org``
+    defaults to the tenant the file is named after (``tenant-<org>.db``, the file's
+    :attr:`~streams.persistence.HonkerDatastore.tenant`).
 
     ``NotFoundError`` if it is not a run there; ``ConflictError`` if it has not
     finished (a run in flight is never archived)."""
@@ -479,6 +483,7 @@ def archived_run(source: Metagraph | TenantReader, run_id: str, *, org: str) -> 
 
     replay = Replay.on(source) if isinstance(source, TenantReader) else Replay.open(source.env)
     with replay:
+        org = check_org_id(org if org is not None else replay.datastore.tenant)
         snapshot = replay.run_as_of(run_id, _HEAD)
         export = replay.export_run(run_id) if snapshot is not None else None
     if snapshot is None or export is None:
@@ -491,7 +496,7 @@ def archived_run(source: Metagraph | TenantReader, run_id: str, *, org: str) -> 
         )
     return ArchivedRun(
         run_id=run_id,
-        org=check_org_id(org),
+        org=org,
         status=snapshot.run.status,
         finished_at=finished,
         events=export.events,

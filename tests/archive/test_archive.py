@@ -211,7 +211,7 @@ def test_restore_brings_a_run_back_to_the_same_views_once(sample: Sample, tmp_pa
         assert run.run_id == "run-004" and report.applied == len(run.events)
         with pytest.raises(ConflictError, match="live in acme"):
             restore_run(archive, acme, "acme", "run-004")
-        back = archived_run(acme, "run-004", org="acme")
+        back = archived_run(acme, "run-004")  # the org: the file's name, tenant-acme.db
     assert back == archive.find("acme", "run-004")  # the same protocol events, status, time
     with (
         graphstore.open(sample.data) as source,
