@@ -260,21 +260,8 @@ class Archive:
         own SHA-256; with ``whole_file``, the file's SHA-256 too (it reads the whole
         file: a restore does, a lookup need not)."""
         org = check_org_id(org)
-        manifest = self._manifest()
-        for entry in _files_of(manifest, org):
-            path = self.root / entry.path
-            if entry.pending and not path.is_file():
-                continue  # a crash came before the write created it: no run there
-            self._check_size(entry)
-            if whole_file and not entry.pending and _sha256(path) != entry.sha256:
-                raise _corrupt(entry.path, "its SHA-256 is not the manifest's")
-            try:
-                with _opened(path, create=False) as db:
-                    row = db.execute(
-                        "SELECT sha256, body FROM runs WHERE run_id = ?", (run_id,)
-                    ).fetchone()
-            except sqlite3.DatabaseError as exc:
-                raise _corrupt(entry.path, f"SQLite says: {exc}") from None
+        for entry in _files_of(self._manifest(), org):
+            row = self._row(entry, run_id, whole_file=whole_file)
             if row is not None:
                 return _decode(entry.path, run_id, org, row[0], row[1])
         return None
@@ -290,7 +277,15 @@ class Archive:
         """Every problem of the archive: the manifest unreadable; a file missing, not in
         the manifest, of another size or SHA-256 than recorded, not a sound SQLite
         archive; a run whose body does not match its hash or does not decode. Empty when
-        all is well. Reads only (a file a crash left pending is checked by content)."""
+        all is well. Changes nothing; waits for a write under way (the writers' lock), so
+        it never mistakes a file being written for a damaged one; a file a crash left
+        pending is checked by its content."""
+        if not self.root.is_dir():
+            return []
+        with self._locked():  # no write half-way through while the files are checked
+            return self._verify()
+
+    def _verify(self) -> builtins.list[ArchiveProblem]:
         try:
             manifest = self._manifest()
         except ArchiveCorruptError as exc:
@@ -298,11 +293,10 @@ class Archive:
         problems: builtins.list[ArchiveProblem] = []
         for name in sorted(manifest.files):
             problems += self._verify_file(manifest.files[name])
-        if self.root.is_dir():
-            for path in sorted(self.root.glob("*/*.sqlite")):
-                name = path.relative_to(self.root).as_posix()
-                if name not in manifest.files:
-                    problems.append(ArchiveProblem(path=name, problem="not in the manifest"))
+        for path in sorted(self.root.glob("*/*.sqlite")):
+            name = path.relative_to(self.root).as_posix()
+            if name not in manifest.files:
+                problems.append(ArchiveProblem(path=name, problem="not in the manifest"))
         return problems
 
     # --- inside -------------------------------------------------------------------------
@@ -345,6 +339,40 @@ class Archive:
         if not entry.pending and count != entry.runs:
             found += problem(f"{count} runs, the manifest says {entry.runs}")
         return found
+
+    def _row(
+        self, entry: ArchiveFile, run_id: str, *, whole_file: bool
+    ) -> tuple[str, bytes] | None:
+        """Run ``run_id``'s hash and body in ``entry``'s file, checked against the
+        manifest; checked again against the manifest's newer record when a writer changed
+        the file meanwhile (a lookup during a retention pass is no damage)."""
+        for attempt in range(3):
+            try:
+                return self._read_row(entry, run_id, whole_file=whole_file)
+            except ArchiveCorruptError:
+                current = self._manifest().files.get(entry.path)
+                if current is None or current == entry or attempt == 2:
+                    raise
+                entry = current
+        return None  # not reached
+
+    def _read_row(
+        self, entry: ArchiveFile, run_id: str, *, whole_file: bool
+    ) -> tuple[str, bytes] | None:
+        path = self.root / entry.path
+        if entry.pending and not path.is_file():
+            return None  # a crash came before the write created it: no run there
+        self._check_size(entry)
+        if whole_file and not entry.pending and _sha256(path) != entry.sha256:
+            raise _corrupt(entry.path, "its SHA-256 is not the manifest's")
+        try:
+            with _opened(path, create=False) as db:
+                row = db.execute(
+                    "SELECT sha256, body FROM runs WHERE run_id = ?", (run_id,)
+                ).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _corrupt(entry.path, f"SQLite says: {exc}") from None
+        return None if row is None else (str(row[0]), bytes(row[1]))
 
     def _check_size(self, entry: ArchiveFile) -> None:
         path = self.root / entry.path
@@ -417,11 +445,17 @@ class Archive:
         )
 
     @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The writers' lock (a ``flock`` on ``.lock``), released on exit or death."""
+        with (self.root / _LOCK).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    @contextlib.contextmanager
     def _writing(self) -> Iterator[_Manifest]:
         """The manifest, under the writers' lock, with what a crash left pending settled."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / _LOCK).open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._locked():
             manifest = self._manifest()
             pending = [name for name, entry in manifest.files.items() if entry.pending]
             for name in pending:

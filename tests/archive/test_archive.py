@@ -173,6 +173,33 @@ def test_a_damaged_file_is_named_by_verify_and_refused_by_find(
             archive.find("acme", run.run_id)
 
 
+def test_a_lookup_while_another_process_writes_the_same_file_is_never_damage(
+    sample: Sample, tmp_path: Path
+) -> None:
+    archive = Archive(tmp_path / "archive")
+    archive.write("acme", sample.runs[:1])
+    runs_file = tmp_path / "runs.json"
+    runs_file.write_bytes(msgspec.json.encode([[run] for run in sample.runs[1:]]))
+    argv = ["-m", "tests.archive._worker", "write-quiet", str(tmp_path / "archive"), str(runs_file)]
+    writer = subprocess.Popen([sys.executable, *argv], cwd=Path(__file__).resolve().parents[2])
+    lookups = 0
+    try:
+        while writer.poll() is None:
+            assert archive.find("acme", sample.runs[0].run_id) == sample.runs[0]
+            if lookups % 10 == 0:
+                assert archive.verify() == []
+            lookups += 1
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0 and lookups > 5
+    assert [f.runs for f in archive.list()] == [len(sample.runs)]
+    # the race made certain: a lookup that read the manifest before a write changed the file
+    [stale] = archive.list("acme")
+    archive.forget("acme", sample.runs[-1].run_id)
+    row = archive._row(stale, sample.runs[0].run_id, whole_file=True)
+    assert row is not None
+
+
 def test_a_file_not_in_the_manifest_is_a_problem(sample: Sample, tmp_path: Path) -> None:
     archive = Archive(tmp_path / "archive")
     archive.write("acme", sample.runs[:1])
