@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import os
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -38,6 +39,7 @@ from projections import FlowgraphProjection
 from projections.rebuild import open_live_projector
 
 BATCH = 100
+_TIME = re.compile(rb"17950\d{8}")  # the sample's times (ms since the epoch, Nov 2026)
 
 
 def sample_runs(work: Path) -> list[ArchivedRun]:
@@ -55,13 +57,23 @@ def sample_runs(work: Path) -> list[ArchivedRun]:
 
 
 def copies(runs: list[ArchivedRun], count: int) -> list[ArchivedRun]:
-    """``count`` runs: the sample's, each id (and its calls' ids) renamed."""
+    """``count`` runs: the sample's, each id (and its calls' ids) renamed and each time
+    moved by its own random amount (as real runs differ: copies that repeat whole runs
+    byte for byte would flatter the stream compression)."""
+    rng = random.Random(16)
     made: list[ArchivedRun] = []
     for n in range(count):
         run = runs[n % len(runs)]
         data = msgspec.json.encode(run).replace(run.run_id.encode(), f"x{n:07d}".encode())
-        made.append(decode_run(data))
+        made.append(decode_run(_moved(data, rng.randrange(10**9))))
     return made
+
+
+def _moved(data: bytes, shift: int) -> bytes:
+    def moved(match: re.Match[bytes]) -> bytes:
+        return str(int(match.group()) + shift).encode()
+
+    return _TIME.sub(moved, data)
 
 
 def measure_sqlite(root: Path, runs: list[ArchivedRun], probes: list[str]) -> dict[str, float]:
