@@ -147,3 +147,17 @@ def test_archive_elsewhere_and_without_a_store(data: Path, tmp_path: Path) -> No
         str(tmp_path / "cold"),
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_key_that_may_not_operate_is_refused_and_nothing_is_written(data: Path) -> None:
+    assert gs(data, "account", "create", "eve@example.com", "--name", "Eve").returncode == 0
+    created = gs(data, "--json", "key", "create", "--account", "eve@example.com", "--name", "x")
+    key = json.loads(created.stdout)["key"]
+    head = _head(data, "acme")
+    listed = gs(data, "--api-key", key, "archive", "list")
+    assert listed.returncode == 4, listed.stderr
+    _one_line(listed.stderr)
+    restored = gs(data, "--api-key", key, "archive", "restore", "run-004", "--tenant", "acme")
+    assert restored.returncode == 4, restored.stderr
+    _one_line(restored.stderr)
+    assert _head(data, "acme") == head
