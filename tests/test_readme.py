@@ -253,6 +253,12 @@ CONTAINS: dict[str, list[str]] = {
         "http://127.0.0.1:8080/#tenant=acme&key=gsk_",
     ],
     "docs/scale.md": ["'run-004'", "failed"],
+    "docs/archive.md": [
+        "warning: run run-004 is archived",
+        "restored run run-004 (failed) into acme",
+        "is live in acme",
+        "failed 18 call.requested",
+    ],
 }
 MATCHES: dict[str, list[tuple[str, int]]] = {
     "docs/cli.md": [(r"^\d+  \S+  CallAdded .*call=run-004", 3)],  # tail --count 3

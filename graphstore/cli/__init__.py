@@ -28,7 +28,8 @@ The package, from the bottom up: :mod:`~graphstore.cli.session` (the exit codes,
 :class:`Session` every command shares, :func:`~graphstore.cli.session.run_action`, the
 command runner) and :mod:`~graphstore.cli.options` (shared option callbacks); then one
 module per command group (``identity``, ``graphs``, ``calls``, ``runs``, ``projector``,
-``changes``, ``serve``, ``relay``, ``remote``, ``backup``, ``verify``, ``ops``), with
+``changes``, ``serve``, ``relay``, ``remote``, ``backup``, ``verify``, ``ops``,
+``archive``), with
 ``output`` and ``render`` for what they print; at the top :mod:`~graphstore.cli.entry`,
 the app that adds every group, and :func:`main`. A quick front door: ``graphstore
 --help`` imports typer and nothing of the store; each command imports what it needs when

@@ -34,6 +34,7 @@ GROUPS: Final = (
     ("serve", ("serve",)),
     ("graphs", ("graph-type", "graph")),
     ("runs", ("runs",)),
+    ("archive", ("archive",)),
     ("projector", ("projector",)),
     ("ops", ("ops",)),
     ("relay", ("relay",)),

@@ -21,6 +21,7 @@ from graphstore.cli.session import Session, run_action
 
 if TYPE_CHECKING:
     from domain import UnitOfWork
+    from graphstore.archive import ArchivedRun
     from projections import Flowgraph, Replay
     from projections.recovery import AbortReport
 
@@ -103,6 +104,13 @@ def _ms(value: str | None, option: str) -> int | None:
     return int(moment.timestamp() * 1000)
 
 
+def _archived(session: Session, tenant: str, run_id: str) -> "ArchivedRun | None":
+    """Run ``run_id`` of ``tenant`` from the data directory's archive, if it is there."""
+    from graphstore.archive import Archive, default_root
+
+    return Archive(default_root(session.data_dir)).find(tenant, run_id)
+
+
 @runs_app.command("list")
 def runs_list(
     ctx: typer.Context,
@@ -177,6 +185,16 @@ def runs_show(
         else:
             snapshot = replay.run_as_of(run_id, as_of)
             run, calls = (snapshot.run, snapshot.calls) if snapshot else (None, [])
+        archived = _archived(session, tenant, run_id) if run is None and as_of is None else None
+        if archived is not None:
+            session.output.warn(f"run {run_id} is archived: read from the archive")
+            session.output.result(
+                {"run": archived, "calls": [], "as_of": None, "archived": True},
+                f"run {run_id} ({archived.status}, finished at {archived.finished_at} ms, "
+                f"{len(archived.events)} events) is archived, not in {tenant}: `graphstore "
+                f"archive restore {run_id} --tenant {tenant}` puts it back",
+            )
+            return
         if run is None:
             when = f" at offset {as_of}" if as_of is not None else ""
             raise NotFoundError(
@@ -240,6 +258,12 @@ def runs_export(
 
         _, replay = _views(session, tenant)
         export = replay.export_run(run_id)
+        archived = None if export.events else _archived(session, tenant, run_id)
+        if archived is not None:
+            session.output.warn(f"run {run_id} is archived: exported from the archive")
+            export = type(export)(
+                run_id=run_id, events=archived.events, operation_types=archived.operation_types
+            )
         if not export.events:
             raise NotFoundError(f"no run {run_id!r} in {tenant}", kind="run", name=run_id)
         if output is None:

@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import typer.main
 
+import graphstore
+from graphstore.archive import Archive, archived_run
 from graphstore.cli import app
 from graphstore.samples import WORKFLOWS
 from tests.cli.test_cli import gs
@@ -51,6 +54,9 @@ ONE_SHOT: list[tuple[str, ...]] = [
     ("tenant", "create", "beta", "--name", "Beta", "--owner", "ada@example.com"),
     ("graph-type", "define", str(EXAMPLES / "social.yaml"), "--tenant", "beta"),
     ("graph", "create", "team", "--tenant", "beta", "--type", "social"),
+    ("archive", "list"),
+    ("archive", "verify"),
+    ("archive", "restore", "run-004", "--tenant", "beta"),
     ("ingest", "{tmp}/run-004.jsonl", "--tenant", "beta"),
     ("runs", "abort-in-flight", "--tenant", "acme"),
     ("projector", "catch-up"),
@@ -123,6 +129,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert created.returncode == 0, created.stderr
     (path.parent / "graph_id").write_text(json.loads(created.stdout)["id"])
+    with graphstore.open(path) as store:  # run-004 in beta's archive, for `archive restore`
+        run = archived_run(store.tenant("acme"), "run-004", org="acme")
+    Archive(path / "archive").write("beta", [msgspec.structs.replace(run, org="beta")])
     return path
 
 
