@@ -138,8 +138,14 @@ def _json_key(key: object) -> str:
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
-def _plain_encoder(types: dict[type, Transcoding]) -> Callable[[Any], Any]:
-    """A function rewriting a value into exact JSON types, applying ``types`` by exact type.
+_NO_KEYS: frozenset[str] = frozenset()
+
+
+def _plain_encoder(
+    types: dict[type, Transcoding],
+) -> tuple[Callable[[Any], Any], Callable[[dict[Any, Any], frozenset[str]], dict[str, Any]]]:
+    """Two functions rewriting a value (any; a dict, leaving out some keys) into exact JSON
+    types, applying ``types`` by exact type.
 
     ``types`` is the transcoder's own registry, so later registrations are seen.
     """
@@ -174,9 +180,11 @@ def _plain_encoder(types: dict[type, Transcoding]) -> Callable[[Any], Any]:
             return plain_dict(obj)
         raise _not_registered(obj)
 
-    def plain_dict(obj: dict[Any, Any]) -> dict[str, Any]:
+    def plain_dict(obj: dict[Any, Any], skip: frozenset[str] = _NO_KEYS) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in obj.items():
+            if key in skip:
+                continue
             name = key if type(key) is str else _json_key(key)
             cls = type(value)
             if cls is str or cls is int or cls is bool or value is None:
@@ -194,7 +202,7 @@ def _plain_encoder(types: dict[type, Transcoding]) -> Callable[[Any], Any]:
                 }
         return out
 
-    return plain
+    return plain, plain_dict
 
 
 def _custom_decoder(names: dict[str, Transcoding]) -> Callable[[Any], Any]:
@@ -248,7 +256,7 @@ class MsgspecTranscoder(JSONTranscoder):
 
     def __init__(self) -> None:
         super().__init__()
-        self._plain = _plain_encoder(self.types)
+        self._plain, self._plain_dict = _plain_encoder(self.types)
         self._restore = _custom_decoder(self.names)
         self._msgspec_encode = msgspec.json.Encoder().encode
         self._msgspec_decode = msgspec.json.Decoder().decode
@@ -259,6 +267,15 @@ class MsgspecTranscoder(JSONTranscoder):
             plain = self._plain(obj)
         except (_StdlibOnlyError, RecursionError):
             return super().encode(obj)
+        return self._msgspec_encode(plain)
+
+    def encode_state(self, state: dict[str, Any], skip: frozenset[str]) -> bytes:
+        """The bytes of ``encode({k: v for k, v in state.items() if k not in skip})``,
+        without building that dict first (the typed mapper's encoding of an event)."""
+        try:
+            plain = self._plain_dict(state, skip)
+        except (_StdlibOnlyError, RecursionError):
+            return super().encode({k: v for k, v in state.items() if k not in skip})
         return self._msgspec_encode(plain)
 
     def decode(self, data: bytes) -> Any:
