@@ -99,6 +99,9 @@ class TupleAsList(Transcoding):
         return tuple(data)
 
 
+_JSON_TYPES: tuple[type, ...] = (str, int, float, list, tuple, dict)
+
+
 class _StdlibOnlyError(StreamsError):
     """A value plain JSON cannot carry (NaN, an infinity): the stdlib encoder writes it."""
 
@@ -260,6 +263,8 @@ class MsgspecTranscoder(JSONTranscoder):
         self._restore = _custom_decoder(self.names)
         self._msgspec_encode = msgspec.json.Encoder().encode
         self._msgspec_decode = msgspec.json.Decoder().decode
+        self._types_seen = -1
+        self._exact_ok = False
 
     def encode(self, obj: Any) -> bytes:
         """Encodes ``obj`` as JSON bytes ``JSONTranscoder`` can decode."""
@@ -270,13 +275,54 @@ class MsgspecTranscoder(JSONTranscoder):
         return self._msgspec_encode(plain)
 
     def encode_state(self, state: dict[str, Any], skip: frozenset[str]) -> bytes:
-        """The bytes of ``encode({k: v for k, v in state.items() if k not in skip})``,
-        without building that dict first (the typed mapper's encoding of an event)."""
+        """The bytes of ``encode({k: v for k, v in state.items() if k not in skip})``
+        (``state`` has string keys: an event's attributes), without building that dict
+        first and, for a dict or list value holding plain JSON only, without the walk:
+        see :meth:`exact_json`. The typed mapper's encoding of an event."""
+        out: dict[str, Any] = {}
+        plain = self._plain
         try:
-            plain = self._plain_dict(state, skip)
+            for key, value in state.items():
+                if key in skip:
+                    continue
+                cls = type(value)
+                if cls is str or cls is int or cls is bool or value is None:
+                    out[key] = value
+                    continue
+                if cls is dict or cls is list:
+                    exact = self.exact_json(value)
+                    if exact is not None:
+                        out[key] = msgspec.Raw(exact)
+                        continue
+                out[key] = plain(value)
         except (_StdlibOnlyError, RecursionError):
             return super().encode({k: v for k, v in state.items() if k not in skip})
-        return self._msgspec_encode(plain)
+        return self._msgspec_encode(out)
+
+    def exact_json(self, value: Any) -> bytes | None:
+        """``encode(value)``'s bytes, computed in C, if ``value`` holds plain JSON values
+        only; else ``None`` (then the walk must encode it).
+
+        msgspec writes ``value`` natively, and the bytes are kept only if msgspec reads
+        them back as a value equal to ``value``. A value the walk would write differently
+        fails that: a custom value (a UUID, a datetime, a Decimal, an enum, a Struct, a
+        dataclass: msgspec writes a string or an object, which is not equal to it), NaN or
+        an infinity (written ``null``), a tuple (read back a list), a non-string key (read
+        back a string), a subclass of ``str``, ``int`` or ``float`` (which msgspec refuses;
+        an ``IntEnum`` is written as its int, as the walk writes it). Off while a
+        transcoding is registered for a subclass of a JSON type, which the walk applies.
+        """
+        if len(self.types) != self._types_seen:
+            self._types_seen = len(self.types)
+            self._exact_ok = not any(issubclass(t, _JSON_TYPES) for t in self.types)
+        if not self._exact_ok:
+            return None
+        try:
+            written = self._msgspec_encode(value)
+            same = self._msgspec_decode(written) == value
+        except (TypeError, ValueError, RecursionError):  # msgspec's errors are ValueErrors
+            return None
+        return written if same else None
 
     def decode(self, data: bytes) -> Any:
         """Decodes JSON bytes written by this transcoder or by ``JSONTranscoder``."""

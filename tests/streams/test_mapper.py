@@ -10,14 +10,23 @@ from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.persistence import Mapper, StoredEvent
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    Mapper,
+    StoredEvent,
+    UUIDAsHex,
+)
 from eventsourcing.utils import get_topic, resolve_topic
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain import Metagraph
 from domain.calls import ingest
 from domain.graphs import Graph
 from domain.identity import Identity
 from streams.mapper import TypedMapper, typed_fields
+from streams.transcoder import MsgspecTranscoder, TupleAsList
 from tests.domain._call_writer import run_events
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -216,3 +225,55 @@ def test_mapper_topic_still_chooses_the_mapper(tenant_file: Path) -> None:
     env = env_of(tenant_file, MAPPER_TOPIC="eventsourcing.persistence:Mapper")
     with Metagraph(env=env) as app:
         assert type(app.mapper) is Mapper
+
+
+# --- the walk skipped for plain JSON values ----------------------------------------------
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.uuids()
+    | st.datetimes(timezones=st.none() | st.timezones())
+    | st.decimals(allow_nan=False)
+)
+_json_keys = st.text() | st.integers() | st.floats() | st.booleans() | st.none()
+_json_values = st.recursive(
+    _json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(_json_keys, children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values)
+def test_exact_json_is_the_walks_bytes_or_nothing(value: Any) -> None:
+    fast = MsgspecTranscoder()
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
+        fast.register(transcoding)
+    exact = fast.exact_json(value)
+    if exact is not None:
+        assert exact == fast.encode(value)
+
+
+def test_exact_json_covers_plain_values_and_refuses_what_the_walk_rewrites() -> None:
+    fast = MsgspecTranscoder()
+    fast.register(UUIDAsHex())
+    plain = {"a": [1, 2.5, "x", None, True, {"b": []}], "big": 2**70}
+    assert fast.exact_json(plain) == fast.encode(plain)
+    for rewritten in (
+        {"id": UUID(int=1)},
+        {"nan": float("nan")},
+        {"pair": (1, 2)},
+        {1: "int key"},
+        {"tag": type("Tag", (str,), {})("x")},
+    ):
+        assert fast.exact_json(rewritten) is None
+    fast.register(TupleAsList())
+    assert fast.exact_json(plain) is None  # a transcoding for a JSON type: the walk only
