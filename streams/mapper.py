@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Callable, Hashable
+from datetime import datetime
 from types import NoneType, UnionType
 from typing import Any, Final, Union, cast
 
@@ -57,7 +58,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import get_topic, resolve_topic
 
 from streams.errors import StreamsError
-from streams.transcoder import MsgspecTranscoder
+from streams.transcoder import MsgspecTranscoder, from_utc_micros
 
 __all__ = ["TYPED_PACKAGES", "TypedMapper", "typed_fields"]
 
@@ -112,12 +113,17 @@ class _EventCodec:
     def __init__(self, cls: type, fields: list[tuple[str, Any]], transcoder: MsgspecTranscoder):
         struct_fields: list[tuple[str, Any]] = []
         tagged: list[tuple[str, str, Callable[[Any], Any]]] = []
+        micros: list[str] = []
         for name, annotation in fields:
             if _plain_kind(annotation):
                 struct_fields.append((name, annotation))
                 continue
             transcoding = transcoder.types.get(annotation) if isinstance(annotation, type) else None
-            if transcoding is not None:
+            if transcoding is not None and annotation is datetime:
+                struct_fields.append((name, int | _Tagged))  # compact, or as written before
+                tagged.append((name, transcoding.name, transcoding.decode))
+                micros.append(name)
+            elif transcoding is not None:
                 struct_fields.append((name, _Tagged))
                 tagged.append((name, transcoding.name, transcoding.decode))
             else:
@@ -127,27 +133,40 @@ class _EventCodec:
         )
         self.decoder = msgspec.json.Decoder(shape)
         self.tagged = tuple(tagged)
-        self.tag_count = len(tagged)
+        self.micros = frozenset(micros)
 
     def decode(self, state: bytes) -> dict[str, Any]:
-        """The event's state, as the transcoder's generic decode gives it; raises
-        :class:`_NotTypedError` when the bytes are not exactly what the Struct describes, or
-        hold custom values where the Struct expects none (the ``Any`` fields)."""
-        # Each custom value is an object with a "_type_" key; if there are no more of them
-        # than the typed fields take, the Any fields hold plain JSON values only (a \u
-        # escape could spell the key otherwise).
-        if state.count(b'"_type_"') != self.tag_count or b"\\u" in state:
-            raise _NotTypedError
+        """The event's state, as the transcoder's generic decode gives it (with compact
+        datetimes restored); raises :class:`_NotTypedError` when the bytes are not exactly
+        what the Struct describes, or hold custom values where the Struct expects none
+        (the ``Any`` fields)."""
         try:
             out = msgspec.structs.asdict(self.decoder.decode(state))
         except msgspec.DecodeError:  # also ValidationError
             raise _NotTypedError from None
+        tags = 0
         for name, tag, decode in self.tagged:
             value = out[name]
+            if type(value) is int:  # only a datetime field's type admits an int
+                out[name] = from_utc_micros(value)
+                continue
             if value.name != tag:
                 raise _NotTypedError
             out[name] = decode(value.data)
+            tags += 1
+        # Each custom value is an object with a "_type_" key; if there are no more of them
+        # than the typed fields took, the Any fields hold plain JSON values only (a \\u
+        # escape could spell the key otherwise).
+        if state.count(b'"_type_"') != tags or b"\\u" in state:
+            raise _NotTypedError
         return out
+
+    def restore_micros(self, state: dict[str, Any]) -> None:
+        """Compact datetimes in a generically decoded ``state`` made datetimes again."""
+        for name in self.micros:
+            value = state.get(name)
+            if type(value) is int:
+                state[name] = from_utc_micros(value)
 
 
 class TypedMapper(Mapper[Any]):
@@ -188,10 +207,11 @@ class TypedMapper(Mapper[Any]):
     def to_stored_event(self, domain_event: DomainEventProtocol[Any]) -> StoredEvent:
         """The stored event, bytes identical to ``Mapper.to_stored_event``'s."""
         cls = type(domain_event)
-        if self._fast is None or self.codec_of(cls) is None:
+        codec = self.codec_of(cls)
+        if self._fast is None or codec is None:
             return super().to_stored_event(domain_event)
         state = vars(domain_event)
-        stored_state = self._fast.encode_state(state, skip=_ORIGINATOR_KEYS)
+        stored_state = self._fast.encode_state(state, _ORIGINATOR_KEYS, codec.micros)
         if self.compressor:
             stored_state = self.compressor.compress(stored_state)
         if self.cipher:
@@ -219,6 +239,7 @@ class TypedMapper(Mapper[Any]):
                 event_state = codec.decode(stored_state)
             except _NotTypedError:
                 event_state = self.transcoder.decode(stored_state)
+                codec.restore_micros(event_state)
         except Exception as e:
             msg = (
                 f"Failed to deserialise state of stored event with "

@@ -64,6 +64,7 @@ decoded differently), so it is not worth its risk.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -75,7 +76,7 @@ from eventsourcing.persistence import (
 
 from streams.errors import StreamsError
 
-__all__ = ["MsgspecTranscoder", "TupleAsList"]
+__all__ = ["MsgspecTranscoder", "TupleAsList", "from_utc_micros", "utc_micros"]
 
 _TYPE = "_type_"
 _DATA = "_data_"
@@ -100,6 +101,19 @@ class TupleAsList(Transcoding):
 
 
 _JSON_TYPES: tuple[type, ...] = (str, int, float, list, tuple, dict)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def utc_micros(moment: datetime) -> int:
+    """An aware datetime as the integer of microseconds since the Unix epoch (exact)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_utc_micros(micros: int) -> datetime:
+    """The UTC datetime (``tzinfo`` is ``datetime.UTC``) ``micros`` microseconds after
+    the Unix epoch: the inverse of :func:`utc_micros` for a UTC datetime."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 class _StdlibOnlyError(StreamsError):
@@ -274,11 +288,15 @@ class MsgspecTranscoder(JSONTranscoder):
             return super().encode(obj)
         return self._msgspec_encode(plain)
 
-    def encode_state(self, state: dict[str, Any], skip: frozenset[str]) -> bytes:
+    def encode_state(
+        self, state: dict[str, Any], skip: frozenset[str], micros: frozenset[str] = _NO_KEYS
+    ) -> bytes:
         """The bytes of ``encode({k: v for k, v in state.items() if k not in skip})``
         (``state`` has string keys: an event's attributes), without building that dict
         first and, for a dict or list value holding plain JSON only, without the walk:
-        see :meth:`exact_json`. The typed mapper's encoding of an event."""
+        see :meth:`exact_json`. A UTC datetime under a key in ``micros`` is written as
+        the integer of microseconds since the epoch (:func:`utc_micros`). The typed
+        mapper's encoding of an event."""
         out: dict[str, Any] = {}
         plain = self._plain
         try:
@@ -288,6 +306,9 @@ class MsgspecTranscoder(JSONTranscoder):
                 cls = type(value)
                 if cls is str or cls is int or cls is bool or value is None:
                     out[key] = value
+                    continue
+                if cls is datetime and key in micros and value.tzinfo is UTC:
+                    out[key] = utc_micros(value)
                     continue
                 if cls is dict or cls is list:
                     exact = self.exact_json(value)
