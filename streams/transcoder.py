@@ -52,13 +52,11 @@ dict) and a one-string ``Relabelled``::
 
 Of the 6.3 us, msgspec's own encode and parse take about 1 us and the transcodings
 (``isoformat``/``fromisoformat``, ``UUID.hex``/``UUID()``) about 1.7 us; the rest is the
-rewriting walk, which must stay in Python because msgspec has no hook for types it
-supports natively. There is no typed per-event-class mapper: a hand-written prototype
-(a msgspec ``Struct`` per event class, tagged values parsed natively) decoded the typical
-state in 1.2 us instead of 2.8 us, about 1.5 us per event, and it is only correct while
-the class's annotations describe the stored data (an older class version being upcast,
-an ``int`` stored in a ``float`` field, a ``str`` field holding an ISO date would all be
-decoded differently), so it is not worth its risk.
+rewriting walk, which must stay in Python here because msgspec has no hook for types it
+supports natively. The store's own events skip most of it: :mod:`streams.mapper` decodes
+them through a Struct per event class and encodes their plain-JSON values in C
+(:meth:`MsgspecTranscoder.exact_json`), falling back to this walk whenever the stored
+data is not exactly what the Struct describes.
 """
 
 from __future__ import annotations
