@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from domain.identity import Identity
 from streams.mapper import TypedMapper, typed_fields
 from streams.transcoder import MsgspecTranscoder, TupleAsList, utc_micros
 from tests.domain._call_writer import run_events
+from tests.streams.test_envelope import READER
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 NOW = datetime(2026, 12, 6, 6, 30, 0, 123456, tzinfo=UTC)
@@ -318,3 +322,24 @@ def test_a_timestamp_in_another_zone_is_stored_as_before(mapper: TypedMapper) ->
     stored = mapper.to_stored_event(domain_event)
     assert b'"_data_":"2026-12-06T07:30:00.000001+01:00"' in stored.state
     assert mapper.to_domain_event(stored).timestamp.utcoffset() == elsewhere.utcoffset()
+
+
+def test_a_process_with_only_honker_and_the_stdlib_reads_a_domain_events_data(
+    tenant_file: Path,
+) -> None:
+    with Metagraph(env=env_of(tenant_file)) as app:
+        ingest(app, run_events(0)[0])
+        expected = [
+            (n.id, n.topic, json.loads(n.state)) for n in app.recorder.select_notifications(0, 1000)
+        ]
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", READER, str(tenant_file), "metagraph"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    out = json.loads(result.stdout)
+    assert out["foreign_modules"] == []
+    assert [(row[0], row[1], row[4]) for row in out["history"]] == expected
+    assert all(type(row[4]["timestamp"]) is int for row in out["history"])
