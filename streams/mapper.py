@@ -32,7 +32,9 @@ decoding every stored event of the fixtures both ways). Encoding keeps the gener
 walk's order and rules (it writes ``vars(event)`` in order, without the copy and the two
 ``pop`` of eventsourcing's mapper), so the bytes are those ``Mapper`` writes.
 
-Measured in ``benchmarks/streams.py`` (``mapper_*`` metrics) and in docs/events.md.
+Measured (docs/events.md, "Encoding and compaction"): on the call workload's events,
+encoding 4.5 us instead of 6.5 us per event, decoding 4.0 us instead of 4.8 us; on the
+graph events of ``tests/fixtures/legacy-v1``, decoding 1.7 times faster.
 """
 
 from __future__ import annotations
