@@ -61,6 +61,7 @@ from eventsourcing.persistence import (
     ApplicationRecorder,
     InfrastructureFactory,
     IntegrityError,
+    Mapper,
     Notification,
     ProcessRecorder,
     Recorder,
@@ -77,6 +78,7 @@ import streams.envelope as envelopes
 from streams._honker import Synchronous, TenantFile, Watcher, open_file, release
 from streams.errors import ConfigurationError
 from streams.index import id_key, index_table, table_prefix
+from streams.mapper import TypedMapper
 from streams.positions import save_position, saved_position
 from streams.side_writes import SideWrite, apply_side_writes, check_side_writes
 from streams.transaction import Transaction
@@ -817,6 +819,17 @@ class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
         if self.env.get(self.TRANSCODER_TOPIC):
             return super().transcoder()
         return MsgspecTranscoder()
+
+    def mapper(
+        self,
+        transcoder: Transcoder | None = None,
+        mapper_class: type[Mapper[Any]] | None = None,
+    ) -> Mapper[Any]:
+        """``MAPPER_TOPIC`` if set, else :class:`~streams.mapper.TypedMapper` (the same
+        stored bytes as eventsourcing's ``Mapper``; the store's own events decoded typed)."""
+        if mapper_class is None and not self.env.get(self.MAPPER_TOPIC):
+            mapper_class = TypedMapper
+        return super().mapper(transcoder=transcoder, mapper_class=mapper_class)
 
     def _created(self, recorder: _R) -> _R:
         if self.env_create_table():

@@ -52,18 +52,17 @@ dict) and a one-string ``Relabelled``::
 
 Of the 6.3 us, msgspec's own encode and parse take about 1 us and the transcodings
 (``isoformat``/``fromisoformat``, ``UUID.hex``/``UUID()``) about 1.7 us; the rest is the
-rewriting walk, which must stay in Python because msgspec has no hook for types it
-supports natively. There is no typed per-event-class mapper: a hand-written prototype
-(a msgspec ``Struct`` per event class, tagged values parsed natively) decoded the typical
-state in 1.2 us instead of 2.8 us, about 1.5 us per event, and it is only correct while
-the class's annotations describe the stored data (an older class version being upcast,
-an ``int`` stored in a ``float`` field, a ``str`` field holding an ISO date would all be
-decoded differently), so it is not worth its risk.
+rewriting walk, which must stay in Python here because msgspec has no hook for types it
+supports natively. The store's own events skip most of it: :mod:`streams.mapper` decodes
+them through a Struct per event class and encodes their plain-JSON values in C
+(:meth:`MsgspecTranscoder.exact_json`), falling back to this walk whenever the stored
+data is not exactly what the Struct describes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -75,7 +74,7 @@ from eventsourcing.persistence import (
 
 from streams.errors import StreamsError
 
-__all__ = ["MsgspecTranscoder", "TupleAsList"]
+__all__ = ["MsgspecTranscoder", "TupleAsList", "from_utc_micros", "utc_micros"]
 
 _TYPE = "_type_"
 _DATA = "_data_"
@@ -97,6 +96,22 @@ class TupleAsList(Transcoding):
 
     def decode(self, data: list[Any]) -> tuple[Any, ...]:
         return tuple(data)
+
+
+_JSON_TYPES: tuple[type, ...] = (str, int, float, list, tuple, dict)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def utc_micros(moment: datetime) -> int:
+    """An aware datetime as the integer of microseconds since the Unix epoch (exact)."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def from_utc_micros(micros: int) -> datetime:
+    """The UTC datetime (``tzinfo`` is ``datetime.UTC``) ``micros`` microseconds after
+    the Unix epoch: the inverse of :func:`utc_micros` for a UTC datetime."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 class _StdlibOnlyError(StreamsError):
@@ -138,8 +153,14 @@ def _json_key(key: object) -> str:
     raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
 
 
-def _plain_encoder(types: dict[type, Transcoding]) -> Callable[[Any], Any]:
-    """A function rewriting a value into exact JSON types, applying ``types`` by exact type.
+_NO_KEYS: frozenset[str] = frozenset()
+
+
+def _plain_encoder(
+    types: dict[type, Transcoding],
+) -> tuple[Callable[[Any], Any], Callable[[dict[Any, Any], frozenset[str]], dict[str, Any]]]:
+    """Two functions rewriting a value (any; a dict, leaving out some keys) into exact JSON
+    types, applying ``types`` by exact type.
 
     ``types`` is the transcoder's own registry, so later registrations are seen.
     """
@@ -174,9 +195,11 @@ def _plain_encoder(types: dict[type, Transcoding]) -> Callable[[Any], Any]:
             return plain_dict(obj)
         raise _not_registered(obj)
 
-    def plain_dict(obj: dict[Any, Any]) -> dict[str, Any]:
+    def plain_dict(obj: dict[Any, Any], skip: frozenset[str] = _NO_KEYS) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in obj.items():
+            if key in skip:
+                continue
             name = key if type(key) is str else _json_key(key)
             cls = type(value)
             if cls is str or cls is int or cls is bool or value is None:
@@ -194,7 +217,7 @@ def _plain_encoder(types: dict[type, Transcoding]) -> Callable[[Any], Any]:
                 }
         return out
 
-    return plain
+    return plain, plain_dict
 
 
 def _custom_decoder(names: dict[str, Transcoding]) -> Callable[[Any], Any]:
@@ -248,10 +271,12 @@ class MsgspecTranscoder(JSONTranscoder):
 
     def __init__(self) -> None:
         super().__init__()
-        self._plain = _plain_encoder(self.types)
+        self._plain, self._plain_dict = _plain_encoder(self.types)
         self._restore = _custom_decoder(self.names)
         self._msgspec_encode = msgspec.json.Encoder().encode
         self._msgspec_decode = msgspec.json.Decoder().decode
+        self._types_seen = -1
+        self._exact_ok = False
 
     def encode(self, obj: Any) -> bytes:
         """Encodes ``obj`` as JSON bytes ``JSONTranscoder`` can decode."""
@@ -260,6 +285,63 @@ class MsgspecTranscoder(JSONTranscoder):
         except (_StdlibOnlyError, RecursionError):
             return super().encode(obj)
         return self._msgspec_encode(plain)
+
+    def encode_state(
+        self, state: dict[str, Any], skip: frozenset[str], micros: frozenset[str] = _NO_KEYS
+    ) -> bytes:
+        """The bytes of ``encode({k: v for k, v in state.items() if k not in skip})``
+        (``state`` has string keys: an event's attributes), without building that dict
+        first and, for a dict or list value holding plain JSON only, without the walk:
+        see :meth:`exact_json`. A UTC datetime under a key in ``micros`` is written as
+        the integer of microseconds since the epoch (:func:`utc_micros`). The typed
+        mapper's encoding of an event."""
+        out: dict[str, Any] = {}
+        plain = self._plain
+        try:
+            for key, value in state.items():
+                if key in skip:
+                    continue
+                cls = type(value)
+                if cls is str or cls is int or cls is bool or value is None:
+                    out[key] = value
+                    continue
+                if cls is datetime and key in micros and value.tzinfo is UTC:
+                    out[key] = utc_micros(value)
+                    continue
+                if cls is dict or cls is list:
+                    exact = self.exact_json(value)
+                    if exact is not None:
+                        out[key] = msgspec.Raw(exact)
+                        continue
+                out[key] = plain(value)
+        except (_StdlibOnlyError, RecursionError):
+            return super().encode({k: v for k, v in state.items() if k not in skip})
+        return self._msgspec_encode(out)
+
+    def exact_json(self, value: Any) -> bytes | None:
+        """``encode(value)``'s bytes, computed in C, if ``value`` holds plain JSON values
+        only; else ``None`` (then the walk must encode it).
+
+        msgspec writes ``value`` natively, and the bytes are kept only if msgspec reads
+        them back as a value equal to ``value``. A value the walk would write differently
+        fails that: a custom value (a UUID, a datetime, a Decimal, an enum, a Struct, a
+        dataclass: msgspec writes a string or an object, which is not equal to it), NaN or
+        an infinity (written ``null``), a tuple (read back a list), a non-string key (read
+        back a string), a subclass of ``str``, ``int`` or ``float`` (which msgspec refuses;
+        an ``IntEnum`` is written as its int, as the walk writes it). Off while a
+        transcoding is registered for a subclass of a JSON type, which the walk applies.
+        """
+        if len(self.types) != self._types_seen:
+            self._types_seen = len(self.types)
+            self._exact_ok = not any(issubclass(t, _JSON_TYPES) for t in self.types)
+        if not self._exact_ok:
+            return None
+        try:
+            written = self._msgspec_encode(value)
+            same = self._msgspec_decode(written) == value
+        except (TypeError, ValueError, RecursionError):  # msgspec's errors are ValueErrors
+            return None
+        return written if same else None
 
     def decode(self, data: bytes) -> Any:
         """Decodes JSON bytes written by this transcoder or by ``JSONTranscoder``."""
