@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +84,11 @@ def _restore(url: str, target: Path) -> tuple[float, int]:
     return time.perf_counter() - start, report.events_replayed
 
 
+def _progress(line: str) -> None:
+    """A line on stderr as each phase ends (a long run shows where it is)."""
+    print(f"restore: {line}", file=sys.stderr, flush=True)
+
+
 def run(config: RunConfig) -> Report:
     report = Report("restore", config)
     sizes = _sizes(config.quick)
@@ -99,8 +105,10 @@ def run(config: RunConfig) -> Report:
             def both(round_no: int) -> float:
                 seconds, counts["relay"] = _relay(template, root / f"relay-{round_no}", server.url)
                 relay_s.append(seconds)
+                _progress(f"round {round_no}: relay {counts['relay']} events in {seconds:.1f} s")
                 restored, counts["restore"] = _restore(server.url, root / "restored")
                 restore_s.append(restored)
+                _progress(f"round {round_no}: restore {counts['restore']} in {restored:.1f} s")
                 return restored
 
             if sizes.nodes + sizes.edges < NO_WARM_UP_FROM:
