@@ -63,6 +63,20 @@ class _ReaderClient(Client):
         return out
 
 
+def _stream_sequence(msg: Msg) -> int:
+    """The message's stream sequence, read from its reply subject as nats-py's
+    ``msg.metadata`` reads it (``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...``,
+    9 tokens, or with a domain and an account hash, 11 or more), without building the
+    metadata object (its timestamp is a ``datetime``: a tenth of a restore's read)."""
+    tokens = (msg.reply or "").split(".")
+    if tokens[:2] == ["$JS", "ACK"]:
+        if len(tokens) == 9:
+            return int(tokens[5])
+        if len(tokens) >= 11:
+            return int(tokens[7])
+    return int(msg.metadata.sequence.stream)
+
+
 async def connect(url: str | Sequence[str], *, timeout: float = 5.0) -> Client:
     """A connection that does not reconnect (a reader fails fast and says so)."""
     servers = [url] if isinstance(url, str) else list(url)
@@ -107,7 +121,7 @@ async def read_subject(
         headers = msg.headers or {}
         buffer.append(
             RelayedEntry(
-                int(msg.metadata.sequence.stream),
+                _stream_sequence(msg),
                 headers.get(MSG_ID),
                 _int(headers.get(OFFSET_HEADER)),
                 _int(headers.get(PREVIOUS_HEADER)),

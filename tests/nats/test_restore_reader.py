@@ -19,3 +19,17 @@ def test_the_reader_parses_the_relay_s_headers_as_nats_py_does() -> None:
     assert "_parse_header_lines" in vars(Client)  # nats-py still calls this method
     assert _ReaderClient._parse_header_lines(RAW) == Client._parse_header_lines(RAW)
     assert _ReaderClient._parse_header_lines(RAW)["Graphstore-Offset"] == "1234"
+
+
+def test_the_reader_reads_the_stream_sequence_as_nats_py_does() -> None:
+    from nats.aio.msg import Msg  # noqa: PLC0415
+
+    from graphstore.nats._subject import _stream_sequence  # noqa: PLC0415
+
+    for reply in (
+        "$JS.ACK.GRAPHSTORE_EVENTS.abc.1.4711.12.1765000000000000000.3",
+        "$JS.ACK._.hash.GRAPHSTORE_EVENTS.abc.1.4711.12.1765000000000000000.3.token",
+        "$JS.ACK.domain.hash.GRAPHSTORE_EVENTS.abc.1.4711.12.1765000000000000000.3",
+    ):
+        msg = Msg(None, subject="x", reply=reply)  # type: ignore[arg-type]
+        assert _stream_sequence(msg) == msg.metadata.sequence.stream == 4711
