@@ -130,13 +130,13 @@ def restore_lock(data_dir: str | os.PathLike[str]) -> Iterator[None]:
     Why: two restores into one directory would each check that the target is free,
     build their copy and rename it into place, the second over the first, and each
     removes the other's leftovers as a killed restore's. The lock is ``flock(2)`` on
-    ``.<name>.restore-lock`` beside the directory (the directory itself may not exist
+    ``.<name>.restoring.lock`` beside the directory (the directory itself may not exist
     yet, and is renamed into place whole); the kernel releases it when its process
     ends, a kill -9 included, so a killed restore never leaves it held. The file stays
     (removing it would race with the next restore taking it) and names the last holder."""
     target = Path(os.path.realpath(data_dir))
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock = target.parent / f".{target.name}.restore-lock"
+    lock = target.parent / f".{target.name}.restoring.lock"
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
