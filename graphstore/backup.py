@@ -25,6 +25,7 @@ does not have the files open with the store (the command line closes its store f
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -32,7 +33,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,10 +69,12 @@ __all__ = [
     "Problem",
     "Progress",
     "Replaced",
+    "RestoreBusyError",
     "RestoreReport",
     "check_backup",
     "read_manifest",
     "restore_backup",
+    "restore_lock",
     "take_backup",
 ]
 
@@ -113,6 +116,42 @@ class BackupInvalidError(BackupError):
 class BackupTargetError(BackupError):
     """The destination cannot take the backup or the restore (it exists, holds a store,
     or a process has its files open)."""
+
+
+class RestoreBusyError(BackupTargetError):
+    """Another restore is writing into the same data directory (its lock is held)."""
+
+
+@contextlib.contextmanager
+def restore_lock(data_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold, for the block, the one lock of restores into ``data_dir`` (from a backup,
+    or from JetStream); :class:`RestoreBusyError` at once if another process holds it.
+
+    Why: two restores into one directory would each check that the target is free,
+    build their copy and rename it into place, the second over the first, and each
+    removes the other's leftovers as a killed restore's. The lock is ``flock(2)`` on
+    ``.<name>.restoring.lock`` beside the directory (the directory itself may not exist
+    yet, and is renamed into place whole); the kernel releases it when its process
+    ends, a kill -9 included, so a killed restore never leaves it held. The file stays
+    (removing it would race with the next restore taking it) and names the last holder."""
+    target = Path(os.path.realpath(data_dir))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.restoring.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise RestoreBusyError(
+                f"another restore (process {holder}) is writing into {target}: wait for it "
+                f"to end, or stop it, then run this one again. Nothing was written."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @dataclass(frozen=True)
@@ -685,8 +724,15 @@ def restore_backup(
             problems,
         )
     target = Path(data_dir).absolute()
-    if replace:
-        return _replace_tenants(manifest, chosen, target, progress)
+    with restore_lock(target):
+        if replace:
+            return _replace_tenants(manifest, chosen, target, progress)
+        return _restore_whole(manifest, chosen, target, progress)
+
+
+def _restore_whole(
+    manifest: Manifest, chosen: list[BackupFile], target: Path, progress: Progress | None
+) -> RestoreReport:
     _check_empty_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}{_RESTORING}{secrets.token_hex(4)}"

@@ -23,7 +23,7 @@ an operator should do about each (``graphstore.verify``).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -34,6 +34,7 @@ import msgspec
 import streams.envelope as envelopes
 from streams.index import index_table
 from streams.reading import read_after
+from streams.replication import explained_holes
 from streams.transaction import Source
 
 __all__ = [
@@ -67,13 +68,25 @@ ExplainedGaps = Callable[[Gap], bool]
 
 
 def explained_by_ranges(ranges: Sequence[tuple[int, int]]) -> ExplainedGaps:
-    """An :data:`ExplainedGaps` for gaps lying wholly inside one of ``ranges``
-    (inclusive ``(first, last)`` pairs)."""
+    """An :data:`ExplainedGaps` for gaps lying wholly inside ``ranges`` (inclusive
+    ``(first, last)`` pairs; ranges that touch or overlap count as one)."""
+    merged = _merged(ranges)
 
     def explained(gap: Gap) -> bool:
-        return any(first <= gap.first and gap.last <= last for first, last in ranges)
+        return any(first <= gap.first and gap.last <= last for first, last in merged)
 
     return explained
+
+
+def _merged(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``ranges`` sorted, with those that touch or overlap joined."""
+    merged: list[tuple[int, int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(last, merged[-1][1]))
+        else:
+            merged.append((first, last))
+    return merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +132,9 @@ def integrity_problems(source: Source) -> list[StreamProblem]:
 def offset_gaps(source: Source, *, explained: ExplainedGaps | None = None) -> list[Gap]:
     """The runs of offsets missing from the file (every stream of it: offsets are one
     sequence per file), up to the highest offset ever given (``sqlite_sequence``), less
-    those ``explained`` accepts."""
+    those ``explained`` accepts and those a restore recorded in the file with their
+    reason (:func:`streams.replication.record_holes`: other streams' offsets that were
+    not relayed, offsets a relayed retirement record removed)."""
     gaps = [
         Gap(int(row["first"]), int(row["last"]))
         for row in source.query(
@@ -137,7 +152,8 @@ def offset_gaps(source: Source, *, explained: ExplainedGaps | None = None) -> li
     head, seq = int(top["head"] or 0), int(top["seq"] or 0)
     if seq > head:
         gaps.append(Gap(head + 1, seq))
-    return [gap for gap in gaps if explained is None or not explained(gap)]
+    recorded = explained_by_ranges([(h.first, h.last) for h in explained_holes(source)])
+    return [gap for gap in gaps if not recorded(gap) and (explained is None or not explained(gap))]
 
 
 def index_problems(source: Source, stream: str) -> list[StreamProblem]:

@@ -13,19 +13,29 @@ is set from the envelope's ``time`` (seconds), the moment the original was recor
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from uuid import UUID
 
 import streams.envelope as envelopes
 from streams.errors import StreamsError
 from streams.index import id_key, index_table
 from streams.reading import Entry
-from streams.transaction import Transaction
+from streams.transaction import Source, Transaction
 
-__all__ = ["ReplicationError", "append_entries", "highest_offset"]
+__all__ = [
+    "ExplainedHole",
+    "ReplicationError",
+    "append_entries",
+    "explained_holes",
+    "highest_offset",
+    "record_holes",
+    "remove_entries",
+]
 
 _TABLE: Final = "_honker_stream"
 _ROWS: Final = 200
+_HOLES: Final = "graphstore_explained_holes"
+"""Offsets a restore knows are missing and why (see :func:`record_holes`)."""
 
 
 class ReplicationError(StreamsError, ValueError):
@@ -85,3 +95,69 @@ def append_entries(
             + ",".join(["(?, ?, ?)"] * count),
             index_params[start * 3 : (start + count) * 3],
         )
+
+
+class ExplainedHole(NamedTuple):
+    """Offsets ``first`` to ``last`` (inclusive) that a restore left out on purpose, and
+    why (``reason``: one line for an operator)."""
+
+    first: int
+    last: int
+    reason: str
+
+
+def record_holes(tx: Transaction, holes: Sequence[ExplainedHole]) -> None:
+    """Write down, in the file, offsets a restore knows are missing and why.
+
+    A point-in-time restore replays one stream (the relayed one); the source file's
+    other streams (a unit's ``publish`` streams, a durable event target) took offsets of
+    the same sequence that the restored file does not hold, and a retirement record
+    removed others. The restore proves each hole from the relayed chain
+    (``Graphstore-Previous``) or from a relayed retirement record and records it here,
+    so that :func:`streams.check.offset_gaps` tells it from a deleted entry."""
+    if not holes:
+        return
+    tx.execute(
+        f"CREATE TABLE IF NOT EXISTS {_HOLES} (first INTEGER NOT NULL, last INTEGER NOT NULL, "
+        "reason TEXT NOT NULL, PRIMARY KEY (first, last)) WITHOUT ROWID",
+        [],
+    )
+    for start in range(0, len(holes), _ROWS):
+        chunk = holes[start : start + _ROWS]
+        tx.execute(
+            f"INSERT OR REPLACE INTO {_HOLES} (first, last, reason) VALUES "
+            + ",".join(["(?, ?, ?)"] * len(chunk)),
+            [value for hole in chunk for value in hole],
+        )
+
+
+def explained_holes(source: Source) -> list[ExplainedHole]:
+    """The holes :func:`record_holes` wrote down in this file, by first offset (none for
+    a file no restore wrote)."""
+    exists = source.query(
+        "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = ?", [_HOLES]
+    )
+    if not exists:
+        return []
+    rows = source.query(f"SELECT first, last, reason FROM {_HOLES} ORDER BY first", [])
+    return [ExplainedHole(int(r["first"]), int(r["last"]), str(r["reason"])) for r in rows]
+
+
+def remove_entries(tx: Transaction, stream: str, ranges: Sequence[tuple[int, int]]) -> int:
+    """Delete the entries of ``stream`` (and their aggregate index rows) whose offsets
+    lie in ``ranges`` (inclusive pairs), inside ``tx``: what a relayed retirement record
+    removed from the source, removed from a restored file too. The number deleted."""
+    index = index_table(stream)
+    removed = 0
+    for first, last in ranges:
+        tx.execute(f'DELETE FROM "{index}" WHERE "offset" BETWEEN ? AND ?', [first, last])
+        found = tx.query(
+            f'SELECT count(*) AS n FROM {_TABLE} WHERE topic = ? AND "offset" BETWEEN ? AND ?',
+            [stream, first, last],
+        )
+        removed += int(found[0]["n"])
+        tx.execute(
+            f'DELETE FROM {_TABLE} WHERE topic = ? AND "offset" BETWEEN ? AND ?',
+            [stream, first, last],
+        )
+    return removed

@@ -7,6 +7,8 @@ stream) uses nats-py's JetStream API.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from nats.aio.client import Client
@@ -125,3 +127,61 @@ class Publisher(Pipeline):
                 f"{OFFSET_HEADER} header: something other than the relay publishes there"
             )
         return Relayed(int(raw), int(msg.seq or 0), bytes(msg.data or b""))
+
+    async def delete_offsets(self, tenant: str, ranges: Sequence[tuple[int, int]]) -> int:
+        """Delete the messages of the tenant's subject whose ``Graphstore-Offset`` lies in
+        ``ranges`` (inclusive pairs): the relayed copies of what a retirement record
+        removed from the file. The number deleted (0 when they are gone already: it may
+        be called again for the same ranges, after a crash, and deletes nothing twice).
+
+        The relay keeps no map from offset to sequence: in a subject, sequences ascend
+        with offsets (the relay publishes in order), so each range's first message is
+        found by a binary search over sequences (one "next message of the subject at or
+        after sequence s" request per step, about 30 for a billion messages), and the
+        messages after it are walked while their offsets stay in the range. JetStream
+        erases a deleted message's bytes (its default, not ``no_erase``)."""
+        subject = SYSTEM_SUBJECT if tenant == SYSTEM_KEY else events_subject(tenant)
+        top = await self.last_sequence()
+        deleted = 0
+        start = 1
+        for first, last in sorted(ranges):
+            message = await self._first_from(subject, first, start, top)
+            while message is not None:
+                offset, seq = message
+                if offset > last:
+                    break
+                with contextlib.suppress(NotFoundError):  # deleted meanwhile: gone anyway
+                    if await self._js.delete_msg(EVENTS_STREAM, seq):
+                        deleted += 1
+                start = seq + 1
+                message = await self._next_of(subject, start)
+        return deleted
+
+    async def _next_of(self, subject: str, seq: int) -> tuple[int, int] | None:
+        """(offset, sequence) of the subject's first message at or after ``seq``."""
+        try:
+            msg = await self._js.get_msg(EVENTS_STREAM, seq, subject=subject, next=True)
+        except NotFoundError:
+            return None
+        raw = (msg.headers or {}).get(OFFSET_HEADER)
+        if raw is None or not raw.isdigit():
+            raise RelayStreamError(
+                f"{subject} sequence {msg.seq} has no {OFFSET_HEADER} header: something "
+                "other than the relay publishes there"
+            )
+        return int(raw), int(msg.seq or seq)
+
+    async def _first_from(
+        self, subject: str, offset: int, low: int, high: int
+    ) -> tuple[int, int] | None:
+        """The subject's first message (offset, sequence) with an offset of at least
+        ``offset``, searching sequences ``low`` to ``high``."""
+        while low < high:
+            middle = (low + high) // 2
+            found = await self._next_of(subject, middle)
+            if found is None or found[0] >= offset:
+                high = middle
+            else:
+                low = found[1] + 1
+        found = await self._next_of(subject, low)
+        return found if found is not None and found[0] >= offset else None

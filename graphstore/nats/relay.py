@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+import msgspec
 import nats
 import structlog
 from nats.aio.client import Client
@@ -87,7 +88,10 @@ from streams import (
     stream_head,
     time_at,
 )
+from streams import envelope as envelopes
 from streams.directory import Directory
+from streams.reading import Entry
+from streams.retirement import RETIREMENT_TYPE, ranges_of
 from streams.transaction import Source
 
 __all__ = [
@@ -110,6 +114,8 @@ DEFAULT_CONSUMER: Final = "relay@v1"
 """The relay's consumer name in every tenant file (its saved position)."""
 MAX_BACKOFF: Final = 5.0
 """Seconds: the longest wait before trying the NATS server again."""
+Ranges = tuple[tuple[int, int], ...]
+"""Inclusive offset ranges (a retirement record's)."""
 ACK_TIMEOUT: Final = 5.0
 """Seconds to wait for a batch's acknowledgements before giving the connection up."""
 
@@ -167,6 +173,7 @@ class _Tenant:
     newest: float = 0.0  # wall time of the newest entry seen (s)
     diverged: str | None = None  # the subject holds what the file does not: refused
     stream: str = "metagraph"  # the file's stream relayed (system.db: "identity")
+    retiring: int | None = None  # a relayed retirement record whose deletions are not done
     status: TenantRelayStatus | None = None
     wake: Callable[[], None] = field(default=lambda: None, repr=False)
 
@@ -516,6 +523,7 @@ class Relay:
             entries = read_after(datastore, stream, tenant.cursor, limit=self.batch_size)
             if not entries:
                 break
+            records = _retirements(entries)
             sent: list[tuple[int, int, asyncio.Future[Ack]]] = []
             subject_seq = tenant.subject_seq
             previous = tenant.cursor
@@ -537,7 +545,12 @@ class Relay:
                 await self._acknowledged(tenant, sent)
             finally:
                 publisher.forget()
+                relayed = [offset for offset, _ in records if offset <= tenant.cursor]
+                if relayed and tenant.retiring is None:
+                    tenant.retiring = relayed[0]  # the position stays before it until done
                 self._save(tenant)
+            if records:
+                await self._retire(publisher, tenant, records)
             if len(entries) < self.batch_size:
                 break
         self._after(tenant, seen)
@@ -583,6 +596,7 @@ class Relay:
         last: Relayed | None = await publisher.last_relayed(tenant.org_id)
         tenant.saved = saved
         tenant.diverged = None
+        tenant.retiring = None
         if last is None:
             tenant.cursor, tenant.subject_seq = saved or 0, 0
         elif not _holds(datastore, tenant.stream, last):
@@ -599,6 +613,8 @@ class Relay:
             return
         else:
             tenant.cursor, tenant.subject_seq = last.offset, last.seq
+            if last.offset > (saved or 0):
+                await self._retire_relayed(publisher, tenant, saved or 0, last.offset)
             if saved is not None and last.offset < saved:
                 log.warning(
                     "JetStream holds less than was relayed: relaying again from its last",
@@ -609,14 +625,62 @@ class Relay:
         tenant.synced = True
         self._save(tenant)
 
+    async def _retire(
+        self, publisher: Publisher, tenant: _Tenant, records: list[tuple[int, Ranges]]
+    ) -> None:
+        """Delete from JetStream what the relayed retirement records of a batch removed
+        from the file, then let the position pass them.
+
+        Exactly once: a record is published first, its deletions follow, and the saved
+        position moves past the record only when they are done. A crash in between leaves
+        the position before the record while the subject holds it: on the next start
+        :meth:`_sync` finds the record between the two and deletes again (deleting what
+        is gone already deletes nothing)."""
+        for offset, ranges in records:
+            if offset > tenant.cursor:
+                break
+            deleted = await publisher.delete_offsets(tenant.org_id, ranges)
+            log.info(
+                "relay deleted retired entries from JetStream",
+                tenant=tenant.org_id,
+                record=offset,
+                ranges=[list(r) for r in ranges],
+                deleted=deleted,
+            )
+        tenant.retiring = None
+        self._save(tenant)
+
+    async def _retire_relayed(
+        self, publisher: Publisher, tenant: _Tenant, after: int, upto: int
+    ) -> None:
+        """Redo the deletions of the retirement records relayed after the saved position
+        ``after`` up to the subject's last offset ``upto`` (a crash before their
+        deletions were done and the position saved)."""
+        datastore = self._open(tenant).datastore
+        tenant.retiring = None
+        while after < upto:
+            entries = read_after(datastore, tenant.stream, after, limit=self.batch_size)
+            entries = [e for e in entries if e.offset <= upto]
+            if not entries:
+                break
+            records = _retirements(entries)
+            if records:
+                tenant.retiring = records[0][0]
+                await self._retire(publisher, tenant, records)
+            after = entries[-1].offset
+
     def _save(self, tenant: _Tenant) -> None:
-        """Save the cursor as the position when it advances it (after the acks)."""
-        if tenant.synced and tenant.cursor > (tenant.saved or 0) and tenant.reader is not None:
+        """Save the cursor as the position when it advances it (after the acks), but not
+        past a relayed retirement record whose deletions are not done."""
+        position = tenant.cursor
+        if tenant.retiring is not None:
+            position = min(position, tenant.retiring - 1)
+        if tenant.synced and position > (tenant.saved or 0) and tenant.reader is not None:
             datastore = tenant.reader.datastore
             with datastore.transaction() as tx:
-                if (saved_position(tx, self.consumer, tenant.stream) or 0) < tenant.cursor:
-                    save_position(tx, self.consumer, tenant.stream, tenant.cursor)
-            tenant.saved = tenant.cursor
+                if (saved_position(tx, self.consumer, tenant.stream) or 0) < position:
+                    save_position(tx, self.consumer, tenant.stream, position)
+            tenant.saved = position
         self._report(tenant)
 
     def _report(self, tenant: _Tenant) -> None:
@@ -653,6 +717,22 @@ class Relay:
         else:
             self._close_tenant(tenant)
             tenant.seen = seen
+
+
+def _retirements(entries: Sequence[Entry]) -> list[tuple[int, Ranges]]:
+    """The retirement records among ``entries`` (:mod:`streams.retirement`) with the
+    offset ranges each removed. A substring test first: most entries are not one."""
+    found = []
+    for entry in entries:
+        if RETIREMENT_TYPE not in entry.payload:
+            continue
+        try:
+            ranges = ranges_of(envelopes.decode(entry.payload))
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            continue  # not an envelope: verify reports it; nothing to delete
+        if ranges:
+            found.append((entry.offset, ranges))
+    return found
 
 
 def _stream_of(org_id: str, tenant_stream: str) -> str:

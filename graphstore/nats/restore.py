@@ -37,7 +37,7 @@ import contextlib
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -48,6 +48,8 @@ from domain.errors import DomainError
 from graphstore.nats.errors import GraphstoreNatsError
 from streams import envelope as envelopes
 from streams.reading import Entry
+from streams.replication import ExplainedHole
+from streams.retirement import RETIREMENT_TYPE, ranges_of
 
 __all__ = [
     "ForeignEntryError",
@@ -146,12 +148,34 @@ def restore_from_nats(
 
     ``on_batch(offset)`` is called after each batch is written to the hidden file (the
     crash tests use it to know a kill lands mid-restore)."""
-    from graphstore.data import DataDirectory  # noqa: PLC0415 - the domain loads late
-
     if until_offset is not None and until_time_ms is not None:
         raise NatsRestoreError("give --until-offset or --until-time, not both")
     if until_offset is not None and until_offset < 0:
         raise NatsRestoreError(f"--until-offset must be 0 or more, got {until_offset}")
+    with _locked(data_dir):
+        return _restore_tenant(
+            url, org, data_dir, base, _Limits(until_offset, until_time_ms, batch, on_batch)
+        )
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    """The lock of restores into ``data_dir`` (``graphstore.backup.restore_lock``): a
+    second restore into the same directory is refused, nothing written."""
+    from graphstore.backup import RestoreBusyError, restore_lock  # noqa: PLC0415
+
+    try:
+        with restore_lock(data_dir):
+            yield
+    except RestoreBusyError as exc:
+        raise RestoreTargetError(str(exc)) from None
+
+
+def _restore_tenant(
+    url: str, org: str, data_dir: Path, base: Path | None, limits: _Limits
+) -> NatsRestoreReport:
+    from graphstore.data import DataDirectory  # noqa: PLC0415 - the domain loads late
+
     try:
         data = DataDirectory(data_dir)
         target = data.tenant_path(org)
@@ -168,7 +192,6 @@ def restore_from_nats(
     started = _Base()
     try:
         started = _start(hidden, org, base, data)
-        limits = _Limits(until_offset, until_time_ms, batch, on_batch)
         replayed = asyncio.run(_replay(url, _tenant_source(org), hidden, started, limits))
         notes = started.notes + replayed.notes
         notes += _finish(hidden, org, replayed)
@@ -321,6 +344,23 @@ class _Limits:
     on_batch: Callable[[int], None] | None
 
 
+_OTHER_STREAMS: Final = (
+    "not relayed: offsets of the source file's other streams (a unit's publish streams, "
+    "a durable event target); the relay chained the entries on each side"
+)
+
+
+@dataclass(frozen=True)
+class _Break:
+    """The subject skips relayed entries: after offset ``after`` comes ``offset``
+    (sequence ``seq``), relayed after ``missing``."""
+
+    after: int
+    missing: int
+    seq: int
+    offset: int
+
+
 @dataclass
 class _Chain:
     """The replay's state: where the chain stands and what the subject held."""
@@ -334,6 +374,14 @@ class _Chain:
     subject_last: int | None = None
     key: str = ""
     """The ``Nats-Msg-Id`` prefix (the org id; ``system.db`` for ``system.db``)."""
+    holes: list[ExplainedHole] = field(default_factory=list)
+    """Holes of the restored file found since the last write, with their reason."""
+    breaks: list[_Break] = field(default_factory=list)
+    """Relayed entries found missing, to be explained by a retirement record."""
+    retired: list[tuple[int, int, int]] = field(default_factory=list)
+    """(first, last, record offset) of every relayed retirement record's ranges."""
+    removals: list[tuple[int, int]] = field(default_factory=list)
+    """Ranges to remove from the restored file at the next write (retired since)."""
 
     def accept(self, message: Any, limits: _Limits) -> Entry | bool | None:
         """The entry to append; None to skip it (at or below the base); False to stop."""
@@ -357,21 +405,71 @@ class _Chain:
             return False
         if limits.until_time_ms is not None and decoded.time > limits.until_time_ms:
             return False
-        chained = (
-            message.previous == self.previous
-            if message.previous is not None
-            else offset == self.previous + 1
-        )
-        if not chained:
-            after = f", relayed after {message.previous}" if message.previous is not None else ""
+        missing = message.previous if message.previous is not None else offset - 1
+        if missing < self.previous:
             raise SubjectGapError(
                 f"{self.subject} breaks after offset {self.previous}: the next message "
-                f"(sequence {message.seq}) is offset {offset}{after}. Entries are missing "
-                "(deleted from JetStream, or never relayed). Nothing was written."
+                f"(sequence {message.seq}) is offset {offset}, relayed after {missing} "
+                "(out of order: not the relay's subject). Nothing was written."
             )
+        if missing == self.previous:
+            if offset > self.previous + 1:  # the relay proved these were not its stream's
+                self.holes.append(ExplainedHole(self.previous + 1, offset - 1, _OTHER_STREAMS))
+        else:  # relayed entries are missing: explained only by a retirement record
+            self.breaks.append(_Break(self.previous, missing, message.seq, offset))
         self.seen_base = True
         self.previous = offset
+        self.note_retirement(offset, decoded)
         return Entry(offset, message.payload.decode())
+
+    def note_retirement(self, offset: int, decoded: envelopes.Envelope) -> None:
+        """A retirement record: its ranges explain breaks and are removed from the file."""
+        ranges = _ranges_of(decoded, self.subject, offset)
+        if ranges:
+            self.retired += [(first, last, offset) for first, last in ranges]
+            self.removals += ranges
+
+    def scan(self, message: Any) -> bool:
+        """After the point asked for: only look for the retirement records that explain
+        the breaks found before it. True while some break is still unexplained."""
+        if message.offset is not None and RETIREMENT_TYPE.encode() in message.payload:
+            decoded = _decoded(message.payload, self.subject, message.seq)
+            if decoded.tenant == self.org:
+                ranges = _ranges_of(decoded, self.subject, message.offset)
+                self.retired += [(first, last, message.offset) for first, last in ranges or ()]
+        return any(self.record_of(b) is None for b in self.breaks)
+
+    def record_of(self, gap: _Break) -> int | None:
+        """The offset of the relayed retirement record that removed the entry the break
+        misses (the last one relayed before the message after the break); None if none
+        did."""
+        for first, last, record in self.retired:
+            if first <= gap.missing <= last:
+                return record
+        return None
+
+    def explain_breaks(self) -> None:
+        """Each break, explained by a retirement record (then a hole of the file, with its
+        reason), or a :class:`SubjectGapError`."""
+        for gap in self.breaks:
+            record = self.record_of(gap)
+            if record is None:
+                raise SubjectGapError(
+                    f"{self.subject} breaks after offset {gap.after}: the next message "
+                    f"(sequence {gap.seq}) is offset {gap.offset}, relayed after "
+                    f"{gap.missing}. Entries are missing (deleted from JetStream, or never "
+                    "relayed) and no relayed retirement record removed them. Nothing was "
+                    "written."
+                )
+            self.holes.append(
+                ExplainedHole(
+                    gap.after + 1,
+                    gap.offset - 1,
+                    f"retired: removed by the retirement record at offset {record} (and "
+                    "offsets of the source's other streams between, not relayed)",
+                )
+            )
+        self.breaks.clear()
 
     def _at_base(self, message: Any) -> None:
         if message.offset == self.base.head:
@@ -400,51 +498,90 @@ def _tenant_source(org: str) -> _Source:
     return _Source(events_subject(org), STREAM, org, org)
 
 
+@dataclass
+class _Writer:
+    """Writes the replayed entries into the hidden file, a batch per transaction, with
+    the removals and the holes the chain found since the last batch."""
+
+    datastore: Any
+    stream: str
+    chain: _Chain
+    limits: _Limits
+    pending: list[Entry] = field(default_factory=list)
+    events: int = 0
+    removed: int = 0
+
+    def add(self, entry: Entry) -> None:
+        self.pending.append(entry)
+        if len(self.pending) >= self.limits.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        from streams.replication import (  # noqa: PLC0415
+            append_entries,
+            record_holes,
+            remove_entries,
+        )
+
+        chain, pending = self.chain, self.pending
+        if not (pending or chain.removals or chain.holes):
+            return
+        with self.datastore.transaction() as tx:
+            append_entries(tx, self.stream, pending)
+            if chain.removals:
+                self.removed += remove_entries(tx, self.stream, chain.removals)
+                chain.holes += [
+                    ExplainedHole(first, last, f"retired: removed by the record at {record}")
+                    for first, last, record in chain.retired
+                ]
+            record_holes(tx, chain.holes)
+        self.events += len(pending)
+        if self.limits.on_batch is not None and pending:
+            self.limits.on_batch(pending[-1].offset)
+        pending.clear()
+        chain.removals.clear()
+        chain.holes.clear()
+
+
 async def _replay(
     url: str, source: _Source, hidden: Path, base: _Base, limits: _Limits
 ) -> _Replayed:
     from graphstore.nats._subject import connect, read_subject  # noqa: PLC0415
     from streams import HonkerDatastore  # noqa: PLC0415
-    from streams.replication import append_entries  # noqa: PLC0415
 
-    org = source.tenant
-    chain = _Chain(org, source.subject, base, base.head, base.head == 0, key=source.key)
+    chain = _Chain(source.tenant, source.subject, base, base.head, base.head == 0, key=source.key)
     try:
         nc = await connect([u.strip() for u in url.split(",") if u.strip()])
     except Exception as exc:
         raise NatsRestoreError(f"cannot reach NATS at {url}: {exc!r}. Nothing written.") from None
-    datastore = HonkerDatastore(hidden, tenant=org)
-    events = 0
-    pending: list[Entry] = []
-
-    def flush() -> None:
-        nonlocal events
-        if pending:
-            with datastore.transaction() as tx:
-                append_entries(tx, source.stream, pending)
-            events += len(pending)
-            if limits.on_batch is not None:
-                limits.on_batch(pending[-1].offset)
-            pending.clear()
-
+    writer = _Writer(HonkerDatastore(hidden, tenant=source.tenant), source.stream, chain, limits)
     try:
         # Closed before the connection, whatever ends the loop (a refusal included).
         async with contextlib.aclosing(
             read_subject(nc, source.key, subject=source.subject)
         ) as messages:
+            stopped = False
             async for message in messages:
-                accepted = chain.accept(message, limits)
-                if accepted is False:
+                if not stopped:
+                    accepted = chain.accept(message, limits)
+                    if isinstance(accepted, Entry):
+                        writer.add(accepted)
+                        continue
+                    stopped = accepted is False  # past the point: explain earlier breaks
+                if stopped and not chain.scan(message):
                     break
-                if isinstance(accepted, Entry):
-                    pending.append(accepted)
-                    if len(pending) >= limits.batch:
-                        flush()
-        flush()
+        chain.explain_breaks()
+        writer.flush()
     finally:
         await nc.close()
-        datastore.close()
-    return _replayed(chain, events, limits)
+        writer.datastore.close()
+    replayed = _replayed(chain, writer.events, limits)
+    if writer.removed:
+        replayed.notes.append(
+            f"{writer.removed} entries removed as the relayed retirement records say (they "
+            "were retired from the source after being relayed)"
+        )
+    return replayed
 
 
 def _replayed(chain: _Chain, events: int, limits: _Limits) -> _Replayed:
@@ -467,6 +604,20 @@ def _replayed(chain: _Chain, events: int, limits: _Limits) -> _Replayed:
             "discarded (graphstore.nats.restore.discard_relayed_after) or you restore to the end"
         )
     return _Replayed(restored_to, events, chain.subject_last, notes)
+
+
+def _ranges_of(
+    decoded: envelopes.Envelope, subject: str, offset: int
+) -> tuple[tuple[int, int], ...] | None:
+    """A retirement record's ranges (None for another entry); a record whose data is not
+    one is refused, as a payload that is not an envelope is."""
+    try:
+        return ranges_of(decoded)
+    except (msgspec.ValidationError, msgspec.DecodeError, TypeError, ValueError) as exc:
+        raise ForeignEntryError(
+            f"{subject} offset {offset} is a retirement record whose data is not one "
+            f"({exc}). Nothing was written."
+        ) from None
 
 
 def _decoded(payload: bytes, subject: str, seq: int) -> envelopes.Envelope:
@@ -520,13 +671,18 @@ def restore_system_from_nats(
     ``graphstore.system.identity``, from nothing up to ``until_offset`` or
     ``until_time_ms``; the same checks and the same all-or-nothing rename as
     :func:`restore_from_nats`. Restore it before the tenants: it registers them."""
+    if until_offset is not None and until_time_ms is not None:
+        raise NatsRestoreError("give --until-offset or --until-time, not both")
+    with _locked(data_dir):
+        return _restore_system(url, data_dir, _Limits(until_offset, until_time_ms, batch, None))
+
+
+def _restore_system(url: str, data_dir: Path, limits: _Limits) -> NatsRestoreReport:
     from domain import Identity  # noqa: PLC0415
     from graphstore.nats.subjects import SYSTEM_KEY, SYSTEM_SUBJECT  # noqa: PLC0415
     from streams import HonkerDatastore, save_position, saved_position  # noqa: PLC0415
     from streams.directory import Directory  # noqa: PLC0415
 
-    if until_offset is not None and until_time_ms is not None:
-        raise NatsRestoreError("give --until-offset or --until-time, not both")
     data = Directory(data_dir)
     target = data.system_path
     if target.exists():
@@ -541,7 +697,6 @@ def restore_system_from_nats(
         with Identity(env):  # the tables
             pass
         source = _Source(SYSTEM_SUBJECT, SYSTEM_STREAM, "system", SYSTEM_KEY)
-        limits = _Limits(until_offset, until_time_ms, batch, None)
         replayed = asyncio.run(_replay(url, source, hidden, _Base(), limits))
         if replayed.restored_to:
             datastore = HonkerDatastore(hidden, tenant="system")
