@@ -65,6 +65,7 @@ from graphstore.nats._relay_jetstream import (
     events_stream_config,
 )
 from graphstore.nats.errors import GraphstoreNatsError
+from graphstore.nats.phases import UNIT_HOOK
 from graphstore.nats.subjects import (
     MSG_ID,
     OFFSET_HEADER,
@@ -516,6 +517,10 @@ class Relay:
             entries = read_after(datastore, stream, tenant.cursor, limit=self.batch_size)
             if not entries:
                 break
+            unit = ""
+            if UNIT_HOOK is not None:  # crash tests only (graphstore.nats.phases)
+                unit = f"{tenant.org_id}:{entries[0].offset}-{entries[-1].offset}"
+                UNIT_HOOK("started", unit)
             sent: list[tuple[int, int, asyncio.Future[Ack]]] = []
             subject_seq = tenant.subject_seq
             previous = tenant.cursor
@@ -538,6 +543,8 @@ class Relay:
             finally:
                 publisher.forget()
                 self._save(tenant)
+            if UNIT_HOOK is not None:
+                UNIT_HOOK("acked", unit)
             if len(entries) < self.batch_size:
                 break
         self._after(tenant, seen)
