@@ -42,9 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final, TypeVar
 
-from graphstore.nats.phases import UNIT_HOOK_ENV
-from streams.persistence import PHASE_HOOK_ENV
-
 __all__ = [
     "HOOK",
     "PHASES",
@@ -241,6 +238,11 @@ class PhasedProcess:
         every_transaction: bool = False,
         stdout: int | IO[bytes] | None = subprocess.DEVNULL,
     ) -> None:
+        # Imported here, on the test's side only: in a worker, these modules import this
+        # one (to resolve the hooks), and must not be imported from it half-initialized.
+        from graphstore.nats.phases import UNIT_HOOK_ENV  # noqa: PLC0415
+        from streams.persistence import PHASE_HOOK_ENV  # noqa: PLC0415
+
         report_r, report_w = os.pipe()
         go_r, go_w = os.pipe()
         full = {
