@@ -9,10 +9,12 @@ and waits for the test's go-ahead after each report:
 ``committed U F`` COMMIT returned; the worker has not acknowledged U yet
 ``acked U``      the worker acknowledged U (returned it to its caller)
 
-``started`` and ``acked`` come from the worker (:meth:`Reporter.unit`); the three in
-between come from the test-only hook in :mod:`streams.persistence` (enabled by
-``GRAPHSTORE_TEST_PHASE_HOOK``, which :class:`PhasedProcess` sets), called from every
-write transaction the worker makes. A worker may add phases of its own (tenant creation
+``started`` and ``acked`` come from the worker (:meth:`Reporter.unit`), or from a
+service's own batches through the test-only unit hook of :mod:`graphstore.nats.phases`
+(``GRAPHSTORE_TEST_UNIT_HOOK``: the relay, the ingester and the remote projector); the
+three in between come from the test-only hook in :mod:`streams.persistence` (enabled by
+``GRAPHSTORE_TEST_PHASE_HOOK``), called from every write transaction the worker makes.
+:class:`PhasedProcess` sets both. A worker may add phases of its own (tenant creation
 reports ``file``/``filed`` around the tenant file, ``open`` before opening it).
 
 The test (:func:`kill_at`) lets the worker run until the chosen phase of a chosen unit,
@@ -40,22 +42,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final, TypeVar
 
-from streams.persistence import PHASE_HOOK_ENV
-
 __all__ = [
     "HOOK",
     "PHASES",
     "PIPE_ENV",
+    "TRANSACTION_PHASES",
+    "UNIT_HOOK",
     "Aim",
     "Coverage",
     "Landing",
     "PhasedProcess",
+    "Report",
     "Reporter",
     "aims",
+    "batch_span",
     "kill_at",
     "kill_series",
     "persistence_hook",
     "reporter",
+    "unit_hook",
 ]
 
 PHASES: Final = ("started", "built", "commit", "committed", "acked")
@@ -64,6 +69,8 @@ PIPE_ENV: Final = "GRAPHSTORE_TEST_KILL_PIPE"
 """``REPORT_FD,GO_FD``: the worker's ends of the two pipes."""
 HOOK: Final = "tests._kill:persistence_hook"
 """What :class:`PhasedProcess` puts in ``GRAPHSTORE_TEST_PHASE_HOOK``."""
+UNIT_HOOK: Final = "tests._kill:unit_hook"
+"""What :class:`PhasedProcess` puts in ``GRAPHSTORE_TEST_UNIT_HOOK``."""
 ALL_TRANSACTIONS_ENV: Final = "GRAPHSTORE_TEST_KILL_EVERY_TRANSACTION"
 """Set (to ``1``): every write transaction is a unit (processes that are not our workers,
 e.g. a projection runner), reported as ``built``/``commit``/``committed`` of ``tN``."""
@@ -103,6 +110,15 @@ class Reporter:
         self.say("acked", unit_id, f"{(time.perf_counter() - began) * 1000:.2f}")
         return result
 
+    def service_unit(self, phase: str, unit_id: str) -> None:
+        """A service's batch begins (``started``) or ends (``acked``): the unit hook."""
+        if phase == "started":
+            self.say("started", unit_id)
+            self.current = unit_id
+        else:
+            self.current = None
+            self.say(phase, unit_id)
+
     def transaction(self, phase: str, path: Path) -> None:
         """The persistence hook's report, for the unit in progress (if any)."""
         unit = self.current
@@ -132,6 +148,12 @@ def reporter() -> Reporter:
 def persistence_hook(phase: str, path: Path) -> None:
     """The hook :mod:`streams.persistence` calls in every write transaction."""
     reporter().transaction(phase, path)
+
+
+def unit_hook(phase: str, unit_id: str) -> None:
+    """The hook :mod:`graphstore.nats.phases` calls as a service's batch starts or is
+    acknowledged."""
+    reporter().service_unit(phase, unit_id)
 
 
 # --- the test's side --------------------------------------------------------------------
@@ -216,9 +238,19 @@ class PhasedProcess:
         every_transaction: bool = False,
         stdout: int | IO[bytes] | None = subprocess.DEVNULL,
     ) -> None:
+        # Imported here, on the test's side only: in a worker, these modules import this
+        # one (to resolve the hooks), and must not be imported from it half-initialized.
+        from graphstore.nats.phases import UNIT_HOOK_ENV  # noqa: PLC0415
+        from streams.persistence import PHASE_HOOK_ENV  # noqa: PLC0415
+
         report_r, report_w = os.pipe()
         go_r, go_w = os.pipe()
-        full = {**env, PHASE_HOOK_ENV: HOOK, PIPE_ENV: f"{report_w},{go_r}"}
+        full = {
+            **env,
+            PHASE_HOOK_ENV: HOOK,
+            UNIT_HOOK_ENV: UNIT_HOOK,
+            PIPE_ENV: f"{report_w},{go_r}",
+        }
         if every_transaction:
             full[ALL_TRANSACTIONS_ENV] = "1"
         self._stderr_path = stderr
@@ -341,12 +373,39 @@ class Aim:
     """Only a report whose detail (the file name) is this one."""
 
 
-def aims(rng: random.Random, phases: Sequence[str], kills: int, *, after: int = 3) -> list[Aim]:
+TRANSACTION_PHASES: Final = ("built", "commit", "committed")
+"""The phases the persistence hook reports (a write transaction's)."""
+
+
+def aims(
+    rng: random.Random,
+    phases: Sequence[str],
+    kills: int,
+    *,
+    after: int = 3,
+    where: str | None = None,
+) -> list[Aim]:
     """``kills`` aims (at least one per phase), shuffled: each held or running at random,
-    after 0..``after`` units."""
+    after 0..``after`` units. ``where``: the file the transaction phases must be on."""
     chosen = list(phases) + [rng.choice(phases) for _ in range(max(0, kills - len(phases)))]
     rng.shuffle(chosen)
-    return [Aim(p, rng.randint(0, after), held=rng.random() < 0.5) for p in chosen]
+    return [
+        Aim(
+            p,
+            rng.randint(0, after),
+            held=rng.random() < 0.5,
+            where=where if p in TRANSACTION_PHASES else None,
+        )
+        for p in chosen
+    ]
+
+
+def batch_span(unit: str) -> tuple[str, int, int]:
+    """A service's batch (``tenant:first-last``, see :mod:`graphstore.nats.phases`) as
+    ``(tenant, first, last)``."""
+    tenant, _, offsets = unit.rpartition(":")
+    first, _, last = offsets.partition("-")
+    return tenant, int(first), int(last)
 
 
 def kill_at(

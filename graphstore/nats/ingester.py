@@ -63,6 +63,7 @@ from domain import Metagraph, check_org_id
 from domain.calls import DEFAULT_ABORT_POLICY, AbortPolicy, OperationTypes
 from graphstore.nats._connection import Link
 from graphstore.nats._service import Service
+from graphstore.nats.phases import UNIT_HOOK
 from graphstore.nats.spoke import ensure_calls_stream
 from graphstore.nats.subjects import CALLS_STREAM, calls_subject
 from graphstore.store import Store
@@ -350,9 +351,15 @@ class Ingester(Service):
                         tenant.pending = 0
                         tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
                         continue
+                    unit = ""
+                    if UNIT_HOOK is not None:  # crash tests only (graphstore.nats.phases)
+                        unit = f"{tenant.org_id}:{_sequence(batch[0])}-{_sequence(batch[-1])}"
+                        UNIT_HOOK("started", unit)
                     await self._fold(tenant, batch)
                     with contextlib.suppress(Exception):  # AckAll: up to the batch's last
                         await batch[-1].ack()
+                    if UNIT_HOOK is not None:
+                        UNIT_HOOK("acked", unit)
                     tenant.pending = int(batch[-1].metadata.num_pending or 0)
                     tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
             except asyncio.CancelledError:

@@ -66,6 +66,7 @@ from graphstore.nats._relay_jetstream import (
     events_stream_config,
 )
 from graphstore.nats.errors import GraphstoreNatsError
+from graphstore.nats.phases import UNIT_HOOK
 from graphstore.nats.subjects import (
     MSG_ID,
     OFFSET_HEADER,
@@ -524,6 +525,10 @@ class Relay:
             if not entries:
                 break
             records = _retirements(entries)
+            unit = ""
+            if UNIT_HOOK is not None:  # crash tests only (graphstore.nats.phases)
+                unit = f"{tenant.org_id}:{entries[0].offset}-{entries[-1].offset}"
+                UNIT_HOOK("started", unit)
             sent: list[tuple[int, int, asyncio.Future[Ack]]] = []
             subject_seq = tenant.subject_seq
             previous = tenant.cursor
@@ -551,6 +556,8 @@ class Relay:
                 self._save(tenant)
             if records:
                 await self._retire(publisher, tenant, records)
+            if UNIT_HOOK is not None:
+                UNIT_HOOK("acked", unit)
             if len(entries) < self.batch_size:
                 break
         self._after(tenant, seen)

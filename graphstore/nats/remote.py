@@ -50,6 +50,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from graphstore.nats._connection import Link
 from graphstore.nats._service import Service
+from graphstore.nats.phases import UNIT_HOOK
 from graphstore.nats.subjects import (
     EVENTS_STREAM,
     MSG_ID,
@@ -340,9 +341,15 @@ class RemoteProjector(Service):
             entries = [entry_of(m) for m in msgs]
             last = msgs[-1].metadata
             sequence = int(last.sequence.stream)
+            unit = ""
+            if UNIT_HOOK is not None:  # crash tests only (graphstore.nats.phases)
+                unit = f"{tenant.org_id}:{entries[0].offset}-{entries[-1].offset}"
+                UNIT_HOOK("started", unit)
             await asyncio.to_thread(tenant.mirror.apply, entries, source=(tenant.source, sequence))
             tenant.sequence = sequence
             tenant.pending = int(last.num_pending or 0)
             tenant.state, tenant.error, tenant.backoff = "following", None, 0.0
             with contextlib.suppress(Exception):  # AckAll: the last acknowledges the batch
                 await msgs[-1].ack()
+            if UNIT_HOOK is not None:
+                UNIT_HOOK("acked", unit)

@@ -24,7 +24,7 @@ from projections import FlowgraphProjection, Subscription
 from projections.mirror import Mirror, mirror_path
 from streams import HonkerDatastore, read_after
 from streams.directory import Directory
-from tests._kill import Aim, Coverage, Landing, PhasedProcess, aims, kill_series
+from tests._kill import Coverage, Landing, PhasedProcess, aims, batch_span, kill_series
 from tests.nats._remote_data import assert_equal_views, positions, write_history
 from tests.nats.conftest import NatsServer
 from tests.projections.rebuild_check import catch_up_in_process, file_env
@@ -123,8 +123,6 @@ def test_redelivered_entries_change_nothing(tmp_path: Path) -> None:
 
 
 ROOT = Path(__file__).resolve().parents[2]
-TRANSACTION_PHASES = ("built", "commit", "committed")
-"""A write transaction's phases (``tests/_kill.py``): the remote's units."""
 
 
 def _remote_command(url: str, remote_dir: Path) -> list[str]:
@@ -154,13 +152,12 @@ def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[b
 
 
 def _phased_remote(url: str, remote_dir: Path, log: Path) -> PhasedProcess:
-    """The remote process, every write transaction of it reporting its phases."""
+    """The remote process, each fetched batch reporting its phases."""
     return PhasedProcess(
         _remote_command(url, remote_dir),
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stderr=log,
-        every_transaction=True,
     )
 
 
@@ -175,14 +172,16 @@ def test_a_remote_process_killed_mid_work_resumes_with_no_gap_and_no_duplicate(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     """The remote projector is a process of its own, with its own data directory (it
-    never sees the tenant file); kill -9 it inside its write transactions, at every
-    phase (built, inside the commit, committed), again and again."""
+    never sees the tenant file); kill -9 it at every phase of a fetched batch
+    (``tests/_kill.py``: fetched, its mirror transaction begun, inside the commit,
+    committed and not acknowledged to JetStream, acknowledged), again and again; each
+    kill's phase is checked against the mirror's position."""
     path, head = _tenant(tmp_path / "hub", "acme", runs=150, nodes=3)
     _publish(nats_server.url, path, "acme")
     remote_dir = tmp_path / "remote"
     log = tmp_path / "remote.log"
     rng = random.Random(int(os.environ.get("CRASH_SEED", "11")))
-    coverage = Coverage(TRANSACTION_PHASES)
+    coverage = Coverage()
     seen = [0]
 
     def start() -> PhasedProcess:
@@ -193,15 +192,19 @@ def test_a_remote_process_killed_mid_work_resumes_with_no_gap_and_no_duplicate(
         position = _mirror_position(remote_dir)
         assert position < head, f"killed at {landing}, yet the mirror is complete"
         assert position >= seen[0], f"killed at {landing}, the mirror went back to {position}"
+        assert landing.unit is not None
+        _, first, last = batch_span(landing.unit)
+        outcome = landing.outcome(mirror_file)
+        if outcome == "committed":
+            assert position >= last, f"killed at {landing}, mirror at {position} < {last}"
+        elif outcome == "absent":
+            assert position < first, f"killed at {landing}, mirror at {position} >= {first}"
         seen[0] = position
         print(f"  mirror at {position} of {head}")
 
     mirror_file = mirror_path(remote_dir, "acme").name
-    planned = [  # the mirror's transactions
-        Aim(a.phase, a.after, a.held, mirror_file)
-        for a in aims(rng, TRANSACTION_PHASES, 5, after=2)
-    ]
-    kill_series(start, check, planned, rng, coverage, counted="committed")
+    planned = aims(rng, coverage.phases, 6, after=2, where=mirror_file)
+    kill_series(start, check, planned, rng, coverage)
     process = _remote_process(nats_server.url, remote_dir, log)
     try:
         deadline = time.monotonic() + 60

@@ -27,7 +27,7 @@ from graphstore.nats.spoke import Spoke, SpokeClosedError, ensure_calls_stream
 from graphstore.nats.subjects import calls_subject
 from graphstore.store import Store
 from streams import HonkerDatastore
-from tests._kill import Aim, Coverage, Landing, PhasedProcess, aims, kill_series
+from tests._kill import Coverage, Landing, PhasedProcess, aims, batch_span, kill_series
 from tests.nats._remote_data import run_events
 from tests.nats.conftest import NatsServer
 
@@ -176,9 +176,6 @@ class _Publisher(threading.Thread):
 
 
 ROOT = Path(__file__).resolve().parents[2]
-TRANSACTION_PHASES = ("built", "commit", "committed")
-"""A fold's write transaction (``tests/_kill.py``): the ingester's units. ``committed``
-is after COMMIT and before the messages are acknowledged to JetStream."""
 
 
 def _ingester_command(url: str, data: Path) -> list[str]:
@@ -208,16 +205,18 @@ def _ingester_process(url: str, data: Path, log: Path) -> subprocess.Popen[bytes
 def test_every_acknowledged_spoke_event_is_folded_once_through_kill_9_of_the_ingester(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
-    """kill -9 the ingester inside its fold transactions, at every phase: as the fold
-    begins, inside the commit, and committed but not yet acknowledged to JetStream (the
-    messages come again: the position's compare-and-set makes them change nothing)."""
+    """kill -9 the ingester at every phase of a fetched batch (``tests/_kill.py``):
+    fetched and nothing folded (started), as its fold transaction begins (built), inside
+    the commit, committed but not yet acknowledged to JetStream (the messages come again:
+    the position's compare-and-set makes them change nothing), and acknowledged. Each
+    kill's phase is checked against the saved position."""
     data = tmp_path / "hub"
     tenant_file = _hub(data)
     log = tmp_path / "ingester.log"
     publisher = _Publisher(nats_server.url, runs=20_000)
     publisher.start()
     rng = random.Random(int(os.environ.get("CRASH_SEED", "5")))
-    coverage = Coverage(TRANSACTION_PHASES)
+    coverage = Coverage()
     seen = [0]
 
     def start() -> PhasedProcess:
@@ -227,20 +226,23 @@ def test_every_acknowledged_spoke_event_is_folded_once_through_kill_9_of_the_ing
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stderr=log,
-            every_transaction=True,
         )
 
     def check(landing: Landing) -> None:
         position = _position(tenant_file)
         assert position >= seen[0], f"killed at {landing}, the position went back"
+        assert landing.unit is not None
+        _, first, last = batch_span(landing.unit)
+        outcome = landing.outcome(tenant_file.name)
+        if outcome == "committed":  # the batch's fold committed: the position is past it
+            assert position >= last, f"killed at {landing}, position {position} < {last}"
+        elif outcome == "absent":  # nothing of the batch was folded
+            assert position < first, f"killed at {landing}, position {position} >= {first}"
         seen[0] = position
 
     try:
-        planned = [  # the fold's transactions, on the tenant file
-            Aim(a.phase, a.after, a.held, tenant_file.name)
-            for a in aims(rng, TRANSACTION_PHASES, 8, after=3)
-        ]
-        kill_series(start, check, planned, rng, coverage, counted="committed")
+        planned = aims(rng, coverage.phases, 10, after=3, where=tenant_file.name)
+        kill_series(start, check, planned, rng, coverage)
     finally:
         publisher.stopping.set()
         publisher.join(timeout=60)
