@@ -19,19 +19,28 @@ hole (see :func:`streams.check.explained_by_ranges`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from uuid import UUID
 
 import msgspec
+from eventsourcing.persistence import IntegrityError
 
 from streams.envelope import Envelope, state_of
+from streams.index import id_key, index_table, table_prefix
+from streams.transaction import Source, Transaction
 
 __all__ = [
     "RETIREMENT_TYPE",
+    "Reclaimed",
+    "RemovedEntries",
     "Retirement",
     "digest_of",
+    "entries_of",
     "is_retirement",
     "merged_ranges",
     "ranges_of",
+    "reclaim",
+    "remove_entries",
     "retirement_of",
 ]
 
@@ -91,3 +100,125 @@ def digest_of(payloads: Iterable[bytes]) -> str:
     for payload in payloads:
         digest.update(payload)
     return digest.hexdigest()
+
+
+def _key(aggregate: UUID | str) -> bytes | str:
+    if isinstance(aggregate, UUID):
+        return id_key(aggregate)
+    try:
+        return UUID(aggregate).bytes
+    except ValueError:
+        return aggregate
+
+
+class RemovedEntries(msgspec.Struct, frozen=True, kw_only=True):
+    """What removing some aggregates would take out of a stream: their offsets (sorted),
+    the payloads' total bytes (``size``) and digest (:func:`digest_of`)."""
+
+    offsets: list[int]
+    size: int
+    digest: str
+
+
+def entries_of(source: Source, stream: str, aggregates: Iterable[UUID | str]) -> RemovedEntries:
+    """The stream entries of ``aggregates`` (every event recorded for them), as a
+    retirement would remove them."""
+    keys = [_key(a) for a in aggregates]
+    offsets: list[int] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        rows = source.query(
+            f'SELECT "offset" FROM "{index_table(stream)}" '
+            f"WHERE originator_id IN ({','.join('?' * len(chunk))})",
+            list(chunk),
+        )
+        offsets += [int(row["offset"]) for row in rows]
+    offsets.sort()
+    payloads: list[bytes] = []
+    for start in range(0, len(offsets), 500):
+        chunk_offsets = offsets[start : start + 500]
+        rows = source.query(
+            'SELECT payload FROM _honker_stream WHERE topic = ? AND "offset" IN '
+            f'({",".join("?" * len(chunk_offsets))}) ORDER BY "offset"',
+            [stream, *chunk_offsets],
+        )
+        payloads += [_bytes(row["payload"]) for row in rows]
+    return RemovedEntries(
+        offsets=offsets, size=sum(len(p) for p in payloads), digest=digest_of(payloads)
+    )
+
+
+def _bytes(payload: str | bytes) -> bytes:
+    return payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+
+
+def remove_entries(
+    tx: Transaction, stream: str, aggregates: Sequence[UUID | str], offsets: Sequence[int]
+) -> None:
+    """Delete ``aggregates``' events from ``stream`` in ``tx``: stream rows, index rows,
+    snapshots. A compare-and-set: when the aggregates' offsets are not exactly
+    ``offsets`` any more (another writer added an event since they were read) it raises
+    ``IntegrityError`` and the caller's transaction rolls back."""
+    found = entries_of(tx, stream, aggregates)
+    if found.offsets != sorted(offsets):
+        raise IntegrityError(
+            "the runs to retire changed since they were read (an event was added to one "
+            "of them); nothing was written: read them again"
+        )
+    keys = [_key(a) for a in aggregates]
+    snapshots = f"es_{table_prefix(stream)}_snapshots"
+    has_snapshots = bool(
+        tx.query("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?", [snapshots])
+    )
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        tx.execute(
+            f'DELETE FROM "{index_table(stream)}" WHERE originator_id IN ({marks})', list(chunk)
+        )
+        if has_snapshots:
+            tx.execute(f'DELETE FROM "{snapshots}" WHERE originator_id IN ({marks})', list(chunk))
+    for start in range(0, len(found.offsets), 500):
+        chunk_offsets = found.offsets[start : start + 500]
+        tx.execute(
+            'DELETE FROM _honker_stream WHERE topic = ? AND "offset" IN '
+            f"({','.join('?' * len(chunk_offsets))})",
+            [stream, *chunk_offsets],
+        )
+
+
+class Reclaimed(msgspec.Struct, frozen=True, kw_only=True):
+    """The file's size (pages x page size) before and after :func:`reclaim`; whether the
+    WAL was emptied (False: a reader held it, retry later)."""
+
+    before: int
+    after: int
+    wal_truncated: bool
+
+
+def _size(tx: Transaction) -> int:
+    pages = int(next(iter(tx.query("PRAGMA page_count")[0].values())))
+    return pages * int(next(iter(tx.query("PRAGMA page_size")[0].values())))
+
+
+def reclaim(tx: Transaction) -> Reclaimed:
+    """Give the file's free pages back and empty its WAL, so deleted bytes are neither in
+    the file nor in the WAL: ``VACUUM`` (rewrites the file from its live rows) then
+    ``wal_checkpoint(TRUNCATE)``, with ``secure_delete`` on.
+
+    ``tx`` is a fresh write transaction of the tenant file (``datastore.transaction()``)
+    holding nothing yet: Honker runs every write inside ``BEGIN IMMEDIATE``, where
+    neither statement may run, so this leaves it, runs them on the writer's connection,
+    and begins again for Honker to commit. Costs a rewrite of the file: run it after a
+    pass, not after every transaction.
+    """
+    before = _size(tx)
+    tx.execute("COMMIT")
+    try:
+        tx.query("PRAGMA secure_delete = ON")
+        tx.execute("VACUUM")
+        rows = tx.query("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy = int(next(iter(rows[0].values()))) if rows else 1
+    finally:
+        tx.execute("BEGIN IMMEDIATE")
+    return Reclaimed(before=before, after=_size(tx), wal_truncated=busy == 0)

@@ -34,6 +34,7 @@ GROUPS: Final = (
     ("serve", ("serve",)),
     ("graphs", ("graph-type", "graph")),
     ("runs", ("runs",)),
+    ("retention", ("retention",)),
     ("projector", ("projector",)),
     ("ops", ("ops",)),
     ("relay", ("relay",)),
