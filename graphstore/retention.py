@@ -36,6 +36,7 @@ from domain.calls.tree import ref_id
 from domain.errors import NotFoundError, ValidationError
 from domain.retention import RETENTION_ID, Retention, RetentionPolicy
 from projections import Flowgraph
+from projections.errors import ViewNotBuiltError
 from streams import HonkerDatastore, positions_table
 from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim
 
@@ -95,6 +96,8 @@ class PassReport(msgspec.Struct, frozen=True, kw_only=True):
     file_before: int | None = None
     file_after: int | None = None
     archive: list[str] = []
+    note: str | None = None
+    """Why nothing could be chosen (e.g. the flowgraph views are not built yet)."""
 
 
 class RetentionStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -105,6 +108,7 @@ class RetentionStatus(msgspec.Struct, frozen=True, kw_only=True):
     retired: int
     due: int
     waiting: list[Waiting]
+    note: str | None = None
 
 
 # --- the policy ------------------------------------------------------------------------
@@ -305,6 +309,47 @@ def _candidates(flowgraph: Flowgraph, policy: RetentionPolicy, now_ms: int) -> l
     return sorted(chosen, key=lambda run_id: (chosen[run_id], run_id))
 
 
+def _choose(
+    unit: UnitOfWork,
+    chunk: Sequence[str],
+    flowgraph: Flowgraph,
+    positions: dict[str, int],
+    *,
+    datastore: HonkerDatastore,
+    stream: str,
+) -> tuple[list[tuple[_Run, RunRetirement]], list[Waiting], list[str]]:
+    """Of ``chunk``, the runs that go now (finished, passed by every consumer), those
+    that wait for a consumer, and those in flight (never retired)."""
+    going: list[tuple[_Run, RunRetirement]] = []
+    waiting: list[Waiting] = []
+    flying: list[str] = []
+    for run_id in chunk:
+        run = _run_in(unit, run_id)
+        if run is None:
+            continue  # already retired (another pass), or never in the write model
+        if run.in_flight:
+            flying.append(run_id)
+            continue
+        removed = entries_of(datastore, stream, run.aggregates)
+        if not removed.offsets:
+            continue
+        wait = _waits_for(run_id, removed.offsets[-1], positions)
+        if wait is not None:
+            waiting.append(wait)
+            continue
+        view = flowgraph.run(run_id)
+        info = RunRetirement(
+            run_id=run_id,
+            status="completed" if view is None else view.status,
+            completed_at=None if view is None else view.completed_at,
+            calls=len(run.calls),
+            events=len(removed.offsets),
+            bytes=removed.size,
+        )
+        going.append((run, info))
+    return going, waiting, flying
+
+
 def run_pass(
     metagraph: Metagraph,
     flowgraph: Flowgraph,
@@ -333,7 +378,10 @@ def run_pass(
     if policy is None:
         return empty
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    candidates = _candidates(flowgraph, policy, now)
+    try:
+        candidates = _candidates(flowgraph, policy, now)
+    except ViewNotBuiltError as exc:  # the runs are chosen from the views: build them
+        return msgspec.structs.replace(empty, note=str(exc))
     datastore, stream = _datastore(metagraph), _stream(metagraph)
     positions = _positions(datastore, stream)
     retired: list[RunRetirement] = []
@@ -345,37 +393,9 @@ def run_pass(
         chunk = candidates[start : start + batch]
 
         def work(unit: UnitOfWork, chunk: list[str] = chunk) -> list[tuple[_Run, RunRetirement]]:
-            going: list[tuple[_Run, RunRetirement]] = []
-            waiting_now: list[Waiting] = []
-            flying: list[str] = []
-            for run_id in chunk:
-                run = _run_in(unit, run_id)
-                if run is None:
-                    continue  # already retired (another pass), or never in the write model
-                if run.in_flight:
-                    flying.append(run_id)
-                    continue
-                removed = entries_of(datastore, stream, run.aggregates)
-                if not removed.offsets:
-                    continue
-                wait = _waits_for(run_id, removed.offsets[-1], positions)
-                if wait is not None:
-                    waiting_now.append(wait)
-                    continue
-                view = flowgraph.run(run_id)
-                going.append(
-                    (
-                        run,
-                        RunRetirement(
-                            run_id=run_id,
-                            status="completed" if view is None else view.status,
-                            completed_at=None if view is None else view.completed_at,
-                            calls=len(run.calls),
-                            events=len(removed.offsets),
-                            bytes=removed.size,
-                        ),
-                    )
-                )
+            going, waiting_now, flying = _choose(
+                unit, chunk, flowgraph, positions, datastore=datastore, stream=stream
+            )
             waiting.extend(waiting_now)
             in_flight.extend(flying)
             if going and not dry_run:
@@ -437,6 +457,7 @@ def retention_status(metagraph: Metagraph, flowgraph: Flowgraph, org_id: str) ->
         retired=retired,
         due=len(report.runs),
         waiting=report.waiting,
+        note=report.note,
     )
 
 

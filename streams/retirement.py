@@ -26,6 +26,7 @@ import msgspec
 from eventsourcing.persistence import IntegrityError
 
 from streams.envelope import Envelope, state_of
+from streams.envelope import decode as decode_envelope
 from streams.index import id_key, index_table, table_prefix
 from streams.transaction import Source, Transaction
 
@@ -41,6 +42,7 @@ __all__ = [
     "ranges_of",
     "reclaim",
     "remove_entries",
+    "retired_ranges",
     "retirement_of",
 ]
 
@@ -222,3 +224,27 @@ def reclaim(tx: Transaction) -> Reclaimed:
     finally:
         tx.execute("BEGIN IMMEDIATE")
     return Reclaimed(before=before, after=_size(tx), wal_truncated=busy == 0)
+
+
+def retired_ranges(source: Source, stream: str) -> list[tuple[int, int]]:
+    """Every offset range the stream's retirement records removed, adjacent ones joined:
+    what ``verify`` feeds :func:`streams.check.explained_by_ranges` (a gap spanning two
+    passes' removals is one gap in the file)."""
+    rows = source.query(
+        'SELECT "offset", payload FROM _honker_stream WHERE topic = ? '
+        "AND payload ->> '$.type' = ? ORDER BY \"offset\"",
+        [stream, RETIREMENT_TYPE],
+    )
+    spans: list[tuple[int, int]] = []
+    for row in rows:
+        try:
+            spans += ranges_of(decode_envelope(row["payload"])) or ()
+        except msgspec.ValidationError:
+            continue  # an encrypted or malformed record explains nothing
+    joined: list[tuple[int, int]] = []
+    for first, last in sorted(spans):
+        if joined and first <= joined[-1][1] + 1:
+            joined[-1] = (joined[-1][0], max(last, joined[-1][1]))
+        else:
+            joined.append((first, last))
+    return joined

@@ -108,6 +108,8 @@ def retention_show(ctx: typer.Context, tenant: TenantOption) -> None:
         out = session.output.out
         out.print(f"{tenant}: {_describe(status.policy)}", markup=False)
         out.print(f"retired so far: {status.retired} runs; due now: {status.due}", markup=False)
+        if status.note is not None:
+            out.print(status.note, markup=False)
         for wait in status.waiting:
             out.print(
                 f"run {wait.run_id} waits for consumer {wait.consumer} (at {wait.position}, "
@@ -151,6 +153,8 @@ def retention_run(
             if report.file_before is not None:
                 line += f"; file {report.file_before} -> {report.file_after} bytes"
             out.print(line, markup=False)
+            if report.note is not None:
+                out.print(f"  {report.note}", markup=False)
             for run in report.runs if report.dry_run else []:
                 out.print(f"  {run.run_id} {run.status} {run.bytes} bytes", markup=False)
             for wait in report.waiting:
