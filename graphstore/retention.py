@@ -35,9 +35,15 @@ from domain.calls.protocol import TERMINAL_STATUSES
 from domain.calls.tree import ref_id
 from domain.errors import NotFoundError, ValidationError
 from domain.retention import RETENTION_ID, Retention, RetentionPolicy
-from projections import Flowgraph
-from projections.errors import ViewNotBuiltError
-from streams import HonkerDatastore, positions_table
+from projections import (
+    Flowgraph,
+    FlowgraphProjection,
+    MetagraphProjection,
+    Projector,
+)
+from projections.errors import ProjectionError, ViewNotBuiltError
+from projections.rebuild import live_projection
+from streams import HonkerDatastore, positions_table, saved_position
 from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim
 
 __all__ = [
@@ -435,9 +441,29 @@ def run_pass(
 
 
 def reclaim_file(metagraph: Metagraph) -> Reclaimed:
-    """Give the tenant file's free pages back and empty its WAL (after deleting)."""
+    """Catch the tenant's local projections up (they drop the retired runs' rows), then
+    give the file's free pages back and empty its WAL: nothing of the runs stays in it."""
+    _catch_up_projections(metagraph)
     with _datastore(metagraph).transaction() as tx:
         return reclaim(tx)
+
+
+def _catch_up_projections(metagraph: Metagraph) -> None:
+    """Apply the retirement records to the projections this file keeps (those that ever
+    ran: a projection never built is not built here). A projection that cannot catch up
+    now (parked, stopped) keeps the rows until its projector passes the record."""
+    datastore = _datastore(metagraph)
+    for base in (MetagraphProjection, FlowgraphProjection):
+        projection = live_projection(datastore, base)
+        if saved_position(datastore, projection.consumer, projection.upstream) is None:
+            continue
+        projector = Projector.open(metagraph.env, projection)
+        try:
+            projector.catch_up()
+        except ProjectionError:
+            continue  # said by `graphstore projector status`; the rows go when it passes
+        finally:
+            projector.close()
 
 
 def retention_status(metagraph: Metagraph, flowgraph: Flowgraph, org_id: str) -> RetentionStatus:
