@@ -55,6 +55,7 @@ __all__ = [
     "archive_runs",
     "forget_archived",
     "forget_run",
+    "policy_from_wire",
     "policy_of",
     "retention_status",
     "run_pass",
@@ -134,6 +135,21 @@ def policy_of(metagraph: Metagraph) -> RetentionPolicy | None:
     with metagraph.transaction() as unit:
         found = unit.load(RETENTION_ID, Retention)
         return None if found is None else found.policy
+
+
+def policy_from_wire(data: dict[str, Any]) -> RetentionPolicy | None:
+    """The policy an operation's input names (``clear``: None), or a
+    :class:`~domain.errors.ValidationError` saying what is missing."""
+    if data.get("clear"):
+        return None
+    if "finishedOlderThanS" not in data:
+        raise ValidationError("give finishedOlderThanS (seconds), or clear: true")
+    return RetentionPolicy(
+        finished_older_than_s=int(data["finishedOlderThanS"]),
+        failed_older_than_s=data.get("failedOlderThanS"),
+        keep_at_most=data.get("keepAtMost"),
+        archive=data.get("archive"),
+    ).checked()
 
 
 def set_policy(metagraph: Metagraph, policy: RetentionPolicy | None) -> RetentionPolicy | None:
