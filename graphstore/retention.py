@@ -20,11 +20,14 @@ The archive (issue 16, item 4) is another module's; the two calls into it are
 from __future__ import annotations
 
 import importlib
+import logging
+import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 from uuid import UUID
 
 import msgspec
@@ -48,7 +51,9 @@ from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim
 
 __all__ = [
     "BATCH_RUNS",
+    "INTERVAL_SETTING",
     "PassReport",
+    "RetentionSchedule",
     "RetentionStatus",
     "RunRetirement",
     "Waiting",
@@ -61,6 +66,14 @@ __all__ = [
     "run_pass",
     "set_policy",
 ]
+
+INTERVAL_SETTING: Final = "GRAPHSTORE_RETENTION_INTERVAL"
+"""Seconds between the passes ``graphstore serve`` and ``graphstore projector run`` make
+over every tenant with a policy (unset or 0: no scheduled pass)."""
+if TYPE_CHECKING:
+    from graphstore.store import Store
+
+log = logging.getLogger(__name__)
 
 BATCH_RUNS: Final = 100
 """Runs retired per transaction: bounded, so a writer never waits long for the file."""
@@ -572,3 +585,68 @@ def _abort_run(metagraph: Metagraph, run_id: str) -> None:
         run = _run_in(unit, run_id)
     if run is not None and run.in_flight:
         abort_calls(metagraph, run.in_flight)
+
+
+# --- the schedule ---------------------------------------------------------------------------
+
+
+class RetentionSchedule:
+    """Passes over every tenant with a policy, every ``interval`` seconds, on a thread of
+    its own (``graphstore serve``, ``graphstore projector run``). A tenant without a
+    policy costs one read per round. A failed pass is logged by the caller's logging and
+    tried again next round; ``stop`` waits for the pass under way."""
+
+    def __init__(self, store: Store, interval: float) -> None:
+        if interval <= 0:
+            raise ValidationError(f"{INTERVAL_SETTING} must be a positive number of seconds")
+        self.store = store
+        self.interval = interval
+        self.passes: list[PassReport] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
+
+    @classmethod
+    def from_env(
+        cls, store: Store, env: Mapping[str, str] | None = None
+    ) -> RetentionSchedule | None:
+        """A schedule if :data:`INTERVAL_SETTING` is set to a positive number, else None."""
+        raw = (os.environ if env is None else env).get(INTERVAL_SETTING, "").strip()
+        if not raw or raw == "0":
+            return None
+        try:
+            interval = float(raw)
+        except ValueError:
+            raise ValidationError(
+                f"{INTERVAL_SETTING}={raw!r} is not a number of seconds (e.g. 3600; 0: off)"
+            ) from None
+        return cls(store, interval)
+
+    def start(self) -> RetentionSchedule:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def run_once(self) -> list[PassReport]:
+        """One round: a pass over each tenant that has a policy."""
+        done = []
+        for org_id in self.store.tenants():
+            if self._stop.is_set():
+                break
+            metagraph = self.store.tenant(org_id)
+            if policy_of(metagraph) is None:
+                continue
+            with self.store.views(org_id) as views:
+                done.append(run_pass(metagraph, views, org_id))
+        self.passes = (self.passes + done)[-100:]
+        return done
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("retention pass failed; retrying next round")

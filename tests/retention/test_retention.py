@@ -6,6 +6,7 @@ erasure (`runs forget`) with its refusals. Real processes on a real data directo
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,25 @@ def test_forget_refusals_change_nothing_then_erase_one_run(data: Path) -> None:
     assert "forget a run" in audit
     verified = gs(data, "verify", "--tenant", "acme")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_schedule_applies_the_policy_and_is_off_without_a_setting(data: Path) -> None:
+    from graphstore.retention import INTERVAL_SETTING, RetentionSchedule  # noqa: PLC0415
+
+    with open_store(data) as store:
+        assert RetentionSchedule.from_env(store, {}) is None
+        assert RetentionSchedule.from_env(store, {INTERVAL_SETTING: "0"}) is None
+        schedule = RetentionSchedule.from_env(store, {INTERVAL_SETTING: "0.2"})
+        assert schedule is not None
+        assert schedule.run_once() == []  # no policy: no pass
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    with open_store(data) as store:
+        schedule = RetentionSchedule(store, 0.2).start()
+        try:
+            deadline = time.monotonic() + 30
+            while not schedule.passes and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            schedule.stop()
+        assert sorted(r.run_id for r in schedule.passes[0].runs) == ["done-1", "done-2", "secret"]
+    assert runs_of(data) == {"flying"}
