@@ -394,10 +394,12 @@ def run_pass(
     now_ms: int | None = None,
     batch: int = BATCH_RUNS,
     reclaim_space: bool = True,
+    only: Sequence[str] | None = None,
 ) -> PassReport:
     """Apply the tenant's policy once: retire the runs it lets go, ``batch`` per
     transaction, then reclaim the file's free pages. ``dry_run``: only say what would go.
-    Needs ``operate``; every transaction is audited."""
+    ``only``: these runs instead of the policy's choice (still only finished ones, once
+    every consumer passed them). Needs ``operate``; every transaction is audited."""
     metagraph.require("operate", "run a retention pass")
     policy = policy_of(metagraph)
     empty = PassReport(
@@ -414,7 +416,7 @@ def run_pass(
         return empty
     now = int(time.time() * 1000) if now_ms is None else now_ms
     try:
-        candidates = _candidates(flowgraph, policy, now)
+        candidates = list(only) if only is not None else _candidates(flowgraph, policy, now)
     except ViewNotBuiltError as exc:  # the runs are chosen from the views: build them
         return msgspec.structs.replace(empty, note=str(exc))
     datastore, stream = _datastore(metagraph), _stream(metagraph)
