@@ -475,8 +475,7 @@ def reclaim_file(metagraph: Metagraph) -> Reclaimed:
     """Catch the tenant's local projections up (they drop the retired runs' rows), then
     give the file's free pages back and empty its WAL: nothing of the runs stays in it."""
     _catch_up_projections(metagraph)
-    with _datastore(metagraph).transaction() as tx:
-        return reclaim(tx)
+    return reclaim(_datastore(metagraph))
 
 
 def _catch_up_projections(metagraph: Metagraph) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Final, Protocol
 from uuid import UUID
 
 import msgspec
@@ -31,10 +33,12 @@ from streams.index import id_key, index_table, table_prefix
 from streams.transaction import Source, Transaction
 
 __all__ = [
+    "RECLAIM_PAGES",
     "RETIREMENT_TYPE",
     "Reclaimed",
     "RemovedEntries",
     "Retirement",
+    "Writable",
     "digest_of",
     "entries_of",
     "is_retirement",
@@ -198,32 +202,64 @@ class Reclaimed(msgspec.Struct, frozen=True, kw_only=True):
     wal_truncated: bool
 
 
+def _pragma(tx: Transaction, pragma: str) -> int:
+    return int(next(iter(tx.query(f"PRAGMA {pragma}")[0].values())))
+
+
 def _size(tx: Transaction) -> int:
-    pages = int(next(iter(tx.query("PRAGMA page_count")[0].values())))
-    return pages * int(next(iter(tx.query("PRAGMA page_size")[0].values())))
+    return _pragma(tx, "page_count") * _pragma(tx, "page_size")
 
 
-def reclaim(tx: Transaction) -> Reclaimed:
+class Writable(Protocol):
+    """What :func:`reclaim` needs: a datastore's write transactions."""
+
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+
+RECLAIM_PAGES: Final = 256
+"""Free pages given back per transaction: a writer never waits long for the file."""
+
+
+def reclaim(datastore: Writable) -> Reclaimed:
     """Give the file's free pages back and empty its WAL, so deleted bytes are neither in
-    the file nor in the WAL: ``VACUUM`` (rewrites the file from its live rows) then
-    ``wal_checkpoint(TRUNCATE)``, with ``secure_delete`` on.
+    the file nor in the WAL.
 
-    ``tx`` is a fresh write transaction of the tenant file (``datastore.transaction()``)
-    holding nothing yet: Honker runs every write inside ``BEGIN IMMEDIATE``, where
-    neither statement may run, so this leaves it, runs them on the writer's connection,
-    and begins again for Honker to commit. Costs a rewrite of the file: run it after a
-    pass, not after every transaction.
+    Deleted content is zeroed when it is deleted (every writer connection runs with
+    ``secure_delete``, :mod:`streams._honker`); the free pages are then cut off the file
+    with ``incremental_vacuum``, :data:`RECLAIM_PAGES` per transaction, and the WAL,
+    which still holds the pages as they were before, is checkpointed and truncated
+    (``wal_checkpoint(TRUNCATE)``). A file made before retention existed is converted to
+    ``auto_vacuum=INCREMENTAL`` once, by one ``VACUUM`` (a rewrite of the file).
     """
-    before = _size(tx)
+    with datastore.transaction() as tx:
+        before = _size(tx)
+        if _pragma(tx, "auto_vacuum") != 2:
+            _outside_transaction(tx, "PRAGMA auto_vacuum = INCREMENTAL", "VACUUM")
+    while True:
+        with datastore.transaction() as tx:
+            if _pragma(tx, "freelist_count") == 0:
+                break
+            tx.query(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})")
+    with datastore.transaction() as tx:
+        busy = _outside_transaction(tx, "PRAGMA wal_checkpoint(TRUNCATE)")
+        after = _size(tx)
+    return Reclaimed(before=before, after=after, wal_truncated=busy == 0)
+
+
+def _outside_transaction(tx: Transaction, *statements: str) -> int:
+    """Run ``statements`` on the writer's connection between transactions (Honker runs
+    every write inside ``BEGIN IMMEDIATE``, where neither VACUUM nor a checkpoint may
+    run): leave it, run them, begin again for Honker to commit. The last one's first
+    value (a checkpoint's ``busy``)."""
     tx.execute("COMMIT")
+    last = 0
     try:
-        tx.query("PRAGMA secure_delete = ON")
-        tx.execute("VACUUM")
-        rows = tx.query("PRAGMA wal_checkpoint(TRUNCATE)")
-        busy = int(next(iter(rows[0].values()))) if rows else 1
+        for statement in statements:
+            rows = tx.query(statement)
+            last = int(next(iter(rows[0].values()))) if rows else 0
     finally:
         tx.execute("BEGIN IMMEDIATE")
-    return Reclaimed(before=before, after=_size(tx), wal_truncated=busy == 0)
+    return last
 
 
 def retired_ranges(source: Source, stream: str) -> list[tuple[int, int]]:
