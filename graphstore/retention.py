@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BATCH_RUNS: Final = 100
+BATCH_RUNS: Final = 25
 """Runs retired per transaction: bounded, so a writer never waits long for the file."""
 _FINISHED: Final = ("completed", "failed", "aborted")
 _MAX_CANDIDATES: Final = 100_000

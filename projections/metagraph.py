@@ -562,9 +562,12 @@ class MetagraphProjection(Projection):
         n, e = (f'"{self.tables[t]}"' for t in ("nodes", "edges"))
         for run_id in event.runs:
             tree = (
+                # CROSS JOIN keeps the run as the outer loop: one indexed probe of the
+                # edges per call, never a scan of the tenant's edges.
                 "WITH RECURSIVE run(key) AS (SELECT ? UNION "
-                f"SELECT e.target_node_key FROM {e} e JOIN run ON e.source_node_key = run.key "
-                "WHERE e.graph_id = ? AND e.edge_type = 'triggered') "
+                f"SELECT e.target_node_key FROM run CROSS JOIN {e} e "
+                "ON e.graph_id = ? AND e.source_node_key = run.key "
+                "WHERE e.edge_type = 'triggered') "
             )
             keys = [str(r["key"]) for r in tx.query(tree + "SELECT key FROM run", [run_id, graph])]
             for start in range(0, len(keys), 500):

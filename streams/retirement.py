@@ -216,7 +216,7 @@ class Writable(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
 
-RECLAIM_PAGES: Final = 256
+RECLAIM_PAGES: Final = 64
 """Free pages given back per transaction: a writer never waits long for the file."""
 
 
@@ -241,7 +241,18 @@ def reclaim(datastore: Writable) -> Reclaimed:
                 break
             tx.query(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})")
     with datastore.transaction() as tx:
-        busy = _outside_transaction(tx, "PRAGMA wal_checkpoint(TRUNCATE)")
+        # A TRUNCATE checkpoint holds off writers while it waits for readers: with no
+        # wait at all it either empties the WAL now or says it could not (busy).
+        # A PASSIVE checkpoint first copies the WAL without holding writers off, so the
+        # TRUNCATE one has little left to copy.
+        timeout = _pragma(tx, "busy_timeout")
+        busy = _outside_transaction(
+            tx,
+            "PRAGMA busy_timeout = 0",
+            "PRAGMA wal_checkpoint(PASSIVE)",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            f"PRAGMA busy_timeout = {timeout}",
+        )
         after = _size(tx)
     return Reclaimed(before=before, after=after, wal_truncated=busy == 0)
 
@@ -249,14 +260,16 @@ def reclaim(datastore: Writable) -> Reclaimed:
 def _outside_transaction(tx: Transaction, *statements: str) -> int:
     """Run ``statements`` on the writer's connection between transactions (Honker runs
     every write inside ``BEGIN IMMEDIATE``, where neither VACUUM nor a checkpoint may
-    run): leave it, run them, begin again for Honker to commit. The last one's first
-    value (a checkpoint's ``busy``)."""
+    run): leave it, run them, begin again for Honker to commit. The first value of the
+    first statement that returns rows after the first one (a checkpoint's ``busy``)."""
     tx.execute("COMMIT")
     last = 0
+    found = False
     try:
         for statement in statements:
             rows = tx.query(statement)
-            last = int(next(iter(rows[0].values()))) if rows else 0
+            if rows and not found and "TRUNCATE" in statement:
+                last, found = int(next(iter(rows[0].values()))), True
     finally:
         tx.execute("BEGIN IMMEDIATE")
     return last
