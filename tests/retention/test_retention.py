@@ -219,3 +219,20 @@ def test_the_schedule_applies_the_policy_and_is_off_without_a_setting(data: Path
             schedule.stop()
         assert sorted(r.run_id for r in schedule.passes[0].runs) == ["done-1", "done-2", "secret"]
     assert runs_of(data) == {"flying"}
+
+
+def test_a_policy_naming_an_archive_deletes_nothing_without_the_archive_module(
+    data: Path, tmp_path: Path
+) -> None:
+    import importlib.util  # noqa: PLC0415
+
+    if importlib.util.find_spec("graphstore.archive") is not None:
+        pytest.skip("the archive module is installed: its own tests cover archive then delete")
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d",
+       "--archive", str(tmp_path / "archive"))  # fmt: skip
+    before = head(data)
+    done = gs(data, "retention", "run", "--tenant", "acme")
+    assert done.returncode == ExitCode.REFUSED, done.stderr
+    assert "archive" in done.stderr and "Traceback" not in done.stderr
+    assert head(data) == before
+    assert runs_of(data) == {"done-1", "done-2", "secret", "flying"}
