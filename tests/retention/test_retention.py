@@ -236,3 +236,28 @@ def test_a_policy_naming_an_archive_deletes_nothing_without_the_archive_module(
     assert "archive" in done.stderr and "Traceback" not in done.stderr
     assert head(data) == before
     assert runs_of(data) == {"done-1", "done-2", "secret", "flying"}
+
+
+def test_a_mirror_drops_the_retired_runs_rows_and_its_copies_of_their_entries(
+    data: Path, tmp_path: Path
+) -> None:
+    from projections.mirror import ENTRIES_TABLE, Mirror  # noqa: PLC0415
+    from streams import TenantReader, read_after  # noqa: PLC0415
+
+    tenant_env = {"HONKER_DBNAME": str(data / "tenant-acme.db"), "HONKER_TENANT": "acme"}
+
+    def feed(mirror: Mirror) -> None:
+        with TenantReader(tenant_env) as reader:
+            entries = read_after(reader.datastore, "metagraph", mirror.position, limit=100_000)
+        mirror.apply(entries)
+
+    with Mirror.open(tmp_path / "remote", "acme") as mirror:
+        feed(mirror)
+        assert mirror.views().run("secret") is not None
+        ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+        ok(data, "retention", "run", "--tenant", "acme")
+        feed(mirror)  # the retirement record arrives like any other entry
+        views = mirror.views()
+        assert views.run("secret") is None and views.run("flying") is not None
+        rows = mirror.datastore.query(f"SELECT payload FROM {ENTRIES_TABLE}")
+        assert not any(MARK in str(row["payload"]) for row in rows)
