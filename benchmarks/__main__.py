@@ -29,6 +29,7 @@ SUITES: dict[str, str] = {
     "relay": "benchmarks.relay",  # tenant streams to NATS JetStream: relay vs local catch-up
     "backup": "benchmarks.backup",  # online backup vs a file copy; the writer during a backup
     "restore": "benchmarks.restore",  # point-in-time restore from JetStream vs the relay; verify
+    "retention": "benchmarks.retention",  # retiring runs: vs ingest, file size, flatness, writer
 }
 
 RESULTS = Path(__file__).with_name("results")

@@ -31,6 +31,7 @@ MEASURED: Final[dict[str, tuple[str, ...]]] = {
     "relay": ("graphstore", "projections", "domain", "streams"),
     "backup": ("graphstore", "domain", "streams"),
     "restore": ("graphstore", "projections", "domain", "streams"),
+    "retention": ("graphstore", "projections", "domain", "streams"),
 }
 """The packages each suite measures (besides its own module, ``benchmarks/SUITE.py``)."""
 

@@ -39,6 +39,7 @@ from domain.errors import (
 from domain.graph_types import GraphType, GraphTypeCatalog
 from domain.graphs import Graph
 from domain.identity import Identity, IssuedKey, Principal
+from domain.retention import Retention, RetentionPolicy
 from domain.unit_of_work import SideWrite, UnitOfWork
 from domain.values import (
     STATUS_TRANSITIONS,
@@ -88,6 +89,8 @@ __all__ = [
     "NotFoundError",
     "ParallelEdgeError",
     "Principal",
+    "Retention",
+    "RetentionPolicy",
     "Scope",
     "SideWrite",
     "StatusTransitionError",

@@ -57,6 +57,10 @@ RESERVED_NAMES: Final = (
     "AccessRefused.Recorded",
     "OperatorAction",
     "OperatorAction.Recorded",
+    "Retention",
+    "Retention.Started",
+    "Retention.PolicySet",
+    "Retention.RunsRetired",
 )
 """Stable names of classes written only under them (no legacy alias to register)."""
 

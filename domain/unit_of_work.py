@@ -39,9 +39,10 @@ _MAX_NAME: Final = 128
 class SideWrite(msgspec.Struct, frozen=True, kw_only=True):
     """A Honker write committed with the unit's events (see :mod:`streams.side_writes`).
 
-    ``kind`` is ``enqueue``, ``notify``, ``publish`` or ``position``; ``target`` the
-    queue, channel or stream; ``payload`` JSON text (for ``position``: ``{position,
-    expected}``, ``key`` being the consumer).
+    ``kind`` is ``enqueue``, ``notify``, ``publish``, ``position`` or ``retire``;
+    ``target`` the queue, channel or stream; ``payload`` JSON text (for ``position``:
+    ``{position, expected}``, ``key`` being the consumer; for ``retire``: ``{aggregates,
+    offsets}``).
     """
 
     kind: str
@@ -183,6 +184,27 @@ class UnitOfWork:
                 target=_name(stream, "stream"),
                 key=_name(consumer, "consumer"),
                 payload=_json({"position": position, "expected": expected}),
+            )
+        )
+
+    def retire(self, stream: str, aggregate_ids: list[UUID], offsets: list[int]) -> None:
+        """Delete these aggregates' events (their ``offsets`` in ``stream``, their index
+        rows and snapshots) from the file if the unit commits, in its transaction.
+
+        ``offsets`` must be every offset the aggregates have: if another writer added an
+        event to one of them since they were read, the unit writes nothing and raises
+        :class:`~domain.errors.ConcurrencyError` (read them again). For retention
+        (:mod:`domain.retention`): the unit also records the retirement record.
+        """
+        if not aggregate_ids or not offsets:
+            raise ValidationError("a retire side write names aggregates and their offsets")
+        self.side_writes.append(
+            SideWrite(
+                kind="retire",
+                target=_name(stream, "stream"),
+                payload=_json(
+                    {"aggregates": [str(a) for a in aggregate_ids], "offsets": sorted(offsets)}
+                ),
             )
         )
 

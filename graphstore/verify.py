@@ -42,15 +42,18 @@ from streams import (
 )
 from streams.check import (
     ExplainedGaps,
+    Gap,
     StreamProblem,
     aggregate_ids,
     envelope_problems,
+    explained_by_ranges,
     index_problems,
     integrity_problems,
     offset_gaps,
     snapshot_file,
 )
 from streams.directory import SYSTEM_FILE, Directory
+from streams.retirement import retired_ranges
 
 __all__ = ["FileReport", "Problem", "VerifyReport", "verify", "verify_file"]
 
@@ -310,7 +313,12 @@ def _stream_checks(
 ) -> None:
     file_report.head = stream_head(datastore, stream).offset
     file_report.entries = count_between(datastore, stream, 0, file_report.head)
-    for gap in offset_gaps(datastore, explained=explained):
+    retired = explained_by_ranges(retired_ranges(datastore, stream))
+
+    def explained_or_retired(gap: Gap) -> bool:  # a retention record's gap is no hole
+        return retired(gap) or (explained is not None and explained(gap))
+
+    for gap in offset_gaps(datastore, explained=explained_or_retired):
         span = str(gap.first) if gap.first == gap.last else f"{gap.first}-{gap.last}"
         report.problems.append(
             _problem(

@@ -52,7 +52,9 @@ from projections.events import (
     NODE_ADDED,
     NODE_DELETED,
     NODE_UPDATED,
+    RUNS_RETIRED,
     AnyEvent,
+    RunsRetired,
 )
 from projections.flowgraph import FlowgraphProjection
 from projections.metagraph import MetagraphProjection
@@ -86,7 +88,9 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
     ``subject`` the aggregate. For events of a graph: ``graph_id`` (= ``subject``),
     ``node_key`` or ``edge_id``. For the flowgraph: ``call_id`` (the call's request id)
     and ``status``, the call's new status (None when the call was deleted); ``run_id`` is
-    set when the subscription follows one run.
+    set when the subscription follows one run. A retirement record
+    (``Retention.RunsRetired``, docs/retention.md) is a change with ``status``
+    ``"retired"`` and ``runs`` the retired runs: their rows are gone from the views.
     """
 
     position: int
@@ -101,6 +105,7 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
     call_id: str | None = None
     status: str | None = None
     run_id: str | None = None
+    runs: list[str] | None = None
 
 
 class _Status(msgspec.Struct):
@@ -109,6 +114,7 @@ class _Status(msgspec.Struct):
 
 _data_decoder: Final = msgspec.json.Decoder(AnyEvent)
 _status_decoder: Final = msgspec.json.Decoder(_Status)
+_retired_decoder: Final = msgspec.json.Decoder(RunsRetired)
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,6 +470,14 @@ class Subscription:
             node_key=data.key if (is_graph and "Node" in event) or is_call else None,
             edge_id=data.edge_id if is_graph and "Edge" in event else None,
         )
+        if record.type == RUNS_RETIRED:
+            runs: list[str] = []
+            if not record.encoded or self._plain_state is not None:
+                with contextlib.suppress(msgspec.MsgspecError):
+                    runs = _retired_decoder.decode(state).runs
+            if self.run is not None and self.run not in runs:
+                return None
+            return msgspec.structs.replace(change, status="retired", runs=runs, run_id=self.run)
         if self._flow is None:
             return change
         return self._call_change(change, record.type, data)

@@ -18,6 +18,7 @@ import msgspec
 
 from projections._stream import VersionedEvent
 from projections.errors import EventNotProjectableError
+from streams.retirement import RETIREMENT_TYPE
 
 __all__ = [
     "CALL_ADDED",
@@ -30,6 +31,7 @@ __all__ = [
     "NODE_ADDED",
     "NODE_DELETED",
     "NODE_UPDATED",
+    "RUNS_RETIRED",
     "TREE_TOPIC",
     "AnyEvent",
     "AnyGraphEvent",
@@ -48,6 +50,7 @@ __all__ = [
     "NodeDeleted",
     "NodeTypeAdded",
     "NodeUpdated",
+    "RunsRetired",
     "SchemaEvolved",
     "StatusChanged",
     "Tagged",
@@ -59,6 +62,8 @@ GRAPH_TYPE_TOPIC: Final = "GraphType."
 GRAPH_TOPIC: Final = "Graph."
 TREE_TOPIC: Final = "CallTree."
 CREATED: Final = GRAPH_TOPIC + "Created"
+RUNS_RETIRED: Final = RETIREMENT_TYPE
+"""The retirement record (:mod:`streams.retirement`): its runs' rows go."""
 NODE_ADDED: Final = GRAPH_TOPIC + "NodeAdded"
 NODE_UPDATED: Final = GRAPH_TOPIC + "NodeUpdated"
 NODE_DELETED: Final = GRAPH_TOPIC + "NodeDeleted"
@@ -204,6 +209,13 @@ class EdgeDeleted(Event):
 
 
 # --- CallTree.* ------------------------------------------------------------------------
+
+
+class RunsRetired(Event):
+    """``Retention.RunsRetired`` (:mod:`streams.retirement`): runs (root call ids) whose
+    events left the file; a projection drops their rows."""
+
+    runs: list[str]
 
 
 class CallChanged(Event):

@@ -54,12 +54,14 @@ from projections.events import (
     NODE_ADDED,
     NODE_DELETED,
     NODE_UPDATED,
+    RUNS_RETIRED,
     TREE_TOPIC,
     CallChanged,
     Created,
     NodeAdded,
     NodeDeleted,
     NodeUpdated,
+    RunsRetired,
 )
 from projections.flowgraph_fold import (
     CALL_COLUMNS,
@@ -272,6 +274,7 @@ class FlowgraphProjection(Projection):
             CALL_ADDED: Handler(event_decoder(CallChanged, CALL_ADDED), self._call_added),
             CALL_UPDATED: Handler(event_decoder(CallChanged, CALL_UPDATED), self._call_updated),
             CALL_IMPORTED: Handler(event_decoder(CallChanged, CALL_IMPORTED), self._call_imported),
+            RUNS_RETIRED: Handler(event_decoder(RunsRetired, RUNS_RETIRED), self._runs_retired),
         }
 
     def create_tables(self, tx: Transaction) -> None:
@@ -289,6 +292,19 @@ class FlowgraphProjection(Projection):
                 "but it does not know it: upgrade the projection (a new version)"
             )
         return found  # None: ignored (edges, other aggregates), still advances the offset
+
+    def _runs_retired(self, tx: Transaction, event: RunsRetired, record: Record) -> None:
+        """Retired runs leave the views: their runs, calls and event index rows."""
+        fc, fr, fe = (
+            f'"{self.tables[t]}"' for t in ("flow_calls", "flow_runs", "flow_call_events")
+        )
+        for run_id in event.runs:
+            tx.execute(
+                f"DELETE FROM {fe} WHERE call_id IN (SELECT id FROM {fc} WHERE run_id = ?)",
+                [run_id],
+            )
+            tx.execute(f"DELETE FROM {fc} WHERE run_id = ?", [run_id])
+            tx.execute(f"DELETE FROM {fr} WHERE id = ?", [run_id])
 
     def _fold(self, tx: Transaction, record: Record) -> Fold | None:
         """A fold on the tables if ``record`` is an event of the tenant's call graph."""
@@ -562,6 +578,38 @@ class Flowgraph:
         with its depth; empty if ``run_id`` is not a run."""
         rows = self._calls_where("run_id = ?", [run_id])
         return [flow_call(r) for r in tree_order(rows, run_id)]
+
+    def finished_runs(
+        self,
+        statuses: Sequence[RunStatus],
+        *,
+        completed_before: int | None = None,
+        limit: int = 1000,
+    ) -> list[FlowRun]:
+        """Workflow runs (not detached) of these finished ``statuses`` that completed
+        before ``completed_before`` (ms), oldest completion first, at most ``limit``: the
+        candidates of a retention pass (docs/retention.md)."""
+        marks = ", ".join("?" * len(statuses))
+        sql = (
+            f"SELECT {self._sql.run_columns} FROM {self._runs} WHERE status IN ({marks}) "
+            "AND root_parent IS NULL AND completed_at IS NOT NULL"
+            + (" AND completed_at < ?" if completed_before is not None else "")
+            + " ORDER BY completed_at, id LIMIT ?"
+        )
+        params: list[Any] = [*statuses]
+        if completed_before is not None:
+            params.append(completed_before)
+        return [flow_run(row) for row in self._query(sql, [*params, limit])]
+
+    def count_runs(self, statuses: Sequence[RunStatus]) -> int:
+        """How many workflow runs (not detached) have one of these ``statuses``."""
+        marks = ", ".join("?" * len(statuses))
+        rows = self._query(
+            f"SELECT count(*) AS n FROM {self._runs} "
+            f"WHERE status IN ({marks}) AND root_parent IS NULL",
+            list(statuses),
+        )
+        return int(rows[0]["n"])
 
     def children(self, request_id: str) -> list[FlowCall]:
         """The calls linked below ``request_id``, by request time."""

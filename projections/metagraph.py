@@ -29,6 +29,7 @@ from projections.errors import EventNotProjectableError, UnknownEventError, View
 from projections.events import (
     GRAPH_TOPIC,
     GRAPH_TYPE_TOPIC,
+    RUNS_RETIRED,
     TREE_TOPIC,
     CallAdded,
     CallChanged,
@@ -44,6 +45,7 @@ from projections.events import (
     NodeDeleted,
     NodeTypeAdded,
     NodeUpdated,
+    RunsRetired,
     SchemaEvolved,
     StatusChanged,
     attributes_after,
@@ -290,6 +292,7 @@ class MetagraphProjection(Projection):
         self._on(_TREE + "CallAdded", CallAdded, self._call_added)
         self._on(_TREE + "CallUpdated", CallChanged, self._call_updated)
         self._on(_TREE + "CallImported", CallChanged, self._call_imported)
+        self._on(RUNS_RETIRED, RunsRetired, self._runs_retired)
 
     def _on(
         self,
@@ -555,6 +558,38 @@ class MetagraphProjection(Projection):
             self.sql.upsert_node,
             [node_id(graph, event.key), graph, event.key, _CALL, attributes, 1, at, at],
         )
+
+    def _runs_retired(self, tx: Transaction, event: RunsRetired, record: Record) -> None:
+        """Retired runs leave the call graph's rows: each root's call nodes (found down
+        the ``triggered`` edges) and those edges."""
+        rows = tx.query(self.sql.call_graph)
+        if not rows:
+            return  # no call graph in the view: nothing of these runs is in it
+        graph = str(rows[0]["id"])
+        n, e = (f'"{self.tables[t]}"' for t in ("nodes", "edges"))
+        for run_id in event.runs:
+            tree = (
+                # CROSS JOIN keeps the run as the outer loop: one indexed probe of the
+                # edges per call, never a scan of the tenant's edges.
+                "WITH RECURSIVE run(key) AS (SELECT ? UNION "
+                f"SELECT e.target_node_key FROM run CROSS JOIN {e} e "
+                "ON e.graph_id = ? AND e.source_node_key = run.key "
+                "WHERE e.edge_type = 'triggered') "
+            )
+            keys = [str(r["key"]) for r in tx.query(tree + "SELECT key FROM run", [run_id, graph])]
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                tx.execute(
+                    f"DELETE FROM {e} WHERE graph_id = ? AND edge_type = 'triggered' "
+                    f"AND target_node_key IN ({marks})",
+                    [graph, *chunk],
+                )
+                tx.execute(
+                    f"DELETE FROM {n} WHERE graph_id = ? AND node_type = 'call' "
+                    f"AND key IN ({marks})",
+                    [graph, *chunk],
+                )
 
     def _edge_deleted(self, tx: Transaction, event: EdgeDeleted, record: Record) -> None:
         rows = tx.query(self.sql.delete_edge, [event.edge_id, record.subject])

@@ -57,6 +57,7 @@ from streams import (
     save_position,
     saved_position,
 )
+from streams.retirement import RETIREMENT_TYPE, ranges_of
 
 __all__ = [
     "ENTRIES_TABLE",
@@ -304,7 +305,21 @@ class Mirror:
             f'INSERT OR IGNORE INTO {ENTRIES_TABLE} ("offset", payload) VALUES (?, ?)',
             [entry.offset, entry.payload],
         )
+        if record.type == RETIREMENT_TYPE:
+            self._drop_retired(tx, entry)
         return _Applied(entry.offset, record.time)
+
+    def _drop_retired(self, tx: Transaction, entry: Entry) -> None:
+        """A retirement record: the kept copies of the entries it removed go too (the
+        projections' handlers dropped the runs' rows), so the mirror holds none of it."""
+        try:
+            ranges = ranges_of(entry.envelope()) or ()
+        except msgspec.ValidationError as exc:
+            raise MirrorError(
+                f"entry {entry.offset}: malformed retirement record: {exc}", offset=entry.offset
+            ) from exc
+        for first, last in ranges:
+            tx.execute(f'DELETE FROM {ENTRIES_TABLE} WHERE "offset" BETWEEN ? AND ?', [first, last])
 
     def _save_source(self, tx: Transaction, name: str, cursor: int) -> None:
         consumer = SOURCE_PREFIX + name

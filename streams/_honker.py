@@ -311,6 +311,9 @@ def _configure_writer(database: Any, path: Path, synchronous: str, busy_ms: int)
         try:
             tx.execute(f"PRAGMA synchronous = {synchronous}")
             tx.query(f"PRAGMA busy_timeout = {int(busy_ms)}")
+            # Deleted content is zeroed, not left in free space: a retired or erased run
+            # must not be readable in the file (docs/retention.md).
+            tx.query("PRAGMA secure_delete = ON")
             if synchronous == "FULL":
                 # Each fsync also has to persist the WAL's growth: a shorter WAL keeps FULL
                 # commits cheap (measured in benchmarks/). NORMAL keeps Honker's 10000.

@@ -19,19 +19,34 @@ hole (see :func:`streams.check.explained_by_ranges`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from typing import Final, Protocol
+from uuid import UUID
 
 import msgspec
+from eventsourcing.persistence import IntegrityError
 
 from streams.envelope import Envelope, state_of
+from streams.envelope import decode as decode_envelope
+from streams.index import id_key, index_table, table_prefix
+from streams.transaction import Source, Transaction
 
 __all__ = [
+    "RECLAIM_PAGES",
     "RETIREMENT_TYPE",
+    "Reclaimed",
+    "RemovedEntries",
     "Retirement",
+    "Writable",
     "digest_of",
+    "entries_of",
     "is_retirement",
     "merged_ranges",
     "ranges_of",
+    "reclaim",
+    "remove_entries",
+    "retired_ranges",
     "retirement_of",
 ]
 
@@ -91,3 +106,194 @@ def digest_of(payloads: Iterable[bytes]) -> str:
     for payload in payloads:
         digest.update(payload)
     return digest.hexdigest()
+
+
+def _key(aggregate: UUID | str) -> bytes | str:
+    if isinstance(aggregate, UUID):
+        return id_key(aggregate)
+    try:
+        return UUID(aggregate).bytes
+    except ValueError:
+        return aggregate
+
+
+class RemovedEntries(msgspec.Struct, frozen=True, kw_only=True):
+    """What removing some aggregates would take out of a stream: their offsets (sorted),
+    the payloads' total bytes (``size``) and digest (:func:`digest_of`)."""
+
+    offsets: list[int]
+    size: int
+    digest: str
+
+
+def entries_of(source: Source, stream: str, aggregates: Iterable[UUID | str]) -> RemovedEntries:
+    """The stream entries of ``aggregates`` (every event recorded for them), as a
+    retirement would remove them."""
+    keys = [_key(a) for a in aggregates]
+    offsets: list[int] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        rows = source.query(
+            f'SELECT "offset" FROM "{index_table(stream)}" '
+            f"WHERE originator_id IN ({','.join('?' * len(chunk))})",
+            list(chunk),
+        )
+        offsets += [int(row["offset"]) for row in rows]
+    offsets.sort()
+    payloads: list[bytes] = []
+    for start in range(0, len(offsets), 500):
+        chunk_offsets = offsets[start : start + 500]
+        rows = source.query(
+            'SELECT payload FROM _honker_stream WHERE topic = ? AND "offset" IN '
+            f'({",".join("?" * len(chunk_offsets))}) ORDER BY "offset"',
+            [stream, *chunk_offsets],
+        )
+        payloads += [_bytes(row["payload"]) for row in rows]
+    return RemovedEntries(
+        offsets=offsets, size=sum(len(p) for p in payloads), digest=digest_of(payloads)
+    )
+
+
+def _bytes(payload: str | bytes) -> bytes:
+    return payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
+
+
+def remove_entries(
+    tx: Transaction, stream: str, aggregates: Sequence[UUID | str], offsets: Sequence[int]
+) -> None:
+    """Delete ``aggregates``' events from ``stream`` in ``tx``: stream rows, index rows,
+    snapshots. A compare-and-set: when the aggregates' offsets are not exactly
+    ``offsets`` any more (another writer added an event since they were read) it raises
+    ``IntegrityError`` and the caller's transaction rolls back."""
+    found = entries_of(tx, stream, aggregates)
+    if found.offsets != sorted(offsets):
+        raise IntegrityError(
+            "the runs to retire changed since they were read (an event was added to one "
+            "of them); nothing was written: read them again"
+        )
+    keys = [_key(a) for a in aggregates]
+    snapshots = f"es_{table_prefix(stream)}_snapshots"
+    has_snapshots = bool(
+        tx.query("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?", [snapshots])
+    )
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        tx.execute(
+            f'DELETE FROM "{index_table(stream)}" WHERE originator_id IN ({marks})', list(chunk)
+        )
+        if has_snapshots:
+            tx.execute(f'DELETE FROM "{snapshots}" WHERE originator_id IN ({marks})', list(chunk))
+    for start in range(0, len(found.offsets), 500):
+        chunk_offsets = found.offsets[start : start + 500]
+        tx.execute(
+            'DELETE FROM _honker_stream WHERE topic = ? AND "offset" IN '
+            f"({','.join('?' * len(chunk_offsets))})",
+            [stream, *chunk_offsets],
+        )
+
+
+class Reclaimed(msgspec.Struct, frozen=True, kw_only=True):
+    """The file's size (pages x page size) before and after :func:`reclaim`; whether the
+    WAL was emptied (False: a reader held it, retry later)."""
+
+    before: int
+    after: int
+    wal_truncated: bool
+
+
+def _pragma(tx: Transaction, pragma: str) -> int:
+    return int(next(iter(tx.query(f"PRAGMA {pragma}")[0].values())))
+
+
+def _size(tx: Transaction) -> int:
+    return _pragma(tx, "page_count") * _pragma(tx, "page_size")
+
+
+class Writable(Protocol):
+    """What :func:`reclaim` needs: a datastore's write transactions."""
+
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+
+RECLAIM_PAGES: Final = 64
+"""Free pages given back per transaction: a writer never waits long for the file."""
+
+
+def reclaim(datastore: Writable) -> Reclaimed:
+    """Give the file's free pages back and empty its WAL, so deleted bytes are neither in
+    the file nor in the WAL.
+
+    Deleted content is zeroed when it is deleted (every writer connection runs with
+    ``secure_delete``, :mod:`streams._honker`); the free pages are then cut off the file
+    with ``incremental_vacuum``, :data:`RECLAIM_PAGES` per transaction, and the WAL,
+    which still holds the pages as they were before, is checkpointed and truncated
+    (``wal_checkpoint(TRUNCATE)``). A file made before retention existed is converted to
+    ``auto_vacuum=INCREMENTAL`` once, by one ``VACUUM`` (a rewrite of the file).
+    """
+    with datastore.transaction() as tx:
+        before = _size(tx)
+        if _pragma(tx, "auto_vacuum") != 2:
+            _outside_transaction(tx, "PRAGMA auto_vacuum = INCREMENTAL", "VACUUM")
+    while True:
+        with datastore.transaction() as tx:
+            if _pragma(tx, "freelist_count") == 0:
+                break
+            tx.query(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})")
+    with datastore.transaction() as tx:
+        # A TRUNCATE checkpoint holds off writers while it waits for readers: with no
+        # wait at all it either empties the WAL now or says it could not (busy).
+        # A PASSIVE checkpoint first copies the WAL without holding writers off, so the
+        # TRUNCATE one has little left to copy.
+        timeout = _pragma(tx, "busy_timeout")
+        busy = _outside_transaction(
+            tx,
+            "PRAGMA busy_timeout = 0",
+            "PRAGMA wal_checkpoint(PASSIVE)",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+            f"PRAGMA busy_timeout = {timeout}",
+        )
+        after = _size(tx)
+    return Reclaimed(before=before, after=after, wal_truncated=busy == 0)
+
+
+def _outside_transaction(tx: Transaction, *statements: str) -> int:
+    """Run ``statements`` on the writer's connection between transactions (Honker runs
+    every write inside ``BEGIN IMMEDIATE``, where neither VACUUM nor a checkpoint may
+    run): leave it, run them, begin again for Honker to commit. The first value of the
+    first statement that returns rows after the first one (a checkpoint's ``busy``)."""
+    tx.execute("COMMIT")
+    last = 0
+    found = False
+    try:
+        for statement in statements:
+            rows = tx.query(statement)
+            if rows and not found and "TRUNCATE" in statement:
+                last, found = int(next(iter(rows[0].values()))), True
+    finally:
+        tx.execute("BEGIN IMMEDIATE")
+    return last
+
+
+def retired_ranges(source: Source, stream: str) -> list[tuple[int, int]]:
+    """Every offset range the stream's retirement records removed, adjacent ones joined:
+    what ``verify`` feeds :func:`streams.check.explained_by_ranges` (a gap spanning two
+    passes' removals is one gap in the file)."""
+    rows = source.query(
+        'SELECT "offset", payload FROM _honker_stream WHERE topic = ? '
+        "AND payload ->> '$.type' = ? ORDER BY \"offset\"",
+        [stream, RETIREMENT_TYPE],
+    )
+    spans: list[tuple[int, int]] = []
+    for row in rows:
+        try:
+            spans += ranges_of(decode_envelope(row["payload"])) or ()
+        except msgspec.ValidationError:
+            continue  # an encrypted or malformed record explains nothing
+    joined: list[tuple[int, int]] = []
+    for first, last in sorted(spans):
+        if joined and first <= joined[-1][1] + 1:
+            joined[-1] = (joined[-1][0], max(last, joined[-1][1]))
+        else:
+            joined.append((first, last))
+    return joined

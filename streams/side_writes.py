@@ -31,11 +31,13 @@ from eventsourcing.persistence import IntegrityError
 
 from streams.errors import ConfigurationError
 from streams.positions import save_position, saved_position
+from streams.retirement import remove_entries
 from streams.transaction import Transaction
 
 __all__ = [
     "KINDS",
     "PositionMove",
+    "Removal",
     "SideWrite",
     "advance_position",
     "apply_side_writes",
@@ -44,7 +46,7 @@ __all__ = [
     "publish_entry",
 ]
 
-KINDS: Final = ("enqueue", "notify", "publish", "position")
+KINDS: Final = ("enqueue", "notify", "publish", "position", "retire")
 
 
 class SideWrite(Protocol):
@@ -94,6 +96,13 @@ def check_side_writes(side_writes: Sequence[SideWrite], event_stream: str) -> No
                 f"cannot publish to {event_stream!r}: it is the events' own stream, which only "
                 "the recorder writes; publish to another stream name"
             )
+        if write.kind == "retire" and write.target != event_stream:
+            raise ConfigurationError(
+                f"a retire side write removes events of the events' own stream "
+                f"{event_stream!r}, not of {write.target!r}"
+            )
+        if write.kind == "retire":
+            _removal(write)
         if write.kind == "position":
             _move(write)
             if not write.key:
@@ -112,6 +121,9 @@ def apply_side_writes(tx: Transaction, side_writes: Sequence[SideWrite]) -> None
             notify(tx, write.target, write.payload)
         elif write.kind == "publish":
             publish_entry(tx, write.target, write.key, write.payload)
+        elif write.kind == "retire":
+            removal = _removal(write)
+            remove_entries(tx, write.target, removal.aggregates, removal.offsets)
         else:
             move = _move(write)
             advance_position(tx, str(write.key), write.target, move.position, move.expected)
@@ -144,6 +156,25 @@ def advance_position(
             "another copy of it moved on. Nothing was written; read its position again."
         )
     save_position(tx, consumer, stream, position)
+
+
+class Removal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Aggregates (ids as text) whose events, at exactly ``offsets``, leave the file."""
+
+    aggregates: list[str]
+    offsets: list[int]
+
+
+def _removal(write: SideWrite) -> Removal:
+    try:
+        removal = msgspec.json.decode(write.payload, type=Removal)
+    except msgspec.DecodeError as exc:
+        raise ConfigurationError(
+            f"a retire side write's payload must be {{aggregates, offsets}} as JSON: {exc}"
+        ) from None
+    if not removal.aggregates or not removal.offsets:
+        raise ConfigurationError("a retire side write names aggregates and their offsets")
+    return removal
 
 
 def _move(write: SideWrite) -> PositionMove:

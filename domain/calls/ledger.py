@@ -187,6 +187,11 @@ class CallLedger:
         while len(where) > _LOCATIONS:
             where.popitem(last=False)
 
+    def forget(self, request_ids: Iterable[str]) -> None:
+        """Drop what is remembered of these calls (their run was retired from the file)."""
+        for request_id in request_ids:
+            self._where.pop(request_id, None)
+
     def location(self, request_id: str) -> UUID | None:
         found = self._where.get(request_id)
         if found is not None:

@@ -35,6 +35,7 @@ GROUPS: Final = (
     ("graphs", ("graph-type", "graph")),
     ("runs", ("runs",)),
     ("archive", ("archive",)),
+    ("retention", ("retention",)),
     ("projector", ("projector",)),
     ("ops", ("ops",)),
     ("relay", ("relay",)),

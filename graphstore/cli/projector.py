@@ -98,9 +98,14 @@ def projector_run(
     """
 
     def action(session: Session) -> None:
+        from graphstore.retention import RetentionSchedule
         from projections import Runner
 
         session.store.authorize_operator("run the projectors of every tenant")
+        schedule = RetentionSchedule.from_env(session.store)  # docs/retention.md
+        if schedule is not None:
+            session.closers.append(schedule.stop)
+            schedule.start()
         with Runner(session.data) as runner:
             try:  # the line says it runs: Ctrl-C from then on stops it cleanly
                 session.output.err.print(

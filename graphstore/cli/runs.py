@@ -353,3 +353,28 @@ def runs_abort_in_flight(
         )
 
     run_action(ctx, action)
+
+
+@runs_app.command("forget")
+def runs_forget(
+    ctx: typer.Context,
+    run_id: str,
+    tenant: TenantOption,
+    abort: Annotated[
+        bool, typer.Option(help="Abort the run's calls in flight first, then forget it.")
+    ] = False,
+) -> None:
+    """Erase one run now, whatever the retention policy: its events leave the file (and
+    the archive), only a tombstone without payload stays. An admin or the owner; audited."""
+
+    def action(session: Session) -> None:
+        from graphstore.retention import forget_run
+
+        report = forget_run(session.tenant(tenant), tenant, run_id, abort=abort)
+        session.output.result(
+            report,
+            f"forgot run {run_id} of {tenant} ({report.runs[0].calls} calls); "
+            f"file {report.file_before} -> {report.file_after} bytes",
+        )
+
+    run_action(ctx, action)

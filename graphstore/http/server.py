@@ -16,6 +16,8 @@ import uvicorn
 from graphstore.http._protocol import guarded_protocol
 from graphstore.http.app import DEFAULT_MAX_BODY, create_app
 from graphstore.http.limits import Limits
+from graphstore.retention import RetentionSchedule
+from graphstore.store import Store
 from projections import Runner
 
 __all__ = ["serve"]
@@ -59,8 +61,24 @@ def serve(
         http=guarded_protocol(limits.header_timeout, limits.max_header_bytes),
     )
     server = uvicorn.Server(config)
-    if runner is None:
-        server.run()
-        return
-    with runner:
-        server.run()
+    schedule = _retention_schedule(path)  # GRAPHSTORE_RETENTION_INTERVAL (docs/retention.md)
+    try:
+        if runner is None:
+            server.run()
+            return
+        with runner:
+            server.run()
+    finally:
+        if schedule is not None:
+            schedule.stop()
+            schedule.store.close()
+
+
+def _retention_schedule(path: str | os.PathLike[str]) -> RetentionSchedule | None:
+    """The retention passes on a schedule, when the interval setting asks for them."""
+    store = Store(path)
+    schedule = RetentionSchedule.from_env(store)
+    if schedule is None:
+        store.close()
+        return None
+    return schedule.start()

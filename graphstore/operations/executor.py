@@ -443,6 +443,10 @@ class Executor:
             "changes.tenant": self._changes,
             "changes.graph": self._changes,
             "changes.run": self._changes,
+            "retention.setPolicy": self._retention,
+            "retention.show": self._retention,
+            "retention.run": self._retention,
+            "runs.forget": self._retention,
         }[op.action]
         return handler(op, data, tenant)
 
@@ -621,6 +625,23 @@ class Executor:
             operation_types=data.get("operationTypes"),
         )
         return _struct(report, IngestOut, position=position)
+
+    def _retention(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
+        from graphstore import retention  # noqa: PLC0415 - kept with its use
+
+        metagraph = self.store.tenant(tenant)
+        if op.action == "runs.forget":
+            return retention.forget_run(
+                metagraph, tenant, data["runId"], abort=bool(data.get("abort"))
+            )
+        if op.action == "retention.setPolicy":
+            retention.set_policy(metagraph, retention.policy_from_wire(data))
+        with self.store.views(tenant) as views:
+            if op.action == "retention.run":
+                return retention.run_pass(
+                    metagraph, views, tenant, dry_run=bool(data.get("dryRun"))
+                )
+            return retention.retention_status(metagraph, views, tenant)
 
     def _runs_list(self, op: BoundOperation, data: dict[str, Any], tenant: str) -> Any:
         from projections import FlowgraphProjection  # noqa: PLC0415

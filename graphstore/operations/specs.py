@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from domain import GraphTypeInfo, Metagraph
 from domain.access import OPERATIONS, Operation
@@ -93,6 +93,7 @@ STORE_VERSION: Final = "1.0.0"
 CALLS: Final = "graphstore.calls"
 RUNS: Final = "graphstore.runs"
 CHANGES: Final = "graphstore.changes"
+RETENTION: Final = "graphstore.retention"
 
 _BASE_ERRORS: Final = (
     "OPERATION_NOT_FOUND",
@@ -207,8 +208,11 @@ def _bound(
     version: str,
     tags: list[str],
     graph_type: str | None = None,
+    group: str | None = None,
 ) -> BoundOperation:
-    group = _GROUP_OF[kind]
+    """One operation's spec bound to its action; ``group`` (a permission group, e.g.
+    ``operate``) when it is not the kind's (a query reads, a mutation writes)."""
+    group = cast(Operation, group) if group in OPERATIONS else _GROUP_OF[kind]
     spec = OperationSpec(
         name=name,
         namespace=namespace,
@@ -612,7 +616,7 @@ def store_operations() -> list[BoundOperation]:
         }
     )
     change = struct_schema(ChangeOut)
-    return [
+    ops = [
         _bound(
             CALLS,
             "ingest",
@@ -766,6 +770,94 @@ def store_operations() -> list[BoundOperation]:
             resource="run",
             action="changes.run",
             tags=changes_tags,
+            **common,
+        ),
+    ]
+    return [*ops, *retention_operations()]
+
+
+def retention_operations() -> list[BoundOperation]:
+    """A tenant's retention (docs/retention.md): set and show the policy, run a pass,
+    forget a run. Each needs ``operate``; the writes are audited."""
+    from graphstore.retention import PassReport, RetentionStatus  # noqa: PLC0415
+
+    common: dict[str, Any] = {"version": STORE_VERSION, "group": "operate"}
+    tags = ["graphstore", "retention"]
+    duration = {"type": "integer", "minimum": 1, "maximum": 100 * 365 * 86_400}
+    policy = obj(
+        {
+            "finishedOlderThanS": {
+                **duration,
+                "description": "Completed runs go this many seconds after they finished.",
+            },
+            "failedOlderThanS": {
+                **duration,
+                "description": "The period for failed or aborted runs.",
+            },
+            "keepAtMost": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Finished runs kept at most.",
+            },
+            "archive": {"type": "string", "minLength": 1, "description": "Archive directory."},
+            "clear": {"type": "boolean", "default": False, "description": "Remove the policy."},
+        }
+    )
+    return [
+        _bound(
+            RETENTION,
+            "setPolicy",
+            "mutation",
+            title="Set the retention policy",
+            description="Record the tenant's retention policy (an event, audited).",
+            input_schema=policy,
+            output_schema=struct_schema(RetentionStatus),
+            resource="retention",
+            action="retention.setPolicy",
+            tags=tags,
+            **common,
+        ),
+        _bound(
+            RETENTION,
+            "show",
+            "query",
+            title="Show the retention policy",
+            description="The policy, the runs retired so far, those due and those waiting "
+            "for a consumer (named).",
+            input_schema=obj({}),
+            output_schema=struct_schema(RetentionStatus),
+            resource="retention",
+            action="retention.show",
+            tags=tags,
+            **common,
+        ),
+        _bound(
+            RETENTION,
+            "run",
+            "mutation",
+            title="Run a retention pass",
+            description="Retire the finished runs the policy lets go (dryRun: only list them).",
+            input_schema=obj({"dryRun": {"type": "boolean", "default": False}}),
+            output_schema=struct_schema(PassReport),
+            resource="retention",
+            action="retention.run",
+            tags=tags,
+            **common,
+        ),
+        _bound(
+            RUNS,
+            "forget",
+            "mutation",
+            title="Forget a run",
+            description="Erase one run now, whatever the policy: only a tombstone without "
+            "payload stays (abort: abort its calls in flight first).",
+            input_schema=obj(
+                {"runId": _run_id(), "abort": {"type": "boolean", "default": False}}, ("runId",)
+            ),
+            output_schema=struct_schema(PassReport),
+            resource="run",
+            action="runs.forget",
+            tags=["graphstore", "runs"],
             **common,
         ),
     ]

@@ -266,7 +266,8 @@ class ExportOut(_Wire, frozen=True):
 
 class ChangeOut(_Wire, frozen=True):
     """One committed change of a projection (``projections.Change``); ``position`` is
-    its stream offset, what a consumer resumes after."""
+    its stream offset, what a consumer resumes after. A retirement (docs/retention.md)
+    has ``status`` ``retired`` and ``runs``, the runs whose rows are gone."""
 
     position: int
     time: int
@@ -280,3 +281,4 @@ class ChangeOut(_Wire, frozen=True):
     call_id: str | None = None
     status: str | None = None
     run_id: str | None = None
+    runs: list[str] | None = None

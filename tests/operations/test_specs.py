@@ -36,6 +36,16 @@ STORE_OPS = {
     "graphstore.changes.tenant": "subscription",
     "graphstore.changes.graph": "subscription",
     "graphstore.changes.run": "subscription",
+    "graphstore.retention.setPolicy": "mutation",
+    "graphstore.retention.show": "query",
+    "graphstore.retention.run": "mutation",
+    "graphstore.runs.forget": "mutation",
+}
+OPERATE = {  # retention (docs/retention.md): the permission `operate`, whatever the kind
+    "graphstore.retention.setPolicy",
+    "graphstore.retention.show",
+    "graphstore.retention.run",
+    "graphstore.runs.forget",
 }
 GRAPH_OPS = {
     "createGraph": "mutation",
@@ -103,6 +113,8 @@ def test_kinds_and_access_control_follow_the_permission_model(world: World) -> N
         spec = specs[operation_id]
         assert spec["type"] == kind
         scope = SCOPES["write"] if kind == "mutation" else SCOPES["read"]
+        if operation_id in OPERATE:
+            scope = SCOPES["operate"]
         assert spec["accessControl"]["requiredScopes"] == [scope] == ["tenant:" + scope[7:]]
         codes = {e["code"]: e["httpStatus"] for e in spec["errorSchemas"]}
         assert codes["ACCESS_DENIED"] == 403

@@ -1,0 +1,247 @@
+"""The ``retention`` suite: retiring finished runs (issue 16, docs/retention.md).
+
+Every tenant here is a real data directory: workflow runs of 6 calls (a root and 5
+children, requested and responded: 12 call events) ingested through
+:func:`domain.calls.ingest`, the flowgraph and metagraph views caught up, and a policy
+set; a pass is :func:`graphstore.retention.run_pass` (choose from the views, check in
+the write model, retire in units of 25 runs, catch the views up, reclaim the pages).
+
+- ``retire_vs_ingest``: runs/s retired by one pass ÷ runs/s ingested (one run per
+  batch), the same runs, same round.
+- ``file_after_retiring_90pct``: tenant file bytes (WAL folded in) after a pass that
+  retires 90% of the runs ÷ before it.
+- ``retention_pass_flatness``: runs/s of a pass retiring the same number of runs when
+  the tenant holds a large history ÷ when it holds a small one (1.0: the cost does not
+  grow with history).
+- ``writer_p99_during_retention_ratio``: a writer process ingests runs back to back;
+  the p99 of its batch latency while a pass runs ÷ in a quiet window of the same length
+  just before.
+
+README.md and docs/retention.md say what each metric means.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any, Final
+
+from benchmarks._report import (
+    Report,
+    RunConfig,
+    Target,
+    file_bytes,
+    median,
+    percentile,
+    scratch,
+)
+from domain import Metagraph
+from domain.calls import ingest
+from domain.retention import MAX_DURATION_S, RetentionPolicy
+from graphstore.data import DataDirectory
+from graphstore.retention import run_pass, set_policy
+from projections import Flowgraph, FlowgraphProjection, MetagraphProjection, Projector
+from streams.retirement import reclaim
+
+__all__ = ["run"]
+
+TENANT: Final = "acme"
+OLD_MS: Final = 1_700_000_000_000
+CALLS_PER_RUN: Final = 6
+
+
+@dataclass(frozen=True)
+class Sizes:
+    runs: int  # retire_vs_ingest and the file size
+    small: int  # flatness: runs of history, small
+    large: int  # flatness: runs of history, large
+    retire: int  # flatness and writer: runs retired per pass
+    writer_history: int
+
+
+FULL_SIZES: Final = Sizes(runs=2000, small=1700, large=34_000, retire=1000, writer_history=4000)
+QUICK_SIZES: Final = Sizes(runs=400, small=170, large=1000, retire=50, writer_history=400)
+
+
+def run_events(run: int, at: int = OLD_MS) -> list[dict[str, Any]]:
+    """One workflow run: a root call and 5 children, requested and responded."""
+    root = f"run-{run}"
+
+    def requested(key: str, parent: str | None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"requestId": key, "operationId": "op", "input": {"k": key}}
+        if parent is not None:
+            payload["parentRequestId"] = parent
+        return {"type": "call.requested", "at": at + run, "payload": payload}
+
+    def responded(key: str) -> dict[str, Any]:
+        output = {"data": {"ok": key}, "meta": {"source": "local"}}
+        return {
+            "type": "call.responded",
+            "at": at + run + 1,
+            "payload": {"requestId": key, "output": output},
+        }
+
+    children = [f"{root}-{i}" for i in range(CALLS_PER_RUN - 1)]
+    return [
+        requested(root, None),
+        *(requested(c, root) for c in children),
+        *(responded(c) for c in children),
+        responded(root),
+    ]
+
+
+def _env(data: Path) -> dict[str, str]:
+    return DataDirectory(data).tenant_env(TENANT)
+
+
+def _catch_up(env: dict[str, str]) -> None:
+    for projection in (MetagraphProjection(), FlowgraphProjection()):
+        with Projector.open(env, projection) as projector:
+            projector.catch_up()
+
+
+def build(data: Path, runs: int, *, one_per_batch: bool = False, first: int = 0) -> float:
+    """Tenant ``acme`` with ``runs`` old runs (``first``...), views caught up; the
+    seconds the ingestion took (one run per batch, or 100)."""
+    DataDirectory(data).create_tenant_file(TENANT)
+    env = _env(data)
+    with Metagraph(env=env) as app:
+        reclaim(app.recorder.datastore)  # type: ignore[attr-defined]  # auto_vacuum, once
+        per = 1 if one_per_batch else 100
+        started = time.perf_counter()
+        for start in range(first, first + runs, per):
+            batch = [e for r in range(start, min(start + per, first + runs)) for e in run_events(r)]
+            ingest(app, batch)
+        took = time.perf_counter() - started
+    _catch_up(env)
+    return took
+
+
+def retire(data: Path, runs: int) -> tuple[float, int]:
+    """One pass retiring the oldest ``runs`` finished runs; (seconds, runs retired)."""
+    env = _env(data)
+    with Metagraph(env=env) as app, Flowgraph.open(env) as views:
+        keep = views.count_runs(("completed", "failed", "aborted")) - runs
+        set_policy(app, RetentionPolicy(finished_older_than_s=MAX_DURATION_S, keep_at_most=keep))
+        started = time.perf_counter()
+        report = run_pass(app, views, TENANT)
+        return time.perf_counter() - started, len(report.runs)
+
+
+def retire_vs_ingest(report: Report, root: Path, sizes: Sizes, config: RunConfig) -> None:
+    ratios, sizes_ratio = [], []
+    for i in range(config.repeats):
+        data = root / f"rvi-{i}"
+        ingest_s = build(data, sizes.runs, one_per_batch=True)
+        path = DataDirectory(data).tenant_path(TENANT)
+        before = file_bytes(path)
+        retire_s, retired = retire(data, sizes.runs - sizes.runs // 10)
+        after = file_bytes(path)
+        ratios.append((retired / retire_s) / (sizes.runs / ingest_s))
+        sizes_ratio.append(after / before)
+        report.raw.setdefault("ingest_runs_per_s", []).append(round(sizes.runs / ingest_s, 1))
+        report.raw.setdefault("retire_runs_per_s", []).append(round(retired / retire_s, 1))
+        report.raw.setdefault("file_bytes_before_after", []).append([before, after])
+    report.add("retire_vs_ingest", median(ratios), Target(">=", 0.5))
+    report.add("file_after_retiring_90pct", median(sizes_ratio), Target("<=", 0.15))
+
+
+def flatness(report: Report, root: Path, sizes: Sizes, config: RunConfig) -> None:
+    rates: dict[str, list[float]] = {"small": [], "large": []}
+    for i in range(config.repeats):
+        for name, history in (("small", sizes.small), ("large", sizes.large)):
+            data = root / f"flat-{name}-{i}"
+            build(data, history)
+            took, retired = retire(data, sizes.retire)
+            rates[name].append(retired / took)
+    report.raw["flatness_runs_per_s"] = {k: [round(v, 1) for v in vs] for k, vs in rates.items()}
+    report.add(
+        "retention_pass_flatness",
+        median([lg / sm for lg, sm in zip(rates["large"], rates["small"], strict=True)]),
+        Target(">=", 0.8),
+    )
+
+
+def _writer(data: str, ready: Event, stop: Event, out: Queue[Any]) -> None:
+    """Ingest one new run per batch, back to back, until ``stop``; put (end, seconds)."""
+    samples: list[tuple[float, float]] = []
+    with Metagraph(env=_env(Path(data))) as app:
+        run = 10_000_000
+        ready.set()
+        while not stop.is_set():
+            batch = run_events(run, at=int(time.time() * 1000))
+            start = time.monotonic()
+            ingest(app, batch)
+            end = time.monotonic()
+            samples.append((end, end - start))
+            run += 1
+    out.put(samples)
+
+
+def writer_latency(report: Report, root: Path, sizes: Sizes, config: RunConfig) -> None:
+    data = root / "writer"
+    build(data, sizes.writer_history)
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Event(), context.Event()
+    out: Queue[Any] = context.Queue()
+    writer = context.Process(target=_writer, args=(str(data), ready, stop, out), daemon=True)
+    writer.start()
+    spans: list[tuple[float, float, float]] = []
+    env = _env(data)
+    try:
+        if not ready.wait(120):
+            raise RuntimeError("the writer process did not start")
+        time.sleep(0.5)
+        took = 0.5
+        with Metagraph(env=env) as app, Flowgraph.open(env) as views:
+            for _round in range(config.repeats):
+                _catch_up(env)
+                keep = views.count_runs(("completed", "failed", "aborted")) - sizes.retire
+                set_policy(
+                    app, RetentionPolicy(finished_older_than_s=MAX_DURATION_S, keep_at_most=keep)
+                )
+                time.sleep(0.5)  # past the catch-up's and the policy's writes
+                quiet_from = time.monotonic()
+                time.sleep(took)
+                start = time.monotonic()
+                run_pass(app, views, TENANT)  # only the pass is in the window
+                end = time.monotonic()
+                took = end - start
+                spans.append((quiet_from, start, end))
+    finally:
+        stop.set()
+        samples: list[tuple[float, float]] = out.get(timeout=120)
+        writer.join(timeout=60)
+    ratios, during_p99, quiet_p99 = [], [], []
+    for quiet_start, start, end in spans:
+        during = [s for t, s in samples if start <= t <= end]
+        quiet = [s for t, s in samples if quiet_start <= t < start]
+        if during and quiet:
+            during_p99.append(percentile(during, 99))
+            quiet_p99.append(percentile(quiet, 99))
+            ratios.append(during_p99[-1] / quiet_p99[-1])
+    report.add("writer_p99_during_retention_ratio", median(ratios), Target("<=", 2))
+    report.add("writer_p99_during_retention_ms", median(during_p99) * 1000)
+    report.add("writer_p99_quiet_retention_ms", median(quiet_p99) * 1000)
+
+
+def run(config: RunConfig) -> Report:
+    report = Report("retention", config)
+    sizes = QUICK_SIZES if config.quick else FULL_SIZES
+    with scratch(config, "retention") as root:
+        retire_vs_ingest(report, root, sizes, config)
+        flatness(report, root, sizes, config)
+        writer_latency(report, root, sizes, config)
+    report.notes.append(
+        f"runs of {CALLS_PER_RUN} calls; {sizes.runs} runs for retire_vs_ingest and the "
+        f"file size (90% retired); flatness: {sizes.retire} runs retired at "
+        f"{sizes.small * CALLS_PER_RUN:,} vs {sizes.large * CALLS_PER_RUN:,} calls of history; "
+        f"writer: {sizes.retire} runs per pass over {sizes.writer_history} runs; "
+        f"cpu_count {os.cpu_count()}"
+    )
+    return report

@@ -1,0 +1,653 @@
+"""Retention: keeping a tenant's history bounded, and erasing one run now.
+
+The policy is an event (:class:`domain.retention.Retention`, ``Retention.PolicySet``). A
+pass (:func:`run_pass`) picks finished workflow runs the policy lets go, from the
+flowgraph views, checks each against the write model (a run with a call in flight is
+never retired, whatever the views say), and retires them in bounded units of work: each
+records ONE ``Retention.RunsRetired`` (:mod:`streams.retirement`) and deletes the runs'
+events (call trees, call references, snapshots, their stream entries) in the same
+transaction. Then the file's free pages are given back and its WAL emptied
+(:func:`streams.retirement.reclaim`), so the deleted bytes are not readable in it.
+
+Safe point: a run whose last offset a durable consumer of the stream (the relay, a
+projector, a named subscription) has not passed yet waits; :func:`retention_status`
+says which consumer. An erasure (:func:`forget_run`) does not wait: it is the point.
+
+The archive (issue 16, item 4) is another module's; the two calls into it are
+:func:`archive_runs` and :func:`forget_archived`, the only places to connect.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, cast
+from uuid import UUID
+
+import msgspec
+
+from domain import Metagraph, UnitOfWork
+from domain.calls import CallRef, CallTree, call_ledger
+from domain.calls.protocol import TERMINAL_STATUSES
+from domain.calls.tree import ref_id
+from domain.errors import NotFoundError, ValidationError
+from domain.retention import RETENTION_ID, Retention, RetentionPolicy
+from projections import (
+    Flowgraph,
+    FlowgraphProjection,
+    MetagraphProjection,
+    Projector,
+)
+from projections.errors import ProjectionError, ViewNotBuiltError
+from projections.rebuild import live_projection
+from streams import HonkerDatastore, positions_table, saved_position
+from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim
+
+__all__ = [
+    "BATCH_RUNS",
+    "INTERVAL_SETTING",
+    "PassReport",
+    "RetentionSchedule",
+    "RetentionStatus",
+    "RunRetirement",
+    "Waiting",
+    "archive_runs",
+    "forget_archived",
+    "forget_run",
+    "policy_from_wire",
+    "policy_of",
+    "retention_status",
+    "run_pass",
+    "set_policy",
+]
+
+INTERVAL_SETTING: Final = "GRAPHSTORE_RETENTION_INTERVAL"
+"""Seconds between the passes ``graphstore serve`` and ``graphstore projector run`` make
+over every tenant with a policy (unset or 0: no scheduled pass)."""
+if TYPE_CHECKING:
+    from graphstore.store import Store
+
+log = logging.getLogger(__name__)
+
+BATCH_RUNS: Final = 25
+"""Runs retired per transaction: bounded, so a writer never waits long for the file."""
+_FINISHED: Final = ("completed", "failed", "aborted")
+_MAX_CANDIDATES: Final = 100_000
+
+
+class Waiting(msgspec.Struct, frozen=True, kw_only=True):
+    """A run the policy lets go that waits for ``consumer`` (at ``position``) to pass
+    ``last_offset``."""
+
+    run_id: str
+    consumer: str
+    position: int
+    last_offset: int
+
+
+class RunRetirement(msgspec.Struct, frozen=True, kw_only=True):
+    """One run a pass retires (or would, in a dry run): its events and their bytes."""
+
+    run_id: str
+    status: str
+    completed_at: int | None
+    calls: int
+    events: int
+    bytes: int
+
+
+class PassReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What a pass did (or, with ``dry_run``, would do)."""
+
+    tenant: str
+    dry_run: bool
+    policy: RetentionPolicy | None
+    runs: list[RunRetirement]
+    waiting: list[Waiting]
+    skipped_in_flight: list[str]
+    transactions: int
+    bytes: int
+    file_before: int | None = None
+    file_after: int | None = None
+    archive: list[str] = []
+    note: str | None = None
+    """Why nothing could be chosen (e.g. the flowgraph views are not built yet)."""
+
+
+class RetentionStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's policy, how many runs it retired so far, and the runs that wait."""
+
+    tenant: str
+    policy: RetentionPolicy | None
+    retired: int
+    due: int
+    waiting: list[Waiting]
+    note: str | None = None
+
+
+# --- the policy ------------------------------------------------------------------------
+
+
+def _retention(unit: UnitOfWork) -> Retention:
+    found = unit.load(RETENTION_ID, Retention)
+    if found is None:
+        found = Retention.start()
+        unit.add(found)
+    return found
+
+
+def policy_of(metagraph: Metagraph) -> RetentionPolicy | None:
+    """The tenant's retention policy (None: no policy, nothing is retired)."""
+    metagraph.require("read", "read the retention policy")
+    with metagraph.transaction() as unit:
+        found = unit.load(RETENTION_ID, Retention)
+        return None if found is None else found.policy
+
+
+def policy_from_wire(data: dict[str, Any]) -> RetentionPolicy | None:
+    """The policy an operation's input names (``clear``: None), or a
+    :class:`~domain.errors.ValidationError` saying what is missing."""
+    if data.get("clear"):
+        return None
+    if "finishedOlderThanS" not in data:
+        raise ValidationError("give finishedOlderThanS (seconds), or clear: true")
+    return RetentionPolicy(
+        finished_older_than_s=int(data["finishedOlderThanS"]),
+        failed_older_than_s=data.get("failedOlderThanS"),
+        keep_at_most=data.get("keepAtMost"),
+        archive=data.get("archive"),
+    ).checked()
+
+
+def set_policy(metagraph: Metagraph, policy: RetentionPolicy | None) -> RetentionPolicy | None:
+    """Record ``policy`` as the tenant's (None clears it); needs ``operate``, audited."""
+    metagraph.require("operate", "set the retention policy")
+    checked = None if policy is None else policy.checked()
+
+    def work(unit: UnitOfWork) -> None:
+        details = {"policy": None if checked is None else msgspec.to_builtins(checked)}
+        unit.describe("set the retention policy", details)
+        _retention(unit).set_policy(checked)
+
+    metagraph.atomic(work)
+    return checked
+
+
+# --- one run, in the write model --------------------------------------------------------
+
+
+class _Run(msgspec.Struct, kw_only=True):
+    run_id: str
+    aggregates: list[UUID]
+    calls: list[str]
+    in_flight: list[str]
+
+
+def _run_in(unit: UnitOfWork, run_id: str) -> _Run | None:
+    """The aggregates holding run ``run_id`` (its trees and every call's reference), its
+    calls and those not finished; None if no call ``run_id`` is recorded."""
+    root = unit.load(ref_id(run_id), CallRef)
+    if root is None:
+        return None
+    aggregates: dict[UUID, None] = {}
+    calls: dict[str, None] = {}
+    in_flight: list[str] = []
+    trees: dict[UUID, CallTree] = {}
+    stack = [run_id]
+    while stack:
+        key = stack.pop()
+        if key in calls:
+            continue
+        ref = unit.load(ref_id(key), CallRef)
+        if ref is None:
+            continue
+        calls[key] = None
+        aggregates[ref.id] = None
+        tree = trees.get(ref.tree_id) or unit.load(ref.tree_id, CallTree)
+        if tree is None:
+            continue
+        if tree.id not in trees:
+            trees[tree.id] = tree
+            aggregates[tree.id] = None
+            stack.extend(tree.calls)  # a tree holds one run's calls: all of them go
+            for kids in tree.children.values():
+                stack.extend(kids)
+        attributes = tree.calls.get(key)
+        if attributes is None or attributes.get("status") not in TERMINAL_STATUSES:
+            in_flight.append(key)
+        stack.extend(tree.children.get(key, ()))
+    return _Run(run_id=run_id, aggregates=list(aggregates), calls=list(calls), in_flight=in_flight)
+
+
+def _datastore(metagraph: Metagraph) -> HonkerDatastore:
+    return cast(HonkerDatastore, cast(Any, metagraph.recorder).datastore)
+
+
+def _stream(metagraph: Metagraph) -> str:
+    return str(cast(Any, metagraph.recorder).stream)
+
+
+def _positions(datastore: HonkerDatastore, stream: str) -> dict[str, int]:
+    rows = datastore.query(
+        f'SELECT name, "offset" FROM {positions_table()} WHERE topic = ?', [stream]
+    )
+    return {str(row["name"]): int(row["offset"]) for row in rows}
+
+
+def _waits_for(run_id: str, last: int, positions: dict[str, int]) -> Waiting | None:
+    behind = sorted((pos, name) for name, pos in positions.items() if pos < last)
+    if not behind:
+        return None
+    position, consumer = behind[0]
+    return Waiting(run_id=run_id, consumer=consumer, position=position, last_offset=last)
+
+
+def _forget_cached(metagraph: Metagraph, retired: Sequence[_Run]) -> None:
+    """Drop the retired aggregates from this process's caches (they are gone)."""
+    cache = metagraph.repository.cache
+    for run in retired:
+        if cache is not None:
+            for aggregate_id in run.aggregates:
+                with suppress(KeyError):
+                    cache.get(aggregate_id, evict=True)
+        call_ledger(metagraph).forget(run.calls)
+
+
+def _retire(
+    unit: UnitOfWork,
+    metagraph: Metagraph,
+    runs: Sequence[_Run],
+    *,
+    reason: str,
+    archive: str | None,
+) -> None:
+    """Record the retirement of ``runs`` and delete their events, in ``unit``."""
+    datastore, stream = _datastore(metagraph), _stream(metagraph)
+    aggregates = [a for run in runs for a in run.aggregates]
+    removed = entries_of(datastore, stream, aggregates)
+    unit.describe(
+        "retire runs" if reason == "policy" else "forget a run",
+        {"runs": [run.run_id for run in runs], "reason": reason, "events": len(removed.offsets)},
+    )
+    _retention(unit).record_retirement(
+        runs=[run.run_id for run in runs],
+        ranges=merged_ranges(removed.offsets),
+        archive=archive,
+        digest=removed.digest,
+        reason=reason,
+    )
+    unit.retire(stream, aggregates, removed.offsets)
+
+
+# --- the archive (another module's; connected here only) -------------------------------
+
+
+def archive_runs(metagraph: Metagraph, org_id: str, root: str, run_ids: Sequence[str]) -> str:
+    """Write ``run_ids`` (still in the file) to the archive at ``root``; its reference.
+
+    Idempotent by run id: a pass that crashed after archiving and before deleting writes
+    the same runs again and deletes them then, so a run is never lost nor doubled."""
+    module = _archive_module()
+    if module is None:
+        raise ValidationError(
+            f"the policy names an archive ({root}) but this version has no archive module; "
+            "set the policy without --archive, or upgrade"
+        )
+    runs = [module.archived_run(metagraph, run_id) for run_id in run_ids]
+    return str(module.Archive(Path(root)).write(org_id, runs))
+
+
+def _archive_module() -> Any:
+    """``graphstore.archive`` when it is installed (issue 16, item 4), else None."""
+    try:
+        return importlib.import_module("graphstore.archive")
+    except ModuleNotFoundError:
+        return None
+
+
+def forget_archived(org_id: str, root: str | None, run_id: str) -> bool:
+    """Remove ``run_id`` from the archive at ``root`` too (an erasure); whether it was
+    there. Without an archive module (or a root), there is nothing to remove."""
+    module = _archive_module()
+    if root is None or module is None:
+        return False
+    return bool(module.Archive(Path(root)).forget(org_id, run_id))
+
+
+# --- a pass -----------------------------------------------------------------------------
+
+
+def _candidates(flowgraph: Flowgraph, policy: RetentionPolicy, now_ms: int) -> list[str]:
+    """Run ids the policy lets go, oldest completion first (views' word; re-checked)."""
+    chosen: dict[str, int] = {}
+    completed_cut = now_ms - policy.period_of("completed") * 1000
+    failed_cut = now_ms - policy.period_of("failed") * 1000
+    for run in flowgraph.finished_runs(
+        ["completed"], completed_before=completed_cut, limit=_MAX_CANDIDATES
+    ):
+        chosen[run.run_id] = run.completed_at or 0
+    for run in flowgraph.finished_runs(
+        ["failed", "aborted"], completed_before=failed_cut, limit=_MAX_CANDIDATES
+    ):
+        chosen[run.run_id] = run.completed_at or 0
+    if policy.keep_at_most is not None:
+        excess = flowgraph.count_runs(_FINISHED) - policy.keep_at_most
+        if excess > 0:
+            for run in flowgraph.finished_runs(_FINISHED, limit=min(excess, _MAX_CANDIDATES)):
+                chosen[run.run_id] = run.completed_at or 0
+    return sorted(chosen, key=lambda run_id: (chosen[run_id], run_id))
+
+
+def _choose(
+    unit: UnitOfWork,
+    chunk: Sequence[str],
+    flowgraph: Flowgraph,
+    positions: dict[str, int],
+    *,
+    datastore: HonkerDatastore,
+    stream: str,
+) -> tuple[list[tuple[_Run, RunRetirement]], list[Waiting], list[str]]:
+    """Of ``chunk``, the runs that go now (finished, passed by every consumer), those
+    that wait for a consumer, and those in flight (never retired)."""
+    going: list[tuple[_Run, RunRetirement]] = []
+    waiting: list[Waiting] = []
+    flying: list[str] = []
+    for run_id in chunk:
+        run = _run_in(unit, run_id)
+        if run is None:
+            continue  # already retired (another pass), or never in the write model
+        if run.in_flight:
+            flying.append(run_id)
+            continue
+        removed = entries_of(datastore, stream, run.aggregates)
+        if not removed.offsets:
+            continue
+        wait = _waits_for(run_id, removed.offsets[-1], positions)
+        if wait is not None:
+            waiting.append(wait)
+            continue
+        view = flowgraph.run(run_id)
+        info = RunRetirement(
+            run_id=run_id,
+            status="completed" if view is None else view.status,
+            completed_at=None if view is None else view.completed_at,
+            calls=len(run.calls),
+            events=len(removed.offsets),
+            bytes=removed.size,
+        )
+        going.append((run, info))
+    return going, waiting, flying
+
+
+def run_pass(
+    metagraph: Metagraph,
+    flowgraph: Flowgraph,
+    org_id: str,
+    *,
+    dry_run: bool = False,
+    now_ms: int | None = None,
+    batch: int = BATCH_RUNS,
+    reclaim_space: bool = True,
+    only: Sequence[str] | None = None,
+) -> PassReport:
+    """Apply the tenant's policy once: retire the runs it lets go, ``batch`` per
+    transaction, then reclaim the file's free pages. ``dry_run``: only say what would go.
+    ``only``: these runs instead of the policy's choice (still only finished ones, once
+    every consumer passed them). Needs ``operate``; every transaction is audited."""
+    metagraph.require("operate", "run a retention pass")
+    policy = policy_of(metagraph)
+    empty = PassReport(
+        tenant=org_id,
+        dry_run=dry_run,
+        policy=policy,
+        runs=[],
+        waiting=[],
+        skipped_in_flight=[],
+        transactions=0,
+        bytes=0,
+    )
+    if policy is None:
+        return empty
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    try:
+        candidates = list(only) if only is not None else _candidates(flowgraph, policy, now)
+    except ViewNotBuiltError as exc:  # the runs are chosen from the views: build them
+        return msgspec.structs.replace(empty, note=str(exc))
+    datastore, stream = _datastore(metagraph), _stream(metagraph)
+    positions = _positions(datastore, stream)
+    retired: list[RunRetirement] = []
+    waiting: list[Waiting] = []
+    in_flight: list[str] = []
+    references: list[str] = []
+    transactions = 0
+    for start in range(0, len(candidates), batch):
+        chunk = candidates[start : start + batch]
+
+        def work(unit: UnitOfWork, chunk: list[str] = chunk) -> list[tuple[_Run, RunRetirement]]:
+            going, waiting_now, flying = _choose(
+                unit, chunk, flowgraph, positions, datastore=datastore, stream=stream
+            )
+            waiting.extend(waiting_now)
+            in_flight.extend(flying)
+            if going and not dry_run:
+                archive = (
+                    None
+                    if policy.archive is None
+                    else archive_runs(
+                        metagraph, org_id, policy.archive, [r.run_id for r, _ in going]
+                    )
+                )
+                if archive is not None:
+                    references.append(archive)
+                _retire(unit, metagraph, [r for r, _ in going], reason="policy", archive=archive)
+            return going
+
+        going = metagraph.atomic(work)
+        if going and not dry_run:
+            transactions += 1
+            _forget_cached(metagraph, [r for r, _ in going])
+        retired.extend(info for _, info in going)
+    reclaimed: Reclaimed | None = None
+    if retired and not dry_run and reclaim_space:
+        reclaimed = reclaim_file(metagraph)
+    return PassReport(
+        tenant=org_id,
+        dry_run=dry_run,
+        policy=policy,
+        runs=retired,
+        waiting=waiting,
+        skipped_in_flight=in_flight,
+        transactions=transactions,
+        bytes=sum(r.bytes for r in retired),
+        file_before=None if reclaimed is None else reclaimed.before,
+        file_after=None if reclaimed is None else reclaimed.after,
+        archive=references,
+    )
+
+
+def reclaim_file(metagraph: Metagraph) -> Reclaimed:
+    """Catch the tenant's local projections up (they drop the retired runs' rows), then
+    give the file's free pages back and empty its WAL: nothing of the runs stays in it."""
+    _catch_up_projections(metagraph)
+    return reclaim(_datastore(metagraph))
+
+
+def _catch_up_projections(metagraph: Metagraph) -> None:
+    """Apply the retirement records to the projections this file keeps (those that ever
+    ran: a projection never built is not built here). A projection that cannot catch up
+    now (parked, stopped) keeps the rows until its projector passes the record."""
+    datastore = _datastore(metagraph)
+    for base in (MetagraphProjection, FlowgraphProjection):
+        projection = live_projection(datastore, base)
+        if saved_position(datastore, projection.consumer, projection.upstream) is None:
+            continue
+        projector = Projector.open(metagraph.env, projection)
+        try:
+            projector.catch_up()
+        except ProjectionError:
+            continue  # said by `graphstore projector status`; the rows go when it passes
+        finally:
+            projector.close()
+
+
+def retention_status(metagraph: Metagraph, flowgraph: Flowgraph, org_id: str) -> RetentionStatus:
+    """The policy, the runs retired so far, and what the next pass would do: how many
+    runs are due, and which wait for a consumer (named)."""
+    metagraph.require("read", "read the retention policy")
+    with metagraph.transaction() as unit:
+        found = unit.load(RETENTION_ID, Retention)
+    policy = None if found is None else found.policy
+    retired = 0 if found is None else found.retired
+    if policy is None:
+        return RetentionStatus(tenant=org_id, policy=None, retired=retired, due=0, waiting=[])
+    report = run_pass(metagraph, flowgraph, org_id, dry_run=True)
+    return RetentionStatus(
+        tenant=org_id,
+        policy=policy,
+        retired=retired,
+        due=len(report.runs),
+        waiting=report.waiting,
+        note=report.note,
+    )
+
+
+# --- erasure ------------------------------------------------------------------------------
+
+
+def forget_run(
+    metagraph: Metagraph, org_id: str, run_id: str, *, abort: bool = False
+) -> PassReport:
+    """Remove run ``run_id`` from the file now, whatever the policy, leaving only the
+    retirement record (reason ``forget``: run ids and offsets, no payload). Needs
+    ``operate`` (an admin or the owner), audited. An unknown run raises
+    :class:`~domain.errors.NotFoundError`; a run in flight a
+    :class:`~domain.errors.ValidationError` unless ``abort`` (its calls are aborted first,
+    then it goes). Nothing changes when refused."""
+    metagraph.require("operate", f"forget run {run_id!r}")
+    if abort:
+        _abort_run(metagraph, run_id)
+    policy = policy_of(metagraph)
+
+    def work(unit: UnitOfWork) -> _Run:
+        run = _run_in(unit, run_id)
+        if run is None:
+            raise NotFoundError(
+                f"no run {run_id!r} in tenant {org_id!r}: `graphstore runs list --tenant "
+                f"{org_id}` shows the runs",
+                kind="run",
+                name=run_id,
+            )
+        if run.in_flight:
+            raise ValidationError(
+                f"run {run_id!r} has {len(run.in_flight)} call(s) in flight (e.g. "
+                f"{run.in_flight[0]!r}): add --abort to abort them and forget the run"
+            )
+        _retire(unit, metagraph, [run], reason="forget", archive=None)
+        return run
+
+    run = metagraph.atomic(work)
+    _forget_cached(metagraph, [run])
+    forget_archived(org_id, None if policy is None else policy.archive, run_id)
+    reclaimed = reclaim_file(metagraph)
+    return PassReport(
+        tenant=org_id,
+        dry_run=False,
+        policy=policy,
+        runs=[
+            RunRetirement(
+                run_id=run_id,
+                status="forgotten",
+                completed_at=None,
+                calls=len(run.calls),
+                events=0,
+                bytes=0,
+            )
+        ],
+        waiting=[],
+        skipped_in_flight=[],
+        transactions=1,
+        bytes=0,
+        file_before=reclaimed.before,
+        file_after=reclaimed.after,
+    )
+
+
+def _abort_run(metagraph: Metagraph, run_id: str) -> None:
+    """Abort the calls of ``run_id`` still in flight (as crash recovery does)."""
+    from domain.calls import abort_calls  # noqa: PLC0415
+
+    with metagraph.transaction() as unit:
+        run = _run_in(unit, run_id)
+    if run is not None and run.in_flight:
+        abort_calls(metagraph, run.in_flight)
+
+
+# --- the schedule ---------------------------------------------------------------------------
+
+
+class RetentionSchedule:
+    """Passes over every tenant with a policy, every ``interval`` seconds, on a thread of
+    its own (``graphstore serve``, ``graphstore projector run``). A tenant without a
+    policy costs one read per round. A failed pass is logged by the caller's logging and
+    tried again next round; ``stop`` waits for the pass under way."""
+
+    def __init__(self, store: Store, interval: float) -> None:
+        if interval <= 0:
+            raise ValidationError(f"{INTERVAL_SETTING} must be a positive number of seconds")
+        self.store = store
+        self.interval = interval
+        self.passes: list[PassReport] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
+
+    @classmethod
+    def from_env(
+        cls, store: Store, env: Mapping[str, str] | None = None
+    ) -> RetentionSchedule | None:
+        """A schedule if :data:`INTERVAL_SETTING` is set to a positive number, else None."""
+        raw = (os.environ if env is None else env).get(INTERVAL_SETTING, "").strip()
+        if not raw or raw == "0":
+            return None
+        try:
+            interval = float(raw)
+        except ValueError:
+            raise ValidationError(
+                f"{INTERVAL_SETTING}={raw!r} is not a number of seconds (e.g. 3600; 0: off)"
+            ) from None
+        return cls(store, interval)
+
+    def start(self) -> RetentionSchedule:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def run_once(self) -> list[PassReport]:
+        """One round: a pass over each tenant that has a policy."""
+        done = []
+        for org_id in self.store.tenants():
+            if self._stop.is_set():
+                break
+            metagraph = self.store.tenant(org_id)
+            if policy_of(metagraph) is None:
+                continue
+            with self.store.views(org_id) as views:
+                done.append(run_pass(metagraph, views, org_id))
+        self.passes = (self.passes + done)[-100:]
+        return done
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("retention pass failed; retrying next round")

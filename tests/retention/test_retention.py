@@ -1,0 +1,263 @@
+"""Retention (issue 16), as an operator runs it: the policy as an event, a pass that
+retires finished runs and leaves in-flight ones, projections that follow, `verify`
+accepting the retired gaps, the bytes really gone from the file and its WAL, and an
+erasure (`runs forget`) with its refusals. Real processes on a real data directory."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphstore.cli import ExitCode
+from graphstore.store import open_store
+from tests.cli.test_cli import gs
+
+MARK = "PERSONAL-DATA-7f3c1e-DO-NOT-KEEP"
+T0 = 1_700_000_000_000  # long finished: any policy lets these runs go
+
+
+def _event(n: int, kind: str, request: str, at: int, **payload: Any) -> str:
+    return json.dumps(
+        {"id": f"e-{n}", "type": kind, "at": at, "payload": {"requestId": request, **payload}}
+    )
+
+
+def _events() -> str:
+    """Three finished runs (one carrying MARK in its input) and one run in flight."""
+    lines: list[str] = []
+    for i, run in enumerate(["done-1", "done-2", "secret"]):
+        at = T0 + i * 1000
+        secret = {"note": MARK} if run == "secret" else {"n": i}
+        lines += [
+            _event(len(lines), "call.requested", run, at, operationId="flows.run", input=secret),
+            _event(
+                len(lines) + 1,
+                "call.requested",
+                f"{run}.0",
+                at + 1,
+                operationId="db.query",
+                input={"q": i},
+                parentRequestId=run,
+            ),
+            _event(
+                len(lines) + 2,
+                "call.responded",
+                f"{run}.0",
+                at + 2,
+                output={"data": {}, "meta": {"source": "local"}},
+            ),
+            _event(
+                len(lines) + 3,
+                "call.responded",
+                run,
+                at + 3,
+                output={"data": {}, "meta": {"source": "local"}},
+            ),
+        ]
+    lines.append(
+        _event(len(lines), "call.requested", "flying", T0, operationId="flows.run", input={})
+    )
+    return "\n".join(lines) + "\n"
+
+
+def ok(data: Path, *args: str) -> Any:
+    done = gs(data, "--json", *args)
+    assert done.returncode == 0, (args, done.stderr)
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    for command in (
+        ["init"],
+        ["account", "create", "ada@example.com", "--name", "Ada", "--level", "admin"],
+        ["tenant", "create", "acme", "--name", "Acme", "--owner", "ada@example.com"],
+    ):
+        done = gs(path, *command)
+        assert done.returncode == 0, done.stderr
+    source = tmp_path / "events.jsonl"
+    source.write_text(_events())
+    ok(path, "ingest", str(source), "--tenant", "acme")
+    ok(path, "projector", "catch-up", "--tenant", "acme")
+    return path
+
+
+def runs_of(data: Path) -> set[str]:
+    ok(data, "projector", "catch-up", "--tenant", "acme")
+    return {r["run_id"] for r in ok(data, "runs", "list", "--tenant", "acme", "--limit", "100")}
+
+
+def file_bytes(data: Path) -> bytes:
+    tenant = data / "tenant-acme.db"
+    wal = tenant.with_name(tenant.name + "-wal")
+    return tenant.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+def head(data: Path) -> int:
+    with open_store(data) as store:
+        from streams import stream_head  # noqa: PLC0415
+
+        metagraph = store.tenant("acme")
+        return stream_head(metagraph.recorder.datastore, "metagraph").offset  # type: ignore[attr-defined]
+
+
+def test_policy_is_an_audited_event_and_bad_input_writes_nothing(data: Path) -> None:
+    shown = ok(data, "retention", "show", "--tenant", "acme")
+    assert shown["policy"] is None and shown["retired"] == 0
+    before = head(data)
+    bad = gs(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "30 days")
+    assert bad.returncode == ExitCode.REFUSED, bad.stderr
+    assert "30d" in bad.stderr and "Traceback" not in bad.stderr
+    assert head(data) == before  # nothing written
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "30d",
+       "--failed-older-than", "90d", "--keep-at-most", "10")  # fmt: skip
+    policy = ok(data, "retention", "show", "--tenant", "acme")["policy"]
+    assert policy == {
+        "finished_older_than_s": 30 * 86_400,
+        "failed_older_than_s": 90 * 86_400,
+        "keep_at_most": 10,
+        "archive": None,
+    }
+    audit = gs(data, "--json", "audit", "--tenant", "acme").stdout
+    assert "set the retention policy" in audit
+
+
+def test_a_pass_retires_finished_runs_only_and_the_views_and_verify_follow(data: Path) -> None:
+    assert runs_of(data) == {"done-1", "done-2", "secret", "flying"}
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    before = head(data)
+    dry = ok(data, "retention", "run", "--tenant", "acme", "--dry-run")
+    assert sorted(r["run_id"] for r in dry["runs"]) == ["done-1", "done-2", "secret"]
+    assert all(r["bytes"] > 0 for r in dry["runs"])
+    assert head(data) == before and runs_of(data) == {"done-1", "done-2", "secret", "flying"}
+
+    done = ok(data, "retention", "run", "--tenant", "acme")
+    assert sorted(r["run_id"] for r in done["runs"]) == ["done-1", "done-2", "secret"]
+    assert done["skipped_in_flight"] == [] or "flying" not in done["skipped_in_flight"]
+    assert done["file_after"] <= done["file_before"]
+    assert runs_of(data) == {"flying"}  # the in-flight run is never retired
+    shown = ok(data, "retention", "show", "--tenant", "acme")
+    assert shown["retired"] == 3 and shown["due"] == 0
+    verified = gs(data, "verify", "--tenant", "acme")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "projections equal a clean rebuild" in verified.stdout
+    again = ok(data, "retention", "run", "--tenant", "acme")
+    assert again["runs"] == []  # nothing left to retire: a second pass changes nothing
+
+
+def test_retired_bytes_are_not_in_the_file_nor_its_wal(data: Path) -> None:
+    assert MARK.encode() in file_bytes(data)
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    ok(data, "retention", "run", "--tenant", "acme")  # the pass catches the views up itself
+    assert MARK.encode() not in file_bytes(data)
+
+
+def test_subscribers_see_a_retired_change(data: Path) -> None:
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    ok(data, "retention", "run", "--tenant", "acme")
+    ok(data, "projector", "catch-up", "--tenant", "acme")
+    with open_store(data) as store, store.subscribe("acme", from_start=True) as changes:
+        retired = [c for c in changes.poll() if c.status == "retired"]
+    assert len(retired) == 1
+    assert sorted(retired[0].runs or []) == ["done-1", "done-2", "secret"]
+
+
+def test_a_run_waits_for_a_consumer_that_has_not_passed_it(data: Path) -> None:
+    with open_store(data) as store:
+        sub = store.subscribe("acme", name="laggard", from_start=True, auto_commit=False)
+        sub.commit(1)  # a named durable consumer, stuck at offset 1
+        sub.close()
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    shown = gs(data, "retention", "show", "--tenant", "acme")
+    assert "waits for consumer changes:laggard" in shown.stdout, shown.stdout + shown.stderr
+    done = ok(data, "retention", "run", "--tenant", "acme")
+    assert done["runs"] == [] and {w["consumer"] for w in done["waiting"]} == {"changes:laggard"}
+    assert runs_of(data) == {"done-1", "done-2", "secret", "flying"}
+
+
+def test_forget_refusals_change_nothing_then_erase_one_run(data: Path) -> None:
+    before = head(data)
+    unknown = gs(data, "runs", "forget", "nope", "--tenant", "acme")
+    assert unknown.returncode == ExitCode.NOT_FOUND, unknown.stderr
+    flying = gs(data, "runs", "forget", "flying", "--tenant", "acme")
+    assert flying.returncode == ExitCode.REFUSED and "--abort" in flying.stderr
+    assert head(data) == before
+
+    ok(data, "runs", "forget", "secret", "--tenant", "acme")
+    assert MARK.encode() not in file_bytes(data)
+    assert runs_of(data) == {"done-1", "done-2", "flying"}
+    ok(data, "runs", "forget", "flying", "--tenant", "acme", "--abort")
+    assert runs_of(data) == {"done-1", "done-2"}
+    audit = gs(data, "--json", "audit", "--tenant", "acme").stdout
+    assert "forget a run" in audit
+    verified = gs(data, "verify", "--tenant", "acme")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_schedule_applies_the_policy_and_is_off_without_a_setting(data: Path) -> None:
+    from graphstore.retention import INTERVAL_SETTING, RetentionSchedule  # noqa: PLC0415
+
+    with open_store(data) as store:
+        assert RetentionSchedule.from_env(store, {}) is None
+        assert RetentionSchedule.from_env(store, {INTERVAL_SETTING: "0"}) is None
+        schedule = RetentionSchedule.from_env(store, {INTERVAL_SETTING: "0.2"})
+        assert schedule is not None
+        assert schedule.run_once() == []  # no policy: no pass
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    with open_store(data) as store:
+        schedule = RetentionSchedule(store, 0.2).start()
+        try:
+            deadline = time.monotonic() + 30
+            while not schedule.passes and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            schedule.stop()
+        assert sorted(r.run_id for r in schedule.passes[0].runs) == ["done-1", "done-2", "secret"]
+    assert runs_of(data) == {"flying"}
+
+
+def test_a_policy_naming_an_archive_deletes_nothing_without_the_archive_module(
+    data: Path, tmp_path: Path
+) -> None:
+    import importlib.util  # noqa: PLC0415
+
+    if importlib.util.find_spec("graphstore.archive") is not None:
+        pytest.skip("the archive module is installed: its own tests cover archive then delete")
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d",
+       "--archive", str(tmp_path / "archive"))  # fmt: skip
+    before = head(data)
+    done = gs(data, "retention", "run", "--tenant", "acme")
+    assert done.returncode == ExitCode.REFUSED, done.stderr
+    assert "archive" in done.stderr and "Traceback" not in done.stderr
+    assert head(data) == before
+    assert runs_of(data) == {"done-1", "done-2", "secret", "flying"}
+
+
+def test_a_mirror_drops_the_retired_runs_rows_and_its_copies_of_their_entries(
+    data: Path, tmp_path: Path
+) -> None:
+    from projections.mirror import ENTRIES_TABLE, Mirror  # noqa: PLC0415
+    from streams import TenantReader, read_after  # noqa: PLC0415
+
+    tenant_env = {"HONKER_DBNAME": str(data / "tenant-acme.db"), "HONKER_TENANT": "acme"}
+
+    def feed(mirror: Mirror) -> None:
+        with TenantReader(tenant_env) as reader:
+            entries = read_after(reader.datastore, "metagraph", mirror.position, limit=100_000)
+        mirror.apply(entries)
+
+    with Mirror.open(tmp_path / "remote", "acme") as mirror:
+        feed(mirror)
+        assert mirror.views().run("secret") is not None
+        ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+        ok(data, "retention", "run", "--tenant", "acme")
+        feed(mirror)  # the retirement record arrives like any other entry
+        views = mirror.views()
+        assert views.run("secret") is None and views.run("flying") is not None
+        rows = mirror.datastore.query(f"SELECT payload FROM {ENTRIES_TABLE}")
+        assert not any(MARK in str(row["payload"]) for row in rows)
