@@ -19,7 +19,7 @@ The archive (issue 16, item 4) is another module's; the two calls into it are
 
 from __future__ import annotations
 
-import importlib
+import hashlib
 import logging
 import os
 import threading
@@ -38,6 +38,7 @@ from domain.calls.protocol import TERMINAL_STATUSES
 from domain.calls.tree import ref_id
 from domain.errors import NotFoundError, ValidationError
 from domain.retention import RETENTION_ID, Retention, RetentionPolicy
+from graphstore.archive import Archive, archived_run, default_root
 from projections import (
     Flowgraph,
     FlowgraphProjection,
@@ -57,6 +58,7 @@ __all__ = [
     "RetentionStatus",
     "RunRetirement",
     "Waiting",
+    "archive_root",
     "archive_runs",
     "forget_archived",
     "forget_run",
@@ -68,6 +70,8 @@ __all__ = [
 ]
 
 INTERVAL_SETTING: Final = "GRAPHSTORE_RETENTION_INTERVAL"
+_NOTHING: Final = hashlib.sha256(b"").hexdigest()
+"""The digest of no removed entries (an archived run's erasure removes none)."""
 """Seconds between the passes ``graphstore serve`` and ``graphstore projector run`` make
 over every tenant with a policy (unset or 0: no scheduled pass)."""
 if TYPE_CHECKING:
@@ -293,31 +297,25 @@ def archive_runs(metagraph: Metagraph, org_id: str, root: str, run_ids: Sequence
 
     Idempotent by run id: a pass that crashed after archiving and before deleting writes
     the same runs again and deletes them then, so a run is never lost nor doubled."""
-    module = _archive_module()
-    if module is None:
-        raise ValidationError(
-            f"the policy names an archive ({root}) but this version has no archive module; "
-            "set the policy without --archive, or upgrade"
-        )
-    runs = [module.archived_run(metagraph, run_id) for run_id in run_ids]
-    return str(module.Archive(Path(root)).write(org_id, runs))
-
-
-def _archive_module() -> Any:
-    """``graphstore.archive`` when it is installed (issue 16, item 4), else None."""
-    try:
-        return importlib.import_module("graphstore.archive")
-    except ModuleNotFoundError:
-        return None
+    runs = [archived_run(metagraph, run_id) for run_id in run_ids]
+    return Archive(Path(root)).write(org_id, runs)
 
 
 def forget_archived(org_id: str, root: str | None, run_id: str) -> bool:
     """Remove ``run_id`` from the archive at ``root`` too (an erasure); whether it was
-    there. Without an archive module (or a root), there is nothing to remove."""
-    module = _archive_module()
-    if root is None or module is None:
+    there. Without a root (no policy naming an archive), there is nothing to remove."""
+    if root is None:
         return False
-    return bool(module.Archive(Path(root)).forget(org_id, run_id))
+    return Archive(Path(root)).forget(org_id, run_id)
+
+
+def archive_root(metagraph: Metagraph, data_dir: str | os.PathLike[str]) -> Path:
+    """Where the tenant's retired runs are archived: the directory its policy names, or
+    the data directory's default (``<data-dir>/archive``)."""
+    policy = policy_of(metagraph)
+    if policy is not None and policy.archive is not None:
+        return Path(policy.archive)
+    return default_root(data_dir)
 
 
 # --- a pass -----------------------------------------------------------------------------
@@ -528,14 +526,29 @@ def forget_run(
     ``operate`` (an admin or the owner), audited. An unknown run raises
     :class:`~domain.errors.NotFoundError`; a run in flight a
     :class:`~domain.errors.ValidationError` unless ``abort`` (its calls are aborted first,
-    then it goes). Nothing changes when refused."""
+    then it goes). A run retired before and kept only in the policy's archive is removed
+    from the archive (its tombstone removes no offsets). Nothing changes when refused."""
     metagraph.require("operate", f"forget run {run_id!r}")
     if abort:
         _abort_run(metagraph, run_id)
     policy = policy_of(metagraph)
 
-    def work(unit: UnitOfWork) -> _Run:
+    archived_in = None if policy is None else policy.archive
+
+    def work(unit: UnitOfWork) -> _Run | None:
         run = _run_in(unit, run_id)
+        if (
+            run is None
+            and archived_in is not None
+            and Archive(Path(archived_in)).find(org_id, run_id)
+        ):
+            # Retired before and kept only in the archive: the tombstone names the run
+            # and removes no offsets; the archive's copy goes once this commits.
+            unit.describe("forget an archived run", {"runs": [run_id], "reason": "forget"})
+            _retention(unit).record_retirement(
+                runs=[run_id], ranges=[], archive=archived_in, digest=_NOTHING, reason="forget"
+            )
+            return None
         if run is None:
             raise NotFoundError(
                 f"no run {run_id!r} in tenant {org_id!r}: `graphstore runs list --tenant "
@@ -552,8 +565,9 @@ def forget_run(
         return run
 
     run = metagraph.atomic(work)
-    _forget_cached(metagraph, [run])
-    forget_archived(org_id, None if policy is None else policy.archive, run_id)
+    if run is not None:
+        _forget_cached(metagraph, [run])
+    forget_archived(org_id, archived_in, run_id)
     reclaimed = reclaim_file(metagraph)
     return PassReport(
         tenant=org_id,
@@ -564,7 +578,7 @@ def forget_run(
                 run_id=run_id,
                 status="forgotten",
                 completed_at=None,
-                calls=len(run.calls),
+                calls=0 if run is None else len(run.calls),
                 events=0,
                 bytes=0,
             )

@@ -26,7 +26,7 @@ ArchiveOption = Annotated[
     Path | None,
     typer.Option(
         "--archive",
-        help="The archive directory (default: <data-dir>/archive).",
+        help="The archive directory (default: the tenant policy's, else <data-dir>/archive).",
         file_okay=False,
     ),
 ]
@@ -128,9 +128,10 @@ def archive_restore(
 
     def action(session: Session) -> None:
         from graphstore.archive import Archive, restore_run
+        from graphstore.retention import archive_root
 
         metagraph = session.tenant(tenant)
-        root = _root(session, archive)
+        root = archive if archive is not None else archive_root(metagraph, session.data_dir)
         run, report = restore_run(Archive(root), metagraph, tenant, run_id)
         session.output.result(
             {"run_id": run.run_id, "tenant": tenant, "status": run.status, "report": report},

@@ -7,6 +7,7 @@ retention module when it runs.
 
 # ruff: noqa: PLC0415
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -69,7 +70,8 @@ def retention_set(
             if failed_older_than is None
             else parse_duration(failed_older_than, "--failed-older-than"),
             keep_at_most=keep_at_most,
-            archive=archive,
+            # a directory as the operator typed it, kept absolute (the runner's cwd differs)
+            archive=None if archive is None else str(Path(archive).resolve()),
         )
         done = set_policy(session.tenant(tenant), policy)
         session.output.result({"tenant": tenant, "policy": done}, f"{tenant}: {_describe(done)}")

@@ -105,10 +105,12 @@ def _ms(value: str | None, option: str) -> int | None:
 
 
 def _archived(session: Session, tenant: str, run_id: str) -> "ArchivedRun | None":
-    """Run ``run_id`` of ``tenant`` from the data directory's archive, if it is there."""
-    from graphstore.archive import Archive, default_root
+    """Run ``run_id`` of ``tenant`` from its archive (the policy's, or the data
+    directory's default), if it is there."""
+    from graphstore.archive import Archive
+    from graphstore.retention import archive_root
 
-    return Archive(default_root(session.data_dir)).find(tenant, run_id)
+    return Archive(archive_root(session.tenant(tenant), session.data_dir)).find(tenant, run_id)
 
 
 @runs_app.command("list")

@@ -221,21 +221,37 @@ def test_the_schedule_applies_the_policy_and_is_off_without_a_setting(data: Path
     assert runs_of(data) == {"flying"}
 
 
-def test_a_policy_naming_an_archive_deletes_nothing_without_the_archive_module(
+def test_a_policy_with_an_archive_archives_then_deletes_and_a_run_comes_back(
     data: Path, tmp_path: Path
 ) -> None:
-    import importlib.util  # noqa: PLC0415
-
-    if importlib.util.find_spec("graphstore.archive") is not None:
-        pytest.skip("the archive module is installed: its own tests cover archive then delete")
+    archive = tmp_path / "cold"  # not the data directory's default: the policy names it
     ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d",
-       "--archive", str(tmp_path / "archive"))  # fmt: skip
-    before = head(data)
-    done = gs(data, "retention", "run", "--tenant", "acme")
-    assert done.returncode == ExitCode.REFUSED, done.stderr
-    assert "archive" in done.stderr and "Traceback" not in done.stderr
-    assert head(data) == before
-    assert runs_of(data) == {"done-1", "done-2", "secret", "flying"}
+       "--archive", str(archive))  # fmt: skip
+    exported = gs(data, "runs", "export", "done-1", "--tenant", "acme").stdout
+    assert exported.strip()
+    ok(data, "retention", "run", "--tenant", "acme")
+    assert runs_of(data) == {"flying"}
+
+    # every retired run is in the policy's archive, whole, and the archive verifies
+    listed = ok(data, "archive", "list", "--tenant", "acme", "--archive", str(archive))
+    assert sum(f["runs"] for f in listed) == 3, listed
+    ok(data, "archive", "verify", "--archive", str(archive))
+
+    # runs show/export find it there without being told where, and say it is archived
+    shown = gs(data, "runs", "show", "done-1", "--tenant", "acme")
+    assert shown.returncode == 0 and "archived" in shown.stderr, shown.stderr
+    again = gs(data, "runs", "export", "done-1", "--tenant", "acme")
+    assert again.returncode == 0 and again.stdout == exported
+
+    # restore puts it back from the policy's archive; the views show it again
+    ok(data, "archive", "restore", "done-1", "--tenant", "acme")
+    assert runs_of(data) == {"flying", "done-1"}
+
+    # an erasure removes a run from the archive too
+    ok(data, "runs", "forget", "secret", "--tenant", "acme")
+    assert gs(data, "runs", "show", "secret", "--tenant", "acme").returncode == ExitCode.NOT_FOUND
+    assert MARK.encode() not in b"".join(p.read_bytes() for p in archive.rglob("*") if p.is_file())
+    assert gs(data, "verify", "--tenant", "acme").returncode == 0
 
 
 def test_a_mirror_drops_the_retired_runs_rows_and_its_copies_of_their_entries(
