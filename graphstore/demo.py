@@ -15,7 +15,11 @@
 8. the same store over HTTP: the server on 127.0.0.1, its generated operations, a runs
    query, a run's changes as Server-Sent Events,
 9. an online backup of the data directory (``<data dir>-backup``, made anew): a
-   consistent snapshot of every file and its manifest (docs/backup.md).
+   consistent snapshot of every file and its manifest (docs/backup.md),
+10. retention: a policy keeping acme's 10 most recent finished runs; a pass archives the
+    older ones (``<data dir>/archive``), deletes them from the file and reclaims the
+    bytes; ``runs show`` still finds one, in the archive (docs/retention.md),
+11. ``graphstore verify``: the store, retired gaps and all, proves itself right.
 
 Everything is real: SQLite files, Honker streams, the projectors' saved offsets, an HTTP
 server on loopback.
@@ -88,19 +92,44 @@ def main(argv: list[str] | None = None) -> int:
     console.print(Rule("8. over HTTP"))
     _over_http(console, data, ada_key, run_id)
     backed_up = _backup(console, data)
+    retired = _retention(console, data)
     verified = _verify(console, data)
-    return 0 if caught_up and backed_up and verified else 1
+    return 0 if caught_up and backed_up and retired and verified else 1
+
+
+def _graphstore(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``graphstore --data-dir DATA ARGS...`` as an operator types it, in a process."""
+    command = [sys.executable, "-m", "graphstore", "--data-dir", str(data), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def _retention(console: Console, data: Path) -> bool:
+    """10. A retention policy and one pass, with an archive (docs/retention.md)."""
+    console.print(Rule("10. retention: keep the 10 most recent finished runs, archive the rest"))
+    policy = ("--finished-older-than", "3650d", "--keep-at-most", "10")
+    archive = ("--archive", str(data / "archive"))
+    for args in (("retention", "set", "--tenant", "acme", *policy, *archive),
+                 ("--json", "retention", "run", "--tenant", "acme")):  # fmt: skip
+        done = _graphstore(data, *args)
+        if done.returncode != 0:
+            console.print(f"retention failed: {done.stderr.strip()}", markup=False)
+            return False
+    report = json.loads(done.stdout)
+    retired = [run["run_id"] for run in report["runs"]]
+    console.print(
+        f"retired {len(retired)} runs ({', '.join(retired[:3])}, ...) into {data / 'archive'}; "
+        f"file {report['file_before']:,} -> {report['file_after']:,} bytes",
+        markup=False,
+    )
+    shown = _graphstore(data, "runs", "show", retired[0], "--tenant", "acme")
+    console.print(shown.stdout.strip(), markup=False)
+    return shown.returncode == 0
 
 
 def _verify(console: Console, data: Path) -> bool:
     """Last: ``graphstore verify``, as an operator's cron job runs it (docs/verify.md)."""
-    console.print(Rule("10. graphstore verify: the store proves itself right"))
-    done = subprocess.run(
-        [sys.executable, "-m", "graphstore", "--data-dir", str(data), "verify"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    console.print(Rule("11. graphstore verify: the store proves itself right"))
+    done = _graphstore(data, "verify")
     for line in done.stdout.splitlines():
         console.print(line, markup=False)
     return done.returncode == 0

@@ -161,12 +161,24 @@ def policy_from_wire(data: dict[str, Any]) -> RetentionPolicy | None:
         return None
     if "finishedOlderThanS" not in data:
         raise ValidationError("give finishedOlderThanS (seconds), or clear: true")
-    return RetentionPolicy(
-        finished_older_than_s=int(data["finishedOlderThanS"]),
-        failed_older_than_s=data.get("failedOlderThanS"),
-        keep_at_most=data.get("keepAtMost"),
-        archive=data.get("archive"),
-    ).checked()
+    fields = {wire: name for name, wire in _WIRE_NAMES.items()}
+    given = {fields[key]: value for key, value in data.items() if key in fields}
+    try:
+        policy = msgspec.convert(given, RetentionPolicy)
+    except msgspec.ValidationError as error:  # say it in the wire's names
+        message = str(error)
+        for name, wire in _WIRE_NAMES.items():
+            message = message.replace(f"$.{name}", wire)
+        raise ValidationError(f"invalid retention policy: {message}") from None
+    return policy.checked()
+
+
+_WIRE_NAMES: Final = {
+    "finished_older_than_s": "finishedOlderThanS",
+    "failed_older_than_s": "failedOlderThanS",
+    "keep_at_most": "keepAtMost",
+    "archive": "archive",
+}
 
 
 def set_policy(metagraph: Metagraph, policy: RetentionPolicy | None) -> RetentionPolicy | None:

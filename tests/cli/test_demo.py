@@ -34,10 +34,13 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
     assert "eve@example.com reading acme: refused, membership of the organization" in out
     assert "audit: tenant.write" in out and "call events ingested" in out
     assert "audit: access.denied" in out
-    assert "GET /v1/tenants/acme/openapi.json: 23 operations" in out
+    assert "GET /v1/tenants/acme/openapi.json: 27 operations" in out
     assert "POST .../ops/graphstore.runs.list {status: [failed]}: 14 runs" in out
     assert "Server-Sent Events, first id: 92" in out
     assert "verify: OK (2 files" in out  # the demo ends with a verify that passes
+    # retention: the older finished runs archived, deleted and still found in the archive
+    assert "retired 30 runs (run-001, run-002, run-003, ...) into" in out
+    assert "run run-001 (completed" in out and "is archived, not in acme" in out
     assert (data / "tenant-acme.db").exists() and (data / "system.db").exists()
     assert "tenant-acme.db: head 1015, " in out
     assert f"backup: 2 files in {tmp_path / 'demo-backup'} (manifest.json)" in out

@@ -3,10 +3,10 @@ unit's ``publish`` stream, a durable event target), a graph retired the way a re
 pass does it (a ``Retention.RunsRetired`` record appended, the entries deleted), and
 the file's and the subject's contents.
 
-The retirement record is built here, minimal and matching the contract
-(``streams/retirement.py``, issue 16): the retention helper's domain aggregate may not
-be on this branch: the record's event class is the domain's when it has one, else a
-minimal one, on a small aggregate of the tests' own.
+The record is the domain's (``domain.retention.Retention.record_retirement``, the
+contract of ``streams/retirement.py``); a graph's entries are retired here, not a run's,
+so the entries are deleted by the test in a second transaction after the record (a
+retention pass does both in one).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 from typing import Any, Final
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from eventsourcing.domain import Aggregate
-from eventsourcing.utils import TopicError, register_topic, resolve_topic
+from eventsourcing.application import AggregateNotFoundError
 
 from domain import Metagraph
+from domain.retention import RETENTION_ID, Retention
 from graphstore.data import DataDirectory
 from streams import HonkerDatastore
 from streams.replication import remove_entries
@@ -28,49 +28,6 @@ from streams.target import EventTarget
 
 SECRET: Final = "forget-me-7f3a"
 """A string only the retired graph's nodes hold (searched for in JetStream)."""
-
-
-def _record_class() -> type[Aggregate.Event]:
-    """The retirement record's event class: the domain's when it has one (the stable
-    name is taken, by the retention pass's aggregate), else a minimal one."""
-    try:
-        found: type[Aggregate.Event] = resolve_topic(RETIREMENT_TYPE)
-    except TopicError:
-
-        class RunsRetired(Aggregate.Event):
-            TOPIC = RETIREMENT_TYPE
-            runs: list[str]
-            ranges: list[list[int]]
-            archive: str | None
-            digest: str
-            reason: str
-
-        register_topic(RETIREMENT_TYPE, RunsRetired)
-        return RunsRetired
-    return found
-
-
-RunsRetired = _record_class()
-
-
-class RetirementLog(Aggregate):
-    """A test's aggregate holding retirement records (its own stable names, so that it
-    never takes the retention pass's)."""
-
-    TOPIC = "Tests.RetirementLog"
-
-    class Event(Aggregate.Event):
-        pass
-
-    class Started(Event, Aggregate.Created):
-        TOPIC = "Tests.RetirementLog.Started"
-
-    Created = Started  # an alias, else eventsourcing adds a Created without TOPIC
-
-    def retire(self, runs: list[str], ranges: list[list[int]], digest: str) -> None:
-        self.trigger_event(
-            RunsRetired, runs=runs, ranges=ranges, archive=None, digest=digest, reason="policy"
-        )
 
 
 def write_mixed(data: DataDirectory, org: str, graph_id: UUID, nodes: int, tag: str) -> None:
@@ -107,8 +64,17 @@ def retire_graph(data: DataDirectory, org: str, graph_id: UUID) -> tuple[int, li
     doomed = [(o, p) for o, p in doomed if f'"subject":"{graph_id}"' in p]
     ranges = [list(r) for r in merged_ranges(o for o, _ in doomed)]
     with Metagraph(env=data.tenant_env(org)) as app:
-        log = RetirementLog._create(RetirementLog.Started, id=uuid4())
-        log.retire([str(graph_id)], ranges, digest_of(p.encode() for _, p in doomed))
+        try:
+            log = app.repository.get(RETENTION_ID)
+        except AggregateNotFoundError:
+            log = Retention.start()
+        log.record_retirement(
+            runs=[str(graph_id)],
+            ranges=[(a, b) for a, b in ranges],
+            archive=None,
+            digest=digest_of(p.encode() for _, p in doomed),
+            reason="policy",
+        )
         app.save(log)
     datastore = HonkerDatastore(data.tenant_path(org), tenant=org)
     try:
