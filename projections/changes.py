@@ -191,6 +191,9 @@ class Subscription:
         self._acked = saved  # every change up to here is handled
         self._cursor = saved  # read up to here
         self._since_commit = 0
+        self.waits = 0
+        """Times it found nothing new and began to wait for a commit (counted before the
+        wait; observable, so a test can write once the consumer is parked)."""
 
     @classmethod
     def open(
@@ -311,6 +314,7 @@ class Subscription:
             if remaining is not None and remaining <= 0:
                 return None
             self._before_wait()
+            self.waits += 1
             slice_ = self.poll_interval if remaining is None else min(remaining, self.poll_interval)
             watcher.wait_for_change(generation, min(slice_, 0.25))
         return None
@@ -343,6 +347,7 @@ class Subscription:
                     yield self._hand_out()
                     continue
                 await asyncio.to_thread(self._before_wait)
+                self.waits += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(woken.wait(), self.poll_interval)
         finally:

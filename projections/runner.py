@@ -136,7 +136,9 @@ class RunnerCounters:
     ``ticks``: wakes of the sweeper's periodic tick; ``checks``: tenant checks (a file
     opened or followed, its projectors caught up); ``signatures_read``: file signatures
     of closed tenants read (by sweeps and file events); ``sweeps_of_idle``: sweeps over
-    every closed tenant; ``registry_reads``: reads of the tenant registry.
+    every closed tenant; ``registry_reads``: reads of the tenant registry;
+    ``timers_set`` and ``timers_fired``: delayed actions (rechecks of fresh file times,
+    retries) scheduled and run; equal when none is pending, which tests wait for.
     """
 
     ticks: int = 0
@@ -144,6 +146,8 @@ class RunnerCounters:
     signatures_read: int = 0
     sweeps_of_idle: int = 0
     registry_reads: int = 0
+    timers_set: int = 0
+    timers_fired: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +350,13 @@ class Runner:
         """The tenants whose file is open now (hot, or being checked)."""
         return sorted(t.org_id for t in list(self._tenants.values()) if t.open)
 
+    @property
+    def registry_settled(self) -> bool:
+        """Whether the last ``system.db`` signature seen is old enough to trust, so no
+        re-read of the registry is pending (until the file changes); True without one."""
+        seen = self._system_seen
+        return seen is None or seen.trusted
+
     def hot_tenants(self) -> list[str]:
         """The tenants followed through Honker's update watcher now."""
         return sorted(t.org_id for t in list(self._tenants.values()) if t.hot)
@@ -447,6 +458,7 @@ class Runner:
         """Call ``action`` (quick: it schedules) after ``delay`` s, from the sweeper."""
         with self._timer_cv:
             heapq.heappush(self._timers, (monotonic() + delay, next(self._timer_ids), action))
+            self.counters.timers_set += 1
             self._timer_cv.notify()
 
     def _sweep_loop(self) -> None:
@@ -466,6 +478,7 @@ class Runner:
                     continue
             for action in due:
                 action()
+                self.counters.timers_fired += 1
             if monotonic() >= next_sweep:
                 idle = monotonic() >= next_idle_sweep
                 try:

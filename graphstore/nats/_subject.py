@@ -85,7 +85,10 @@ async def connect(url: str | Sequence[str], *, timeout: float = 5.0) -> Client:
         servers=servers,
         allow_reconnect=False,
         connect_timeout=round(timeout),
-        max_reconnect_attempts=0,
+        # nats-py retries a refused connect forever with max_reconnect_attempts=0: give
+        # up after a second immediate try.
+        max_reconnect_attempts=1,
+        reconnect_time_wait=0,
     )
     return nc
 

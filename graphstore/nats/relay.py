@@ -263,7 +263,11 @@ class Relay:
                         servers=self.servers,
                         allow_reconnect=False,
                         connect_timeout=2,
-                        max_reconnect_attempts=0,
+                        # nats-py retries a refused connect forever (every 2 s, silently)
+                        # with max_reconnect_attempts=0: give up after a second immediate
+                        # try, so each failure reaches _down (logged, with back-off).
+                        max_reconnect_attempts=1,
+                        reconnect_time_wait=0,
                         name="graphstore-relay",
                         error_cb=_connection_error,
                         disconnected_cb=functools.partial(_disconnected, publishers),
@@ -821,7 +825,11 @@ async def subject_offsets(
     subject holds none)."""
     servers = [nats_url] if isinstance(nats_url, str) else list(nats_url)
     nc = await nats.connect(
-        servers=servers, allow_reconnect=False, connect_timeout=timeout, max_reconnect_attempts=0
+        servers=servers,
+        allow_reconnect=False,
+        connect_timeout=timeout,
+        max_reconnect_attempts=1,  # 0 would retry a refused connect forever (see run)
+        reconnect_time_wait=0,
     )
     try:
         publisher = Publisher(nc)

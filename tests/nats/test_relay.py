@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
 import nats
 import pytest
+from structlog.testing import capture_logs
 
 from graphstore.data import DataDirectory
 from graphstore.nats.relay import (
@@ -133,19 +133,34 @@ def test_a_server_down_for_a_while_is_reported_and_caught_up(
 ) -> None:
     register(data, "acme")
     write(data, "acme", 100)
-    with Relay(data, nats_server.url, max_backoff=0.5, poll_interval=0.05) as relay:
+    with (
+        capture_logs() as logs,
+        Relay(data, nats_server.url, max_backoff=0.5, poll_interval=0.05) as relay,
+    ):
         relay.wait_for("acme", _head(data, "acme"))
         nats_server.stop()
         write(data, "acme", 300)
         status = _until(lambda: (s := relay.status()).error and not s.connected and s)
         assert status.down_since is not None
         assert status.tenants[0].position < _head(data, "acme")
-        time.sleep(1.0)  # several back-offs while down
+        # Each failed try while down is logged, with a growing back-off up to the cap.
+        retries = _until(lambda: len(r := _retries(logs)) >= 5 and r)
+        assert retries[-1] == 0.5 and retries == sorted(retries)
+        assert all("cannot connect" in e["error"] for e in _retry_logs(logs)[1:])
         nats_server.start()
         relay.wait_for("acme", _head(data, "acme"), timeout=PATIENCE)
         assert relay.status().connected
         assert relay.status().error is None
     _relayed_exactly(data, nats_server.url, "acme")
+
+
+def _retry_logs(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in list(logs) if e["event"] == "relay waits for JetStream"]
+
+
+def _retries(logs: list[dict[str, Any]]) -> list[float]:
+    """The back-offs (seconds) the relay logged, in order."""
+    return [e["retry_in_s"] for e in _retry_logs(logs)]
 
 
 def test_bad_input_is_refused_with_a_clear_error(data: DataDirectory) -> None:

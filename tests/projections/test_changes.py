@@ -254,14 +254,21 @@ def test_the_async_iterator_is_woken_by_a_commit(app: Metagraph, env: dict[str, 
     projector = Projector.open(env, MetagraphProjection())
     projector.catch_up()
 
-    def write_later() -> None:
-        time.sleep(0.2)
+    opened: list[Subscription] = []
+
+    def write_later() -> None:  # once the subscriber found nothing and waits
+        deadline = time.monotonic() + 60
+        while not (opened and opened[0].waits >= 1):
+            if time.monotonic() > deadline:
+                return  # never parked: write nothing, the consumer's deadline fails
+            time.sleep(0.005)
         nodes_written(app, graph, ["late1", "late2"])
         projector.catch_up()
 
     async def consume() -> list[Change]:
         got: list[Change] = []
         with Subscription.open(env, MetagraphProjection(), poll_interval=3600) as sub:
+            opened.append(sub)
             async for change in sub:
                 got.append(change)
                 if len(got) == 2:
@@ -276,6 +283,7 @@ def test_the_async_iterator_is_woken_by_a_commit(app: Metagraph, env: dict[str, 
         writer.join()
         projector.close()
     assert [c.node_key for c in got] == ["late1", "late2"]  # both, in commit order
+    assert opened[0].waits >= 1  # written once it waited: only a wake delivered them
 
 
 SUBSCRIBER = textwrap.dedent(

@@ -59,17 +59,32 @@ def _tenants(data: DataDirectory, count: int) -> tuple[list[str], int, UUID]:
     return org_ids, last, graph
 
 
+QUIET_TICKS = 20
+
+
 def _quiet(runner: Runner, org_ids: list[str], last: int) -> RunnerCounters:
-    """Wait until every tenant is caught up and closed and no check has run for a while
-    (past the recheck of fresh file times); the counters then."""
+    """Wait until every tenant is caught up and closed, no timer is pending (the recheck
+    of fresh file times) and no check ran for ``QUIET_TICKS`` ticks; the counters then."""
     for org in org_ids:
         runner.wait_for(org, last, timeout=PATIENCE)
-    _until(lambda: runner.open_tenants() == [])
-    checks = -1
-    while checks != runner.counters.checks:
-        checks = runner.counters.checks
-        time.sleep(1.5)
-    return RunnerCounters(**{f: getattr(runner.counters, f) for f in RunnerCounters.__slots__})
+
+    def settled() -> tuple[int, int] | None:
+        c = runner.counters
+        idle = c.timers_fired == c.timers_set and runner.open_tenants() == []
+        return (c.checks, c.ticks) if idle else None
+
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        checks, ticks = _until(settled)
+        _until(lambda t=ticks: runner.counters.ticks >= t + QUIET_TICKS)
+        now = settled()
+        if now is not None and now[0] == checks:
+            return _copy(runner.counters)
+    raise AssertionError(f"the runner did not go quiet within {PATIENCE}s")
+
+
+def _copy(counters: RunnerCounters) -> RunnerCounters:
+    return RunnerCounters(**{f: getattr(counters, f) for f in RunnerCounters.__slots__})
 
 
 def test_many_idle_tenants_cost_no_work_per_tick(data: DataDirectory) -> None:
@@ -118,6 +133,7 @@ def test_a_commit_in_one_idle_tenant_among_many_is_applied_and_only_it_is_checke
         data,
         [MetagraphProjection()],
         tenants=lambda: org_ids,
+        sweep_interval=0.01,  # ticks for _quiet (a tick sweeps only hot tenants)
         fallback_sweep_interval=NEVER,  # only the commit's file event can wake it
         idle_after=0.0,
     ) as runner:
@@ -142,7 +158,9 @@ def test_the_registry_is_read_again_only_when_system_db_changes(data: DataDirect
     data.identity.create_organization("Acme", "acme", owner_id=admin.id, actor=system)
     with Runner(data, [MetagraphProjection()], sweep_interval=0.01) as runner:
         _until(lambda: {s.tenant for s in runner.status()} == {"acme"})
-        time.sleep(1.2)  # past the read that follows a fresh mtime
+        _until(lambda: runner.registry_settled)  # past the read that follows a fresh mtime
+        ticks = runner.counters.ticks
+        _until(lambda: runner.counters.ticks > ticks)  # that read is over
         reads = runner.counters.registry_reads
         ticks = runner.counters.ticks
         _until(lambda: runner.counters.ticks >= ticks + 20)
