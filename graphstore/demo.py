@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="graphstore.demo", description=__doc__)
     parser.add_argument("--data-dir", type=Path, default=Path("data/demo"))
     parser.add_argument("--log-level", default="warning", help="debug, info or warning")
+    parser.add_argument(
+        "--keep-every-run",
+        action="store_true",
+        help="skip step 10 (retention): every run stays in the file (a test's starting point)",
+    )
     args = parser.parse_args(argv)
     logs.configure(args.log_level)  # the demo is an application: it configures the logs
     console = Console(highlight=False)
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(Rule("8. over HTTP"))
     _over_http(console, data, ada_key, run_id)
     backed_up = _backup(console, data)
-    retired = _retention(console, data)
+    retired = args.keep_every_run or _retention(console, data)
     verified = _verify(console, data)
     return 0 if caught_up and backed_up and retired and verified else 1
 

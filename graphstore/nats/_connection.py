@@ -12,13 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 
 import nats
 import structlog
 from nats.aio.client import Client
 
-__all__ = ["Link", "connect_until_stopped"]
+__all__ = ["Link", "connect_until_stopped", "log_connection_error"]
+
+_log = structlog.wrap_logger(logging.getLogger(__name__))  # the application routes it
+
+
+async def log_connection_error(exc: Exception) -> None:
+    """nats-py's ``error_cb`` for every client of this package: the error at debug level.
+
+    Without one, nats-py's default logs each failed attempt with its traceback through
+    the standard library's logging, which prints to stderr when nothing is configured; a
+    library prints nothing."""
+    text = str(exc)
+    _log.debug(
+        "NATS connection error",
+        error=f"{type(exc).__name__}: {text}" if text else type(exc).__name__,
+    )
 
 
 async def connect_until_stopped(

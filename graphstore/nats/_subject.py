@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from graphstore.nats._connection import log_connection_error
 from graphstore.nats.subjects import (
     EVENTS_STREAM,
     MSG_ID,
@@ -89,6 +90,7 @@ async def connect(url: str | Sequence[str], *, timeout: float = 5.0) -> Client:
         # up after a second immediate try.
         max_reconnect_attempts=1,
         reconnect_time_wait=0,
+        error_cb=log_connection_error,
     )
     return nc
 

@@ -56,6 +56,7 @@ import structlog
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
+from graphstore.nats._connection import log_connection_error
 from graphstore.nats._relay_jetstream import (
     EXPECTED_LAST_SEQUENCE,
     EXPECTED_LAST_SUBJECT_SEQUENCE,
@@ -269,7 +270,7 @@ class Relay:
                         max_reconnect_attempts=1,
                         reconnect_time_wait=0,
                         name="graphstore-relay",
-                        error_cb=_connection_error,
+                        error_cb=log_connection_error,
                         disconnected_cb=functools.partial(_disconnected, publishers),
                     )
                 except (OSError, NatsError, TimeoutError) as exc:
@@ -776,10 +777,6 @@ async def _disconnected(publishers: list[Publisher]) -> None:
         publisher.fail(ConnectionError("disconnected from the NATS server"))
 
 
-async def _connection_error(exc: Exception) -> None:
-    log.debug("NATS connection error", error=_describe(exc))
-
-
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -830,6 +827,7 @@ async def subject_offsets(
         connect_timeout=timeout,
         max_reconnect_attempts=1,  # 0 would retry a refused connect forever (see run)
         reconnect_time_wait=0,
+        error_cb=log_connection_error,
     )
     try:
         publisher = Publisher(nc)

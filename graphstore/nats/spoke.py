@@ -34,6 +34,7 @@ from nats.js.api import StorageType, StreamConfig
 from domain import check_org_id
 from domain.calls import CallEvent
 from domain.calls.protocol import as_event
+from graphstore.nats._connection import log_connection_error
 from graphstore.nats._pipeline import Pipeline
 from graphstore.nats.errors import GraphstoreNatsError
 from graphstore.nats.subjects import CALLS_STREAM, MSG_ID, calls_subject
@@ -122,7 +123,12 @@ class Spoke:
     async def connect(self) -> Spoke:
         """Connect (and create the calls stream if missing)."""
         if self._nc is None:
-            nc = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=-1)
+            nc = await nats.connect(
+                self.url,
+                connect_timeout=2,
+                max_reconnect_attempts=-1,
+                error_cb=log_connection_error,
+            )
             try:
                 js = nc.jetstream(timeout=self.timeout)
                 await ensure_calls_stream(js)

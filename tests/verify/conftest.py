@@ -12,9 +12,10 @@ import pytest
 
 
 def make_demo(where: Path) -> Path:
-    """``python -m graphstore.demo --data-dir WHERE`` (the README's demo), files closed."""
+    """``python -m graphstore.demo --data-dir WHERE`` (the README's demo, every run kept:
+    no retention pass), files closed."""
     subprocess.run(
-        [sys.executable, "-m", "graphstore.demo", "--data-dir", str(where)],
+        [sys.executable, "-m", "graphstore.demo", "--data-dir", str(where), "--keep-every-run"],
         capture_output=True,
         check=True,
         timeout=300,
