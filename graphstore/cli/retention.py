@@ -23,6 +23,19 @@ retention_app = typer.Typer(
 )
 
 
+def _a_duration(value: str | None) -> str | None:
+    """An option callback refusing (exit 2, one line) a period that is not ``30d``-like."""
+    if value is not None:
+        from domain.errors import ValidationError
+        from domain.retention import parse_duration
+
+        try:
+            parse_duration(value, "period")
+        except ValidationError as error:
+            raise typer.BadParameter(str(error)) from None
+    return value
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``retention`` group to the ``graphstore`` app."""
     app.add_typer(retention_app, name="retention")
@@ -34,15 +47,21 @@ def retention_set(
     tenant: TenantOption,
     finished_older_than: Annotated[
         str | None,
-        typer.Option(help="Retire completed runs that finished this long ago: 30d, 12h, 2w."),
+        typer.Option(
+            help="Retire completed runs that finished this long ago: 30d, 12h, 2w.",
+            callback=_a_duration,
+        ),
     ] = None,
     failed_older_than: Annotated[
         str | None,
-        typer.Option(help="The period for failed or aborted runs (default: the same)."),
+        typer.Option(
+            help="The period for failed or aborted runs (default: the same).",
+            callback=_a_duration,
+        ),
     ] = None,
     keep_at_most: Annotated[
         int | None,
-        typer.Option(help="Keep at most this many finished runs (the oldest go first)."),
+        typer.Option(min=0, help="Keep at most this many finished runs (the oldest go first)."),
     ] = None,
     archive: Annotated[
         str | None, typer.Option(help="Write retired runs to this directory first.")

@@ -51,6 +51,35 @@ CASES: list[tuple[tuple[str, ...], str]] = [
     (("relay", "status", "--nats", "nats://h:port"), "is not a NATS server URL"),
     (("project-remote", "--nats", "localhost:4222"), "is not a NATS server URL"),
     (("ingest-nats", "--nats", "http://127.0.0.1:4222"), "is not a NATS server URL"),
+    (("retention", "set", "--tenant", "acme", "--finished-older-than", "30 days"), "e.g. 30d"),
+    (("retention", "set", "--tenant", "acme", "--finished-older-than", "0d"), "e.g. 30d"),
+    (
+        (
+            "retention",
+            "set",
+            "--tenant",
+            "acme",
+            "--finished-older-than",
+            "1d",
+            "--failed-older-than",
+            "soon",
+        ),
+        "e.g. 30d",
+    ),
+    (
+        (
+            "retention",
+            "set",
+            "--tenant",
+            "acme",
+            "--finished-older-than",
+            "1d",
+            "--keep-at-most",
+            "-3",
+        ),
+        "greater than or equal to 0",
+    ),
+    (("archive", "verify", "--archive", "/etc/passwd"), "is a file"),
 ]
 
 

@@ -111,7 +111,7 @@ def test_policy_is_an_audited_event_and_bad_input_writes_nothing(data: Path) -> 
     assert shown["policy"] is None and shown["retired"] == 0
     before = head(data)
     bad = gs(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "30 days")
-    assert bad.returncode == ExitCode.REFUSED, bad.stderr
+    assert bad.returncode == ExitCode.USAGE, bad.stderr
     assert "30d" in bad.stderr and "Traceback" not in bad.stderr
     assert head(data) == before  # nothing written
     ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "30d",
