@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NATS_HELP",
+    "MetricsPortOption",
+    "StatusEveryOption",
     "TenantOption",
     "a_directory",
     "a_projector",
@@ -34,6 +36,15 @@ __all__ = [
 ]
 
 TenantOption = Annotated[str, typer.Option(help="The tenant's org id.")]
+MetricsPortOption = Annotated[
+    int | None, typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
+]
+StatusEveryOption = Annotated[
+    float,
+    typer.Option(
+        min=0, help="Print each tenant's status this often (seconds; default 0: never, quiet)."
+    ),
+]
 
 NATS_HELP: Final = "NATS server URL(s), comma-separated (e.g. nats://127.0.0.1:4222)."
 _NATS_SCHEMES = ("nats", "tls", "ws", "wss")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from graphstore.cli.options import NATS_HELP, nats_urls
+from graphstore.cli.options import NATS_HELP, MetricsPortOption, nats_urls
 from graphstore.cli.session import ExitCode, Session, run_action
 
 if TYPE_CHECKING:
@@ -61,10 +61,7 @@ def relay_run(
         ),
     ] = True,
     *,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
-    ] = None,
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """Relay every tenant's stream to JetStream until interrupted (Ctrl-C): each entry on
     graphstore.<tenant>.events, exactly once, in order. New tenants are followed as they

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from graphstore.cli.options import nats_urls
+from graphstore.cli.options import MetricsPortOption, StatusEveryOption, nats_urls
 from graphstore.cli.session import Session, run_action
 
 __all__ = ["ingest_nats", "project_remote", "register"]
@@ -65,6 +65,11 @@ def _metrics(port: int | None, kind: str, source: Any) -> Iterator[None]:
         stop()
 
 
+_NatsOption = Annotated[
+    str, typer.Option("--nats", help="The NATS server (nats://host:port).", callback=nats_urls)
+]
+
+
 def _or_unreachable(error: str | None, statuses: list[Any]) -> list[Any]:
     return [{"nats": "unreachable", "error": error}] if error else statuses
 
@@ -72,20 +77,12 @@ def _or_unreachable(error: str | None, statuses: list[Any]) -> list[Any]:
 def project_remote(
     ctx: typer.Context,
     *,
-    nats_url: Annotated[
-        str,
-        typer.Option("--nats", help="The NATS server (nats://host:port).", callback=nats_urls),
-    ],
+    nats_url: _NatsOption,
     tenant: Annotated[
         list[str] | None,
         typer.Option(help="Follow this tenant (repeat); default: every tenant relayed."),
     ] = None,
-    status_every: Annotated[
-        float,
-        typer.Option(
-            min=0, help="Print each tenant's status this often (seconds; default 0: never, quiet)."
-        ),
-    ] = 0.0,
+    status_every: StatusEveryOption = 0.0,
     batch_size: Annotated[
         int, typer.Option(min=1, help="Entries applied per transaction, at most.")
     ] = 500,
@@ -96,10 +93,7 @@ def project_remote(
             help="This reader's own directory (default: graphstore's --data-dir).",
         ),
     ] = None,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
-    ] = None,
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """Keep the flowgraph views and metagraph tables of relayed tenants in this machine's
     --data-dir (mirror-<tenant>.db), from JetStream, until interrupted. Never opens a
@@ -124,24 +118,13 @@ def project_remote(
 def ingest_nats(
     ctx: typer.Context,
     *,
-    nats_url: Annotated[
-        str,
-        typer.Option("--nats", help="The NATS server (nats://host:port).", callback=nats_urls),
-    ],
+    nats_url: _NatsOption,
     tenant: Annotated[
         list[str] | None,
         typer.Option(help="Consume this tenant's calls (repeat); default: every tenant."),
     ] = None,
-    status_every: Annotated[
-        float,
-        typer.Option(
-            min=0, help="Print each tenant's status this often (seconds; default 0: never, quiet)."
-        ),
-    ] = 0.0,
-    metrics_port: Annotated[
-        int | None,
-        typer.Option(help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics."),
-    ] = None,
+    status_every: StatusEveryOption = 0.0,
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """Fold spokes' call events (graphstore.<tenant>.calls on JetStream) into the tenants
     of --data-dir, exactly once, until interrupted (the hub's side of the spokes)."""
