@@ -229,13 +229,13 @@ def test_the_relay_refuses_a_tenant_restored_to_a_point_until_the_rest_is_discar
 
 
 _RESTORER = """
-import sys, time
+import sys
 from pathlib import Path
 from graphstore.nats.restore import restore_from_nats
 
 def batch(offset):
     print(offset, flush=True)
-    time.sleep(0.1)
+    sys.stdin.readline()  # the next batch when the test says so: a kill lands here
 
 restore_from_nats(sys.argv[1], "acme", Path(sys.argv[2]), batch=int(sys.argv[3]), on_batch=batch)
 print("done", flush=True)
@@ -250,17 +250,21 @@ def test_a_kill_during_restore_leaves_no_tenant_file_and_a_rerun_completes(
     process = subprocess.Popen(
         [sys.executable, "-c", _RESTORER, nats_server.url, str(target), "50"],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stdin is not None
     written = 0
-    for _ in range(batches):
+    for done in range(1, batches + 1):
         line = process.stdout.readline().strip()
         assert line.isdigit(), line  # a batch was written
         written = int(line)
-    process.send_signal(signal.SIGKILL)
+        if done < batches:
+            process.stdin.write("\n")  # go on to the next batch
+            process.stdin.flush()
+    process.send_signal(signal.SIGKILL)  # it waits after batch `batches`: no race
     assert 0 < written < _stream(relayed)[-1][0]  # the kill landed mid-restore
     process.wait()
     assert not (target / "tenant-acme.db").exists()

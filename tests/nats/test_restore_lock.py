@@ -23,13 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 GRAPHSTORE = str(Path(sys.executable).with_name("graphstore"))
 
 _SLOW_RESTORE = """
-import sys, time
+import sys
 from pathlib import Path
 from graphstore.nats.restore import restore_from_nats
 
 def batch(offset):
     print(offset, flush=True)
-    time.sleep(0.2)
+    sys.stdin.readline()  # mid-restore until the test closes stdin (then: at once)
 
 report = restore_from_nats(sys.argv[1], "acme", Path(sys.argv[2]), batch=20, on_batch=batch)
 print("done", report.restored_to, flush=True)
@@ -51,13 +51,14 @@ def _slow_restore(url: str, target: Path) -> subprocess.Popen[str]:
     process = subprocess.Popen(
         [sys.executable, "-c", _SLOW_RESTORE, url, str(target)],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
     )
     assert process.stdout is not None
-    assert process.stdout.readline().strip().isdigit()  # a batch is written: mid-restore
-    return process
+    assert process.stdout.readline().strip().isdigit()  # a batch is written: mid-restore,
+    return process  # and it stays there until the test closes its stdin (communicate)
 
 
 def test_a_second_restore_into_the_same_directory_is_refused_while_the_first_completes(
