@@ -3,6 +3,8 @@
 A suite is a module with ``run(config: RunConfig) -> Report``; register it in
 :data:`SUITES` with one line. ``python -m benchmarks stale`` lists the results older
 than the last change to what they measure (``benchmarks/_stale.py``; a report, exit 0).
+``python -m benchmarks table [--write]`` prints (or puts in README.md) the README's
+figures table and the commit each suite was measured on (``benchmarks/_table.py``).
 """
 
 from __future__ import annotations
@@ -41,8 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "suite",
-        choices=[*sorted(SUITES), "stale"],
-        help="the suite to run, or stale: list results older than what they measure",
+        choices=[*sorted(SUITES), "stale", "table"],
+        help="the suite to run; stale: list results older than what they measure; "
+        "table: print the README's figures table from results/*.json",
+    )
+    parser.add_argument(
+        "--write", action="store_true", help="with table: put it in README.md, in place"
     )
     parser.add_argument(
         "--quick", action="store_true", help="3 rounds, fewer wake-up runs (under a minute)"
@@ -74,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks._stale import main as stale  # noqa: PLC0415 - only this command
 
         return stale()
+    if args.suite == "table":
+        from benchmarks._table import main as table  # noqa: PLC0415 - only this command
+
+        return table(write=args.write)
     # Library debug logs would measure the terminal, not the store: warnings and up only.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     repeats = args.repeats or (3 if args.quick else 5)

@@ -4,7 +4,11 @@ Each ``results/SUITE.json`` records the commit it was measured on (``commit.sha`
 files written before that was recorded fall back to the commit that last changed the
 results file, labelled so). A result is stale when a later commit changed one of the
 paths its suite measures (:data:`MEASURED`): ``git log <measured>..HEAD -- <paths>`` is
-not empty. A report, not a check: it always exits 0.
+not empty. Then the documents: README.md's figures table against what
+``python -m benchmarks table`` prints from the results, and the commit each
+``docs/benchmarks.md`` figures heading names against its result file
+(``benchmarks/_table.py``). A report, not a check: it always exits 0 (the documents'
+agreement is also a test: ``tests/test_benchmark_figures.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from benchmarks._report import REPOSITORY
+from benchmarks._table import figure_problems
 
 __all__ = ["MEASURED", "Staleness", "main", "staleness"]
 
@@ -95,4 +100,9 @@ def main() -> int:
             print(f"         {change}")
         if len(found.changes) > 5:
             print(f"         ... and {len(found.changes) - 5} more")
+    problems = figure_problems()
+    for problem in problems:
+        print(f"STALE  {problem}")
+    if not problems:
+        print("fresh  README.md and docs/benchmarks.md: the figures and commits of results/*.json")
     return 0
