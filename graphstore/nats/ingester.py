@@ -338,6 +338,7 @@ class Ingester(Service):
         stop = self._stop
         while not stop.is_set():
             sub: JetStreamContext.PullSubscription | None = None
+            ahead: asyncio.Task[list[Msg] | None] | None = None
             try:
                 await ensure_calls_stream(js)
                 sub = await self._bind(tenant, js)
@@ -345,12 +346,18 @@ class Ingester(Service):
                 while not stop.is_set():
                     if self._link.reconnects != reconnects:
                         raise ConnectionError("reconnected to nats: consumer bound again")
-                    batch = await self._fetch(sub)
+                    batch = await (ahead if ahead is not None else self._fetch(sub))
+                    ahead = None
                     if batch is None:  # nothing came
                         self._link.check()
                         tenant.pending = 0
                         tenant.state, tenant.error, tenant.backoff = "consuming", None, 0.0
                         continue
+                    # The next batch is fetched while this one folds (in its thread): the
+                    # fetch's round trip and decoding overlap the fold. Nothing of it is
+                    # acknowledged before its own fold commits; if this fold fails, the
+                    # fetch is cancelled and the consumer made again from the position.
+                    ahead = asyncio.create_task(self._fetch(sub))
                     unit = ""
                     if UNIT_HOOK is not None:  # crash tests only (graphstore.nats.phases)
                         unit = f"{tenant.org_id}:{_sequence(batch[0])}-{_sequence(batch[-1])}"
@@ -376,6 +383,10 @@ class Ingester(Service):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), tenant.backoff)
             finally:
+                if ahead is not None:
+                    ahead.cancel()
+                    with contextlib.suppress(BaseException):
+                        await ahead
                 if sub is not None:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
