@@ -509,7 +509,11 @@ def _report_ingest(report: Report, figures: dict[str, list[Batches]], sizes: His
     )
     report.add("ingest_batch_events_per_s", median(rates("fresh")))
     report.add("ingest_batch_raw_sqlite_events_per_s", median(rates("raw_sqlite")))
-    report.add("ingest_history_flatness", paired_ratio(rates("big"), rates("small")))
+    report.add(
+        "ingest_history_flatness",
+        paired_ratio(rates("big"), rates("small")),
+        Target(">=", 0.8),
+    )
     report.add(f"ingest_events_per_s_{SMALL}_calls", median(rates("small")))
     report.add(f"ingest_events_per_s_{BIG}_calls", median(rates("big")))
     report.add("ingest_p99_growth", paired_ratio(pct("big", 99), pct("small", 99)), Target("<=", 2))

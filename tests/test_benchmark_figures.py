@@ -63,3 +63,11 @@ def test_python_m_benchmarks_table_prints_the_block_and_stale_reports_the_docume
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     assert "fresh  README.md and docs/benchmarks.md" in stale.stdout
+
+
+def test_a_verdict_follows_the_figure_when_the_file_records_no_target() -> None:
+    changed = copy.deepcopy(results())
+    domain = changed["domain"]
+    domain["targets"].pop("ingest_history_flatness", None)  # type: ignore[attr-defined]
+    domain["metrics"]["ingest_history_flatness"] = 0.5  # type: ignore[index]
+    assert "| 0.50 | ≥ 0.8 missed |" in render(changed)  # type: ignore[arg-type]
