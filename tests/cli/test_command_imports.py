@@ -29,6 +29,7 @@ NOT_FOR_A_READ = {
     "projections.mirror",
     "domain.calls.tree",
     "domain.calls.ledger",
+    "structlog",  # logs: imported with the first record (domain.logs, streams.logs)
 }
 
 IMPORTED = textwrap.dedent(
