@@ -71,6 +71,19 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return data
 
 
+FOR_RICH_HELP = {"rich", "markdown_it", "pygments", "typer.rich_utils"}
+"""typer's rich help (boxes, markdown): the command line prints click's plain help."""
+
+
+def test_help_imports_neither_rich_nor_the_logs() -> None:
+    done = _graphstore("--help")
+    code, modules = json.loads(done.stderr.splitlines()[-1])
+    assert code == 0, done.stderr
+    loaded = {m for m in modules if m.split(".")[0] in FOR_RICH_HELP | {"structlog"}}
+    assert sorted(loaded) == []
+    assert "typer.rich_utils" not in modules
+
+
 @pytest.mark.parametrize("command", [["projector", "status"], ["runs", "list", "--tenant", "acme"]])
 def test_a_read_command_imports_only_what_it_runs(data_dir: Path, command: list[str]) -> None:
     done = _graphstore("--data-dir", str(data_dir), *command)
