@@ -141,6 +141,10 @@ class _ThenApply(importlib.abc.Loader):
         self.loader.exec_module(module)
         self.after()
 
+    def __getattr__(self, name: str) -> Any:
+        """The rest (``get_source``, ``get_resource_reader``, ...) is the loader's."""
+        return getattr(self.loader, name)
+
 
 class _RenderedLines(logging.StreamHandler[TextIO]):
     """Writes a library record as structlog rendered it: the message, nothing added."""
