@@ -45,7 +45,6 @@ from contextlib import contextmanager, suppress
 from typing import Any, ClassVar, Concatenate, Final, ParamSpec, TypeVar
 from uuid import UUID
 
-import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
@@ -72,6 +71,7 @@ from domain.es_compat import (
 )
 from domain.graph_types import CATALOG_ID, GraphType, GraphTypeCatalog
 from domain.graphs import AttributesAt, Graph
+from domain.logs import wrap_logger
 from domain.unit_of_work import UnitOfWork
 from domain.values import (
     Actor,
@@ -87,7 +87,7 @@ from domain.values import (
 
 __all__ = ["LOCAL_OPERATOR", "SNAPSHOT_SHARE", "GraphTypeRef", "Metagraph", "snapshot_interval"]
 
-log = structlog.wrap_logger(logging.getLogger("domain"))
+log = wrap_logger(logging.getLogger("domain"))
 
 GraphTypeRef = UUID | str
 """A graph type by id (a ``UUID``) or by name (a ``str``)."""

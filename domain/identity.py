@@ -28,7 +28,6 @@ from typing import Any, Concatenate, Final, Literal, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 import msgspec
-import structlog
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
@@ -81,6 +80,7 @@ from domain.errors import (
     UnknownKeyError,
     ValidationError,
 )
+from domain.logs import wrap_logger
 from domain.names import names_of
 
 __all__ = [
@@ -101,7 +101,7 @@ __all__ = [
     "hash_key",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("domain.identity"))
+log = wrap_logger(logging.getLogger("domain.identity"))
 
 USAGE_GRANULARITY: Final = timedelta(minutes=1)
 """``last_used_at`` is recorded at most this often per key (each is a write)."""

@@ -47,13 +47,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
-import structlog
 
 from domain import Metagraph
 from domain.calls import DEFAULT_ABORT_POLICY, AbortPolicy, CallEvent, OperationTypes, ingest
 from domain.calls.protocol import decode_event
 from domain.errors import ConcurrencyError, DomainError, InvalidCallEventError
 from domain.unit_of_work import UnitOfWork
+from projections.logs import wrap_logger
 from streams import Source, read_after
 
 __all__ = [
@@ -66,7 +66,7 @@ __all__ = [
     "read_dead_letters",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("projections.call_fold"))
+log = wrap_logger(logging.getLogger("projections.call_fold"))
 
 DEAD_LETTER_SUFFIX: Final = ".dead-letters"
 

@@ -41,12 +41,12 @@ from time import time
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import msgspec
-import structlog
 from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.utils import Environment
 
 from projections._stream import Record, decode_record
 from projections.errors import EventNotProjectableError, ProjectionError
+from projections.logs import wrap_logger
 from streams import (
     Entry,
     HonkerDatastore,
@@ -75,7 +75,7 @@ __all__ = [
     "Transaction",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("projections"))
+log = wrap_logger(logging.getLogger("projections"))
 
 ErrorPolicy = Literal["stop", "skip-and-park"]
 ProjectorState = Literal["running", "catching-up", "stopped", "failed"]

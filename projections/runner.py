@@ -61,13 +61,13 @@ from time import monotonic, time
 from typing import Final, TypeVar
 
 import msgspec
-import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from domain import Identity
 from projections.flowgraph import FlowgraphProjection
+from projections.logs import wrap_logger
 from projections.metagraph import MetagraphProjection
 from projections.projector import (
     DEFAULT_BATCH_SIZE,
@@ -85,7 +85,7 @@ from streams.directory import Directory
 
 __all__ = ["Runner", "RunnerCounters", "file_signature"]
 
-log = structlog.wrap_logger(logging.getLogger("projections"))
+log = wrap_logger(logging.getLogger("projections"))
 
 UNTRUSTED_MTIME_AGE: Final = 1.0
 """Seconds: a file signature this fresh may hide a commit in the same mtime tick."""

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, cast
 
 import honker
-import structlog
 from eventsourcing.persistence import (
     DatabaseError,
     DataError,
@@ -34,6 +33,7 @@ from eventsourcing.persistence import (
     ProgrammingError,
 )
 
+from streams.logs import wrap_logger
 from streams.transaction import Transaction
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
     "translate_errors",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("streams"))
+log = wrap_logger(logging.getLogger("streams"))
 
 Synchronous = Literal["NORMAL", "FULL"]
 _SYNCHRONOUS_CODES = {"NORMAL": 1, "FULL": 2}

@@ -55,7 +55,6 @@ from time import monotonic, time_ns
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-import structlog
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -78,6 +77,7 @@ import streams.envelope as envelopes
 from streams._honker import Synchronous, TenantFile, Watcher, open_file, release
 from streams.errors import ConfigurationError
 from streams.index import id_key, index_table, table_prefix
+from streams.logs import wrap_logger
 from streams.mapper import TypedMapper
 from streams.positions import save_position, saved_position
 from streams.side_writes import SideWrite, apply_side_writes, check_side_writes
@@ -94,7 +94,7 @@ __all__ = [
     "HonkerTrackingRecorder",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("streams"))
+log = wrap_logger(logging.getLogger("streams"))
 
 PHASE_HOOK_ENV = "GRAPHSTORE_TEST_PHASE_HOOK"
 """Names the test-only phase hook (``module:function``), see the module docstring."""

@@ -51,10 +51,10 @@ from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, Protocol
 
 import msgspec
-import structlog
 
 from streams._honker import Synchronous
 from streams.errors import StreamsError
+from streams.logs import wrap_logger
 from streams.persistence import HonkerDatastore
 from streams.positions import saved_position
 from streams.side_writes import advance_position, notify, publish_entry
@@ -72,7 +72,7 @@ __all__ = [
     "matches",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("streams.target"))
+log = wrap_logger(logging.getLogger("streams.target"))
 
 Mode = Literal["ephemeral", "durable", "composite"]
 _MODES: Final = ("ephemeral", "durable", "composite")

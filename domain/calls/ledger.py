@@ -25,7 +25,6 @@ from typing import Any, Final
 from uuid import UUID
 
 import msgspec
-import structlog
 
 from domain.application import Metagraph
 from domain.calls.graph import CALL, CALL_GRAPH, GRAPH_NAME, install
@@ -40,6 +39,7 @@ from domain.calls.rules import Rules
 from domain.calls.tree import INDEX_ID, CallIndex, CallRef, CallTree, ref_id
 from domain.errors import CallEventError, GraphArchivedError, ValidationError
 from domain.graphs import Graph
+from domain.logs import wrap_logger
 from domain.names import names_of
 from domain.unit_of_work import UnitOfWork
 
@@ -53,7 +53,7 @@ __all__ = [
     "tenant_call_graph",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("domain.calls"))
+log = wrap_logger(logging.getLogger("domain.calls"))
 
 _LOCATIONS: Final = 65_536
 """Call references remembered per application (each ~150 bytes); beyond, read again."""

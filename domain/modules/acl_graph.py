@@ -37,7 +37,6 @@ from typing import Any, Final, Literal, get_args
 from uuid import UUID
 
 import msgspec
-import structlog
 
 from domain.application import Metagraph
 from domain.errors import (
@@ -48,6 +47,7 @@ from domain.errors import (
     ValidationError,
 )
 from domain.install import EdgeTypeSpec, GraphTypeSpec, NodeTypeSpec, ensure_graph_type
+from domain.logs import wrap_logger
 from domain.values import Edge, GraphConfig
 
 __all__ = [
@@ -75,7 +75,7 @@ __all__ = [
     "update_delegation",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("domain.acl"))
+log = wrap_logger(logging.getLogger("domain.acl"))
 
 GRAPH_TYPE: Final = "acl-graph"
 PRINCIPAL: Final = "principal"

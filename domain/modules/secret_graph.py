@@ -30,7 +30,6 @@ from typing import Any, Final
 from uuid import UUID
 
 import msgspec
-import structlog
 
 from domain.application import Metagraph
 from domain.crypto import Password, SealedBlob, binding, iterations, seal, try_unseal
@@ -42,6 +41,7 @@ from domain.errors import (
     WrongSecretKeyError,
 )
 from domain.install import GraphTypeSpec, NodeTypeSpec, ensure_graph_type
+from domain.logs import wrap_logger
 from domain.values import GraphConfig
 
 __all__ = [
@@ -55,7 +55,7 @@ __all__ = [
     "install",
 ]
 
-log = structlog.wrap_logger(logging.getLogger("domain.secrets"))
+log = wrap_logger(logging.getLogger("domain.secrets"))
 
 GRAPH_TYPE: Final = "secret-graph"
 SECRET: Final = "secret"

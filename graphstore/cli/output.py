@@ -15,6 +15,7 @@ from uuid import UUID
 import msgspec
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["Output"]
 
@@ -84,9 +85,10 @@ class Output:
         self.err.print(f"warning: {message}", markup=False)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any) -> Text:
+    """A value as a table cell, as it is: a ``[`` in a name is not rich markup."""
     if value is None:
-        return ""
+        return Text()
     if isinstance(value, list | tuple | dict):
-        return json.dumps(_plain(value))
-    return str(_plain(value))
+        return Text(json.dumps(_plain(value)))
+    return Text(str(_plain(value)))

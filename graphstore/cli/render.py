@@ -67,19 +67,24 @@ def run_tree(run: FlowRun, calls: Sequence[FlowCall], *, title: str = "") -> Tre
     return tree
 
 
+def _plain_cells(*values: object) -> list[Text]:
+    """Table cells shown as they are: a run id or an operation name holding ``[...]`` is
+    not rich markup (and a cell skips the markup parser)."""
+    return [Text(str(value)) for value in values]
+
+
 def runs_table(runs: Sequence[FlowRun]) -> Table:
     table = Table(show_edge=False, header_style="bold")
     for column in ("run", "operation", "status", "started", "duration", "calls", "failed"):
         table.add_column(column)
     for run in runs:
         table.add_row(
-            run.run_id,
-            run.root_operation,
+            Text(run.run_id),
+            Text(run.root_operation),
             Text(run.status, style=_STYLE.get(run.status, "")),
-            _when(run.started_at),
-            format_ms(run.duration_ms),
-            str(run.calls),
-            str(run.failed_calls),
+            *_plain_cells(
+                _when(run.started_at), format_ms(run.duration_ms), run.calls, run.failed_calls
+            ),
         )
     return table
 
@@ -90,13 +95,15 @@ def status_table(statuses: Sequence[ProjectorStatus]) -> Table:
         table.add_column(column)
     for status in statuses:
         table.add_row(
-            status.tenant,
-            status.projector,
-            status.state,
-            str(status.position),
-            str(status.head),
-            str(status.lag_events),
-            f"{status.lag_seconds:.1f}",
-            str(status.parked),
+            *_plain_cells(
+                status.tenant,
+                status.projector,
+                status.state,
+                status.position,
+                status.head,
+                status.lag_events,
+                f"{status.lag_seconds:.1f}",
+                status.parked,
+            )
         )
     return table

@@ -38,10 +38,16 @@ def register(app: typer.Typer) -> None:
     app.add_typer(runs_app, name="runs")
 
 
-def _views(session: Session, tenant: str) -> "tuple[Flowgraph, Replay]":
-    """The flowgraph views and the replay of a registered tenant (closed with the session)."""
+def _flowgraph(session: Session, tenant: str) -> "Flowgraph":
+    """The flowgraph views of a registered tenant (closed with the session)."""
     flowgraph = session.store.views(tenant)
     session.closers.append(flowgraph.close)
+    return flowgraph
+
+
+def _views(session: Session, tenant: str) -> "tuple[Flowgraph, Replay]":
+    """The flowgraph views and the replay of a registered tenant (closed with the session)."""
+    flowgraph = _flowgraph(session, tenant)
     replay = session.store.replay(tenant)
     session.closers.append(replay.close)
     return flowgraph, replay
@@ -137,7 +143,7 @@ def runs_list(
     def action(session: Session) -> None:
         from graphstore.cli.render import runs_table
 
-        flowgraph, _ = _views(session, tenant)
+        flowgraph = _flowgraph(session, tenant)  # a list needs no replay
         page = flowgraph.runs(
             status=status or None,  # type: ignore[arg-type]  # checked by the views
             since=_ms(since, "--since"),

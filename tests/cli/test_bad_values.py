@@ -17,29 +17,32 @@ CASES: list[tuple[tuple[str, ...], str]] = [
     (("--log-level", "bogus", "init"), "debug, info, warning"),
     (("runs", "list", "--tenant", "acme", "--since", "yesterday"), "ISO 8601"),
     (("runs", "list", "--tenant", "acme", "--until", "2026-13-45"), "ISO 8601"),
-    (("runs", "list", "--tenant", "acme", "--limit", "0"), "greater than or equal to 1"),
-    (("runs", "list", "--tenant", "acme", "--limit", "many"), "valid integer"),
-    (("runs", "list", "--tenant", "acme", "--limit", "9" * 30), "less than or equal to 1000000"),
-    (("audit", "--limit", "9" * 30), "less than or equal to 1000000"),
+    (("runs", "list", "--tenant", "acme", "--limit", "0"), "not in the range 1<=x<=1000000"),
+    (("runs", "list", "--tenant", "acme", "--limit", "many"), "'many' is not a valid int"),
+    (("runs", "list", "--tenant", "acme", "--limit", "9" * 30), "not in the range 1<=x<=1000000"),
+    (("audit", "--limit", "9" * 30), "not in the range 1<=x<=1000000"),
     (("key", "create", "--account", "a", "--name", "k", "--expires-in-days", "9" * 12), "36500"),
-    (("runs", "show", "r", "--tenant", "acme", "--as-of", "-1"), "greater than or equal to 0"),
-    (("runs", "show", "r", "--tenant", "acme", "--as-of", "later"), "valid integer"),
+    (("runs", "show", "r", "--tenant", "acme", "--as-of", "-1"), "not in the range 0<=x"),
+    (("runs", "show", "r", "--tenant", "acme", "--as-of", "later"), "'later' is not a valid int"),
     (("account", "create", "x@example.com", "--name", "X", "--level", "god"), "admin, user"),
-    (("key", "create", "--account", "a", "--name", "k", "--expires-in-days", "0"), ">= 1"),
+    (
+        ("key", "create", "--account", "a", "--name", "k", "--expires-in-days", "0"),
+        "not in the range 1<=x<=36500",
+    ),
     (("graph", "create", "g", "--tenant", "acme", "--type", "t", "--status", "x"), "draft"),
     (("ingest", "-", "--tenant", "acme", "--abort-policy", "maybe"), "abort-dependents"),
-    (("audit", "--limit", "-5"), "greater than or equal to 1"),
+    (("audit", "--limit", "-5"), "not in the range 1<=x"),
     (("projector", "rebuild", "views", "--tenant", "acme"), "metagraph, flowgraph"),
     (("projector", "replay-parked", "views", "--tenant", "acme"), "metagraph or flowgraph"),
-    (("projector", "catch-up", "--timeout", "-1"), "greater than or equal to 0"),
-    (("projector", "run", "--status-every", "-1"), "greater than or equal to 0"),
+    (("projector", "catch-up", "--timeout", "-1"), "not in the range x>=0"),
+    (("projector", "run", "--status-every", "-1"), "not in the range x>=0"),
     (("tail", "--tenant", "acme", "--projector", "views"), "metagraph, flowgraph"),
-    (("tail", "--tenant", "acme", "--count", "0"), "greater than or equal to 1"),
-    (("serve", "--port", "99999"), "less than or equal to 65535"),
-    (("serve", "--heartbeat", "0"), "greater than or equal to 0.01"),
-    (("serve", "--max-body", "0"), "greater than or equal to 1"),
-    (("relay", "--nats", "nats://127.0.0.1:1", "--batch-size", "0"), ">= 1"),
-    (("project-remote", "--nats", "nats://x:1", "--status-every", "-1"), ">= 0"),
+    (("tail", "--tenant", "acme", "--count", "0"), "not in the range x>=1"),
+    (("serve", "--port", "99999"), "not in the range 0<=x<=65535"),
+    (("serve", "--heartbeat", "0"), "not in the range x>=0.01"),
+    (("serve", "--max-body", "0"), "not in the range x>=1"),
+    (("relay", "--nats", "nats://127.0.0.1:1", "--batch-size", "0"), "not in the range x>=1"),
+    (("project-remote", "--nats", "nats://x:1", "--status-every", "-1"), "not in the range x>=0"),
     (("runs", "list", "--tenant", "acme", "--bogus"), "No such option: --bogus"),
     (("runs", "show", "--tenant", "acme"), "Missing argument"),
     (("nope",), "No such command 'nope'"),
@@ -77,7 +80,7 @@ CASES: list[tuple[tuple[str, ...], str]] = [
             "--keep-at-most",
             "-3",
         ),
-        "greater than or equal to 0",
+        "not in the range x>=0",
     ),
     (("archive", "verify", "--archive", "/etc/passwd"), "is a file"),
 ]
@@ -102,8 +105,7 @@ def test_a_bad_value_is_exit_2_and_one_line_saying_what_was_expected(
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: Invalid value") or lines[0].startswith("error: ")
     assert "Traceback" not in done.stderr
-    expectation = expected.replace(">= ", "greater than or equal to ")
-    assert expectation in lines[0], lines[0]
+    assert expected in lines[0], lines[0]
     assert "--help`)" in lines[0]  # where to read what is expected
     assert sorted((p.name, p.stat().st_size) for p in data.iterdir()) == before
 

@@ -29,6 +29,8 @@ NOT_FOR_A_READ = {
     "projections.mirror",
     "domain.calls.tree",
     "domain.calls.ledger",
+    "structlog",  # logs: imported with the first record (domain.logs, streams.logs)
+    "pydantic",  # typer 0.29 coerces every option through it: pyproject pins 0.28
 }
 
 IMPORTED = textwrap.dedent(
@@ -68,6 +70,19 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         done = _graphstore("--data-dir", str(data), *args)
         assert json.loads(done.stderr.splitlines()[-1])[0] == 0, done.stderr
     return data
+
+
+FOR_RICH_HELP = {"rich", "markdown_it", "pygments", "typer.rich_utils"}
+"""typer's rich help (boxes, markdown): the command line prints click's plain help."""
+
+
+def test_help_imports_neither_rich_nor_the_logs() -> None:
+    done = _graphstore("--help")
+    code, modules = json.loads(done.stderr.splitlines()[-1])
+    assert code == 0, done.stderr
+    loaded = {m for m in modules if m.split(".")[0] in FOR_RICH_HELP | {"structlog", "pydantic"}}
+    assert sorted(loaded) == []
+    assert "typer.rich_utils" not in modules
 
 
 @pytest.mark.parametrize("command", [["projector", "status"], ["runs", "list", "--tenant", "acme"]])
