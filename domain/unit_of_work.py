@@ -76,6 +76,9 @@ class UnitOfWork:
         self.side_writes: list[SideWrite] = []
         self.poisoned: BaseException | None = None
         self.committed: list[Callable[[], None]] = []
+        self.expected: dict[UUID, int] = {}
+        """Aggregates the unit relies on as read without loading them (their version):
+        checked at commit (see :meth:`~domain.Metagraph.peek`)."""
         self.description: str | None = None
         self.details: dict[str, Any] = {}
 
