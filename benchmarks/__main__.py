@@ -71,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="afterwards profile each case once (cProfile, top functions by own time)",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated cases to run, for a suite that has them (domain: write_latency, "
+        "snapshot_cost, cold, ingest, call_history, call_storage); default all",
+    )
     return parser
 
 
@@ -91,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--repeats must be at least 1", file=sys.stderr)
         return 2
     config = RunConfig(
-        quick=args.quick, repeats=repeats, tmp_dir=args.tmp_dir, profile=args.profile
+        quick=args.quick,
+        repeats=repeats,
+        tmp_dir=args.tmp_dir,
+        profile=args.profile,
+        only=frozenset(case for case in args.only.split(",") if case),
     )
     run = cast(Callable[[RunConfig], Report], importlib.import_module(SUITES[args.suite]).run)
     report = run(config)

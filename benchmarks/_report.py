@@ -64,6 +64,11 @@ class RunConfig:
     repeats: int
     tmp_dir: Path | None = None
     profile: bool = False
+    only: frozenset[str] = frozenset()  # the cases to run (a suite that lists them); all if empty
+
+    def runs(self, case: str) -> bool:
+        """Whether ``case`` is to run: ``--only`` names it, or ``--only`` was not given."""
+        return not self.only or case in self.only
 
 
 @dataclass(frozen=True)

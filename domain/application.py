@@ -72,7 +72,7 @@ from domain.es_compat import (
 from domain.graph_types import CATALOG_ID, GraphType, GraphTypeCatalog
 from domain.graphs import AttributesAt, Graph
 from domain.logs import wrap_logger
-from domain.unit_of_work import UnitOfWork
+from domain.unit_of_work import SideWrite, UnitOfWork
 from domain.values import (
     Actor,
     Edge,
@@ -366,6 +366,13 @@ class Metagraph(Application[UUID]):
                 "queue jobs, notifications or stream entries with events; open the tenant "
                 "through the store (its files use the Honker persistence module)"
             )
+        stream = getattr(self.recorder, "stream", None)
+        for aggregate_id, version in unit.expected.items():
+            if stream is None:  # pragma: no cover - peek() expects only what can be checked
+                raise AssertionError("an expectation without a recorder that checks it")
+            unit.side_writes.append(
+                SideWrite(kind="expect", target=stream, key=str(aggregate_id), payload=str(version))
+            )
         # the unit's events, in the order they were triggered (already collected)
         processing = collect((), unit.events)
         for aggregate in changed:
@@ -405,6 +412,33 @@ class Metagraph(Application[UUID]):
                 if cache is not None:
                     with suppress(KeyError):
                         cache.get(aggregate_id, evict=True)
+
+    def peek(self, unit: UnitOfWork, aggregate_id: UUID) -> Aggregate | None:
+        """The aggregate as this process last saw it (from the cache, NOT brought up to
+        date from the store), for a unit that relies on it without writing it; or
+        ``None`` if it is not cached or the store cannot check it (then load it).
+
+        The read of a fast-forward is saved; if ``unit`` writes anything, its commit
+        checks, in its transaction, that no writer changed the aggregate since: else it
+        writes nothing and raises :class:`~domain.errors.ConcurrencyError` (:meth:`atomic`
+        runs the unit again, and a second run should load). A unit that writes nothing
+        checks nothing: decide nothing that is written elsewhere from a peeked aggregate.
+        """
+        cache = self.repository.cache
+        if (
+            cache is None
+            or not getattr(self.recorder, "supports_side_writes", False)
+            or not isinstance(getattr(self.recorder, "stream", None), str)
+        ):
+            return None
+        try:
+            found = cache.get(aggregate_id)
+        except KeyError:
+            return None
+        if not isinstance(found, Aggregate) or found.pending_events:  # pragma: no cover
+            return None  # the cache holds committed aggregates
+        unit.expected[aggregate_id] = found.version
+        return found
 
     def _fetch(self, aggregate_id: UUID) -> Aggregate | None:
         """An aggregate from the cache (fast-forwarded) or the store; ``None`` if unknown."""

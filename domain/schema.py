@@ -25,6 +25,8 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
+
 from domain.errors import AttributesInvalidError, ValidationError
 
 if TYPE_CHECKING:
@@ -96,8 +98,37 @@ def _check_text(value: str, *, what: str, path: str) -> None:
             ) from None
 
 
-def _is_clean_json(value: object, depth: int = 0) -> bool:
-    """The check of :func:`_check_json` without building paths: the fast common case."""
+_encode_json = msgspec.json.Encoder().encode
+_decode_json = msgspec.json.Decoder().decode
+_CONTAINER_OPENERS: Final = (b"{", b"[")
+
+
+def _is_clean_json(value: object) -> bool:
+    """The check of :func:`_check_json` without building paths: the fast common case.
+
+    msgspec writes ``value`` and reads it back in C; the value is clean if it reads back
+    equal, holds no reserved key and at most :data:`MAX_DEPTH` containers in all. Every
+    value the walk refuses fails that: a non-finite float (written ``null``), a tuple, a
+    set, bytes or another non-JSON value (read back as something else, or refused), a
+    non-string key (read back a string, or refused), a lone surrogate (refused). A value
+    that fails it, or holds ``"_type_"`` or many containers, is judged by the walk.
+    """
+    try:
+        written = _encode_json(value)
+        same = _decode_json(written) == value
+    except (TypeError, ValueError, OverflowError, RecursionError):  # UnicodeError: a ValueError
+        same = False
+    if (
+        same
+        and b'"_type_"' not in written
+        and sum(written.count(opener) for opener in _CONTAINER_OPENERS) <= MAX_DEPTH
+    ):
+        return True
+    return _is_clean_json_walk(value)
+
+
+def _is_clean_json_walk(value: object, depth: int = 0) -> bool:
+    """:func:`_is_clean_json` by a Python walk of ``value`` (exact, slower)."""
     if value is None or isinstance(value, bool | int):
         return True
     if isinstance(value, str):
@@ -112,11 +143,11 @@ def _is_clean_json(value: object, depth: int = 0) -> bool:
         return all(
             isinstance(key, str)
             and (key.isascii() or _encodes(key))
-            and _is_clean_json(item, depth + 1)
+            and _is_clean_json_walk(item, depth + 1)
             for key, item in value.items()
         )
     if isinstance(value, list):
-        return all(_is_clean_json(item, depth + 1) for item in value)
+        return all(_is_clean_json_walk(item, depth + 1) for item in value)
     return False  # not JSON: the full check says where and why
 
 

@@ -39,10 +39,10 @@ _MAX_NAME: Final = 128
 class SideWrite(msgspec.Struct, frozen=True, kw_only=True):
     """A Honker write committed with the unit's events (see :mod:`streams.side_writes`).
 
-    ``kind`` is ``enqueue``, ``notify``, ``publish``, ``position`` or ``retire``;
-    ``target`` the queue, channel or stream; ``payload`` JSON text (for ``position``:
-    ``{position, expected}``, ``key`` being the consumer; for ``retire``: ``{aggregates,
-    offsets}``).
+    ``kind`` is ``enqueue``, ``notify``, ``publish``, ``position``, ``retire`` or
+    ``expect``; ``target`` the queue, channel or stream; ``payload`` JSON text (for
+    ``position``: ``{position, expected}``, ``key`` being the consumer; for ``retire``:
+    ``{aggregates, offsets}``; for ``expect``: the version, ``key`` being the aggregate).
     """
 
     kind: str
@@ -76,6 +76,9 @@ class UnitOfWork:
         self.side_writes: list[SideWrite] = []
         self.poisoned: BaseException | None = None
         self.committed: list[Callable[[], None]] = []
+        self.expected: dict[UUID, int] = {}
+        """Aggregates the unit relies on as read without loading them (their version):
+        checked at commit (see :meth:`~domain.Metagraph.peek`)."""
         self.description: str | None = None
         self.details: dict[str, Any] = {}
 

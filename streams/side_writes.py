@@ -24,12 +24,15 @@ and ``publish`` kinds, shared with :mod:`streams.target`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Final, Protocol
+from uuid import UUID
 
 import msgspec
 from eventsourcing.persistence import IntegrityError
 
 from streams.errors import ConfigurationError
+from streams.index import id_key, index_table
 from streams.positions import save_position, saved_position
 from streams.retirement import remove_entries
 from streams.transaction import Transaction
@@ -42,11 +45,12 @@ __all__ = [
     "advance_position",
     "apply_side_writes",
     "check_side_writes",
+    "expect_version",
     "notify",
     "publish_entry",
 ]
 
-KINDS: Final = ("enqueue", "notify", "publish", "position", "retire")
+KINDS: Final = ("enqueue", "notify", "publish", "position", "retire", "expect")
 
 
 class SideWrite(Protocol):
@@ -55,8 +59,10 @@ class SideWrite(Protocol):
     ``kind`` is ``enqueue`` (``target`` = queue name; ``delay_s``, ``priority`` and
     ``max_attempts`` as Honker's ``Queue.enqueue``), ``notify`` (``target`` = channel),
     ``publish`` (``target`` = a named stream other than the events' own; ``key`` is the
-    entry's key) or ``position`` (``target`` = the stream read, ``key`` = the consumer,
-    ``payload`` = a :class:`PositionMove` as JSON).
+    entry's key), ``position`` (``target`` = the stream read, ``key`` = the consumer,
+    ``payload`` = a :class:`PositionMove` as JSON) or ``expect`` (``target`` = the events'
+    stream, ``key`` = an aggregate's id, ``payload`` = its version as read: see
+    :func:`expect_version`).
     """
 
     @property
@@ -103,6 +109,8 @@ def check_side_writes(side_writes: Sequence[SideWrite], event_stream: str) -> No
             )
         if write.kind == "retire":
             _removal(write)
+        if write.kind == "expect":
+            _expected_version(write, event_stream)
         if write.kind == "position":
             _move(write)
             if not write.key:
@@ -124,6 +132,8 @@ def apply_side_writes(tx: Transaction, side_writes: Sequence[SideWrite]) -> None
         elif write.kind == "retire":
             removal = _removal(write)
             remove_entries(tx, write.target, removal.aggregates, removal.offsets)
+        elif write.kind == "expect":
+            expect_version(tx, write.target, str(write.key), int(write.payload))
         else:
             move = _move(write)
             advance_position(tx, str(write.key), write.target, move.position, move.expected)
@@ -156,6 +166,38 @@ def advance_position(
             "another copy of it moved on. Nothing was written; read its position again."
         )
     save_position(tx, consumer, stream, position)
+
+
+def expect_version(tx: Transaction, stream: str, aggregate: str, version: int) -> None:
+    """Raise ``IntegrityError`` (``tx`` rolls back) unless ``aggregate``'s last event in
+    ``stream`` is still at ``version``: a unit that relied on the aggregate as it read it,
+    without writing it, commits only if no writer changed it since."""
+    key: bytes | str = aggregate
+    with suppress(ValueError):
+        key = id_key(UUID(aggregate))
+    rows = tx.query(
+        f'SELECT max(originator_version) AS v FROM "{index_table(stream)}" WHERE originator_id = ?',
+        [key],
+    )
+    found = rows[0]["v"] if rows else None
+    if found != version:
+        raise IntegrityError(
+            f"aggregate {aggregate} is at version {found}, not at {version} as read: another "
+            "writer changed it. Nothing was written; read it again."
+        )
+
+
+def _expected_version(write: SideWrite, event_stream: str) -> int:
+    if write.target != event_stream:
+        raise ConfigurationError(
+            f"an expect side write checks an aggregate of the events' own stream "
+            f"{event_stream!r}, not of {write.target!r}"
+        )
+    if not write.key or not write.payload.isdigit():
+        raise ConfigurationError(
+            "an expect side write names the aggregate as key and its version as payload"
+        )
+    return int(write.payload)
 
 
 class Removal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

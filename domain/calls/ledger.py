@@ -350,13 +350,27 @@ class _Trees:
         return self._graph_id
 
     def _use(self, graph_id: UUID) -> None:
-        graph = self.unit.load(graph_id, Graph)
+        graph = self._peeked_graph(graph_id)
+        if graph is None:
+            graph = self.unit.load(graph_id, Graph)
         if graph is not None and graph.status == "archived":
             raise GraphArchivedError(
                 f"the tenant's call graph ({graph_id}) is archived, so calls can no longer be "
                 "recorded in it; nothing was written"
             )
         self._graph_id = graph_id
+
+    def _peeked_graph(self, graph_id: UUID) -> Graph | None:
+        """The call graph as this process last saw it, if it is not archived, when the
+        unit may guess (its first attempt): its commit checks that the graph did not
+        change since (another process archiving it), and a retry loads it."""
+        if not self._guess_new or graph_id in self.unit.aggregates:
+            return None
+        graph = self.ledger.app.peek(self.unit, graph_id)
+        if not isinstance(graph, Graph) or graph.status == "archived":
+            self.unit.expected.pop(graph_id, None)  # decided on the loaded graph instead
+            return None
+        return graph
 
 
 def _import_legacy(app: Metagraph, unit: UnitOfWork, trees: _Trees) -> int:

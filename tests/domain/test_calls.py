@@ -560,6 +560,19 @@ def test_an_archived_call_graph_refuses_events_and_nothing_is_written(app: Metag
         feed(app, requested("r"))
 
 
+def test_a_call_graph_archived_by_another_writer_refuses_events_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    # The ingesting writer decides from the call graph as it last saw it (not archived)
+    # and its commit checks the graph is unchanged: the check fails, the retry reads.
+    env = store_env(tmp_path / "tenant.db")
+    with Metagraph(env=env) as app, Metagraph(env=env) as other:
+        feed(app, requested("r"))  # the call graph is now in this writer's cache
+        other.archive_graph(tenant_call_graph(other))
+        with rejected(app, GraphArchivedError, "archived"):
+            feed(app, requested("s", 2))
+
+
 def test_changes_by_another_writer_are_seen_before_the_next_event(tmp_path: Path) -> None:
     env = store_env(tmp_path / "tenant.db")
     with Metagraph(env=env) as app, Metagraph(env=env) as other:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from domain.calls.graph import CALL_SCHEMA
 from domain.errors import AttributesInvalidError
-from domain.schema import AttributeSchema
+from domain.schema import MAX_DEPTH, AttributeSchema, _is_clean_json, _is_clean_json_walk
 
 SCHEMAS: list[dict[str, Any]] = [
     CALL_SCHEMA,
@@ -80,3 +80,56 @@ def test_schemas_with_patterns_or_formats_use_jsonschema_alone() -> None:
         AttributeSchema.compile({"properties": {"a": {"pattern": "^x"}}}, what="t").validate(
             {"a": "y"}, what="t"
         )
+
+
+# Values the JSON check must refuse, mixed with JSON ones: the C check (msgspec's round
+# trip) and the Python walk must judge every one alike.
+_odd_scalars = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=3)
+    | st.integers(-(2**80), 2**80)
+    | st.binary(max_size=3)
+    | st.sampled_from(["_type_", "_data_", "é", "\\u0041"])
+)
+any_values = st.recursive(
+    st.none() | st.booleans() | _odd_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(
+            st.sampled_from(["_type_", "_data_", "a", "é"]) | st.integers(0, 3), inner, max_size=4
+        )
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=any_values)
+def test_the_c_json_check_judges_as_the_walk(value: Any) -> None:
+    assert _is_clean_json(value) == _is_clean_json_walk(value)
+
+
+def test_the_c_json_check_refuses_what_the_walk_refuses() -> None:
+    deep: list[Any] = []
+    innermost = deep
+    for _ in range(MAX_DEPTH):
+        innermost.append([])
+        innermost = innermost[0]
+    refused = [
+        {"_type_": "x", "_data_": 1},
+        [{"a": {"_type_": 1, "_data_": [2]}}],
+        {"a": float("nan")},
+        {"a": (1, 2)},
+        {1: "a"},
+        {"a": "\ud800"},
+        {"a": {1, 2}},
+        deep,
+    ]
+    for value in refused:
+        assert not _is_clean_json(value), value
+        assert not _is_clean_json_walk(value), value
+    accepted = [{"_type_": "x"}, {"a": [1, 2.5, None, True, "é"]}, deep[0], 2**70]
+    for value in accepted:
+        assert _is_clean_json(value), value
+        assert _is_clean_json_walk(value), value

@@ -214,3 +214,48 @@ def test_side_writes_need_a_recorder_that_can_commit_them(tmp_path: Path) -> Non
             app.add_node(graph, "ada", "person", {"name": "Ada"})
             unit.notify("graphs", {})
         assert app.nodes(graph) == {}
+
+
+def test_a_peeked_aggregate_changed_by_another_writer_fails_the_commit_and_nothing_is_written(
+    env: dict[str, str],
+) -> None:
+    with Metagraph(env=env) as first, Metagraph(env=env) as second:
+        define_org_type(first)
+        graph = first.create_graph("org", "team", status="active")
+        other = first.create_graph("org", "other", status="active")
+        second.get_graph(graph)  # cached by the second writer
+        first.add_node(graph, "ada", "person", {"name": "Ada"})  # changes it meanwhile
+        before = stream_position(second)
+        with pytest.raises(ConcurrencyError), second.transaction() as unit:
+            peeked = second.peek(unit, graph)
+            assert peeked is not None and peeked.version == unit.expected[graph]
+            second.add_node(other, "bob", "person", {"name": "Bob"})
+        assert stream_position(second) == before
+        assert second.nodes(other) == {}
+
+
+def test_a_peeked_aggregate_unchanged_commits_and_a_unit_writing_nothing_checks_nothing(
+    env: dict[str, str],
+) -> None:
+    with Metagraph(env=env) as first, Metagraph(env=env) as second:
+        define_org_type(first)
+        graph = first.create_graph("org", "team", status="active")
+        other = first.create_graph("org", "other", status="active")
+        second.get_graph(graph)
+        with second.transaction() as unit:
+            assert second.peek(unit, graph) is not None
+            second.add_node(other, "bob", "person", {"name": "Bob"})
+        assert second.nodes(other) == {"bob": "person"}
+        first.add_node(graph, "ada", "person", {"name": "Ada"})
+        with second.transaction() as unit:  # no write: nothing to check, nothing raised
+            assert second.peek(unit, graph) is not None
+
+
+def test_peek_gives_nothing_without_a_recorder_that_checks_it() -> None:
+    with Metagraph(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}) as app:
+        define_org_type(app)
+        graph = app.create_graph("org", "team", status="active")
+        app.get_graph(graph)
+        with app.transaction() as unit:
+            assert app.peek(unit, graph) is None
+            assert unit.expected == {}
