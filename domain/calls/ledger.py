@@ -206,7 +206,7 @@ def locate(unit: UnitOfWork, key: str) -> UUID | None:
     recorders without references) a ``CallRef`` of its own. ``None``: not recorded."""
     ref = ref_id(key)
     if unit.refer is not None:
-        found = unit.refer(ref)
+        found = unit.references.get(ref) or unit.refer(ref)
         if found is None or found != ref:
             return found
     filed = unit.load(ref, CallRef)
@@ -349,7 +349,9 @@ class _Trees:
         next (in ``tree``), or a ``CallRef.Filed`` of its own when the recorder files no
         references (docs/events.md)."""
         if self.unit.refer is not None:
-            self._unfiled.append(ref_id(key).hex)
+            ref = ref_id(key)
+            self._unfiled.append(ref.hex)
+            self.unit.references[ref] = tree.id
         else:
             self.unit.add(CallRef.file(key, tree.id))
         self._new[key] = tree.id
