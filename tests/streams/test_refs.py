@@ -117,8 +117,6 @@ def test_the_check_finds_a_missing_or_stray_reference_row(
     (missing,) = index_problems(datastore, STREAM)
     assert "references" in missing.message and missing.offsets == (offset,)
     with datastore.transaction() as tx:  # a row for an id the entry does not file
-        tx.execute(
-            f'INSERT INTO "{index_table(STREAM)}" VALUES (?, 1, ?)', [uuid4().bytes, offset]
-        )
+        tx.execute(f'INSERT INTO "{index_table(STREAM)}" VALUES (?, 1, ?)', [uuid4().bytes, offset])
     kinds = [p.message for p in index_problems(datastore, STREAM)]
     assert any("disagree" in w for w in kinds) and any("references" in w for w in kinds)
