@@ -314,7 +314,7 @@ class Metagraph(Application[UUID]):
                     self._unit.poisoned = exc
                     raise
                 return
-            unit = self._unit = UnitOfWork(self._fetch)
+            unit = self._unit = UnitOfWork(self._fetch, self._refer)
             try:
                 yield unit
                 if unit.poisoned is not None:
@@ -439,6 +439,20 @@ class Metagraph(Application[UUID]):
             return None  # the cache holds committed aggregates
         unit.expected[aggregate_id] = found.version
         return found
+
+    @functools.cached_property
+    def _refer(self) -> Callable[[UUID], UUID | None] | None:
+        """The recorder's reference lookup, when its events can file references (their
+        state's ``refs``, read as JSON: so not with a compressor or a cipher)."""
+        select = getattr(self.recorder, "select_reference", None)
+        if select is None or self.mapper.compressor is not None or self.mapper.cipher is not None:
+            return None
+
+        def refer(aggregate_id: UUID) -> UUID | None:
+            found = select(aggregate_id)
+            return None if found is None else UUID(found)
+
+        return refer
 
     def _fetch(self, aggregate_id: UUID) -> Aggregate | None:
         """An aggregate from the cache (fast-forwarded) or the store; ``None`` if unknown."""

@@ -63,8 +63,19 @@ class UnitOfWork:
     ``None`` if unknown).
     """
 
-    def __init__(self, fetch: Callable[[UUID], Aggregate | None]) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[UUID], Aggregate | None],
+        refer: Callable[[UUID], UUID | None] | None = None,
+    ) -> None:
         self._fetch = fetch
+        self.refer = refer
+        """Where an id taken by a reference points (the aggregate whose event filed it,
+        or the id itself when an event of its own took it; ``None``: not taken), when
+        the application's recorder files references; else ``None`` (docs/events.md)."""
+        self.references: dict[UUID, UUID] = {}
+        """References this unit's events file (id -> the aggregate filing it): what
+        :attr:`refer` will find once the unit commits."""
         self.thread = threading.get_ident()
         """The thread that opened the unit (the only one that can use it: it holds the
         application's lock)."""

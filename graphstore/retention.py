@@ -33,7 +33,8 @@ from uuid import UUID
 import msgspec
 
 from domain import Metagraph, UnitOfWork
-from domain.calls import CallRef, CallTree, call_ledger
+from domain.calls import CallTree, call_ledger
+from domain.calls.ledger import locate
 from domain.calls.protocol import TERMINAL_STATUSES
 from domain.calls.tree import ref_id
 from domain.errors import NotFoundError, ValidationError
@@ -208,8 +209,7 @@ class _Run(msgspec.Struct, kw_only=True):
 def _run_in(unit: UnitOfWork, run_id: str) -> _Run | None:
     """The aggregates holding run ``run_id`` (its trees and every call's reference), its
     calls and those not finished; None if no call ``run_id`` is recorded."""
-    root = unit.load(ref_id(run_id), CallRef)
-    if root is None:
+    if locate(unit, run_id) is None:
         return None
     aggregates: dict[UUID, None] = {}
     calls: dict[str, None] = {}
@@ -220,12 +220,12 @@ def _run_in(unit: UnitOfWork, run_id: str) -> _Run | None:
         key = stack.pop()
         if key in calls:
             continue
-        ref = unit.load(ref_id(key), CallRef)
-        if ref is None:
+        where = locate(unit, key)
+        if where is None:
             continue
         calls[key] = None
-        aggregates[ref.id] = None
-        tree = trees.get(ref.tree_id) or unit.load(ref.tree_id, CallTree)
+        aggregates[ref_id(key)] = None  # its CallRef, or its reference's index row
+        tree = trees.get(where) or unit.load(where, CallTree)
         if tree is None:
             continue
         if tree.id not in trees:

@@ -9,8 +9,9 @@ What only ``streams`` can check, because only it knows Honker's tables:
   (``explained``: the hook a retention record uses to say "these were removed on
   purpose");
 * :func:`index_problems`: the aggregate index and the stream agree both ways (every
-  entry has its index row with the same aggregate and version; every index row points
-  at an entry of the stream);
+  entry has its index row with the same aggregate and version, and one row per
+  reference it files (:mod:`streams.index`); every index row points at an entry of the
+  stream, of its aggregate and version or filing it as a reference);
 * :func:`envelope_problems`: every payload is an envelope of this tenant;
 * :func:`snapshot_file`: a consistent copy of a live file (SQLite's online backup API,
   one read transaction: writers keep writing), for checks that must see one moment;
@@ -32,7 +33,7 @@ from uuid import UUID
 import msgspec
 
 import streams.envelope as envelopes
-from streams.index import index_table
+from streams.index import REF_VERSION, index_table, ref_keys, refs_of
 from streams.reading import read_after
 from streams.replication import explained_holes
 from streams.transaction import Source
@@ -51,6 +52,14 @@ __all__ = [
 ]
 
 _TABLE: Final = "_honker_stream"
+_REF_ROW: Final = (
+    # index row i is a reference filed by its entry s (streams.index): version 1, and
+    # its id among the entry's data.refs (a UUID as 32 hex digits)
+    f"CASE WHEN i.originator_version = {REF_VERSION} AND json_valid(s.payload) THEN "
+    "EXISTS (SELECT 1 FROM json_each(s.payload, '$.data.refs') r WHERE r.value = CASE "
+    "WHEN typeof(i.originator_id) = 'blob' THEN lower(hex(i.originator_id)) "
+    "ELSE i.originator_id END) ELSE 0 END"
+)
 _SHOWN: Final = 20
 """At most this many offsets are named in one problem (the count is always exact)."""
 
@@ -209,6 +218,7 @@ def index_problems(source: Source, stream: str) -> list[StreamProblem]:
             "WHEN typeof(i.originator_id) = 'blob' THEN lower(hex(i.originator_id)) "
             "IS NOT replace(lower(s.payload ->> '$.subject'), '-', '') "
             "ELSE i.originator_id IS NOT s.payload ->> '$.subject' END) "
+            f"AND NOT ({_REF_ROW}) "
             'ORDER BY s."offset"',
             [stream],
         )
@@ -222,7 +232,64 @@ def index_problems(source: Source, stream: str) -> list[StreamProblem]:
                 tuple(mismatched[:_SHOWN]),
             )
         )
+    unfiled = _unfiled_refs(source, stream, index)
+    if unfiled:
+        problems.append(
+            StreamProblem(
+                "index",
+                f"{len(unfiled)} entries of stream {stream!r} file references that have no "
+                f"row of their own in its index {index!r} (the calls cannot be found by "
+                "their id)",
+                tuple(unfiled[:_SHOWN]),
+            )
+        )
     return problems
+
+
+def _unfiled_refs(source: Source, stream: str, index: str) -> list[int]:
+    """Offsets of entries filing a reference (their ``data.refs``) whose index row is
+    missing or points elsewhere."""
+    unfiled: list[int] = []
+    after = 0
+    while True:
+        rows = source.query(
+            f'SELECT "offset", payload FROM {_TABLE} WHERE topic = ? AND "offset" > ? '
+            """AND instr(payload, '"refs":["') > 0 ORDER BY "offset" LIMIT 500""",
+            [stream, after],
+        )
+        for row in rows:
+            payload = row["payload"]
+            try:
+                decoded = envelopes.decode(payload)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                continue  # envelope_problems names it
+            if decoded.data is msgspec.UNSET:
+                continue
+            try:
+                keys = ref_keys(refs_of(bytes(decoded.data)), uuid_ids=_is_uuid(decoded.subject))
+            except ValueError:  # a reference that is not a UUID, in a stream of UUIDs
+                unfiled.append(int(row["offset"]))
+                continue
+            if not keys:
+                continue
+            found = source.query(
+                f'SELECT "offset" FROM "{index}" WHERE originator_version = ? '
+                f"AND originator_id IN ({','.join('?' * len(keys))})",
+                [REF_VERSION, *keys],
+            )
+            if len(found) != len(keys) or any(r["offset"] != row["offset"] for r in found):
+                unfiled.append(int(row["offset"]))
+        if len(rows) < 500:
+            return unfiled
+        after = int(rows[-1]["offset"])
+
+
+def _is_uuid(subject: str) -> bool:
+    try:
+        UUID(subject)
+    except ValueError:
+        return False
+    return True
 
 
 def envelope_problems(
@@ -272,7 +339,12 @@ def envelope_problems(
 def aggregate_ids(source: Source, stream: str, *, uuids: bool = True) -> list[UUID | str]:
     """Every aggregate the index of ``stream`` knows (UUIDs, or text ids when
     ``uuids`` is false), in index order."""
-    rows = source.query(f'SELECT DISTINCT originator_id AS id FROM "{index_table(stream)}"', [])
+    rows = source.query(
+        # not the ids taken by references only: they have no events to replay
+        f'SELECT DISTINCT i.originator_id AS id FROM "{index_table(stream)}" i '
+        f'CROSS JOIN {_TABLE} s ON s."offset" = i."offset" WHERE NOT ({_REF_ROW})',
+        [],
+    )
     found: list[UUID | str] = []
     for row in rows:
         value = row["id"]

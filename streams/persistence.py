@@ -76,7 +76,7 @@ from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 import streams.envelope as envelopes
 from streams._honker import Synchronous, TenantFile, Watcher, open_file, release
 from streams.errors import ConfigurationError
-from streams.index import id_key, index_table, table_prefix
+from streams.index import REF_VERSION, id_key, index_table, ref_keys, refs_of, table_prefix
 from streams.logs import wrap_logger
 from streams.mapper import TypedMapper
 from streams.positions import save_position, saved_position
@@ -416,8 +416,11 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         ]
         try:
             if len(stored_events) == 1:
-                return self._insert_one(tx, stored_events[0], payloads[0])
-            return self._insert_many(tx, stored_events, payloads)
+                offsets = self._insert_one(tx, stored_events[0], payloads[0])
+            else:
+                offsets = self._insert_many(tx, stored_events, payloads)
+            self._insert_refs(tx, stored_events, offsets)
+            return offsets
         except RuntimeError as exc:
             if "constraint failed" in str(exc) and self.index_table_name in str(exc):
                 raise IntegrityError(
@@ -464,6 +467,36 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
             )
         return offsets
 
+    supports_refs: ClassVar[bool] = True
+    """Events file references (their state's ``refs``: see :mod:`streams.index`)."""
+
+    def _insert_refs(
+        self, tx: Transaction, events: Sequence[StoredEvent], offsets: Sequence[int]
+    ) -> None:
+        # A reference is one more index row of its event's entry (streams.index).
+        params: list[Any] = []
+        for event, offset in zip(events, offsets, strict=True):
+            for key in ref_keys(refs_of(event.state), uuid_ids=self.datastore.uuid_ids):
+                params += [key, REF_VERSION, offset]
+        for start in range(0, len(params), 3 * _ROWS_PER_STATEMENT):
+            chunk = params[start : start + 3 * _ROWS_PER_STATEMENT]
+            tx.execute(
+                f'INSERT INTO "{self.index_table_name}" VALUES {_values(len(chunk) // 3, 3)}',
+                chunk,
+            )
+
+    def select_reference(self, originator_id: UUID | str) -> str | None:
+        """The ``subject`` of the entry that took ``originator_id`` (its first version):
+        the aggregate whose event filed it as a reference, or ``originator_id`` itself
+        when an event of its own did; ``None`` if the id is not taken."""
+        rows = self.datastore.query(
+            f"SELECT s.payload ->> '$.subject' AS subject FROM \"{self.index_table_name}\" i "
+            'JOIN _honker_stream s ON s."offset" = i."offset" '
+            "WHERE i.originator_id = ? AND i.originator_version = ?",
+            [id_key(originator_id), REF_VERSION],
+        )
+        return str(rows[0]["subject"]) if rows else None
+
     def select_events(
         self,
         originator_id: UUID | str,
@@ -474,7 +507,8 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         limit: int | None = None,
     ) -> Sequence[StoredEvent]:
         sql, params = _version_range(
-            f'SELECT s.payload FROM "{self.index_table_name}" i '
+            "SELECT i.originator_version AS v, s.payload "
+            f'FROM "{self.index_table_name}" i '
             'JOIN _honker_stream s ON s."offset" = i."offset"',
             originator_id,
             gt=gt,
@@ -486,6 +520,10 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         events = []
         for row in self.datastore.query(sql, params):
             env = envelopes.decode(row["payload"])
+            if env.version != row["v"] or (
+                row["v"] == REF_VERSION and env.subject != str(originator_id)
+            ):
+                continue  # a reference's row: another aggregate's event (streams.index)
             events.append(
                 StoredEvent(originator_id, env.version, env.type, envelopes.state_of(env))
             )

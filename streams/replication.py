@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 from uuid import UUID
 
+import msgspec
+
 import streams.envelope as envelopes
 from streams.errors import StreamsError
-from streams.index import id_key, index_table
+from streams.index import REF_VERSION, id_key, index_table, ref_keys, refs_of
 from streams.reading import Entry
 from streams.transaction import Source, Transaction
 
@@ -65,6 +67,7 @@ def append_entries(
     last = highest_offset(tx)
     stream_params: list[Any] = []
     index_params: list[Any] = []
+    ref_params: list[Any] = []
     for entry in entries:
         if entry.offset <= last:
             raise ReplicationError(
@@ -82,6 +85,9 @@ def append_entries(
         subject: UUID | str = UUID(decoded.subject) if uuid_ids else decoded.subject
         stream_params += [entry.offset, stream, entry.payload, decoded.time // 1000]
         index_params += [id_key(subject), decoded.version, entry.offset]
+        if decoded.data is not msgspec.UNSET:  # its references' rows (streams.index)
+            for key in ref_keys(refs_of(bytes(decoded.data)), uuid_ids=uuid_ids):
+                ref_params += [key, REF_VERSION, entry.offset]
     index = index_table(stream)
     for start in range(0, len(entries), _ROWS):
         count = min(_ROWS, len(entries) - start)
@@ -94,6 +100,13 @@ def append_entries(
             f'INSERT INTO "{index}" (originator_id, originator_version, "offset") VALUES '
             + ",".join(["(?, ?, ?)"] * count),
             index_params[start * 3 : (start + count) * 3],
+        )
+    for start in range(0, len(ref_params), 3 * _ROWS):
+        chunk = ref_params[start : start + 3 * _ROWS]
+        tx.execute(
+            f'INSERT INTO "{index}" (originator_id, originator_version, "offset") VALUES '
+            + ",".join(["(?, ?, ?)"] * (len(chunk) // 3)),
+            chunk,
         )
 
 

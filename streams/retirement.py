@@ -139,7 +139,7 @@ def entries_of(source: Source, stream: str, aggregates: Iterable[UUID | str]) ->
             list(chunk),
         )
         offsets += [int(row["offset"]) for row in rows]
-    offsets.sort()
+    offsets = sorted(set(offsets))  # a reference's row shares its event's offset
     payloads: list[bytes] = []
     for start in range(0, len(offsets), 500):
         chunk_offsets = offsets[start : start + 500]

@@ -17,6 +17,7 @@ import graphstore
 from domain import Principal
 from domain.calls import find_call_graph, get_call, ingest
 from domain.errors import CallConflictError
+from graphstore.verify import verify
 from projections.flowgraph import Flowgraph
 from projections.replay import Replay
 from tests.domain.calls_state import graph_calls
@@ -27,10 +28,15 @@ T1 = 1_796_000_100_000
 TYPES: dict[str, Any] = {"feeds.watch": "subscription"}
 
 
-@pytest.fixture
-def trees(tmp_path: Path) -> Path:
+FIXTURE_V3 = Path(__file__).parent / "fixtures" / "trees-v3"
+"""The same calls written by main at d0e1da2: changes-only updates, one ``CallRef.Filed``
+per call (before a call's reference became an index row of its ``CallAdded``)."""
+
+
+@pytest.fixture(params=[FIXTURE, FIXTURE_V3], ids=["trees-v2", "trees-v3"])
+def trees(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     data = tmp_path / "data"
-    shutil.copytree(FIXTURE, data)
+    shutil.copytree(request.param, data)
     return data
 
 
@@ -117,6 +123,9 @@ def test_a_tree_v2_tenant_projects_replays_and_accepts_new_calls(
     catch_up_in_process(tenant_file)
     types = stream_types(tenant_file)
     assert types[: len(old_types)] == old_types  # history untouched
+    # New calls file their references as index rows of their CallAdded, no event of
+    # their own; the old CallRef.Filed events keep finding the old calls (a-3's parent).
+    assert "CallRef.Filed" in old_types and "CallRef.Filed" not in types[len(old_types) :]
     assert calls["run-d"]["status"] == "completed" and calls["d-3"]["status"] == "aborted"
     assert [o["data"] for o in calls["sub-2"]["output"]] == [{"tick": 0}, {"tick": 1}]
     with Flowgraph.open(env) as views:
@@ -142,3 +151,5 @@ def test_a_tree_v2_tenant_projects_replays_and_accepts_new_calls(
         exported = replay.export_run("run-d").events
         assert [e.type for e in exported].count("call.responded") == 2  # d-1 old, d-2 new
     assert projections_equal_rebuild(tenant_file, tmp_path) > 0
+    report = verify(trees)  # old CallRef events and new reference rows, both checked
+    assert report.ok, report.problems

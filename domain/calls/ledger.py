@@ -50,6 +50,7 @@ __all__ = [
     "find_call_graph",
     "get_call",
     "ingest",
+    "locate",
     "tenant_call_graph",
 ]
 
@@ -199,6 +200,19 @@ class CallLedger:
         return found
 
 
+def locate(unit: UnitOfWork, key: str) -> UUID | None:
+    """The tree holding call ``key`` (or its placeholder), as recorded: its reference is
+    an index row of the call event that filed it, or (files written before, and
+    recorders without references) a ``CallRef`` of its own. ``None``: not recorded."""
+    ref = ref_id(key)
+    if unit.refer is not None:
+        found = unit.references.get(ref) or unit.refer(ref)
+        if found is None or found != ref:
+            return found
+    filed = unit.load(ref, CallRef)
+    return None if filed is None else filed.tree_id
+
+
 class _Trees:
     """The rules' state over the call trees, inside one unit of work.
 
@@ -222,6 +236,7 @@ class _Trees:
         self._guess_new = guess_new
         self._guessed: set[str] = set()
         self._trees: dict[str, CallTree] = {}  # a call's tree, once found in this unit
+        self._unfiled: list[str] = []  # references the next call added files (index rows)
 
     # reads ------------------------------------------------------------------------------
 
@@ -237,9 +252,9 @@ class _Trees:
     def _locate(self, key: str) -> UUID | None:
         found = self._new.get(key) or self.ledger.location(key)
         if found is None and key not in self._guessed:
-            ref = self.unit.load(ref_id(key), CallRef)
-            if ref is not None:
-                found = self._new[key] = ref.tree_id
+            found = locate(self.unit, key)
+            if found is not None:
+                self._new[key] = found
         return found
 
     def _tree(self, key: str) -> CallTree | None:
@@ -285,7 +300,7 @@ class _Trees:
             if parent in parent_tree.calls:
                 links.append([parent, key])
         links.extend([key, child] for child in tree.children.get(key, ()))
-        tree.add_call(key, attributes, links)
+        tree.add_call(key, attributes, links, self._take_refs())
         self.unit.add(tree)
 
     def import_call(self, key: str, attributes: dict[str, Any]) -> None:
@@ -295,7 +310,7 @@ class _Trees:
         if parent is not None and parent_tree is not None and parent_tree is not tree:
             parent_tree.link_child(parent, key)
             self.unit.add(parent_tree)
-        tree.import_call(key, attributes)
+        tree.import_call(key, attributes, self._take_refs())
         self.unit.add(tree)
 
     def update(self, key: str, attributes: dict[str, Any]) -> None:
@@ -330,9 +345,21 @@ class _Trees:
         return tree
 
     def _file(self, key: str, tree: CallTree) -> None:
-        self.unit.add(CallRef.file(key, tree.id))
+        """File ``key``'s reference to ``tree``: an index row of the call event added
+        next (in ``tree``), or a ``CallRef.Filed`` of its own when the recorder files no
+        references (docs/events.md)."""
+        if self.unit.refer is not None:
+            ref = ref_id(key)
+            self._unfiled.append(ref.hex)
+            self.unit.references[ref] = tree.id
+        else:
+            self.unit.add(CallRef.file(key, tree.id))
         self._new[key] = tree.id
         self._trees[key] = tree
+
+    def _take_refs(self) -> list[str] | None:
+        refs, self._unfiled = self._unfiled, []
+        return refs or None
 
     def open(self) -> None:
         """Find the call graph before any call is read: upgrading a tenant written before

@@ -127,6 +127,10 @@ class CallTree(Aggregate):
         key: str
         attributes: dict[str, Any]
         links: list[list[str]]
+        refs: list[str] | None = None
+        """The calls' references this event files (their ids, :func:`ref_id`, as 32 hex
+        digits): the stream indexes the event under each (docs/events.md). ``None``
+        before references were index rows, or when a ``CallRef.Filed`` was stored."""
 
         def apply(self, aggregate: CallTree) -> None:
             aggregate.calls[self.key] = self.attributes
@@ -162,6 +166,8 @@ class CallTree(Aggregate):
         TOPIC = "CallTree.CallImported"
         key: str
         attributes: dict[str, Any]
+        refs: list[str] | None = None
+        """As :attr:`CallAdded.refs`."""
 
         def apply(self, aggregate: CallTree) -> None:
             aggregate.calls[self.key] = self.attributes
@@ -195,8 +201,19 @@ class CallTree(Aggregate):
         if child not in kids:
             kids.append(child)
 
-    def add_call(self, key: str, attributes: dict[str, Any], links: list[list[str]]) -> None:
-        self.trigger_event(self.CallAdded, key=key, attributes=attributes, links=links)
+    def add_call(
+        self,
+        key: str,
+        attributes: dict[str, Any],
+        links: list[list[str]],
+        refs: list[str] | None = None,
+    ) -> None:
+        if refs:
+            self.trigger_event(
+                self.CallAdded, key=key, attributes=attributes, links=links, refs=refs
+            )
+        else:
+            self.trigger_event(self.CallAdded, key=key, attributes=attributes, links=links)
 
     def update_call(self, key: str, attributes: dict[str, Any]) -> None:
         """Record that call ``key`` now has ``attributes``: only the difference is stored
@@ -207,8 +224,13 @@ class CallTree(Aggregate):
         else:
             self.trigger_event(self.CallUpdated, key=key, changes=changes)
 
-    def import_call(self, key: str, attributes: dict[str, Any]) -> None:
-        self.trigger_event(self.CallImported, key=key, attributes=attributes)
+    def import_call(
+        self, key: str, attributes: dict[str, Any], refs: list[str] | None = None
+    ) -> None:
+        if refs:
+            self.trigger_event(self.CallImported, key=key, attributes=attributes, refs=refs)
+        else:
+            self.trigger_event(self.CallImported, key=key, attributes=attributes)
 
     def link_child(self, parent: str, child: str) -> None:
         if child not in self.children.get(parent, ()):

@@ -244,7 +244,7 @@ def test_projector_status_shows_the_lag_then_catch_up_clears_it(tmp_path: Path) 
     runs_data = _sample_tenant(tmp_path / "data")
     before = json.loads(gs(runs_data, "--json", "projector", "status").stdout)
     assert {s["projector"] for s in before} == {"metagraph@v1", "flowgraph@v1"}
-    assert all(s["position"] == 0 and s["lag_events"] == s["head"] > 900 for s in before)
+    assert all(s["position"] == 0 and s["lag_events"] == s["head"] > 600 for s in before)
     caught = json.loads(gs(runs_data, "--json", "projector", "catch-up").stdout)
     assert all(s["lag_events"] == 0 and s["position"] == s["head"] for s in caught)
     after = gs(runs_data, "projector", "status", "--tenant", "flows")

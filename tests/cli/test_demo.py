@@ -27,7 +27,7 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
     assert "tenants: ['acme']" in out
     assert "622 call events -> 651 call changes in 1 transaction" in out
     assert "4. run run-004, now" in out and "VALIDATION_ERROR" in out
-    assert "5. run run-004 as of offset 112 (of 1015)" in out  # 1015: the ingest's audit record
+    assert "5. run run-004 as of offset 77 (of 700)" in out  # 700: the ingest's audit record
     assert "9 calls: 4 completed, 0 failed, 0 aborted, 5 open" in out  # the past
     assert "9 calls: 7 completed, 2 failed, 0 aborted, 0 open" in out  # the present
     assert "every projector caught up: yes" in out
@@ -36,13 +36,13 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
     assert "audit: access.denied" in out
     assert "GET /v1/tenants/acme/openapi.json: 27 operations" in out
     assert "POST .../ops/graphstore.runs.list {status: [failed]}: 14 runs" in out
-    assert "Server-Sent Events, first id: 92" in out
+    assert "Server-Sent Events, first id: 65" in out
     assert "verify: OK (2 files" in out  # the demo ends with a verify that passes
     # retention: the older finished runs archived, deleted and still found in the archive
     assert "retired 30 runs (run-001, run-002, run-003, ...) into" in out
     assert "run run-001 (completed" in out and "is archived, not in acme" in out
     assert (data / "tenant-acme.db").exists() and (data / "system.db").exists()
-    assert "tenant-acme.db: head 1015, " in out
+    assert "tenant-acme.db: head 700, " in out
     assert f"backup: 2 files in {tmp_path / 'demo-backup'} (manifest.json)" in out
     # Run again: the directory is made anew, and the story is the same.
     again = subprocess.run(
@@ -53,7 +53,7 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
         check=False,
         env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
     )
-    assert again.returncode == 0 and "as of offset 112 (of 1015)" in again.stdout
+    assert again.returncode == 0 and "as of offset 77 (of 700)" in again.stdout
 
 
 def test_the_demo_prints_how_to_open_its_live_view_with_a_key_that_works(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ tests/test_upgrade_trees.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain import Metagraph
-from domain.calls import ingest
-from domain.calls.tree import apply_change, change_of
+from domain.calls import get_call, ingest
+from domain.calls.ledger import locate
+from domain.calls.tree import CallRef, apply_change, change_of, ref_id, tree_id
+from tests.domain.conftest import store_env
 
 T0 = 1_795_000_000_000
 WATCH = {"feeds.watch": "subscription"}
@@ -108,3 +111,62 @@ def test_a_change_applied_to_the_old_attributes_gives_the_new(
 def test_a_change_that_would_remove_a_field_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot remove"):
         change_of({"status": "pending", "input": 1}, {"status": "running"})
+
+
+# --- a call's reference: an index row of its CallAdded, not an event --------------------
+
+
+def stream_types(app: Metagraph) -> list[str]:
+    return [n.topic for n in app.recorder.select_notifications(0, 100_000)]
+
+
+def test_a_run_stores_one_entry_per_call_event_plus_its_tree(app: Metagraph) -> None:
+    ingest(app, [requested("root")])  # the call index, the call graph, ...
+    before = len(stream_types(app))
+    batch = [requested("r")]
+    batch += [requested(f"r.{n}", parentRequestId="r") for n in range(3)]
+    batch += [responded(f"r.{n}", {"n": n}) for n in range(3)] + [responded("r", {})]
+    ingest(app, batch)
+    new = stream_types(app)[before:]
+    assert [t for t in new if t.startswith("Call")] == ["CallTree.Started"] + [
+        "CallTree.CallAdded"
+    ] * 4 + ["CallTree.CallUpdated"] * 4  # no CallRef.Filed: 9 entries for 8 events
+    ref = ref_id("r.1")
+    found = app.recorder.select_reference(ref)  # type: ignore[attr-defined]
+    assert found == str(tree_id("r"))
+    with app.transaction() as unit:
+        assert unit.load(ref, CallRef) is None  # a reference row has no events
+        assert locate(unit, "r.1") == tree_id("r") and locate(unit, "nope") is None
+    assert get_call(app, "r.1") is not None
+
+
+def test_a_placeholder_parent_is_filed_with_its_child_and_joins_later(app: Metagraph) -> None:
+    ingest(app, [requested("c", parentRequestId="p")])  # the child first
+    adds = [
+        json.loads(n.state)
+        for n in app.recorder.select_notifications(0, 100_000)
+        if n.topic == "CallTree.CallAdded"
+    ]
+    assert adds[-1]["refs"] == [ref_id("c").hex, ref_id("p").hex]
+    ingest(app, [requested("p")])
+    parent = get_call(app, "p")
+    assert parent is not None and parent["status"] == "pending"
+    assert "CallRef.Filed" not in stream_types(app)
+
+
+def test_a_duplicate_request_in_another_process_state_changes_nothing(
+    app: Metagraph, env: dict[str, str]
+) -> None:
+    ingest(app, [requested("d")])
+    with Metagraph(env=env) as other:  # guesses "d" new: its reference row conflicts
+        report = ingest(other, [requested("d"), requested("e")])
+    assert (report.applied, report.attempts) == (1, 2)
+    assert stream_types(app).count("CallTree.CallAdded") == 2
+
+
+def test_with_a_compressor_a_reference_is_a_callref_event(tenant_file: Path) -> None:
+    env = store_env(tenant_file, COMPRESSOR_TOPIC="eventsourcing.compressor:ZlibCompressor")
+    with Metagraph(env=env) as zipped:
+        ingest(zipped, [requested("z"), requested("z.1", parentRequestId="z")])
+        assert stream_types(zipped).count("CallRef.Filed") == 2
+        assert get_call(zipped, "z.1") is not None

@@ -248,7 +248,7 @@ def test_a_kill_during_restore_leaves_no_tenant_file_and_a_rerun_completes(
 ) -> None:
     target = _target(tmp_path, relayed)
     process = subprocess.Popen(
-        [sys.executable, "-c", _RESTORER, nats_server.url, str(target), "50"],
+        [sys.executable, "-c", _RESTORER, nats_server.url, str(target), "30"],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

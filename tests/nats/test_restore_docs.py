@@ -31,7 +31,7 @@ def test_the_point_in_time_block_runs_as_typed(tmp_path: Path, nats_server: Nats
     )
     assert backup.returncode == 0, backup.stderr
     with DataDirectory(data) as directory:
-        write(directory, "acme", 300)  # after the backup: only JetStream will have these
+        write(directory, "acme", 600)  # after the backup: only JetStream will have these
         with Relay(directory, nats_server.url) as relay:
             relay.wait_for("acme", stream_entries(directory, "acme")[-1][0])
         entries = stream_entries(directory, "acme")

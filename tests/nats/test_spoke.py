@@ -276,7 +276,7 @@ def _every_stream_entry_is_indexed(data: Path) -> None:
         )
         index = recorder.datastore.query(f'SELECT "offset" FROM "{recorder.index_table_name}"')
     stream = sorted(row["offset"] for row in rows)
-    indexed = sorted(row["offset"] for row in index)
+    indexed = sorted({row["offset"] for row in index})  # a call's reference shares its entry
     assert stream == indexed, f"{len(stream)} stream entries, {len(indexed)} indexed"
 
 

@@ -222,7 +222,7 @@ def test_a_run_as_of_includes_events_the_projection_parked(
 ) -> None:
     feed(app, requested("r", 0))
     feed(app, requested("c", 1, "r"))
-    poison = head(app)  # c's CallAdded (after its reference, CallRef.Filed)
+    poison = head(app)  # c's CallAdded (its reference is an index row of it)
     with Projector.open(env, PoisonedFlowgraph(poison), policy="skip-and-park") as parking:
         parking.catch_up()
         assert [p.offset for p in parking.parked()] == [poison]
