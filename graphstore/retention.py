@@ -47,11 +47,12 @@ from projections import (
 )
 from projections.errors import ProjectionError, ViewNotBuiltError
 from projections.rebuild import live_projection
-from streams import HonkerDatastore, positions_table, saved_position
-from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim
+from streams import HonkerDatastore, positions_table, saved_position, stream_head
+from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim, yield_to_writers
 
 __all__ = [
     "BATCH_RUNS",
+    "CATCH_UP_BATCH",
     "INTERVAL_SETTING",
     "PassReport",
     "RetentionSchedule",
@@ -81,6 +82,9 @@ log = logging.getLogger(__name__)
 
 BATCH_RUNS: Final = 25
 """Runs retired per transaction: bounded, so a writer never waits long for the file."""
+CATCH_UP_BATCH: Final = 50
+"""Events per transaction when a pass catches the views up: short write transactions,
+so the tenant's writers never wait long (benchmarks/retention.py)."""
 _FINISHED: Final = ("completed", "failed", "aborted")
 _MAX_CANDIDATES: Final = 100_000
 
@@ -458,7 +462,9 @@ def run_pass(
                 _retire(unit, metagraph, [r for r, _ in going], reason="policy", archive=archive)
             return going
 
+        started = time.monotonic()
         going = metagraph.atomic(work)
+        yield_to_writers(started)
         if going and not dry_run:
             transactions += 1
             _forget_cached(metagraph, [r for r, _ in going])
@@ -481,11 +487,12 @@ def run_pass(
     )
 
 
-def reclaim_file(metagraph: Metagraph) -> Reclaimed:
+def reclaim_file(metagraph: Metagraph, *, truncate_wal: bool = False) -> Reclaimed:
     """Catch the tenant's local projections up (they drop the retired runs' rows), then
-    give the file's free pages back and empty its WAL: nothing of the runs stays in it."""
+    give the file's free pages back (:func:`streams.retirement.reclaim`); ``truncate_wal``
+    (an erasure) also empties the WAL at once: nothing of the runs stays in it."""
     _catch_up_projections(metagraph)
-    return reclaim(_datastore(metagraph))
+    return reclaim(_datastore(metagraph), truncate_wal=truncate_wal)
 
 
 def _catch_up_projections(metagraph: Metagraph) -> None:
@@ -493,13 +500,21 @@ def _catch_up_projections(metagraph: Metagraph) -> None:
     ran: a projection never built is not built here). A projection that cannot catch up
     now (parked, stopped) keeps the rows until its projector passes the record."""
     datastore = _datastore(metagraph)
+    # Up to the head as it is now (past the pass's records): writers adding events all
+    # the while must not keep the pass catching up for ever.
+    upto = stream_head(datastore, _stream(metagraph)).offset
     for base in (MetagraphProjection, FlowgraphProjection):
         projection = live_projection(datastore, base)
         if saved_position(datastore, projection.consumer, projection.upstream) is None:
             continue
-        projector = Projector.open(metagraph.env, projection)
+        projector = Projector.open(metagraph.env, projection, batch_size=CATCH_UP_BATCH, upto=upto)
         try:
-            projector.catch_up()
+            while True:
+                started = time.monotonic()
+                projector.step()
+                if not projector.has_more or not projector.active:
+                    break
+                yield_to_writers(started)
         except ProjectionError:
             continue  # said by `graphstore projector status`; the rows go when it passes
         finally:
@@ -580,7 +595,7 @@ def forget_run(
     if run is not None:
         _forget_cached(metagraph, [run])
     forget_archived(org_id, archived_in, run_id)
-    reclaimed = reclaim_file(metagraph)
+    reclaimed = reclaim_file(metagraph, truncate_wal=True)
     return PassReport(
         tenant=org_id,
         dry_run=False,
