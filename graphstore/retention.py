@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import msgspec
@@ -48,6 +48,7 @@ from projections import (
 from projections.errors import ProjectionError, ViewNotBuiltError
 from projections.rebuild import live_projection
 from streams import HonkerDatastore, positions_table, saved_position, stream_head
+from streams.access import honker_recorder
 from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim, yield_to_writers
 
 __all__ = [
@@ -246,11 +247,11 @@ def _run_in(unit: UnitOfWork, run_id: str) -> _Run | None:
 
 
 def _datastore(metagraph: Metagraph) -> HonkerDatastore:
-    return cast(HonkerDatastore, cast(Any, metagraph.recorder).datastore)
+    return honker_recorder(metagraph.recorder).datastore
 
 
 def _stream(metagraph: Metagraph) -> str:
-    return str(cast(Any, metagraph.recorder).stream)
+    return honker_recorder(metagraph.recorder).stream
 
 
 def _positions(datastore: HonkerDatastore, stream: str) -> dict[str, int]:
