@@ -50,6 +50,7 @@ __all__ = [
     "remove_entries",
     "retired_ranges",
     "retirement_of",
+    "retirement_offsets",
     "yield_to_writers",
 ]
 
@@ -295,6 +296,18 @@ def _outside_transaction(tx: Transaction, *statements: str) -> int:
     finally:
         tx.execute("BEGIN IMMEDIATE")
     return last
+
+
+def retirement_offsets(source: Source, stream: str, after: int, upto: int) -> list[int]:
+    """The offsets of the retirement records in ``(after, upto]``, ascending: what a
+    reader following only some runs' entries must read as well (a record names runs
+    whose own entries it removed)."""
+    rows = source.query(
+        'SELECT "offset" FROM _honker_stream WHERE topic = ? AND "offset" > ? '
+        'AND "offset" <= ? AND payload ->> \'$.type\' = ? ORDER BY "offset"',
+        [stream, after, upto, RETIREMENT_TYPE],
+    )
+    return [int(row["offset"]) for row in rows]
 
 
 def retired_ranges(source: Source, stream: str) -> list[tuple[int, int]]:

@@ -171,6 +171,18 @@ def test_subscribers_see_a_retired_change(data: Path) -> None:
     assert sorted(retired[0].runs or []) == ["done-1", "done-2", "secret"]
 
 
+def test_a_subscription_to_one_run_sees_that_run_retired_and_no_other(data: Path) -> None:
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    ok(data, "retention", "run", "--tenant", "acme")
+    with open_store(data) as store:
+        with store.subscribe("acme", run="secret", from_start=True) as changes:
+            retired = [c for c in changes.poll() if c.status == "retired"]
+        with store.subscribe("acme", run="flying", from_start=True) as changes:
+            assert [c for c in changes.poll() if c.status == "retired"] == []
+    assert len(retired) == 1 and retired[0].run_id == "secret"
+    assert "secret" in (retired[0].runs or [])
+
+
 def test_a_run_waits_for_a_consumer_that_has_not_passed_it(data: Path) -> None:
     with open_store(data) as store:
         sub = store.subscribe("acme", name="laggard", from_start=True, auto_commit=False)
