@@ -246,6 +246,15 @@ def _run_in(unit: UnitOfWork, run_id: str) -> _Run | None:
     return _Run(run_id=run_id, aggregates=list(aggregates), calls=list(calls), in_flight=in_flight)
 
 
+def _import_legacy_calls(metagraph: Metagraph) -> None:
+    """A tenant written before call trees keeps its calls as nodes of its call graph
+    until a first call write copies them into trees (docs/calls.md, "Upgrading"); a
+    pass or an erasure finds runs through their trees, so it makes that copy first, in
+    its own transaction (once: then the ledger remembers the graph)."""
+    ledger = call_ledger(metagraph)
+    metagraph.atomic(lambda unit: ledger.graph_id(unit, create=False))
+
+
 def _datastore(metagraph: Metagraph) -> HonkerDatastore:
     return honker_recorder(metagraph.recorder).datastore
 
@@ -434,6 +443,8 @@ def run_pass(
         candidates = list(only) if only is not None else _candidates(flowgraph, policy, now)
     except ViewNotBuiltError as exc:  # the runs are chosen from the views: build them
         return msgspec.structs.replace(empty, note=str(exc))
+    if not dry_run:
+        _import_legacy_calls(metagraph)
     datastore, stream = _datastore(metagraph), _stream(metagraph)
     positions = _positions(datastore, stream)
     retired: list[RunRetirement] = []
@@ -562,6 +573,8 @@ def forget_run(
     policy = policy_of(metagraph)
 
     archived_in = None if policy is None else policy.archive
+
+    _import_legacy_calls(metagraph)
 
     def work(unit: UnitOfWork) -> _Run | None:
         run = _run_in(unit, run_id)
