@@ -13,9 +13,10 @@ the write model, retire in units of 25 runs, catch the views up, reclaim the pag
 - ``retention_pass_flatness``: runs/s of a pass retiring the same number of runs when
   the tenant holds a large history ÷ when it holds a small one (1.0: the cost does not
   grow with history).
-- ``writer_p99_during_retention_ratio``: a writer process ingests runs back to back;
-  the p99 of its batch latency while a pass runs ÷ in a quiet window of the same length
-  just before.
+- ``writer_p99_during_retention_ratio``: a writer process ingests runs back to back
+  while another keeps the views caught up (as ``graphstore serve``'s runner does); the
+  p99 of the writer's batch latency while a pass runs ÷ in a quiet window of the same
+  length just before.
 
 README.md and docs/retention.md say what each metric means.
 """
@@ -54,6 +55,8 @@ __all__ = ["run"]
 TENANT: Final = "acme"
 OLD_MS: Final = 1_700_000_000_000
 CALLS_PER_RUN: Final = 6
+FOLLOW_S: Final = 0.05
+"""The projection follower's pause between catch-ups (writer_latency)."""
 BULK_RUNS: Final = 500
 """Runs per ingest batch when building a history only to retire from it."""
 
@@ -200,6 +203,15 @@ def _writer(data: str, ready: Event, stop: Event, out: Queue[Any]) -> None:
     out.put(samples)
 
 
+def _follower(data: str, stop: Event) -> None:
+    """Keep the tenant's views caught up until ``stop``, as ``graphstore serve``'s
+    projection runner does beside the writers."""
+    env = _env(Path(data))
+    while not stop.is_set():
+        _catch_up(env)
+        time.sleep(FOLLOW_S)
+
+
 def writer_latency(report: Report, root: Path, sizes: Sizes, config: RunConfig) -> None:
     data = root / "writer"
     build(data, sizes.writer_history)
@@ -208,6 +220,8 @@ def writer_latency(report: Report, root: Path, sizes: Sizes, config: RunConfig) 
     out: Queue[Any] = context.Queue()
     writer = context.Process(target=_writer, args=(str(data), ready, stop, out), daemon=True)
     writer.start()
+    follower = context.Process(target=_follower, args=(str(data), stop), daemon=True)
+    follower.start()
     spans: list[tuple[float, float, float]] = []
     env = _env(data)
     try:
@@ -234,6 +248,7 @@ def writer_latency(report: Report, root: Path, sizes: Sizes, config: RunConfig) 
         stop.set()
         samples: list[tuple[float, float]] = out.get(timeout=120)
         writer.join(timeout=60)
+        follower.join(timeout=60)
     ratios, during_p99, quiet_p99 = [], [], []
     for quiet_start, start, end in spans:
         during = [s for t, s in samples if start <= t <= end]
