@@ -34,6 +34,7 @@ from streams.index import id_key, index_table, table_prefix
 from streams.transaction import Source, Transaction
 
 __all__ = [
+    "PAUSE_SHARE",
     "RECLAIM_PAGES",
     "RECLAIM_PAUSE_S",
     "RETIREMENT_TYPE",
@@ -230,12 +231,19 @@ gets it (SQLite's busy handler retries after 1, 3, 8... ms: back-to-back steps w
 hold every writer off until the last one)."""
 
 
+PAUSE_SHARE: Final = 0.5
+"""A background pass pauses this share of each write transaction's time after it: the
+writers' turn (benchmarks/retention.py: ``writer_p99_during_retention_ratio``) against
+the pass's own speed (``retire_vs_ingest``)."""
+
+
 def yield_to_writers(started: float) -> None:
     """Pause after a background write transaction begun at ``started`` (monotonic) for
-    as long as it took (at least :data:`RECLAIM_PAUSE_S`): a writer of the tenant that
-    waited for it gets the file before the next one (SQLite's lock is not fair: without
-    a pause, back-to-back transactions hold every other writer off until the last)."""
-    time.sleep(max(RECLAIM_PAUSE_S, time.monotonic() - started))
+    :data:`PAUSE_SHARE` of the time it took (at least :data:`RECLAIM_PAUSE_S`): a writer
+    of the tenant that waited for it gets the file before the next one (SQLite's lock is
+    not fair: without a pause, back-to-back transactions hold every other writer off
+    until the last)."""
+    time.sleep(max(RECLAIM_PAUSE_S, (time.monotonic() - started) * PAUSE_SHARE))
 
 
 def reclaim(datastore: Writable, *, truncate_wal: bool = False) -> Reclaimed:
