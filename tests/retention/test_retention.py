@@ -343,3 +343,35 @@ def test_an_erasure_empties_the_wal_at_once(data: Path) -> None:
         _ingest_marked_run(data, store, mark)
         forget_run(store.tenant("acme"), "acme", "wal-run")
         assert mark.encode() not in file_bytes(data)
+
+
+def test_a_late_event_in_another_process_never_lands_on_a_retired_tree(data: Path) -> None:
+    """This process caches run ``late``'s tree; another process (the CLI) retires the
+    run; a late event for it here must not be appended after the deleted history (which
+    `verify` would find not replaying): the cache is dropped when the retirement is seen."""
+    output = {"data": {}, "meta": {"source": "local"}}
+
+    def call(kind: str, key: str, **payload: Any) -> dict[str, Any]:
+        return {"type": kind, "at": T0, "payload": {"requestId": key, **payload}}
+
+    with open_store(data) as store:
+        acme = store.tenant("acme")
+        ingest(
+            acme,
+            [
+                call("call.requested", "late", operationId="flows.run", input={}),
+                call(
+                    "call.requested", "late.0", operationId="op", input={}, parentRequestId="late"
+                ),
+                call("call.responded", "late.0", output=output),
+                call("call.responded", "late", output=output),
+            ],
+        )
+        ok(data, "projector", "catch-up", "--tenant", "acme")
+        ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+        retired = ok(data, "retention", "run", "--tenant", "acme")  # another process
+        assert "late" in {r["run_id"] for r in retired["runs"]}
+        ingest(acme, [call("call.requested", "late.1", operationId="op", input={},
+                           parentRequestId="late")])  # fmt: skip
+    verified = gs(data, "verify", "--tenant", "acme")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
