@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 import msgspec
@@ -48,11 +48,13 @@ from projections import (
 )
 from projections.errors import ProjectionError, ViewNotBuiltError
 from projections.rebuild import live_projection
-from streams import HonkerDatastore, positions_table, saved_position
-from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim
+from streams import HonkerDatastore, positions_table, saved_position, stream_head
+from streams.access import honker_recorder
+from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim, yield_to_writers
 
 __all__ = [
     "BATCH_RUNS",
+    "CATCH_UP_BATCH",
     "INTERVAL_SETTING",
     "PassReport",
     "RetentionSchedule",
@@ -82,6 +84,9 @@ log = logging.getLogger(__name__)
 
 BATCH_RUNS: Final = 25
 """Runs retired per transaction: bounded, so a writer never waits long for the file."""
+CATCH_UP_BATCH: Final = 50
+"""Events per transaction when a pass catches the views up: short write transactions,
+so the tenant's writers never wait long (benchmarks/retention.py)."""
 _FINISHED: Final = ("completed", "failed", "aborted")
 _MAX_CANDIDATES: Final = 100_000
 
@@ -241,12 +246,21 @@ def _run_in(unit: UnitOfWork, run_id: str) -> _Run | None:
     return _Run(run_id=run_id, aggregates=list(aggregates), calls=list(calls), in_flight=in_flight)
 
 
+def _import_legacy_calls(metagraph: Metagraph) -> None:
+    """A tenant written before call trees keeps its calls as nodes of its call graph
+    until a first call write copies them into trees (docs/calls.md, "Upgrading"); a
+    pass or an erasure finds runs through their trees, so it makes that copy first, in
+    its own transaction (once: then the ledger remembers the graph)."""
+    ledger = call_ledger(metagraph)
+    metagraph.atomic(lambda unit: ledger.graph_id(unit, create=False))
+
+
 def _datastore(metagraph: Metagraph) -> HonkerDatastore:
-    return cast(HonkerDatastore, cast(Any, metagraph.recorder).datastore)
+    return honker_recorder(metagraph.recorder).datastore
 
 
 def _stream(metagraph: Metagraph) -> str:
-    return str(cast(Any, metagraph.recorder).stream)
+    return honker_recorder(metagraph.recorder).stream
 
 
 def _positions(datastore: HonkerDatastore, stream: str) -> dict[str, int]:
@@ -429,6 +443,8 @@ def run_pass(
         candidates = list(only) if only is not None else _candidates(flowgraph, policy, now)
     except ViewNotBuiltError as exc:  # the runs are chosen from the views: build them
         return msgspec.structs.replace(empty, note=str(exc))
+    if not dry_run:
+        _import_legacy_calls(metagraph)
     datastore, stream = _datastore(metagraph), _stream(metagraph)
     positions = _positions(datastore, stream)
     retired: list[RunRetirement] = []
@@ -458,7 +474,9 @@ def run_pass(
                 _retire(unit, metagraph, [r for r, _ in going], reason="policy", archive=archive)
             return going
 
+        started = time.monotonic()
         going = metagraph.atomic(work)
+        yield_to_writers(started)
         if going and not dry_run:
             transactions += 1
             _forget_cached(metagraph, [r for r, _ in going])
@@ -481,11 +499,12 @@ def run_pass(
     )
 
 
-def reclaim_file(metagraph: Metagraph) -> Reclaimed:
+def reclaim_file(metagraph: Metagraph, *, truncate_wal: bool = False) -> Reclaimed:
     """Catch the tenant's local projections up (they drop the retired runs' rows), then
-    give the file's free pages back and empty its WAL: nothing of the runs stays in it."""
+    give the file's free pages back (:func:`streams.retirement.reclaim`); ``truncate_wal``
+    (an erasure) also empties the WAL at once: nothing of the runs stays in it."""
     _catch_up_projections(metagraph)
-    return reclaim(_datastore(metagraph))
+    return reclaim(_datastore(metagraph), truncate_wal=truncate_wal)
 
 
 def _catch_up_projections(metagraph: Metagraph) -> None:
@@ -493,13 +512,21 @@ def _catch_up_projections(metagraph: Metagraph) -> None:
     ran: a projection never built is not built here). A projection that cannot catch up
     now (parked, stopped) keeps the rows until its projector passes the record."""
     datastore = _datastore(metagraph)
+    # Up to the head as it is now (past the pass's records): writers adding events all
+    # the while must not keep the pass catching up for ever.
+    upto = stream_head(datastore, _stream(metagraph)).offset
     for base in (MetagraphProjection, FlowgraphProjection):
         projection = live_projection(datastore, base)
         if saved_position(datastore, projection.consumer, projection.upstream) is None:
             continue
-        projector = Projector.open(metagraph.env, projection)
+        projector = Projector.open(metagraph.env, projection, batch_size=CATCH_UP_BATCH, upto=upto)
         try:
-            projector.catch_up()
+            while True:
+                started = time.monotonic()
+                projector.step()
+                if not projector.has_more or not projector.active:
+                    break
+                yield_to_writers(started)
         except ProjectionError:
             continue  # said by `graphstore projector status`; the rows go when it passes
         finally:
@@ -547,6 +574,8 @@ def forget_run(
 
     archived_in = None if policy is None else policy.archive
 
+    _import_legacy_calls(metagraph)
+
     def work(unit: UnitOfWork) -> _Run | None:
         run = _run_in(unit, run_id)
         if (
@@ -580,7 +609,7 @@ def forget_run(
     if run is not None:
         _forget_cached(metagraph, [run])
     forget_archived(org_id, archived_in, run_id)
-    reclaimed = reclaim_file(metagraph)
+    reclaimed = reclaim_file(metagraph, truncate_wal=True)
     return PassReport(
         tenant=org_id,
         dry_run=False,

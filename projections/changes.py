@@ -70,6 +70,7 @@ from streams import (
     save_position,
     saved_position,
 )
+from streams.retirement import retirement_offsets
 
 __all__ = ["CONSUMER_PREFIX", "Change", "Subscription"]
 
@@ -437,7 +438,13 @@ class Subscription:
             f'ORDER BY e."offset" LIMIT ?',
             [self.run, after, upto, self.batch_size],
         )
-        return read_at(self.datastore, self.stream, [int(row["offset"]) for row in found])
+        # A retirement record is none of the run's calls' events (and, once applied, the
+        # run's rows are gone): read the records too; _change keeps those naming the run.
+        offsets = sorted(
+            {int(row["offset"]) for row in found}
+            | set(retirement_offsets(self.datastore, self.stream, after, upto))
+        )
+        return read_at(self.datastore, self.stream, offsets[: self.batch_size])
 
     def _change(self, row: Entry) -> Change | None:
         """The change ``row`` is for this subscription, or None (not a change of the

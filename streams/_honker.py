@@ -314,6 +314,9 @@ def _configure_writer(database: Any, path: Path, synchronous: str, busy_ms: int)
             # Deleted content is zeroed, not left in free space: a retired or erased run
             # must not be readable in the file (docs/retention.md).
             tx.query("PRAGMA secure_delete = ON")
+            # ...nor in the WAL for longer than one cycle: the first commit after the WAL
+            # restarts cuts the file to the frames it wrote (streams/retirement.py).
+            tx.query("PRAGMA journal_size_limit = 0")
             if synchronous == "FULL":
                 # Each fsync also has to persist the WAL's growth: a shorter WAL keeps FULL
                 # commits cheap (measured in benchmarks/). NORMAL keeps Honker's 10000.

@@ -19,6 +19,7 @@ hole (see :func:`streams.check.explained_by_ranges`).
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Final, Protocol
@@ -33,7 +34,9 @@ from streams.index import id_key, index_table, table_prefix
 from streams.transaction import Source, Transaction
 
 __all__ = [
+    "PAUSE_SHARE",
     "RECLAIM_PAGES",
+    "RECLAIM_PAUSE_S",
     "RETIREMENT_TYPE",
     "Reclaimed",
     "RemovedEntries",
@@ -48,6 +51,8 @@ __all__ = [
     "remove_entries",
     "retired_ranges",
     "retirement_of",
+    "retirement_offsets",
+    "yield_to_writers",
 ]
 
 RETIREMENT_TYPE = "Retention.RunsRetired"
@@ -195,7 +200,8 @@ def remove_entries(
 
 class Reclaimed(msgspec.Struct, frozen=True, kw_only=True):
     """The file's size (pages x page size) before and after :func:`reclaim`; whether the
-    WAL was emptied (False: a reader held it, retry later)."""
+    WAL was emptied (``wal_truncated``: asked for and done; False: not asked for, or a
+    reader held it: retry later)."""
 
     before: int
     after: int
@@ -219,16 +225,43 @@ class Writable(Protocol):
 RECLAIM_PAGES: Final = 64
 """Free pages given back per transaction: a writer never waits long for the file."""
 
+RECLAIM_PAUSE_S: Final = 0.002
+"""The least pause between two reclaim steps, so a writer waiting for the write lock
+gets it (SQLite's busy handler retries after 1, 3, 8... ms: back-to-back steps would
+hold every writer off until the last one)."""
 
-def reclaim(datastore: Writable) -> Reclaimed:
-    """Give the file's free pages back and empty its WAL, so deleted bytes are neither in
-    the file nor in the WAL.
+
+PAUSE_SHARE: Final = 0.5
+"""A background pass pauses this share of each write transaction's time after it: the
+writers' turn (benchmarks/retention.py: ``writer_p99_during_retention_ratio``) against
+the pass's own speed (``retire_vs_ingest``)."""
+
+
+def yield_to_writers(started: float) -> None:
+    """Pause after a background write transaction begun at ``started`` (monotonic) for
+    :data:`PAUSE_SHARE` of the time it took (at least :data:`RECLAIM_PAUSE_S`): a writer
+    of the tenant that waited for it gets the file before the next one (SQLite's lock is
+    not fair: without a pause, back-to-back transactions hold every other writer off
+    until the last)."""
+    time.sleep(max(RECLAIM_PAUSE_S, (time.monotonic() - started) * PAUSE_SHARE))
+
+
+def reclaim(datastore: Writable, *, truncate_wal: bool = False) -> Reclaimed:
+    """Give the file's free pages back, without holding writers off.
 
     Deleted content is zeroed when it is deleted (every writer connection runs with
     ``secure_delete``, :mod:`streams._honker`); the free pages are then cut off the file
-    with ``incremental_vacuum``, :data:`RECLAIM_PAGES` per transaction, and the WAL,
-    which still holds the pages as they were before, is checkpointed and truncated
-    (``wal_checkpoint(TRUNCATE)``). A file made before retention existed is converted to
+    with ``incremental_vacuum``, :data:`RECLAIM_PAGES` per short transaction, each
+    followed by a pause at least as long as the step so a waiting writer goes first.
+    A PASSIVE checkpoint then copies the WAL's (zeroed) pages into the file without
+    holding writers off.
+
+    The WAL may still hold earlier frames with the deleted content until it restarts
+    (the first commit after a complete checkpoint); every writer runs with
+    ``journal_size_limit = 0`` (:mod:`streams._honker`), so that commit also cuts the
+    WAL to the frames it wrote. ``truncate_wal`` (an erasure: the bytes must be gone
+    now) empties it at once with ``wal_checkpoint(TRUNCATE)``, which holds writers off
+    while it copies. A file made before retention existed is converted to
     ``auto_vacuum=INCREMENTAL`` once, by one ``VACUUM`` (a rewrite of the file).
     """
     with datastore.transaction() as tx:
@@ -236,43 +269,53 @@ def reclaim(datastore: Writable) -> Reclaimed:
         if _pragma(tx, "auto_vacuum") != 2:
             _outside_transaction(tx, "PRAGMA auto_vacuum = INCREMENTAL", "VACUUM")
     while True:
+        started = time.monotonic()
         with datastore.transaction() as tx:
             if _pragma(tx, "freelist_count") == 0:
                 break
             tx.query(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})")
+        yield_to_writers(started)
     with datastore.transaction() as tx:
-        # A TRUNCATE checkpoint holds off writers while it waits for readers: with no
-        # wait at all it either empties the WAL now or says it could not (busy).
-        # A PASSIVE checkpoint first copies the WAL without holding writers off, so the
-        # TRUNCATE one has little left to copy.
+        # With no wait at all (busy_timeout 0) a checkpoint either does its work now or
+        # says it could not (busy): it never queues behind a reader.
         timeout = _pragma(tx, "busy_timeout")
+        checkpoints = ["PRAGMA wal_checkpoint(PASSIVE)"]
+        if truncate_wal:
+            checkpoints.append("PRAGMA wal_checkpoint(TRUNCATE)")
         busy = _outside_transaction(
-            tx,
-            "PRAGMA busy_timeout = 0",
-            "PRAGMA wal_checkpoint(PASSIVE)",
-            "PRAGMA wal_checkpoint(TRUNCATE)",
-            f"PRAGMA busy_timeout = {timeout}",
+            tx, "PRAGMA busy_timeout = 0", *checkpoints, f"PRAGMA busy_timeout = {timeout}"
         )
         after = _size(tx)
-    return Reclaimed(before=before, after=after, wal_truncated=busy == 0)
+    return Reclaimed(before=before, after=after, wal_truncated=truncate_wal and busy == 0)
 
 
 def _outside_transaction(tx: Transaction, *statements: str) -> int:
     """Run ``statements`` on the writer's connection between transactions (Honker runs
     every write inside ``BEGIN IMMEDIATE``, where neither VACUUM nor a checkpoint may
-    run): leave it, run them, begin again for Honker to commit. The first value of the
-    first statement that returns rows after the first one (a checkpoint's ``busy``)."""
+    run): leave it, run them, begin again for Honker to commit. The ``busy`` value of
+    the last checkpoint among them (0: it did all its work)."""
     tx.execute("COMMIT")
     last = 0
-    found = False
     try:
         for statement in statements:
             rows = tx.query(statement)
-            if rows and not found and "TRUNCATE" in statement:
-                last, found = int(next(iter(rows[0].values()))), True
+            if rows and "wal_checkpoint" in statement:
+                last = int(next(iter(rows[0].values())))
     finally:
         tx.execute("BEGIN IMMEDIATE")
     return last
+
+
+def retirement_offsets(source: Source, stream: str, after: int, upto: int) -> list[int]:
+    """The offsets of the retirement records in ``(after, upto]``, ascending: what a
+    reader following only some runs' entries must read as well (a record names runs
+    whose own entries it removed)."""
+    rows = source.query(
+        'SELECT "offset" FROM _honker_stream WHERE topic = ? AND "offset" > ? '
+        'AND "offset" <= ? AND payload ->> \'$.type\' = ? ORDER BY "offset"',
+        [stream, after, upto, RETIREMENT_TYPE],
+    )
+    return [int(row["offset"]) for row in rows]
 
 
 def retired_ranges(source: Source, stream: str) -> list[tuple[int, int]]:

@@ -41,6 +41,7 @@ from domain.errors import CallEventError, GraphArchivedError, ValidationError
 from domain.graphs import Graph
 from domain.logs import wrap_logger
 from domain.names import names_of
+from domain.retention import RETENTION_ID, Retention
 from domain.unit_of_work import UnitOfWork
 
 __all__ = [
@@ -90,6 +91,7 @@ class CallLedger:
         self.app = app
         self._where: OrderedDict[str, UUID] = OrderedDict()
         self._graph_id: UUID | None = None
+        self._retention_version = 0  # the tenant's Retention aggregate, as last seen
 
     def ingest(
         self,
@@ -117,6 +119,7 @@ class CallLedger:
         def fold(unit: UnitOfWork) -> tuple[int, int]:
             nonlocal attempt
             attempt += 1
+            self._after_retirements(unit)
             trees = _Trees(self, unit, guess_new=attempt == 1 and not joined)
             if also is not None:
                 also(unit)
@@ -187,6 +190,22 @@ class CallLedger:
         where.update(locations)
         while len(where) > _LOCATIONS:
             where.popitem(last=False)
+
+    def _after_retirements(self, unit: UnitOfWork) -> None:
+        """When another process retired runs since this one last looked (the tenant's
+        Retention aggregate moved on), drop every remembered location and cached
+        aggregate: a cached tree of a retired run must not take a late event, appended
+        after its deleted history (issue 16). One indexed read per batch."""
+        found = unit.load(RETENTION_ID, Retention)
+        version = 0 if found is None else int(found.version)
+        if version == self._retention_version:
+            return
+        self._retention_version = version
+        self._where.clear()
+        cache = self.app.repository.cache
+        if cache is not None:
+            for key in list(cache.cache):
+                cache.get(key, evict=True)
 
     def forget(self, request_ids: Iterable[str]) -> None:
         """Drop what is remembered of these calls (their run was retired from the file)."""

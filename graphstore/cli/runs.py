@@ -195,12 +195,21 @@ def runs_show(
             run, calls = (snapshot.run, snapshot.calls) if snapshot else (None, [])
         archived = _archived(session, tenant, run_id) if run is None and as_of is None else None
         if archived is not None:
-            session.output.warn(f"run {run_id} is archived: read from the archive")
+            from graphstore.archive_view import archived_tree
+
+            session.output.warn(
+                f"run {run_id} is archived, not in {tenant}: read from the archive "
+                f"(`graphstore archive restore {run_id} --tenant {tenant}` puts it back)"
+            )
+            run, calls = archived_tree(archived)
+            if run is not None and not session.output.as_json:
+                title = f"run {run.run_id} (archived)  "
+                session.output.out.print(run_tree(run, calls, title=title))
+                return
             session.output.result(
-                {"run": archived, "calls": [], "as_of": None, "archived": True},
+                {"run": run or archived, "calls": calls, "as_of": None, "archived": True},
                 f"run {run_id} ({archived.status}, finished at {archived.finished_at} ms, "
-                f"{len(archived.events)} events) is archived, not in {tenant}: `graphstore "
-                f"archive restore {run_id} --tenant {tenant}` puts it back",
+                f"{len(archived.events)} events) is archived, not in {tenant}",
             )
             return
         if run is None:

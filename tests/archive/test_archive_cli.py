@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -115,10 +116,24 @@ def test_runs_show_and_export_answer_from_the_archive_and_say_so(
 ) -> None:
     shown = gs(data, "runs", "show", "run-005", "--tenant", "acme")
     assert shown.returncode == 0, shown.stderr
-    assert "run run-005 (completed" in shown.stdout and "is archived" in shown.stdout
-    assert "archived" in _one_line(shown.stderr)
+    assert "run run-005 (archived)" in shown.stdout
+    assert "is archived" in _one_line(shown.stderr)
+    live = gs(sample.data, "runs", "show", "run-005", "--tenant", "acme")
+    # The same call tree as when the run was live: every line after the title.
+    assert shown.stdout.splitlines()[1:] == live.stdout.splitlines()[1:] and live.stdout
     as_json = json.loads(gs(data, "--json", "runs", "show", "run-005", "--tenant", "acme").stdout)
     assert as_json["archived"] is True and as_json["run"]["status"] == "completed"
+    live_json = json.loads(
+        gs(sample.data, "--json", "runs", "show", "run-005", "--tenant", "acme").stdout
+    )
+
+    def calls(shown: Any) -> list[dict[str, Any]]:  # less when the views wrote the rows
+        return [
+            {k: v for k, v in c.items() if k not in ("created_at", "updated_at")}
+            for c in shown["calls"]
+        ]
+
+    assert calls(as_json) == calls(live_json) and as_json["calls"]
     exported = gs(data, "runs", "export", "run-005", "--tenant", "acme")
     assert exported.returncode == 0 and "archived" in exported.stderr
     original = gs(sample.data, "runs", "export", "run-005", "--tenant", "acme")

@@ -12,8 +12,12 @@ from typing import Any
 
 import pytest
 
+from domain.calls import ingest
+from domain.retention import RetentionPolicy
 from graphstore.cli import ExitCode
+from graphstore.retention import forget_run, run_pass, set_policy
 from graphstore.store import open_store
+from projections import FlowgraphProjection, MetagraphProjection, Projector
 from tests.cli.test_cli import gs
 
 MARK = "PERSONAL-DATA-7f3c1e-DO-NOT-KEEP"
@@ -167,6 +171,18 @@ def test_subscribers_see_a_retired_change(data: Path) -> None:
     assert sorted(retired[0].runs or []) == ["done-1", "done-2", "secret"]
 
 
+def test_a_subscription_to_one_run_sees_that_run_retired_and_no_other(data: Path) -> None:
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    ok(data, "retention", "run", "--tenant", "acme")
+    with open_store(data) as store:
+        with store.subscribe("acme", run="secret", from_start=True) as changes:
+            retired = [c for c in changes.poll() if c.status == "retired"]
+        with store.subscribe("acme", run="flying", from_start=True) as changes:
+            assert [c for c in changes.poll() if c.status == "retired"] == []
+    assert len(retired) == 1 and retired[0].run_id == "secret"
+    assert "secret" in (retired[0].runs or [])
+
+
 def test_a_run_waits_for_a_consumer_that_has_not_passed_it(data: Path) -> None:
     with open_store(data) as store:
         sub = store.subscribe("acme", name="laggard", from_start=True, auto_commit=False)
@@ -277,3 +293,85 @@ def test_a_mirror_drops_the_retired_runs_rows_and_its_copies_of_their_entries(
         assert views.run("secret") is None and views.run("flying") is not None
         rows = mirror.datastore.query(f"SELECT payload FROM {ENTRIES_TABLE}")
         assert not any(MARK in str(row["payload"]) for row in rows)
+
+
+def _ingest_marked_run(data: Path, store: Any, mark: str) -> None:
+    """Record one finished run carrying ``mark`` through this process's writer, and
+    catch the views up: its pages are now frames of the open WAL."""
+    metagraph = store.tenant("acme")
+    output = {"data": {}, "meta": {"source": "local"}}
+    ingest(
+        metagraph,
+        [
+            {"type": "call.requested", "at": T0, "payload": {"requestId": "wal-run",
+             "operationId": "flows.run", "input": {"note": mark}}},
+            {"type": "call.responded", "at": T0 + 1, "payload": {"requestId": "wal-run",
+             "output": output}},
+        ],
+    )  # fmt: skip
+    for projection in (MetagraphProjection(), FlowgraphProjection()):
+        with Projector.open(metagraph.env, projection) as projector:
+            projector.catch_up()
+    assert mark.encode() in wal_bytes(data)
+
+
+def wal_bytes(data: Path) -> bytes:
+    wal = data / "tenant-acme.db-wal"
+    return wal.read_bytes() if wal.exists() else b""
+
+
+def test_a_pass_scrubs_the_file_at_once_and_the_wal_at_its_next_restart(data: Path) -> None:
+    """The decision written in docs/retention.md ("What stays in the WAL"): a policy pass
+    never holds writers off to empty the WAL; the file is clean after the pass, the WAL
+    after the next commit (``journal_size_limit = 0`` cuts it to that commit's frames)."""
+    mark = "WAL-ONLY-PERSONAL-DATA-51d0"
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    with open_store(data) as store:
+        _ingest_marked_run(data, store, mark)
+        report = run_pass(store.tenant("acme"), store.views("acme"), "acme")
+        assert "wal-run" in {r.run_id for r in report.runs}
+        assert mark.encode() not in (data / "tenant-acme.db").read_bytes()
+        assert mark.encode() in wal_bytes(data)  # old frames, until the WAL restarts
+        one_commit = RetentionPolicy(finished_older_than_s=86_400)
+        set_policy(store.tenant("acme"), one_commit)
+        assert mark.encode() not in file_bytes(data)
+
+
+def test_an_erasure_empties_the_wal_at_once(data: Path) -> None:
+    mark = "WAL-ONLY-PERSONAL-DATA-9a2e"
+    with open_store(data) as store:
+        _ingest_marked_run(data, store, mark)
+        forget_run(store.tenant("acme"), "acme", "wal-run")
+        assert mark.encode() not in file_bytes(data)
+
+
+def test_a_late_event_in_another_process_never_lands_on_a_retired_tree(data: Path) -> None:
+    """This process caches run ``late``'s tree; another process (the CLI) retires the
+    run; a late event for it here must not be appended after the deleted history (which
+    `verify` would find not replaying): the cache is dropped when the retirement is seen."""
+    output = {"data": {}, "meta": {"source": "local"}}
+
+    def call(kind: str, key: str, **payload: Any) -> dict[str, Any]:
+        return {"type": kind, "at": T0, "payload": {"requestId": key, **payload}}
+
+    with open_store(data) as store:
+        acme = store.tenant("acme")
+        ingest(
+            acme,
+            [
+                call("call.requested", "late", operationId="flows.run", input={}),
+                call(
+                    "call.requested", "late.0", operationId="op", input={}, parentRequestId="late"
+                ),
+                call("call.responded", "late.0", output=output),
+                call("call.responded", "late", output=output),
+            ],
+        )
+        ok(data, "projector", "catch-up", "--tenant", "acme")
+        ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+        retired = ok(data, "retention", "run", "--tenant", "acme")  # another process
+        assert "late" in {r["run_id"] for r in retired["runs"]}
+        ingest(acme, [call("call.requested", "late.1", operationId="op", input={},
+                           parentRequestId="late")])  # fmt: skip
+    verified = gs(data, "verify", "--tenant", "acme")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
