@@ -207,9 +207,16 @@ def _follower(data: str, stop: Event) -> None:
     """Keep the tenant's views caught up until ``stop``, as ``graphstore serve``'s
     projection runner does beside the writers."""
     env = _env(Path(data))
-    while not stop.is_set():
-        _catch_up(env)
-        time.sleep(FOLLOW_S)
+    # Opened once and kept, as the runner keeps its projectors: reopening them on every
+    # catch-up would run their DDL each time and slow the quiet window's writer too.
+    with (
+        Projector.open(env, MetagraphProjection()) as metagraph,
+        Projector.open(env, FlowgraphProjection()) as flowgraph,
+    ):
+        while not stop.is_set():
+            metagraph.catch_up()
+            flowgraph.catch_up()
+            time.sleep(FOLLOW_S)
 
 
 def writer_latency(report: Report, root: Path, sizes: Sizes, config: RunConfig) -> None:
