@@ -9,6 +9,10 @@ imported, a record below the stdlib logger's level is dropped without importing 
 (the stdlib logger would drop it anyway). Where records go is unchanged: the stdlib
 logger named after the module (README, "Logs"), silent until the application
 configures logging.
+
+``domain/logs.py`` and ``streams/logs.py`` are one file twice: the two bottom floors may
+import nothing of each other (tests/test_architecture.py), and
+tests/test_lazy_logging.py keeps the two copies identical.
 """
 
 from __future__ import annotations

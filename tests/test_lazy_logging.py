@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 LIBRARY_ONLY = textwrap.dedent(
     """
@@ -54,3 +55,9 @@ def test_a_configuration_made_before_structlog_is_imported_renders_the_first_rec
     record = json.loads(done.stderr.strip().splitlines()[-1])
     assert record["event"] == "first record" and record["level"] == "info"
     assert record["api_key"] == "[redacted]" and "timestamp" in record
+
+
+def test_the_two_floors_loggers_are_one_file_twice() -> None:
+    """domain and streams may not import each other, so each holds a copy: the same."""
+    root = Path(__file__).resolve().parent.parent
+    assert (root / "domain" / "logs.py").read_bytes() == (root / "streams" / "logs.py").read_bytes()

@@ -75,6 +75,7 @@ from projections.call_fold import (
     read_dead_letters,
 )
 from streams import Source, positions_table, saved_position
+from streams.access import honker_recorder
 
 __all__ = [
     "CONSUMER",
@@ -282,7 +283,7 @@ class Ingester(Service):
 
     def dead_letters(self, org_id: str) -> list[DeadLetter]:
         """The refused call events of a tenant, in the order they were refused."""
-        datastore: Any = self.store.tenant(org_id).recorder.datastore  # type: ignore[attr-defined]
+        datastore = honker_recorder(self.store.tenant(org_id).recorder).datastore
         return read_dead_letters(datastore, CONSUMER)
 
     # --- running ------------------------------------------------------------------------

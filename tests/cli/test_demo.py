@@ -40,7 +40,8 @@ def test_the_demo_ingests_projects_travels_in_time_and_reports_status(tmp_path: 
     assert "verify: OK (2 files" in out  # the demo ends with a verify that passes
     # retention: the older finished runs archived, deleted and still found in the archive
     assert "retired 30 runs (run-001, run-002, run-003, ...) into" in out
-    assert "run run-001 (completed" in out and "is archived, not in acme" in out
+    assert "run run-001 (archived)  completed" in out  # its call tree, from the archive
+    assert "└── flows.run  run-001  completed" in out
     assert (data / "tenant-acme.db").exists() and (data / "system.db").exists()
     assert "tenant-acme.db: head 700, " in out
     assert f"backup: 2 files in {tmp_path / 'demo-backup'} (manifest.json)" in out
