@@ -425,11 +425,7 @@ class Metagraph(Application[UUID]):
         checks nothing: decide nothing that is written elsewhere from a peeked aggregate.
         """
         cache = self.repository.cache
-        if (
-            cache is None
-            or not getattr(self.recorder, "supports_side_writes", False)
-            or not isinstance(getattr(self.recorder, "stream", None), str)
-        ):
+        if cache is None or not self._checks_expectations:
             return None
         try:
             found = cache.get(aggregate_id)
@@ -437,8 +433,25 @@ class Metagraph(Application[UUID]):
             return None
         if not isinstance(found, Aggregate) or found.pending_events:  # pragma: no cover
             return None  # the cache holds committed aggregates
-        unit.expected[aggregate_id] = found.version
+        self.expect(unit, aggregate_id, found.version)
         return found
+
+    def expect(self, unit: UnitOfWork, aggregate_id: UUID, version: int) -> bool:
+        """Make ``unit``'s commit check, in its transaction, that aggregate
+        ``aggregate_id`` is still at ``version`` (0: has no events), as read: else
+        nothing is written and :class:`~domain.errors.ConcurrencyError` is raised
+        (:meth:`atomic` runs the unit again). ``False``, and nothing checked, when the
+        recorder cannot check it (not the Honker persistence module)."""
+        if not self._checks_expectations:
+            return False
+        unit.expected[aggregate_id] = version
+        return True
+
+    @property
+    def _checks_expectations(self) -> bool:
+        return getattr(self.recorder, "supports_side_writes", False) and isinstance(
+            getattr(self.recorder, "stream", None), str
+        )
 
     @functools.cached_property
     def _refer(self) -> Callable[[UUID], UUID | None] | None:

@@ -170,8 +170,8 @@ def advance_position(
 
 def expect_version(tx: Transaction, stream: str, aggregate: str, version: int) -> None:
     """Raise ``IntegrityError`` (``tx`` rolls back) unless ``aggregate``'s last event in
-    ``stream`` is still at ``version``: a unit that relied on the aggregate as it read it,
-    without writing it, commits only if no writer changed it since."""
+    ``stream`` is still at ``version`` (0: it has none): a unit that relied on the
+    aggregate as it read it, without writing it, commits only if no writer changed it."""
     key: bytes | str = aggregate
     with suppress(ValueError):
         key = id_key(UUID(aggregate))
@@ -179,7 +179,7 @@ def expect_version(tx: Transaction, stream: str, aggregate: str, version: int) -
         f'SELECT max(originator_version) AS v FROM "{index_table(stream)}" WHERE originator_id = ?',
         [key],
     )
-    found = rows[0]["v"] if rows else None
+    found = (rows[0]["v"] if rows else None) or 0  # 0: the aggregate has no events
     if found != version:
         raise IntegrityError(
             f"aggregate {aggregate} is at version {found}, not at {version} as read: another "

@@ -375,3 +375,41 @@ def test_a_late_event_in_another_process_never_lands_on_a_retired_tree(data: Pat
                            parentRequestId="late")])  # fmt: skip
     verified = gs(data, "verify", "--tenant", "acme")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_pass_that_commits_while_a_late_event_folds_makes_that_batch_run_again(
+    data: Path,
+) -> None:
+    """The race the cache check alone leaves open: the batch has read the tenant's
+    Retention and found the run's tree, then another process retires the run, then the
+    batch commits. Its commit expects the Retention it read, so it fails and the batch
+    runs again on fresh reads: the late event never lands after the deleted history."""
+    output = {"data": {}, "meta": {"source": "local"}}
+
+    def call(kind: str, key: str, **payload: Any) -> dict[str, Any]:
+        return {"type": kind, "at": T0, "payload": {"requestId": key, **payload}}
+
+    attempts: list[int] = []
+
+    def retire_meanwhile(_unit: object) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:  # another process, between this batch's reads and commit
+            retired = ok(data, "retention", "run", "--tenant", "acme")
+            assert "race" in {r["run_id"] for r in retired["runs"]}
+
+    with open_store(data) as store:
+        acme = store.tenant("acme")
+        ingest(
+            acme,
+            [
+                call("call.requested", "race", operationId="flows.run", input={}),
+                call("call.responded", "race", output=output),
+            ],
+        )
+        ok(data, "projector", "catch-up", "--tenant", "acme")
+        ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+        late = call("call.requested", "race.1", operationId="op", input={}, parentRequestId="race")
+        ingest(acme, [late], also=retire_meanwhile)
+    assert len(attempts) == 2  # the first commit was refused, the second went through
+    verified = gs(data, "verify", "--tenant", "acme")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
