@@ -314,13 +314,19 @@ def _configure_writer(database: Any, path: Path, synchronous: str, busy_ms: int)
             # Deleted content is zeroed, not left in free space: a retired or erased run
             # must not be readable in the file (docs/retention.md).
             tx.query("PRAGMA secure_delete = ON")
-            # ...nor in the WAL for longer than one cycle: the first commit after the WAL
-            # restarts cuts the file to the frames it wrote (streams/retirement.py).
-            tx.query("PRAGMA journal_size_limit = 0")
             if synchronous == "FULL":
                 # Each fsync also has to persist the WAL's growth: a shorter WAL keeps FULL
                 # commits cheap (measured in benchmarks/). NORMAL keeps Honker's 10000.
                 tx.query("PRAGMA wal_autocheckpoint = 1000")
+                # A WAL cut to nothing at each restart would grow again with every commit,
+                # each growth one more fsync of the file's size: keep one cycle's worth, so
+                # retired bytes leave the WAL as the next cycle overwrites it.
+                page = int(tx.query("PRAGMA page_size")[0]["page_size"])
+                tx.query(f"PRAGMA journal_size_limit = {1000 * page}")
+            else:
+                # ...nor in the WAL for longer than one cycle: the first commit after the
+                # WAL restarts cuts the file to the frames it wrote (streams/retirement.py).
+                tx.query("PRAGMA journal_size_limit = 0")
         finally:
             tx.execute("BEGIN IMMEDIATE")
         got = tx.query("PRAGMA synchronous")[0]["synchronous"]
