@@ -1,8 +1,9 @@
 """The figures in README.md and docs/benchmarks.md are the ones in
 ``benchmarks/results/*.json``, and say which commit they were measured on (issue 20).
 
-README.md's figures table is what ``python -m benchmarks table`` prints; after full runs,
-``python -m benchmarks table --write`` refreshes it in one step."""
+README.md's figures table is what ``python -m benchmarks table`` prints, and each suite's
+block in docs/benchmarks.md is that suite's rows with the run they come from; after full
+runs, ``python -m benchmarks table --write`` refreshes both in one step."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks._table import RESULTS, ROWS, figure_problems, readme_block, render
+from benchmarks._table import RESULTS, ROWS, figure_problems, readme_block, render, render_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,3 +72,17 @@ def test_a_verdict_follows_the_figure_when_the_file_records_no_target() -> None:
     domain["targets"].pop("ingest_history_flatness", None)  # type: ignore[attr-defined]
     domain["metrics"]["ingest_history_flatness"] = 0.5  # type: ignore[index]
     assert "| 0.50 | ≥ 0.8 missed |" in render(changed)  # type: ignore[arg-type]
+
+
+def test_each_suite_block_of_the_docs_shows_its_rows_and_the_run_they_come_from() -> None:
+    docs = (ROOT / "docs" / "benchmarks.md").read_text()
+    fresh = results()
+    for suite in {row.suite for row in ROWS}:
+        block = render_suite(suite, fresh)  # type: ignore[arg-type]
+        assert block in docs, suite
+        sha = fresh[suite]["commit"]["sha"]  # type: ignore[index]
+        assert f"commit {sha[:7]}" in block
+        assert block.count("\n| ") == sum(row.suite == suite for row in ROWS) + 1  # + header
+    changed = copy.deepcopy(fresh)
+    changed["retention"]["metrics"]["retire_vs_ingest"] = 0.1234  # type: ignore[index]
+    assert "| 0.12 | ≥ 0.5" in render_suite("retention", changed)  # type: ignore[arg-type]
