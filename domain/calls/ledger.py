@@ -119,7 +119,7 @@ class CallLedger:
         def fold(unit: UnitOfWork) -> tuple[int, int]:
             nonlocal attempt
             attempt += 1
-            self._after_retirements(unit)
+            retention = self._after_retirements(unit)
             trees = _Trees(self, unit, guess_new=attempt == 1 and not joined)
             if also is not None:
                 also(unit)
@@ -133,6 +133,12 @@ class CallLedger:
                 if progress is not None:
                     progress(done, len(checked))
             trees.settle()
+            if _extends_a_recorded_tree(unit):
+                # A pass that retires that tree between this unit's reads and its commit
+                # makes the commit fail and the unit run again on fresh reads, so an
+                # event never lands after a retired tree's deleted history. Batches that
+                # only start trees expect nothing, and never wait on a running pass.
+                self.app.expect(unit, RETENTION_ID, retention)
             return writes, applied
 
         writes, applied = self.app.atomic(fold)
@@ -191,24 +197,22 @@ class CallLedger:
         while len(where) > _LOCATIONS:
             where.popitem(last=False)
 
-    def _after_retirements(self, unit: UnitOfWork) -> None:
+    def _after_retirements(self, unit: UnitOfWork) -> int:
         """When another process retired runs since this one last looked (the tenant's
         Retention aggregate moved on), drop every remembered location and cached
         aggregate: a cached tree of a retired run must not take a late event, appended
         after its deleted history (issue 16). One indexed read per batch."""
         found = unit.load(RETENTION_ID, Retention)
         version = 0 if found is None else int(found.version)
-        # A pass that commits between this read and the unit's commit makes the commit
-        # fail and the unit run again, so an event never lands on a tree retired meanwhile.
-        self.app.expect(unit, RETENTION_ID, version)
         if version == self._retention_version:
-            return
+            return version
         self._retention_version = version
         self._where.clear()
         cache = self.app.repository.cache
         if cache is not None:
             for key in list(cache.cache):
                 cache.get(key, evict=True)
+        return version
 
     def forget(self, request_ids: Iterable[str]) -> None:
         """Drop what is remembered of these calls (their run was retired from the file)."""
@@ -220,6 +224,16 @@ class CallLedger:
         if found is not None:
             self._where.move_to_end(request_id)
         return found
+
+
+def _extends_a_recorded_tree(unit: UnitOfWork) -> bool:
+    """Whether ``unit`` appends events to a call tree that was recorded before it."""
+    return any(
+        isinstance(aggregate, CallTree)
+        and unit.versions[aggregate.id] > 0
+        and aggregate.version != unit.versions[aggregate.id]
+        for aggregate in unit.aggregates.values()
+    )
 
 
 def locate(unit: UnitOfWork, key: str) -> UUID | None:

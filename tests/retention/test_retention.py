@@ -381,9 +381,10 @@ def test_a_pass_that_commits_while_a_late_event_folds_makes_that_batch_run_again
     data: Path,
 ) -> None:
     """The race the cache check alone leaves open: the batch has read the tenant's
-    Retention and found the run's tree, then another process retires the run, then the
-    batch commits. Its commit expects the Retention it read, so it fails and the batch
-    runs again on fresh reads: the late event never lands after the deleted history."""
+    Retention and added the late call to the run's tree, then another process retires
+    the run, then the batch commits. Its commit expects the Retention it read, so it
+    fails and the batch runs again on fresh reads: the late event never lands after the
+    deleted history."""
     output = {"data": {}, "meta": {"source": "local"}}
 
     def call(kind: str, key: str, **payload: Any) -> dict[str, Any]:
@@ -391,7 +392,7 @@ def test_a_pass_that_commits_while_a_late_event_folds_makes_that_batch_run_again
 
     attempts: list[int] = []
 
-    def retire_meanwhile(_unit: object) -> None:
+    def retire_meanwhile(_done: int, _total: int) -> None:  # the late event is folded
         attempts.append(1)
         if len(attempts) == 1:  # another process, between this batch's reads and commit
             retired = ok(data, "retention", "run", "--tenant", "acme")
@@ -409,7 +410,35 @@ def test_a_pass_that_commits_while_a_late_event_folds_makes_that_batch_run_again
         ok(data, "projector", "catch-up", "--tenant", "acme")
         ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
         late = call("call.requested", "race.1", operationId="op", input={}, parentRequestId="race")
-        ingest(acme, [late], also=retire_meanwhile)
+        ingest(acme, [late], progress=retire_meanwhile)
     assert len(attempts) == 2  # the first commit was refused, the second went through
     verified = gs(data, "verify", "--tenant", "acme")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_batch_that_only_starts_runs_does_not_wait_on_a_pass(data: Path) -> None:
+    """A pass committing while a batch of new runs folds does not make that batch run
+    again (a writer beside a running pass would otherwise lose its batches)."""
+    output = {"data": {}, "meta": {"source": "local"}}
+
+    def call(kind: str, key: str, **payload: Any) -> dict[str, Any]:
+        return {"type": kind, "at": T0, "payload": {"requestId": key, **payload}}
+
+    attempts: list[int] = []
+
+    def retire_meanwhile(_done: int, _total: int) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            assert "old" in {
+                r["run_id"] for r in ok(data, "retention", "run", "--tenant", "acme")["runs"]
+            }
+
+    with open_store(data) as store:
+        acme = store.tenant("acme")
+        ingest(acme, [call("call.requested", "old", operationId="flows.run", input={}),
+                      call("call.responded", "old", output=output)])  # fmt: skip
+        ok(data, "projector", "catch-up", "--tenant", "acme")
+        ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+        new = call("call.requested", "new", operationId="flows.run", input={})
+        report = ingest(acme, [new], progress=retire_meanwhile)
+    assert report.attempts == 1 and len(attempts) == 1
