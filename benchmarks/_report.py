@@ -259,7 +259,8 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 def git_commit() -> dict[str, Any] | None:
     """The checkout's commit (``sha``, ``date``) and whether tracked files had changes
-    (``dirty``); None outside a git checkout."""
+    (``dirty``), the results files aside (a run of several suites writes each in turn);
+    None outside a git checkout."""
 
     def git(*args: str) -> str:
         done = subprocess.run(
@@ -269,7 +270,9 @@ def git_commit() -> dict[str, Any] | None:
 
     try:
         sha, date = git("log", "-1", "--format=%H %cI").split()
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(
+            git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
+        )
     except (OSError, subprocess.CalledProcessError, ValueError):
         return None
     return {"sha": sha, "date": date, "dirty": dirty}
