@@ -8,7 +8,7 @@ strings are those in the bundled SQLite 3.45.1 library), and say so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -29,13 +29,6 @@ from streams.persistence import HonkerApplicationRecorder, HonkerDatastore
 from tests.streams._writer import Account, Worker, index_matches_stream, ledger
 
 # ------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def datastore(tenant_file: Path) -> Iterator[HonkerDatastore]:
-    datastore = HonkerDatastore(tenant_file)
-    yield datastore
-    datastore.close()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ Honker's tables."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -37,13 +36,6 @@ from streams import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def datastore(tenant_file: Path) -> Iterator[HonkerDatastore]:
-    datastore = HonkerDatastore(tenant_file)
-    yield datastore
-    datastore.close()
 
 
 def _recorder(datastore: HonkerDatastore, stream: str) -> HonkerApplicationRecorder:

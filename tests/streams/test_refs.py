@@ -9,7 +9,6 @@ entry's aggregate; the id has no events of its own; a copy written back from the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -23,13 +22,6 @@ from streams.persistence import HonkerApplicationRecorder
 from streams.replication import append_entries
 
 STREAM = "refs"
-
-
-@pytest.fixture
-def datastore(tenant_file: Path) -> Iterator[HonkerDatastore]:
-    datastore = HonkerDatastore(tenant_file)
-    yield datastore
-    datastore.close()
 
 
 @pytest.fixture
