@@ -275,9 +275,13 @@ class PhasedProcess:
         self._closed = False
         self._answering = threading.Event()
         self._answerer: threading.Thread | None = None
+        self._unread: Report | None = None
 
     def next_report(self, timeout: float = 60.0) -> Report | None:
         """The worker's next report (None once it exited), without answering it."""
+        if self._unread is not None:  # read by the answering thread, left unanswered
+            report, self._unread = self._unread, None
+            return report
         deadline = time.monotonic() + timeout
         while b"\n" not in self._buffer:
             remaining = deadline - time.monotonic()
@@ -299,8 +303,12 @@ class PhasedProcess:
         self.reports.append(report)
         return report
 
-    def answer_all(self) -> None:
-        """Answer every report from now on in a thread of its own, until :meth:`hold`."""
+    def answer_all(self, gate: Callable[[Report], bool] | None = None) -> None:
+        """Answer every report from now on in a thread of its own, until :meth:`hold`.
+
+        ``gate``: a report is answered only once ``gate(report)`` is true (polled); a
+        report still waiting when :meth:`hold` is called is the next one
+        :meth:`next_report` returns."""
         self._answering = threading.Event()
         self._answering.set()
 
@@ -312,6 +320,11 @@ class PhasedProcess:
                 report = self.next_report()
                 if report is None:
                     return
+                while gate is not None and not gate(report):
+                    if not self._answering.is_set():
+                        self._unread = report
+                        return
+                    time.sleep(0.01)
                 self.go(report)
 
         self._answerer = threading.Thread(target=answer, daemon=True)

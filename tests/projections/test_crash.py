@@ -32,7 +32,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,16 @@ from graphstore.samples.generate import OPERATION_TYPES
 from projections import FlowgraphProjection, Projector
 from projections.recovery import abort_in_flight, in_flight_runs
 from streams import HonkerDatastore
-from tests._kill import PHASES, Aim, Coverage, Landing, PhasedProcess, aims, kill_at
+from tests._kill import (
+    PHASES,
+    Aim,
+    Coverage,
+    Landing,
+    PhasedProcess,
+    Report,
+    aims,
+    kill_at,
+)
 from tests.domain.calls_state import all_calls
 from tests.projections._crash_worker import TENANT, workload
 from tests.projections.rebuild_check import (
@@ -91,16 +100,34 @@ def _no_worker_survives() -> Iterator[None]:
         STARTED.pop().kill()
 
 
-def running(worker: PhasedProcess) -> PhasedProcess:
-    """Wait for ``ready`` (answering what comes before), then let the worker run freely."""
+def running(worker: PhasedProcess, gate: Callable[[Report], bool] | None = None) -> PhasedProcess:
+    """Wait for ``ready`` (answering what comes before), then let the worker run freely
+    (each report answered once ``gate`` allows it)."""
     while True:
         report = worker.next_report()
         assert report is not None, worker.stderr()
         worker.go(report)
         if report.phase == "ready":
             break
-    worker.answer_all()
+    worker.answer_all(gate)
     return worker
+
+
+def feeding(runner: PhasedProcess, quiet: float = 0.1) -> Callable[[Report], bool]:
+    """A writer's gate while the test aims at the runner: a new batch starts only once
+    the runner has been silent for ``quiet`` seconds (it has done what it was given).
+
+    The workload is finite: a writer let run freely while a slow runner starts could
+    deliver all of it before the runner reaches its aim, and then no writer kill is left
+    to aim (seen in CI). Fed this way, a round uses a few batches per runner transaction."""
+
+    def gate(report: Report) -> bool:
+        if report.phase != "started":
+            return True
+        last = runner.reports[-1].at if runner.reports else 0.0
+        return time.monotonic() - last >= quiet
+
+    return gate
 
 
 def runner_process(data: Path) -> PhasedProcess:
@@ -235,7 +262,7 @@ def _series(tmp: Path, rng: random.Random, rounds: int, reference: dict[str, Any
         writer = start_worker(data, "writer", str(start), str(len(BATCHES)))
         runner = running(runner_process(data))
         if target in ("runner", "both"):  # killed while the writer gives it work
-            writer = running(writer)
+            writer = running(writer, feeding(runner))
             runner.hold()
             landing = kill_at(runner, runner_aim, rng, counted="committed")
             runners.record(landing)
