@@ -315,7 +315,19 @@ class Graph(Aggregate):
     TOPIC = "Graph"
 
     class Event(Aggregate.Event):
-        pass
+        def mutate(self, aggregate: Any) -> Any:
+            """As eventsourcing's, except that a gap of versions before this event is
+            accepted: a retention pass removes the events of retired calls that a
+            version before call trees recorded as the call graph's own nodes
+            (:class:`NodesRetired`, docs/retention.md), and ``verify`` tells such a
+            retired gap of the stream from a hole by the retirement record."""
+            if (
+                aggregate is not None
+                and self.originator_id == aggregate.id
+                and self.originator_version > aggregate.version + 1
+            ):
+                aggregate.version = self.originator_version - 1
+            return super().mutate(aggregate)
 
     class Created(Event, Aggregate.Created):
         TOPIC = "Graph.Created"
@@ -406,6 +418,26 @@ class Graph(Aggregate):
 
         def apply(self, aggregate: Graph) -> None:
             aggregate.index.remove_edge(self.edge_id)
+
+    class NodesRetired(Event):
+        """Nodes and edges whose own events a retention pass removed from the stream,
+        in the pass's transaction (docs/retention.md): the calls of a retired run that a
+        version before call trees recorded as the call graph's nodes. It names keys and
+        edge ids only, no attributes: a tombstone. Those still in the index leave it
+        (a snapshot taken before the pass still held them)."""
+
+        TOPIC = "Graph.NodesRetired"
+        keys: list[str]
+        edge_ids: list[str]
+
+        def apply(self, aggregate: Graph) -> None:
+            index = aggregate.index
+            for edge_id in self.edge_ids:
+                if edge_id in index.edges:
+                    index.remove_edge(edge_id)
+            for key in self.keys:
+                if key in index.nodes:
+                    index.remove_node(key)
 
     def __init__(
         self,
@@ -606,6 +638,14 @@ class Graph(Aggregate):
             self.trigger_event(self.EdgeDeleted, edge_id=edge_id)
         self.trigger_event(self.NodeDeleted, key=key)
         return edge_ids
+
+    def retire_nodes(self, keys: list[str], edge_ids: list[str]) -> None:
+        """Record that the events of nodes ``keys`` and edges ``edge_ids`` were removed
+        by a retention pass (:class:`NodesRetired`); no write rule applies: an archived
+        graph's retired calls go too. Edges touching ``keys`` go with them."""
+        incident = {e for key in keys if key in self.index.nodes for e in self.index.incident(key)}
+        edges = sorted(incident | {e for e in edge_ids if e in self.index.edges})
+        self.trigger_event(self.NodesRetired, keys=sorted(keys), edge_ids=edges)
 
     def add_edge(
         self,

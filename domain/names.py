@@ -61,6 +61,7 @@ RESERVED_NAMES: Final = (
     "Retention.Started",
     "Retention.PolicySet",
     "Retention.RunsRetired",
+    "Graph.NodesRetired",
 )
 """Stable names of classes written only under them (no legacy alias to register)."""
 

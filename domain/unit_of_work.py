@@ -201,23 +201,37 @@ class UnitOfWork:
             )
         )
 
-    def retire(self, stream: str, aggregate_ids: list[UUID], offsets: list[int]) -> None:
+    def retire(
+        self,
+        stream: str,
+        aggregate_ids: list[UUID],
+        offsets: list[int],
+        *,
+        partial: list[UUID] | None = None,
+    ) -> None:
         """Delete these aggregates' events (their ``offsets`` in ``stream``, their index
-        rows and snapshots) from the file if the unit commits, in its transaction.
+        rows and snapshots) from the file if the unit commits, in its transaction; of
+        the ``partial`` aggregates (which stay, e.g. a legacy call graph) only their
+        events at ``offsets``.
 
-        ``offsets`` must be every offset the aggregates have: if another writer added an
-        event to one of them since they were read, the unit writes nothing and raises
-        :class:`~domain.errors.ConcurrencyError` (read them again). For retention
-        (:mod:`domain.retention`): the unit also records the retirement record.
+        ``offsets`` must be every offset the aggregates have, plus the partial ones': if
+        another writer added an event to one of them since they were read, the unit
+        writes nothing and raises :class:`~domain.errors.ConcurrencyError` (read them
+        again). For retention (:mod:`domain.retention`): the unit also records the
+        retirement record.
         """
-        if not aggregate_ids or not offsets:
+        if not (aggregate_ids or partial) or not offsets:
             raise ValidationError("a retire side write names aggregates and their offsets")
         self.side_writes.append(
             SideWrite(
                 kind="retire",
                 target=_name(stream, "stream"),
                 payload=_json(
-                    {"aggregates": [str(a) for a in aggregate_ids], "offsets": sorted(offsets)}
+                    {
+                        "aggregates": [str(a) for a in aggregate_ids],
+                        "offsets": sorted(offsets),
+                        "partial": [str(a) for a in partial or ()],
+                    }
                 ),
             )
         )

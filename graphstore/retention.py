@@ -38,8 +38,10 @@ from domain.calls.ledger import locate
 from domain.calls.protocol import TERMINAL_STATUSES
 from domain.calls.tree import ref_id
 from domain.errors import NotFoundError, ValidationError
+from domain.graphs import Graph
 from domain.retention import RETENTION_ID, Retention, RetentionPolicy
 from graphstore.archive import Archive, archived_run, default_root
+from graphstore.legacy_calls import LegacyCalls, LegacyGraph
 from projections import (
     Flowgraph,
     FlowgraphProjection,
@@ -209,11 +211,14 @@ class _Run(msgspec.Struct, kw_only=True):
     aggregates: list[UUID]
     calls: list[str]
     in_flight: list[str]
+    legacy: LegacyCalls | None = None
+    """Its calls' events in the call graph of a version before call trees (they go too)."""
 
 
-def _run_in(unit: UnitOfWork, run_id: str) -> _Run | None:
+def _run_in(unit: UnitOfWork, run_id: str, legacy: LegacyGraph | None = None) -> _Run | None:
     """The aggregates holding run ``run_id`` (its trees and every call's reference), its
-    calls and those not finished; None if no call ``run_id`` is recorded."""
+    calls and those not finished, and what of them the ``legacy`` call graph holds; None
+    if no call ``run_id`` is recorded."""
     if locate(unit, run_id) is None:
         return None
     aggregates: dict[UUID, None] = {}
@@ -243,7 +248,13 @@ def _run_in(unit: UnitOfWork, run_id: str) -> _Run | None:
         if attributes is None or attributes.get("status") not in TERMINAL_STATUSES:
             in_flight.append(key)
         stack.extend(tree.children.get(key, ()))
-    return _Run(run_id=run_id, aggregates=list(aggregates), calls=list(calls), in_flight=in_flight)
+    return _Run(
+        run_id=run_id,
+        aggregates=list(aggregates),
+        calls=list(calls),
+        in_flight=in_flight,
+        legacy=None if legacy is None else legacy.of(calls),
+    )
 
 
 def _import_legacy_calls(metagraph: Metagraph) -> None:
@@ -253,6 +264,16 @@ def _import_legacy_calls(metagraph: Metagraph) -> None:
     its own transaction (once: then the ledger remembers the graph)."""
     ledger = call_ledger(metagraph)
     metagraph.atomic(lambda unit: ledger.graph_id(unit, create=False))
+
+
+def _legacy_graph(metagraph: Metagraph) -> LegacyGraph | None:
+    """The legacy call graph's events by call (None: the tenant has none)."""
+    with metagraph.transaction() as unit:
+        return LegacyGraph.read(metagraph, unit, _datastore(metagraph), _stream(metagraph))
+
+
+def _legacy_offsets(run: _Run) -> list[int]:
+    return [] if run.legacy is None else run.legacy.offsets
 
 
 def _datastore(metagraph: Metagraph) -> HonkerDatastore:
@@ -297,10 +318,13 @@ def _retire(
     reason: str,
     archive: str | None,
 ) -> None:
-    """Record the retirement of ``runs`` and delete their events, in ``unit``."""
+    """Record the retirement of ``runs`` and delete their events, in ``unit``; their
+    calls' events in a legacy call graph go too, named by a ``Graph.NodesRetired``."""
     datastore, stream = _datastore(metagraph), _stream(metagraph)
     aggregates = [a for run in runs for a in run.aggregates]
-    removed = entries_of(datastore, stream, aggregates)
+    legacy = [run.legacy for run in runs if run.legacy is not None]
+    also = [offset for calls in legacy for offset in calls.offsets]
+    removed = entries_of(datastore, stream, aggregates, also=also)
     unit.describe(
         "retire runs" if reason == "policy" else "forget a run",
         {"runs": [run.run_id for run in runs], "reason": reason, "events": len(removed.offsets)},
@@ -312,7 +336,17 @@ def _retire(
         digest=removed.digest,
         reason=reason,
     )
-    unit.retire(stream, aggregates, removed.offsets)
+    partial = None
+    if legacy:
+        graph = unit.load(legacy[0].graph_id, Graph)
+        if graph is not None:
+            graph.retire_nodes(
+                [k for calls in legacy for k in calls.keys],
+                [e for calls in legacy for e in calls.edge_ids],
+            )
+            unit.add(graph)
+        partial = [legacy[0].graph_id]
+    unit.retire(stream, aggregates, removed.offsets, partial=partial)
 
 
 # --- the archive (another module's; connected here only) -------------------------------
@@ -376,6 +410,7 @@ def _choose(
     *,
     datastore: HonkerDatastore,
     stream: str,
+    legacy: LegacyGraph | None = None,
 ) -> tuple[list[tuple[_Run, RunRetirement]], list[Waiting], list[str]]:
     """Of ``chunk``, the runs that go now (finished, passed by every consumer), those
     that wait for a consumer, and those in flight (never retired)."""
@@ -383,13 +418,13 @@ def _choose(
     waiting: list[Waiting] = []
     flying: list[str] = []
     for run_id in chunk:
-        run = _run_in(unit, run_id)
+        run = _run_in(unit, run_id, legacy)
         if run is None:
             continue  # already retired (another pass), or never in the write model
         if run.in_flight:
             flying.append(run_id)
             continue
-        removed = entries_of(datastore, stream, run.aggregates)
+        removed = entries_of(datastore, stream, run.aggregates, also=_legacy_offsets(run))
         if not removed.offsets:
             continue
         wait = _waits_for(run_id, removed.offsets[-1], positions)
@@ -447,6 +482,7 @@ def run_pass(
         _import_legacy_calls(metagraph)
     datastore, stream = _datastore(metagraph), _stream(metagraph)
     positions = _positions(datastore, stream)
+    legacy = _legacy_graph(metagraph)
     retired: list[RunRetirement] = []
     waiting: list[Waiting] = []
     in_flight: list[str] = []
@@ -457,7 +493,7 @@ def run_pass(
 
         def work(unit: UnitOfWork, chunk: list[str] = chunk) -> list[tuple[_Run, RunRetirement]]:
             going, waiting_now, flying = _choose(
-                unit, chunk, flowgraph, positions, datastore=datastore, stream=stream
+                unit, chunk, flowgraph, positions, datastore=datastore, stream=stream, legacy=legacy
             )
             waiting.extend(waiting_now)
             in_flight.extend(flying)
@@ -480,6 +516,9 @@ def run_pass(
         if going and not dry_run:
             transactions += 1
             _forget_cached(metagraph, [r for r, _ in going])
+            for run, _ in going:
+                if legacy is not None and run.legacy is not None:
+                    legacy.forget(run.legacy)
         retired.extend(info for _, info in going)
     reclaimed: Reclaimed | None = None
     if retired and not dry_run and reclaim_space:
@@ -575,9 +614,10 @@ def forget_run(
     archived_in = None if policy is None else policy.archive
 
     _import_legacy_calls(metagraph)
+    legacy = _legacy_graph(metagraph)
 
     def work(unit: UnitOfWork) -> _Run | None:
-        run = _run_in(unit, run_id)
+        run = _run_in(unit, run_id, legacy)
         if (
             run is None
             and archived_in is not None

@@ -50,6 +50,7 @@ __all__ = [
     "NodeDeleted",
     "NodeTypeAdded",
     "NodeUpdated",
+    "NodesRetired",
     "RunsRetired",
     "SchemaEvolved",
     "StatusChanged",
@@ -216,6 +217,14 @@ class RunsRetired(Event):
     events left the file; a projection drops their rows."""
 
     runs: list[str]
+
+
+class NodesRetired(Event):
+    """``Graph.NodesRetired``: nodes and edges whose own events a retention pass removed
+    (calls of a retired run recorded as call graph nodes before call trees)."""
+
+    keys: list[str]
+    edge_ids: list[str]
 
 
 class CallChanged(Event):

@@ -94,10 +94,12 @@ __all__ = [
 TABLES: Final = ("flow_graph", "flow_calls", "flow_runs", "flow_call_events")
 
 _IGNORED: Final = frozenset(
-    GRAPH_TOPIC + name for name in ("StatusChanged", "EdgeAdded", "EdgeUpdated", "EdgeDeleted")
+    GRAPH_TOPIC + name
+    for name in ("StatusChanged", "EdgeAdded", "EdgeUpdated", "EdgeDeleted", "NodesRetired")
 )
 """Events of the graph aggregate that never change the views (edges mirror
-``parentRequestId``; a graph's status does not change its calls)."""
+``parentRequestId``; a graph's status does not change its calls; retired calls leave
+with their run's retirement record)."""
 
 _IGNORED_TREE: Final = frozenset(TREE_TOPIC + name for name in ("Started", "ChildLinked"))
 """Events of the call trees that never change the views (a tree's start; a link across

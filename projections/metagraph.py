@@ -43,6 +43,7 @@ from projections.events import (
     Event,
     NodeAdded,
     NodeDeleted,
+    NodesRetired,
     NodeTypeAdded,
     NodeUpdated,
     RunsRetired,
@@ -289,6 +290,7 @@ class MetagraphProjection(Projection):
         self._on(_GRAPH + "EdgeAdded", EdgeAdded, self._edge_added)
         self._on(_GRAPH + "EdgeUpdated", EdgeUpdated, self._edge_updated)
         self._on(_GRAPH + "EdgeDeleted", EdgeDeleted, self._edge_deleted)
+        self._on(_GRAPH + "NodesRetired", NodesRetired, self._nodes_retired)
         self._on(_TREE + "CallAdded", CallAdded, self._call_added)
         self._on(_TREE + "CallUpdated", CallChanged, self._call_updated)
         self._on(_TREE + "CallImported", CallChanged, self._call_imported)
@@ -590,6 +592,14 @@ class MetagraphProjection(Projection):
                     f"AND key IN ({marks})",
                     [graph, *chunk],
                 )
+
+    def _nodes_retired(self, tx: Transaction, event: NodesRetired, record: Record) -> None:
+        """Nodes and edges whose events a retention pass removed: their rows go (a
+        rebuild, which never saw those events, has none)."""
+        for edge_id in event.edge_ids:
+            tx.query(self.sql.delete_edge, [edge_id, record.subject])
+        for key in event.keys:
+            tx.query(self.sql.delete_node, [record.subject, key])
 
     def _edge_deleted(self, tx: Transaction, event: EdgeDeleted, record: Record) -> None:
         rows = tx.query(self.sql.delete_edge, [event.edge_id, record.subject])

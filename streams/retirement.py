@@ -131,11 +131,14 @@ class RemovedEntries(msgspec.Struct, frozen=True, kw_only=True):
     digest: str
 
 
-def entries_of(source: Source, stream: str, aggregates: Iterable[UUID | str]) -> RemovedEntries:
-    """The stream entries of ``aggregates`` (every event recorded for them), as a
-    retirement would remove them."""
+def entries_of(
+    source: Source, stream: str, aggregates: Iterable[UUID | str], also: Iterable[int] = ()
+) -> RemovedEntries:
+    """The stream entries of ``aggregates`` (every event recorded for them), and those at
+    offsets ``also`` (some events of an aggregate that stays), as a retirement would
+    remove them."""
     keys = [_key(a) for a in aggregates]
-    offsets: list[int] = []
+    offsets: list[int] = list(also)
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         rows = source.query(
@@ -164,18 +167,26 @@ def _bytes(payload: str | bytes) -> bytes:
 
 
 def remove_entries(
-    tx: Transaction, stream: str, aggregates: Sequence[UUID | str], offsets: Sequence[int]
+    tx: Transaction,
+    stream: str,
+    aggregates: Sequence[UUID | str],
+    offsets: Sequence[int],
+    partial: Sequence[UUID | str] = (),
 ) -> None:
     """Delete ``aggregates``' events from ``stream`` in ``tx``: stream rows, index rows,
-    snapshots. A compare-and-set: when the aggregates' offsets are not exactly
-    ``offsets`` any more (another writer added an event since they were read) it raises
-    ``IntegrityError`` and the caller's transaction rolls back."""
+    snapshots; and of the ``partial`` aggregates (which stay) only their events at
+    ``offsets``. A compare-and-set: when the aggregates' offsets are not exactly
+    ``offsets`` any more (another writer added an event since they were read, or an
+    offset left is not a ``partial`` aggregate's) it raises ``IntegrityError`` and the
+    caller's transaction rolls back."""
     found = entries_of(tx, stream, aggregates)
-    if found.offsets != sorted(offsets):
+    rest = sorted(set(offsets) - set(found.offsets))
+    if not set(found.offsets) <= set(offsets) or _count_of(tx, stream, partial, rest) != len(rest):
         raise IntegrityError(
             "the runs to retire changed since they were read (an event was added to one "
             "of them); nothing was written: read them again"
         )
+    _remove_partial(tx, stream, partial, rest)
     keys = [_key(a) for a in aggregates]
     snapshots = f"es_{table_prefix(stream)}_snapshots"
     has_snapshots = bool(
@@ -196,6 +207,43 @@ def remove_entries(
             f"({','.join('?' * len(chunk_offsets))})",
             [stream, *chunk_offsets],
         )
+
+
+def _count_of(
+    tx: Transaction, stream: str, partial: Sequence[UUID | str], offsets: Sequence[int]
+) -> int:
+    """How many of ``offsets`` are events of the ``partial`` aggregates."""
+    count = 0
+    for aggregate in partial if offsets else ():
+        for start in range(0, len(offsets), 500):
+            chunk = offsets[start : start + 500]
+            rows = tx.query(
+                f'SELECT count(*) AS n FROM "{index_table(stream)}" WHERE originator_id = ? '
+                f'AND "offset" IN ({",".join("?" * len(chunk))})',
+                [_key(aggregate), *chunk],
+            )
+            count += int(rows[0]["n"])
+    return count
+
+
+def _remove_partial(
+    tx: Transaction, stream: str, partial: Sequence[UUID | str], offsets: Sequence[int]
+) -> None:
+    """Delete the index rows and stream entries of ``partial`` aggregates at ``offsets``
+    (their snapshots stay: an event recorded with the removal says what left)."""
+    for aggregate in partial if offsets else ():
+        for start in range(0, len(offsets), 500):
+            chunk = offsets[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            tx.execute(
+                f'DELETE FROM "{index_table(stream)}" WHERE originator_id = ? '
+                f'AND "offset" IN ({marks})',
+                [_key(aggregate), *chunk],
+            )
+            tx.execute(
+                f'DELETE FROM _honker_stream WHERE topic = ? AND "offset" IN ({marks})',
+                [stream, *chunk],
+            )
 
 
 class Reclaimed(msgspec.Struct, frozen=True, kw_only=True):

@@ -131,7 +131,7 @@ def apply_side_writes(tx: Transaction, side_writes: Sequence[SideWrite]) -> None
             publish_entry(tx, write.target, write.key, write.payload)
         elif write.kind == "retire":
             removal = _removal(write)
-            remove_entries(tx, write.target, removal.aggregates, removal.offsets)
+            remove_entries(tx, write.target, removal.aggregates, removal.offsets, removal.partial)
         elif write.kind == "expect":
             expect_version(tx, write.target, str(write.key), int(write.payload))
         else:
@@ -201,10 +201,12 @@ def _expected_version(write: SideWrite, event_stream: str) -> int:
 
 
 class Removal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Aggregates (ids as text) whose events, at exactly ``offsets``, leave the file."""
+    """Aggregates (ids as text) whose events, at exactly ``offsets``, leave the file;
+    of the ``partial`` aggregates (which stay) only their events at ``offsets``."""
 
     aggregates: list[str]
     offsets: list[int]
+    partial: list[str] = []
 
 
 def _removal(write: SideWrite) -> Removal:
@@ -214,7 +216,7 @@ def _removal(write: SideWrite) -> Removal:
         raise ConfigurationError(
             f"a retire side write's payload must be {{aggregates, offsets}} as JSON: {exc}"
         ) from None
-    if not removal.aggregates or not removal.offsets:
+    if not (removal.aggregates or removal.partial) or not removal.offsets:
         raise ConfigurationError("a retire side write names aggregates and their offsets")
     return removal
 
