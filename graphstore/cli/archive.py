@@ -60,7 +60,8 @@ def archive_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's files.")] = None,
     archive: ArchiveOption = None,
 ) -> None:
-    """List the archive's files (tenant, month, runs, bytes, SHA-256), from its manifest."""
+    """List the archive's files (tenant, month, runs, bytes, content digest), from its
+    manifest (``sha256``: a file's whole SHA-256, from a version 1 manifest)."""
 
     def action(session: Session) -> None:
         from graphstore.archive import Archive
@@ -76,12 +77,13 @@ def archive_list(
                     "period": f.period,
                     "runs": f.runs,
                     "bytes": f.bytes,
+                    "digest": f.digest or f"sha256:{f.sha256}",
                     "sha256": f.sha256,
                     "pending": f.pending,
                 }
                 for f in files
             ],
-            ["path", "tenant", "period", "runs", "bytes", "sha256"],
+            ["path", "tenant", "period", "runs", "bytes", "digest"],
             title=f"files in archive {root}",
         )
 

@@ -24,6 +24,7 @@ from graphstore.archive import (
     ArchiveCorruptError,
     ArchivedRun,
     archived_run,
+    content_digest,
     restore_run,
 )
 from graphstore.operations.ingest import ingest_calls
@@ -93,7 +94,7 @@ def test_runs_go_to_the_file_of_their_tenant_and_month(sample: Sample, tmp_path:
     for entry in listed:
         path = tmp_path / "archive" / entry.path
         assert entry.bytes == path.stat().st_size
-        assert entry.sha256 == _sha256(path)
+        assert entry.digest == _digest(path) and entry.sha256 == ""
     assert archive.find("acme", runs[2].run_id) == runs[2]
     assert archive.verify() == []
 
@@ -138,7 +139,7 @@ def test_forget_erases_the_runs_bytes_from_its_file_and_the_manifest_follows(
     assert not list(path.parent.glob("*-journal"))
     assert archive.find("acme", "run-007") is None
     [entry] = archive.list("acme")
-    assert entry.runs == len(sample.runs) - 1 and entry.sha256 == _sha256(path)
+    assert entry.runs == len(sample.runs) - 1 and entry.digest == _digest(path)
     assert archive.verify() == []
     assert archive.forget("acme", "run-007") is False
     assert archive.forget("beta", "run-008") is False
@@ -257,7 +258,9 @@ def _timeless(row: Any) -> Any:
     return msgspec.structs.replace(row, created_at=0, updated_at=0)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib  # noqa: PLC0415
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _digest(path: Path) -> str:
+    db = sqlite3.connect(path)
+    try:
+        return content_digest(db)
+    finally:
+        db.close()

@@ -48,7 +48,7 @@ def test_list_and_verify_show_the_files(data: Path) -> None:
     assert (entry["path"], entry["runs"]) == ("acme/2026-11.sqlite", 40)
     assert json.loads(gs(data, "--json", "archive", "list", "--tenant", "beta").stdout) == []
     human = gs(data, "archive", "list", "--tenant", "acme")
-    assert "acme/2026-11.sqlite" in human.stdout and entry["sha256"] in human.stdout
+    assert "acme/2026-11.sqlite" in human.stdout and entry["digest"] in human.stdout
     verified = gs(data, "archive", "verify")
     assert verified.returncode == 0 and "40 runs, all verified" in verified.stdout
 
