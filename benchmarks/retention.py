@@ -42,6 +42,7 @@ from benchmarks._report import (
     percentile,
     scratch,
 )
+from benchmarks.archive_write import archive_write
 from domain import Metagraph
 from domain.calls import ingest
 from domain.retention import MAX_DURATION_S, RetentionPolicy
@@ -276,6 +277,7 @@ def run(config: RunConfig) -> Report:
         retire_vs_ingest(report, root, sizes, config)
         flatness(report, root, sizes, config)
         writer_latency(report, root, sizes, config)
+        archive_write(report, root, config)
     report.notes.append(
         f"runs of {CALLS_PER_RUN} calls; {sizes.runs} runs for retire_vs_ingest and the "
         f"file size (90% retired); flatness: {sizes.retire} runs retired at "
