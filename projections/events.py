@@ -286,6 +286,8 @@ class AnyGraphEvent(Event):
     source: str = ""
     target: str = ""
     undirected: bool = False
+    keys: list[str] = msgspec.field(default_factory=list)
+    edge_ids: list[str] = msgspec.field(default_factory=list)
 
 
 class FoldedEvent(Event):

@@ -352,6 +352,7 @@ _GRAPH_EVENTS: Final = frozenset(
         "EdgeAdded",
         "EdgeUpdated",
         "EdgeDeleted",
+        "NodesRetired",
     )
 )
 
@@ -386,6 +387,11 @@ class _GraphState:
             self.edges[event.edge_id] = msgspec.structs.replace(
                 edge, attributes=event.attributes, schema_version=event.schema_version
             )
+        elif name == "NodesRetired":  # their own events were removed with them
+            for edge_id in event.edge_ids:
+                self.edges.pop(edge_id, None)
+            for key in event.keys:
+                self.nodes.pop(key, None)
         else:  # EdgeDeleted
             del self.edges[event.edge_id]
 

@@ -16,6 +16,7 @@ import pytest
 import graphstore
 from domain.calls import find_call_graph, get_call, ingest
 from graphstore.cli import ExitCode
+from projections.replay import Replay
 from tests.cli.test_cli import gs
 from tests.projections.rebuild_check import projections_equal_rebuild
 
@@ -112,6 +113,10 @@ def test_the_legacy_call_graph_still_loads_and_takes_new_calls_after_retirement(
             ],
         )
         assert get_call(acme, "b-2")["parentRequestId"] == "run-b"  # type: ignore[index]
+        with Replay.open(store.data.tenant_env("acme")) as replay:  # as of now, folded
+            folded = replay.graph_as_of(graph, 2**62)
+        assert folded is not None
+        assert {n.key for n in folded.nodes} == {"run-b", "b-1", "b-2", "run-d"}
     assert runs_of(legacy) == {"run-b", "run-d"}
     verified = gs(legacy, "verify", "--tenant", "acme")
     assert verified.returncode == 0, verified.stdout + verified.stderr
