@@ -77,7 +77,7 @@ def archive_list(
                     "period": f.period,
                     "runs": f.runs,
                     "bytes": f.bytes,
-                    "digest": f.digest or f"sha256:{f.sha256}",
+                    "digest": f.digest or (f"sha256:{f.sha256}" if f.sha256 else ""),
                     "sha256": f.sha256,
                     "pending": f.pending,
                 }
