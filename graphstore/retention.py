@@ -482,7 +482,7 @@ def run_pass(
         _import_legacy_calls(metagraph)
     datastore, stream = _datastore(metagraph), _stream(metagraph)
     positions = _positions(datastore, stream)
-    legacy = _legacy_graph(metagraph)
+    legacy = _legacy_graph(metagraph) if candidates else None  # O(the legacy graph)
     retired: list[RunRetirement] = []
     waiting: list[Waiting] = []
     in_flight: list[str] = []
