@@ -145,6 +145,7 @@ def run_action(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
         NotFoundError,
     )
     from graphstore import logs
+    from streams.errors import ConfigurationError
 
     session = session_of(ctx)
     logs.configure(session.log_level)
@@ -165,3 +166,6 @@ def run_action(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
     except OSError as exc:  # a file or directory the system refused: say which, no traceback
         session.output.error(str(exc))
         raise typer.Exit(ExitCode.STORAGE) from None
+    except ConfigurationError as exc:  # a setting (e.g. GRAPHSTORE_CIPHER_KEY): named, not shown
+        session.output.error(str(exc))
+        raise typer.Exit(ExitCode.USAGE) from None
