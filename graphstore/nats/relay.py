@@ -93,7 +93,7 @@ from streams import (
 from streams import envelope as envelopes
 from streams.directory import Directory
 from streams.reading import Entry
-from streams.retirement import RETIREMENT_TYPE, ranges_of
+from streams.retirement import RETIREMENT_TYPE, EncryptedRecordError, PlainState, ranges_of
 from streams.transaction import Source
 
 __all__ = [
@@ -361,10 +361,12 @@ class Relay:
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(
-                        f"{org_id!r} was not relayed up to {offset} in {timeout}s: {self.status()}"
-                    )
+                    break
                 self._progress.wait(min(remaining, 0.1))
+        # status() takes the lock itself: asked for once it is released
+        raise TimeoutError(
+            f"{org_id!r} was not relayed up to {offset} in {timeout}s: {self.status()}"
+        )
 
     # --- the connection -------------------------------------------------------------
 
@@ -529,7 +531,9 @@ class Relay:
             entries = read_after(datastore, stream, tenant.cursor, limit=self.batch_size)
             if not entries:
                 break
-            records = _retirements(entries)
+            records = self._records(tenant, entries)
+            if records is None:
+                break
             unit = ""
             if UNIT_HOOK is not None:  # crash tests only (graphstore.nats.phases)
                 unit = f"{tenant.org_id}:{entries[0].offset}-{entries[-1].offset}"
@@ -675,11 +679,31 @@ class Relay:
             entries = [e for e in entries if e.offset <= upto]
             if not entries:
                 break
-            records = _retirements(entries)
+            records = self._records(tenant, entries)
+            if records is None:  # refused: the position stays before this batch
+                tenant.retiring = entries[0].offset
+                return
             if records:
                 tenant.retiring = records[0][0]
                 await self._retire(publisher, tenant, records)
             after = entries[-1].offset
+
+    def _records(
+        self, tenant: _Tenant, entries: Sequence[Entry]
+    ) -> list[tuple[int, Ranges]] | None:
+        """The retirement records among ``entries``, read with the tenant's cipher; None
+        when one is encrypted and the relay has no key: it then refuses the tenant before
+        publishing the record (whose deletions it could not do), and says why."""
+        try:
+            return _retirements(entries, self._open(tenant).plain_state)
+        except EncryptedRecordError as exc:
+            tenant.diverged = (
+                f"{exc}. The relay stops before it, so that JetStream never holds a "
+                "retirement record whose deletions were not done; restart it with the key"
+            )
+            log.error("relay refuses a tenant", tenant=tenant.org_id, reason=tenant.diverged)
+            self._report(tenant)
+            return None
 
     def _save(self, tenant: _Tenant) -> None:
         """Save the cursor as the position when it advances it (after the acks), but not
@@ -731,15 +755,19 @@ class Relay:
             tenant.seen = seen
 
 
-def _retirements(entries: Sequence[Entry]) -> list[tuple[int, Ranges]]:
+def _retirements(
+    entries: Sequence[Entry], plain_state: PlainState | None
+) -> list[tuple[int, Ranges]]:
     """The retirement records among ``entries`` (:mod:`streams.retirement`) with the
-    offset ranges each removed. A substring test first: most entries are not one."""
+    offset ranges each removed, encrypted ones read with ``plain_state``
+    (:class:`EncryptedRecordError` without it). A substring test first: most entries
+    are not one."""
     found = []
     for entry in entries:
         if RETIREMENT_TYPE not in entry.payload:
             continue
         try:
-            ranges = ranges_of(envelopes.decode(entry.payload))
+            ranges = ranges_of(envelopes.decode(entry.payload), plain_state, offset=entry.offset)
         except (msgspec.ValidationError, msgspec.DecodeError):
             continue  # not an envelope: verify reports it; nothing to delete
         if ranges:
