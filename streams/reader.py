@@ -25,8 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from eventsourcing.cipher import Cipher
-from eventsourcing.compressor import Compressor
+from eventsourcing.persistence import Cipher, Compressor
 from eventsourcing.utils import Environment, resolve_topic
 
 from streams._honker import Watcher
