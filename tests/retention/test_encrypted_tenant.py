@@ -246,3 +246,38 @@ def test_a_bad_key_is_refused_in_one_line_without_showing_it(tmp_path: Path) -> 
     assert done.returncode == ExitCode.USAGE, done.stderr
     assert CIPHER_KEY_VARIABLE in done.stderr and bad not in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_archive_of_an_encrypted_tenant_brings_a_run_back(
+    tenant: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    data, settings = tenant
+    archive = tmp_path / "cold"
+    ok(data, settings, "projector", "catch-up", "--tenant", "acme")
+    exported = gs(data, settings, "runs", "export", "done-1", "--tenant", "acme").stdout
+    assert exported.strip()
+    ok(data, settings, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d",
+       "--archive", str(archive))  # fmt: skip
+    done = ok(data, settings, "retention", "run", "--tenant", "acme")
+    assert {r["run_id"] for r in done["runs"]} == RETIRED
+    _, record = _record(data, settings)
+    assert record.archive  # the record names the archive it wrote first
+    ok(data, settings, "archive", "verify", "--archive", str(archive))
+    again = gs(data, settings, "runs", "export", "done-1", "--tenant", "acme")
+    assert again.returncode == 0 and again.stdout == exported, again.stderr
+    ok(
+        data,
+        settings,
+        "archive",
+        "restore",
+        "done-1",
+        "--tenant",
+        "acme",
+        "--archive",
+        str(archive),
+    )
+    ok(data, settings, "projector", "catch-up", "--tenant", "acme")
+    runs = ok(data, settings, "runs", "list", "--tenant", "acme", "--limit", "100")
+    assert {r["run_id"] for r in runs} == {"done-1", "flying"}
+    verified = gs(data, settings, "verify", "--tenant", "acme")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
