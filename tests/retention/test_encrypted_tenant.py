@@ -206,6 +206,13 @@ def test_verify_without_the_settings_says_so_and_never_skips_the_record(
     assert [p["check"] for p in problems] == ["cipher"], problems
     assert "GRAPHSTORE_CIPHER_KEY" in problems[0]["todo"]
     assert "Traceback" not in blind.stderr and KEY not in blind.stdout + blind.stderr
+    # a pass or an erasure without the settings: one line, exit 5, nothing written
+    before = _stream_offsets(data)
+    for command in (["retention", "run"], ["runs", "forget", "flying", "--abort"]):
+        refused = gs(data, {}, *command, "--tenant", "acme")
+        assert refused.returncode == ExitCode.STORAGE, refused.stdout + refused.stderr
+        assert "GRAPHSTORE_CIPHER_KEY" in refused.stderr and "Traceback" not in refused.stderr
+    assert _stream_offsets(data) == before
     if CIPHER_KEY_VARIABLE in settings:  # another key: said as such, the key never shown
         other = {**settings, CIPHER_KEY_VARIABLE: AESCipher.create_key(32)}
         wrong = gs(data, other, "--json", "verify", "--tenant", "acme")
