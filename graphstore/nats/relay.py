@@ -93,7 +93,13 @@ from streams import (
 from streams import envelope as envelopes
 from streams.directory import Directory
 from streams.reading import Entry
-from streams.retirement import RETIREMENT_TYPE, EncryptedRecordError, PlainState, ranges_of
+from streams.retirement import (
+    RETIREMENT_TYPE,
+    EncryptedRecordError,
+    PlainState,
+    ranges_of,
+    retired_ranges,
+)
 from streams.transaction import Source
 
 __all__ = [
@@ -615,7 +621,7 @@ class Relay:
         tenant.retiring = None
         if last is None:
             tenant.cursor, tenant.subject_seq = saved or 0, 0
-        elif not _holds(datastore, tenant.stream, last):
+        elif not _holds(datastore, tenant.stream, last) and not self._retired(tenant, last.offset):
             tenant.diverged = (
                 f"{tenant.subject} ends with offset {last.offset} (sequence {last.seq}), which "
                 "this tenant file does not hold as relayed (it was restored to an earlier "
@@ -687,6 +693,18 @@ class Relay:
                 tenant.retiring = records[0][0]
                 await self._retire(publisher, tenant, records)
             after = entries[-1].offset
+
+    def _retired(self, tenant: _Tenant, offset: int) -> bool:
+        """Whether a retirement record of the file removed ``offset``: the subject's last
+        message was retired after it was relayed (the record, not relayed yet, deletes
+        its copy when it is), which is no divergence. A full read of the records: only
+        when the file does not hold the subject's last message."""
+        reader = self._open(tenant)
+        try:
+            ranges = retired_ranges(reader.datastore, tenant.stream, reader.plain_state)
+        except EncryptedRecordError:
+            return False  # refused as diverged; the record itself is refused when relayed
+        return any(first <= offset <= last for first, last in ranges)
 
     def _records(
         self, tenant: _Tenant, entries: Sequence[Entry]

@@ -7,18 +7,26 @@ before it, so JetStream never holds a record whose deletions were not done)."""
 from __future__ import annotations
 
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from uuid import UUID
 
 import pytest
 from eventsourcing.cipher import AESCipher
 
+from domain import Principal
 from graphstore.data import DataDirectory
 from graphstore.nats.relay import Relay
 from graphstore.nats.restore import NatsRestoreError, restore_from_nats
+from graphstore.store import Store
 from graphstore.verify import verify
+from projections.mirror import mirror_path
 from streams.directory import CIPHER_KEY_VARIABLE
 from tests.nats._relay_worker import register, subject_messages, write
+from tests.nats._remote_data import assert_equal_views, positions, rows, write_history
 from tests.nats._retired import SECRET, entries, new_graph, retire_graph, write_mixed
 from tests.nats.conftest import NatsServer
 
@@ -108,3 +116,65 @@ def test_without_the_key_the_relay_stops_before_the_record_and_a_restore_refuses
     monkeypatch.setenv(CIPHER_KEY_VARIABLE, KEY)
     _relay(source, nats_server.url)
     assert subject_messages(nats_server.url, "acme") == _metagraph(source)
+
+
+def _remote_process(url: str, remote_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "graphstore", "project-remote", "--data-dir"]
+    command += [str(remote_dir), "--nats", url, "--tenant", "acme", "--status-every", "0"]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=out, start_new_session=True)
+
+
+def _mirror_position(remote_dir: Path) -> int:
+    mirror = mirror_path(remote_dir, "acme")
+    return min(positions(mirror).values(), default=0) if mirror.exists() else 0
+
+
+def _gs(data: Path, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "graphstore", "--data-dir", str(data), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, (args, done.stderr)
+
+
+def test_a_remote_projector_process_applies_the_encrypted_record_with_the_key(
+    tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`graphstore project-remote` (a process of its own, the key in its environment)
+    mirrors an encrypted tenant, applies its retirement record, and its views equal the
+    hub's, row for row."""
+    monkeypatch.setenv(CIPHER_KEY_VARIABLE, KEY)  # every process below inherits it
+    hub = tmp_path / "hub"
+    with Store(hub) as store:
+        store.identity.create_account(
+            "ada@acme.example", "Ada", actor=Principal.system(), access_level="admin"
+        )
+        store.create_tenant("acme", name="Acme", owner_email="ada@acme.example")
+        write_history(store.tenant("acme"), "acme", 6, graph_nodes=3)
+    path = hub / "tenant-acme.db"
+    _gs(hub, "projector", "catch-up", "--tenant", "acme")
+    remote_dir = tmp_path / "remote"
+    log = tmp_path / "remote.log"
+    process = _remote_process(nats_server.url, remote_dir, log)
+    try:
+        _relay(hub, nats_server.url)
+        _gs(hub, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+        _gs(hub, "retention", "run", "--tenant", "acme")
+        _gs(hub, "projector", "catch-up", "--tenant", "acme")
+        head = _metagraph(hub)[-1][0]
+        assert '"data_b64"' in dict(_metagraph(hub))[head].decode()  # the record, encrypted
+        _relay(hub, nats_server.url)
+        deadline = time.monotonic() + 60
+        while _mirror_position(remote_dir) < head:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert rows(path, "flow_runs") == []  # every run was finished and old: all retired
+    assert_equal_views(path, mirror_path(remote_dir, "acme"))
