@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -47,13 +48,14 @@ from streams.check import (
     aggregate_ids,
     envelope_problems,
     explained_by_ranges,
+    first_encoded,
     index_problems,
     integrity_problems,
     offset_gaps,
     snapshot_file,
 )
-from streams.directory import SYSTEM_FILE, Directory
-from streams.retirement import retired_ranges
+from streams.directory import SYSTEM_FILE, Directory, tenant_settings_of
+from streams.retirement import EncryptedRecordError, PlainState, retired_ranges
 
 __all__ = ["FileReport", "Problem", "VerifyReport", "verify", "verify_file"]
 
@@ -79,6 +81,9 @@ _TODO: Final = {
     "nats": "the relayed subject differs from the stream: if the stream is reported damaged, "
     "restore it from JetStream; otherwise check what else publishes on the subject "
     "(docs/scale.md)",
+    "cipher": "the tenant's events are encrypted or compressed: run verify with the writers' "
+    "settings (GRAPHSTORE_CIPHER_KEY / GRAPHSTORE_COMPRESSOR_TOPIC, docs/retention.md); the "
+    "other checks of this file were skipped",
     "backup": "the backup is not usable: take a new one (`graphstore backup`), or use an "
     "older one that verifies",
 }
@@ -221,7 +226,9 @@ def _verify_directory(
         copy = copies.tenant_path(org_id)
         if not _copy(path, copy, f"tenant {org_id}", report):
             continue
-        file_report = verify_file(copy, TENANT_STREAM, org_id, report, explained)
+        file_report = verify_file(
+            copy, TENANT_STREAM, org_id, report, explained, cipher=live.tenant_settings
+        )
         file_report.path = str(path)
         report.files.append(file_report)
         if nats_url is not None:
@@ -263,12 +270,25 @@ def verify_file(
     explained: ExplainedGaps | None = None,
     *,
     name: str | None = None,
+    cipher: Mapping[str, str] | None = None,
 ) -> FileReport:
     """Checks 1-5 on ``path``, a copy this call may write into (the clean rebuilds);
-    problems are added to ``report``."""
+    problems are added to ``report``.
+
+    ``cipher``: a tenant file's cipher and compressor settings (``CIPHER_KEY``,
+    ``COMPRESSOR_TOPIC``); by default the process environment's
+    (:func:`streams.directory.tenant_settings_of`). ``system.db`` is always plain."""
     where = name or (f"tenant {org_id}" if org_id else path.name)
     file_report = FileReport(where, str(path))
-    settings = {"HONKER_DBNAME": str(path), **({"HONKER_TENANT": org_id} if org_id else {})}
+    if org_id is None:
+        cipher = {}
+    elif cipher is None:
+        cipher = tenant_settings_of(os.environ)
+    settings = {
+        **cipher,
+        "HONKER_DBNAME": str(path),
+        **({"HONKER_TENANT": org_id} if org_id else {}),
+    }
     try:
         reader = TenantReader(settings, stream)
     except Exception as exc:
@@ -284,21 +304,60 @@ def verify_file(
             report.problems.append(_problem("integrity", where, found.message))
         if broken:
             return file_report  # the rest would read a damaged file: restore first
+        unreadable = _cipher_problem(datastore, stream, reader.plain_state)
+        if unreadable is not None:
+            report.problems.append(_problem("cipher", where, unreadable))
+            return file_report  # every later check would fail on each encrypted event
         _stream_checks(
-            datastore, stream, org_id, where, file_report, report=report, explained=explained
+            datastore,
+            stream,
+            org_id,
+            where,
+            file_report,
+            report=report,
+            explained=explained,
+            plain_state=reader.plain_state,
         )
+    except EncryptedRecordError as exc:  # a record of a file that is otherwise plain
+        report.problems.append(_problem("cipher", where, str(exc)))
+        return file_report
     except Exception as exc:  # a read the damage made fail: said, not raised
         report.problems.append(_problem("integrity", where, f"reading the file failed: {exc}"))
         return file_report
     finally:
         reader.close()
-    env = {"PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(path)}
+    env = {**cipher, "PERSISTENCE_MODULE": "streams.persistence", "HONKER_DBNAME": str(path)}
     if org_id is not None:
         env["HONKER_TENANT"] = org_id
     _replay_aggregates(env, stream, where, file_report, report)
     if org_id is not None:
         _check_projections(env, where, file_report, report)
     return file_report
+
+
+def _cipher_problem(
+    datastore: HonkerDatastore, stream: str, plain_state: PlainState | None
+) -> str | None:
+    """What is wrong when the file's events are encrypted or compressed and the settings
+    given do not undo them (none given, or another key), else None. The key is never
+    named."""
+    encoded = first_encoded(datastore, stream)
+    if encoded is None:
+        return None
+    offset, state = encoded
+    if plain_state is None:
+        return (
+            f"the events are encrypted or compressed (data_b64, first at offset {offset}) "
+            "and verify was given no cipher settings"
+        )
+    try:
+        plain_state(state)
+    except Exception as exc:  # the cipher's own error: no detail that could carry the key
+        return (
+            f"the event at offset {offset} does not decrypt with the cipher settings given "
+            f"({type(exc).__name__}): another key, or another compressor?"
+        )
+    return None
 
 
 def _stream_checks(
@@ -310,10 +369,11 @@ def _stream_checks(
     *,
     report: VerifyReport,
     explained: ExplainedGaps | None,
+    plain_state: PlainState | None,
 ) -> None:
     file_report.head = stream_head(datastore, stream).offset
     file_report.entries = count_between(datastore, stream, 0, file_report.head)
-    retired = explained_by_ranges(retired_ranges(datastore, stream))
+    retired = explained_by_ranges(retired_ranges(datastore, stream, plain_state))
 
     def explained_or_retired(gap: Gap) -> bool:  # a retention record's gap is no hole
         return retired(gap) or (explained is not None and explained(gap))
@@ -413,7 +473,7 @@ def _compare_subject(
     from graphstore.nats.relayed import relayed_upto  # noqa: PLC0415 - only with --nats
 
     where = f"tenant {org_id}, graphstore.{org_id}.events"
-    with TenantReader({"HONKER_DBNAME": str(copy)}, TENANT_STREAM) as reader:
+    with TenantReader({"HONKER_DBNAME": str(copy)}, TENANT_STREAM) as reader:  # bytes only
         datastore = reader.datastore
         position = saved_position(datastore, RELAY_CONSUMER, TENANT_STREAM) or 0
         stored = [

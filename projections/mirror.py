@@ -57,7 +57,7 @@ from streams import (
     save_position,
     saved_position,
 )
-from streams.retirement import RETIREMENT_TYPE, ranges_of
+from streams.retirement import RETIREMENT_TYPE, EncryptedRecordError, ranges_of
 
 __all__ = [
     "ENTRIES_TABLE",
@@ -313,8 +313,10 @@ class Mirror:
         """A retirement record: the kept copies of the entries it removed go too (the
         projections' handlers dropped the runs' rows), so the mirror holds none of it."""
         try:
-            ranges = ranges_of(entry.envelope()) or ()
-        except msgspec.ValidationError as exc:
+            ranges = ranges_of(entry.envelope(), self._plain_state, offset=entry.offset) or ()
+        except EncryptedRecordError as exc:
+            raise MirrorError(str(exc), offset=entry.offset) from None
+        except msgspec.DecodeError as exc:
             raise MirrorError(
                 f"entry {entry.offset}: malformed retirement record: {exc}", offset=entry.offset
             ) from exc

@@ -45,6 +45,7 @@ __all__ = [
     "aggregate_ids",
     "envelope_problems",
     "explained_by_ranges",
+    "first_encoded",
     "index_problems",
     "integrity_problems",
     "offset_gaps",
@@ -282,6 +283,25 @@ def _unfiled_refs(source: Source, stream: str, index: str) -> list[int]:
         if len(rows) < 500:
             return unfiled
         after = int(rows[-1]["offset"])
+
+
+def first_encoded(source: Source, stream: str) -> tuple[int, bytes] | None:
+    """The first entry of ``stream`` whose state is carried as ``data_b64`` (the writers
+    configured a cipher or a compressor): its offset and its state bytes, or None when
+    every state is plain JSON. What a checker reads to know it needs the tenant's cipher
+    settings, and to try them on one entry before reading them all."""
+    rows = source.query(
+        f'SELECT "offset", payload FROM {_TABLE} WHERE topic = ? '
+        "AND json_valid(payload) AND payload ->> '$.data_b64' IS NOT NULL "
+        'ORDER BY "offset" LIMIT 1',
+        [stream],
+    )
+    if not rows:
+        return None
+    try:
+        return int(rows[0]["offset"]), envelopes.state_of(envelopes.decode(rows[0]["payload"]))
+    except msgspec.DecodeError:
+        return None  # not an envelope: envelope_problems names it
 
 
 def _is_uuid(subject: str) -> bool:

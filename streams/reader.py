@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from eventsourcing.utils import Environment
+from eventsourcing.persistence import Cipher, Compressor
+from eventsourcing.utils import Environment, resolve_topic
 
 from streams._honker import Watcher
 from streams.persistence import HonkerDatastore, HonkerFactory
 
-__all__ = ["TenantReader"]
+__all__ = ["TenantReader", "plain_state_of"]
 
 _T = TypeVar("_T")
 
@@ -90,13 +91,39 @@ class TenantReader:
         self.close()
 
 
+def plain_state_of(
+    env: Mapping[str, str] | Environment, name: str = "metagraph"
+) -> Callable[[bytes], bytes] | None:
+    """What :attr:`TenantReader.plain_state` would be for ``env``, without opening a file:
+    for a reader of entries that are not in a file yet (a restore from JetStream).
+
+    The same settings as eventsourcing's factory reads (``CIPHER_KEY``, ``CIPHER_TOPIC``,
+    ``COMPRESSOR_TOPIC``, each possibly prefixed with the application's name)."""
+    environment = env if isinstance(env, Environment) else Environment(name, env)
+    cipher: Cipher | None = None
+    cipher_topic = environment.get("CIPHER_TOPIC")
+    if environment.get("CIPHER_KEY") and not cipher_topic:
+        cipher_topic = "eventsourcing.cipher:AESCipher"
+    if cipher_topic:
+        cipher = resolve_topic(cipher_topic)(environment)
+    compressor: Compressor | None = None
+    compressor_topic = environment.get("COMPRESSOR_TOPIC")
+    if compressor_topic:
+        found = resolve_topic(compressor_topic)
+        compressor = found() if isinstance(found, type) else found
+    return _undo(cipher, compressor)
+
+
 def _plain_state(factory: HonkerFactory) -> Callable[[bytes], bytes] | None:
     """Undo the cipher and compressor configured in the factory's environment, if any.
 
     Such states are carried as ``data_b64`` in the envelope; a reader needs the same
     ``CIPHER_KEY`` (and ``COMPRESSOR_TOPIC``) as the application that wrote them.
     """
-    cipher, compressor = factory.cipher(), factory.compressor()
+    return _undo(factory.cipher(), factory.compressor())
+
+
+def _undo(cipher: Cipher | None, compressor: Compressor | None) -> Callable[[bytes], bytes] | None:
     if cipher is None and compressor is None:
         return None
 

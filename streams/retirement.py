@@ -11,16 +11,23 @@ in the same transaction, appends one domain event whose envelope ``type`` is
      "reason": "policy" | "forget"}
 
 The type name is part of the stream contract (docs/events.md), so readers below the
-domain (``verify``, a restore from JetStream, the projections) recognise the record
-without importing the domain: a gap lying inside a record's ranges is explained, not a
-hole (see :func:`streams.check.explained_by_ranges`).
+domain (``verify``, a restore from JetStream, the relay, the projections) recognise the
+record without importing the domain: a gap lying inside a record's ranges is explained,
+not a hole (see :func:`streams.check.explained_by_ranges`).
+
+On a tenant whose events are encrypted or compressed, the record is too (its ``data``
+is carried as ``data_b64``, like every event's): it names the runs by their request ids,
+which a client chose and which may be personal (an erasure's record names exactly the
+run that had to go). So every reader undoes it with the tenant's settings
+(``plain_state``, :class:`streams.TenantReader`), and a reader without them gets
+:class:`EncryptedRecordError`, never a record silently skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Final, Protocol
 from uuid import UUID
@@ -30,6 +37,7 @@ from eventsourcing.persistence import IntegrityError
 
 from streams.envelope import Envelope, state_of
 from streams.envelope import decode as decode_envelope
+from streams.errors import ConfigurationError
 from streams.index import id_key, index_table, table_prefix
 from streams.transaction import Source, Transaction
 
@@ -38,6 +46,8 @@ __all__ = [
     "RECLAIM_PAGES",
     "RECLAIM_PAUSE_S",
     "RETIREMENT_TYPE",
+    "EncryptedRecordError",
+    "PlainState",
     "Reclaimed",
     "RemovedEntries",
     "Retirement",
@@ -70,25 +80,59 @@ class Retirement(msgspec.Struct, kw_only=True):
 
 _decoder = msgspec.json.Decoder(Retirement)
 
+PlainState = Callable[[bytes], bytes]
+"""Undoes a tenant's cipher and compressor (:attr:`streams.TenantReader.plain_state`)."""
+
+
+class EncryptedRecordError(ConfigurationError):
+    """A retirement record is encrypted or compressed and the reader was given no
+    cipher settings: it cannot say which offsets the record removed."""
+
 
 def is_retirement(envelope: Envelope) -> bool:
     """Whether this stream entry is a retirement record."""
     return envelope.type == RETIREMENT_TYPE
 
 
-def retirement_of(envelope: Envelope) -> Retirement | None:
+def retirement_of(
+    envelope: Envelope, plain_state: PlainState | None = None, *, offset: int | None = None
+) -> Retirement | None:
     """The record's data, or None when the envelope is not a retirement record.
 
-    Raises ``msgspec.ValidationError`` when it claims to be one but its data is not.
+    A record carried as ``data_b64`` (an encrypted or compressed tenant) is undone with
+    ``plain_state`` first; without it :class:`EncryptedRecordError` (``offset``, when
+    given, is named in the message). Raises ``msgspec.DecodeError`` (or its subclass
+    ``ValidationError``) when it claims to be a record but its data is not one, or
+    ``plain_state`` does not undo it (another key).
     """
     if not is_retirement(envelope):
         return None
-    return _decoder.decode(state_of(envelope))
+    state = state_of(envelope)
+    if envelope.data is msgspec.UNSET:  # data_b64: the tenant's cipher or compressor
+        if plain_state is None:
+            at = "" if offset is None else f" at offset {offset}"
+            raise EncryptedRecordError(
+                f"the retirement record{at} is encrypted or compressed (data_b64) and no "
+                "cipher settings were given: read the tenant with the writers' CIPHER_KEY / "
+                "COMPRESSOR_TOPIC (GRAPHSTORE_CIPHER_KEY / GRAPHSTORE_COMPRESSOR_TOPIC for "
+                "the CLI and the server, docs/retention.md)"
+            )
+        try:
+            state = plain_state(state)
+        except Exception as exc:  # the cipher's own error: another key, damaged bytes
+            raise msgspec.DecodeError(
+                f"the retirement record{'' if offset is None else f' at offset {offset}'} "
+                f"does not decrypt with the given settings ({type(exc).__name__})"
+            ) from None
+    return _decoder.decode(state)
 
 
-def ranges_of(envelope: Envelope) -> tuple[tuple[int, int], ...] | None:
-    """The inclusive offset ranges a retirement record removed, or None for other events."""
-    record = retirement_of(envelope)
+def ranges_of(
+    envelope: Envelope, plain_state: PlainState | None = None, *, offset: int | None = None
+) -> tuple[tuple[int, int], ...] | None:
+    """The inclusive offset ranges a retirement record removed, or None for other events
+    (``plain_state`` and errors: :func:`retirement_of`)."""
+    record = retirement_of(envelope, plain_state, offset=offset)
     if record is None:
         return None
     return tuple((int(first), int(last)) for first, last in record.ranges)
@@ -366,10 +410,16 @@ def retirement_offsets(source: Source, stream: str, after: int, upto: int) -> li
     return [int(row["offset"]) for row in rows]
 
 
-def retired_ranges(source: Source, stream: str) -> list[tuple[int, int]]:
+def retired_ranges(
+    source: Source, stream: str, plain_state: PlainState | None = None
+) -> list[tuple[int, int]]:
     """Every offset range the stream's retirement records removed, adjacent ones joined:
     what ``verify`` feeds :func:`streams.check.explained_by_ranges` (a gap spanning two
-    passes' removals is one gap in the file)."""
+    passes' removals is one gap in the file).
+
+    Encrypted or compressed records are undone with ``plain_state``; without it
+    :class:`EncryptedRecordError`. A record whose data is damaged (or does not decrypt)
+    explains nothing: its gap stays a hole."""
     rows = source.query(
         'SELECT "offset", payload FROM _honker_stream WHERE topic = ? '
         "AND payload ->> '$.type' = ? ORDER BY \"offset\"",
@@ -378,9 +428,13 @@ def retired_ranges(source: Source, stream: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for row in rows:
         try:
-            spans += ranges_of(decode_envelope(row["payload"])) or ()
-        except msgspec.ValidationError:
-            continue  # an encrypted or malformed record explains nothing
+            envelope = decode_envelope(row["payload"])
+        except msgspec.DecodeError:
+            continue  # not an envelope: verify's envelope check names it
+        try:
+            spans += ranges_of(envelope, plain_state, offset=int(row["offset"])) or ()
+        except msgspec.DecodeError:
+            continue  # a damaged record explains nothing: its gap stays a hole
     joined: list[tuple[int, int]] = []
     for first, last in sorted(spans):
         if joined and first <= joined[-1][1] + 1:

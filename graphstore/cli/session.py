@@ -136,7 +136,7 @@ def session_of(ctx: typer.Context) -> Session:
 def run_action(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
     """Run a command with logs configured; map the store's errors to a message on stderr
     and an exit code."""
-    from eventsourcing.persistence import PersistenceError
+    from eventsourcing.persistence import MapperDeserialisationError, PersistenceError
 
     from domain.errors import (
         AccessDeniedError,
@@ -145,6 +145,7 @@ def run_action(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
         NotFoundError,
     )
     from graphstore import logs
+    from streams.errors import ConfigurationError
 
     session = session_of(ctx)
     logs.configure(session.log_level)
@@ -165,3 +166,12 @@ def run_action(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
     except OSError as exc:  # a file or directory the system refused: say which, no traceback
         session.output.error(str(exc))
         raise typer.Exit(ExitCode.STORAGE) from None
+    except MapperDeserialisationError as exc:  # most often a tenant read without its key
+        session.output.error(
+            f"{exc}. An encrypted or compressed tenant is read with the writers' settings: "
+            "GRAPHSTORE_CIPHER_KEY / GRAPHSTORE_COMPRESSOR_TOPIC (docs/retention.md)"
+        )
+        raise typer.Exit(ExitCode.STORAGE) from None
+    except ConfigurationError as exc:  # a setting (e.g. GRAPHSTORE_CIPHER_KEY): named, not shown
+        session.output.error(str(exc))
+        raise typer.Exit(ExitCode.USAGE) from None

@@ -93,7 +93,13 @@ from streams import (
 from streams import envelope as envelopes
 from streams.directory import Directory
 from streams.reading import Entry
-from streams.retirement import RETIREMENT_TYPE, ranges_of
+from streams.retirement import (
+    RETIREMENT_TYPE,
+    EncryptedRecordError,
+    PlainState,
+    ranges_of,
+    retired_ranges,
+)
 from streams.transaction import Source
 
 __all__ = [
@@ -361,10 +367,12 @@ class Relay:
                     return
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise TimeoutError(
-                        f"{org_id!r} was not relayed up to {offset} in {timeout}s: {self.status()}"
-                    )
+                    break
                 self._progress.wait(min(remaining, 0.1))
+        # status() takes the lock itself: asked for once it is released
+        raise TimeoutError(
+            f"{org_id!r} was not relayed up to {offset} in {timeout}s: {self.status()}"
+        )
 
     # --- the connection -------------------------------------------------------------
 
@@ -529,7 +537,9 @@ class Relay:
             entries = read_after(datastore, stream, tenant.cursor, limit=self.batch_size)
             if not entries:
                 break
-            records = _retirements(entries)
+            records = self._records(tenant, entries)
+            if records is None:
+                break
             unit = ""
             if UNIT_HOOK is not None:  # crash tests only (graphstore.nats.phases)
                 unit = f"{tenant.org_id}:{entries[0].offset}-{entries[-1].offset}"
@@ -611,7 +621,7 @@ class Relay:
         tenant.retiring = None
         if last is None:
             tenant.cursor, tenant.subject_seq = saved or 0, 0
-        elif not _holds(datastore, tenant.stream, last):
+        elif not _holds(datastore, tenant.stream, last) and not self._retired(tenant, last.offset):
             tenant.diverged = (
                 f"{tenant.subject} ends with offset {last.offset} (sequence {last.seq}), which "
                 "this tenant file does not hold as relayed (it was restored to an earlier "
@@ -675,11 +685,43 @@ class Relay:
             entries = [e for e in entries if e.offset <= upto]
             if not entries:
                 break
-            records = _retirements(entries)
+            records = self._records(tenant, entries)
+            if records is None:  # refused: the position stays before this batch
+                tenant.retiring = entries[0].offset
+                return
             if records:
                 tenant.retiring = records[0][0]
                 await self._retire(publisher, tenant, records)
             after = entries[-1].offset
+
+    def _retired(self, tenant: _Tenant, offset: int) -> bool:
+        """Whether a retirement record of the file removed ``offset``: the subject's last
+        message was retired after it was relayed (the record, not relayed yet, deletes
+        its copy when it is), which is no divergence. A full read of the records: only
+        when the file does not hold the subject's last message."""
+        reader = self._open(tenant)
+        try:
+            ranges = retired_ranges(reader.datastore, tenant.stream, reader.plain_state)
+        except EncryptedRecordError:
+            return False  # refused as diverged; the record itself is refused when relayed
+        return any(first <= offset <= last for first, last in ranges)
+
+    def _records(
+        self, tenant: _Tenant, entries: Sequence[Entry]
+    ) -> list[tuple[int, Ranges]] | None:
+        """The retirement records among ``entries``, read with the tenant's cipher; None
+        when one is encrypted and the relay has no key: it then refuses the tenant before
+        publishing the record (whose deletions it could not do), and says why."""
+        try:
+            return _retirements(entries, self._open(tenant).plain_state)
+        except EncryptedRecordError as exc:
+            tenant.diverged = (
+                f"{exc}. The relay stops before it, so that JetStream never holds a "
+                "retirement record whose deletions were not done; restart it with the key"
+            )
+            log.error("relay refuses a tenant", tenant=tenant.org_id, reason=tenant.diverged)
+            self._report(tenant)
+            return None
 
     def _save(self, tenant: _Tenant) -> None:
         """Save the cursor as the position when it advances it (after the acks), but not
@@ -731,15 +773,19 @@ class Relay:
             tenant.seen = seen
 
 
-def _retirements(entries: Sequence[Entry]) -> list[tuple[int, Ranges]]:
+def _retirements(
+    entries: Sequence[Entry], plain_state: PlainState | None
+) -> list[tuple[int, Ranges]]:
     """The retirement records among ``entries`` (:mod:`streams.retirement`) with the
-    offset ranges each removed. A substring test first: most entries are not one."""
+    offset ranges each removed, encrypted ones read with ``plain_state``
+    (:class:`EncryptedRecordError` without it). A substring test first: most entries
+    are not one."""
     found = []
     for entry in entries:
         if RETIREMENT_TYPE not in entry.payload:
             continue
         try:
-            ranges = ranges_of(envelopes.decode(entry.payload))
+            ranges = ranges_of(envelopes.decode(entry.payload), plain_state, offset=entry.offset)
         except (msgspec.ValidationError, msgspec.DecodeError):
             continue  # not an envelope: verify reports it; nothing to delete
         if ranges:

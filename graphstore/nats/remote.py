@@ -60,6 +60,8 @@ from graphstore.nats.subjects import (
 )
 from projections.mirror import Mirror, MirrorError
 from streams import Entry
+from streams.directory import tenant_settings_of
+from streams.reader import plain_state_of
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -147,7 +149,9 @@ class RemoteProjector(Service):
 
     Run it with ``await projector.run()`` (until :meth:`stop`) or in a thread of its own
     with :meth:`start` / :meth:`stop`. :meth:`status` and :meth:`mirror` may be used
-    from any thread.
+    from any thread. The mirrors undo the tenants' cipher and compressor the process
+    environment names (``GRAPHSTORE_CIPHER_KEY`` / ``GRAPHSTORE_COMPRESSOR_TOPIC``,
+    :mod:`streams.directory`), as the local projectors do.
     """
 
     def __init__(
@@ -171,6 +175,7 @@ class RemoteProjector(Service):
         self.batch_size = batch_size
         self.discover_interval = discover_interval
         self.synchronous = synchronous
+        self._plain_state = plain_state_of(tenant_settings_of(os.environ))
         self._tenants: dict[str, _Tenant] = {}
         self._link = Link(url, log, max_backoff=MAX_BACKOFF)
 
@@ -258,7 +263,11 @@ class RemoteProjector(Service):
 
     async def _add(self, org_id: str, js: JetStreamContext) -> None:
         mirror = await asyncio.to_thread(
-            Mirror.open, self.directory, org_id, synchronous=self.synchronous
+            Mirror.open,
+            self.directory,
+            org_id,
+            synchronous=self.synchronous,
+            plain_state=self._plain_state,
         )
         tenant = _Tenant(org_id, mirror)
         self._tenants[org_id] = tenant

@@ -49,7 +49,7 @@ from graphstore.nats.errors import GraphstoreNatsError
 from streams import envelope as envelopes
 from streams.reading import Entry
 from streams.replication import ExplainedHole
-from streams.retirement import RETIREMENT_TYPE, ranges_of
+from streams.retirement import RETIREMENT_TYPE, EncryptedRecordError, PlainState, ranges_of
 
 __all__ = [
     "ForeignEntryError",
@@ -192,7 +192,16 @@ def _restore_tenant(
     started = _Base()
     try:
         started = _start(hidden, org, base, data)
-        replayed = asyncio.run(_replay(url, _tenant_source(org), hidden, started, limits))
+        replayed = asyncio.run(
+            _replay(
+                url,
+                _tenant_source(org),
+                hidden,
+                started,
+                limits,
+                plain_state=_plain_state(data),
+            )
+        )
         notes = started.notes + replayed.notes
         notes += _finish(hidden, org, replayed)
         _checkpoint(hidden)
@@ -212,8 +221,28 @@ def _restore_tenant(
 # --------------------------------------------------------------------------- the file
 
 
-def _env(path: Path, org: str) -> dict[str, str]:
+def _plain_state(data: Any) -> PlainState | None:
+    """Undoes the tenant's cipher/compressor (the process's ``GRAPHSTORE_CIPHER_KEY`` /
+    ``GRAPHSTORE_COMPRESSOR_TOPIC``, :mod:`streams.directory`): what reads an encrypted
+    retirement record among the relayed entries."""
+    from streams.reader import plain_state_of  # noqa: PLC0415
+
+    try:
+        return plain_state_of(data.tenant_settings)
+    except Exception as exc:  # a bad setting: named by the cipher, never the key itself
+        raise NatsRestoreError(
+            f"the tenant cipher settings are not usable ({type(exc).__name__}). Nothing "
+            "was written."
+        ) from None
+
+
+def _env(path: Path, org: str, *, plain: bool = False) -> dict[str, str]:
+    """The environment of the restored file; a tenant's with the process's cipher and
+    compressor settings (:mod:`streams.directory`), ``system.db``'s (``plain``) without."""
+    from streams.directory import tenant_settings_of  # noqa: PLC0415
+
     return {
+        **({} if plain else tenant_settings_of(os.environ)),
         "PERSISTENCE_MODULE": "streams.persistence",
         "HONKER_DBNAME": str(path),
         "HONKER_TENANT": org,
@@ -382,6 +411,8 @@ class _Chain:
     """(first, last, record offset) of every relayed retirement record's ranges."""
     removals: list[tuple[int, int]] = field(default_factory=list)
     """Ranges to remove from the restored file at the next write (retired since)."""
+    plain_state: PlainState | None = None
+    """Undoes an encrypted or compressed tenant's retirement records."""
 
     def accept(self, message: Any, limits: _Limits) -> Entry | bool | None:
         """The entry to append; None to skip it (at or below the base); False to stop."""
@@ -424,7 +455,7 @@ class _Chain:
 
     def note_retirement(self, offset: int, decoded: envelopes.Envelope) -> None:
         """A retirement record: its ranges explain breaks and are removed from the file."""
-        ranges = _ranges_of(decoded, self.subject, offset)
+        ranges = _ranges_of(decoded, self.subject, offset, self.plain_state)
         if ranges:
             self.retired += [(first, last, offset) for first, last in ranges]
             self.removals += ranges
@@ -435,7 +466,7 @@ class _Chain:
         if message.offset is not None and RETIREMENT_TYPE.encode() in message.payload:
             decoded = _decoded(message.payload, self.subject, message.seq)
             if decoded.tenant == self.org:
-                ranges = _ranges_of(decoded, self.subject, message.offset)
+                ranges = _ranges_of(decoded, self.subject, message.offset, self.plain_state)
                 self.retired += [(first, last, message.offset) for first, last in ranges or ()]
         return any(self.record_of(b) is None for b in self.breaks)
 
@@ -544,12 +575,26 @@ class _Writer:
 
 
 async def _replay(
-    url: str, source: _Source, hidden: Path, base: _Base, limits: _Limits
+    url: str,
+    source: _Source,
+    hidden: Path,
+    base: _Base,
+    limits: _Limits,
+    *,
+    plain_state: PlainState | None = None,
 ) -> _Replayed:
     from graphstore.nats._subject import connect, read_subject  # noqa: PLC0415
     from streams import HonkerDatastore  # noqa: PLC0415
 
-    chain = _Chain(source.tenant, source.subject, base, base.head, base.head == 0, key=source.key)
+    chain = _Chain(
+        source.tenant,
+        source.subject,
+        base,
+        base.head,
+        base.head == 0,
+        key=source.key,
+        plain_state=plain_state,
+    )
     try:
         nc = await connect([u.strip() for u in url.split(",") if u.strip()])
     except Exception as exc:
@@ -607,12 +652,15 @@ def _replayed(chain: _Chain, events: int, limits: _Limits) -> _Replayed:
 
 
 def _ranges_of(
-    decoded: envelopes.Envelope, subject: str, offset: int
+    decoded: envelopes.Envelope, subject: str, offset: int, plain_state: PlainState | None
 ) -> tuple[tuple[int, int], ...] | None:
     """A retirement record's ranges (None for another entry); a record whose data is not
-    one is refused, as a payload that is not an envelope is."""
+    one is refused, as a payload that is not an envelope is, and so is an encrypted one
+    without the tenant's cipher settings."""
     try:
-        return ranges_of(decoded)
+        return ranges_of(decoded, plain_state, offset=offset)
+    except EncryptedRecordError as exc:
+        raise NatsRestoreError(f"{subject}: {exc}. Nothing was written.") from None
     except (msgspec.ValidationError, msgspec.DecodeError, TypeError, ValueError) as exc:
         raise ForeignEntryError(
             f"{subject} offset {offset} is a retirement record whose data is not one "
@@ -692,7 +740,7 @@ def _restore_system(url: str, data_dir: Path, limits: _Limits) -> NatsRestoreRep
         )
     _remove_leftovers(data.path, "_system")
     hidden = data.path / f"{_TMP_PREFIX}_system.{os.getpid()}.db"
-    env = {**_env(hidden, "system"), "HONKER_SNAPSHOTS": "latest"}
+    env = {**_env(hidden, "system", plain=True), "HONKER_SNAPSHOTS": "latest"}
     try:
         with Identity(env):  # the tables
             pass
