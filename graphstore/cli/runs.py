@@ -160,7 +160,7 @@ def runs_list(
         elif not page.runs:
             session.output.out.print("(no runs)")
         else:
-            session.output.out.print(runs_table(page.runs))
+            session.output.show(runs_table(page.runs))
 
     run_action(ctx, action)
 
