@@ -71,6 +71,12 @@ class Output:
 
         return Console(stderr=True, highlight=False, soft_wrap=True)
 
+    def line(self, text: str) -> None:
+        """One line of plain text on stdout, as it is (what rich prints for it with soft
+        wrap and no markup, without importing rich)."""
+        sys.stdout.write(f"{text}\n")
+        sys.stdout.flush()
+
     def show(self, grid: Grid) -> None:
         """A table on stdout: as plain lines where rich would print exactly those (not a
         terminal, UTF-8, the table fits), else through rich."""
@@ -103,7 +109,7 @@ class Output:
             self.data(list(rows))
             return
         if not rows:
-            self.out.print(f"(no {title or 'rows'})", markup=False)
+            self.line(f"(no {title or 'rows'})")
             return
         grid = Grid(
             tuple(columns), tuple(tuple(_cell(row.get(c)) for c in columns) for row in rows)

@@ -156,9 +156,9 @@ def runs_list(
         if session.output.as_json:
             session.output.data(page.runs)
         elif not page.runs and lag is not None:  # not "none": none projected yet
-            session.output.out.print(f"(no runs in the views yet: {lag.events} events to project)")
+            session.output.line(f"(no runs in the views yet: {lag.events} events to project)")
         elif not page.runs:
-            session.output.out.print("(no runs)")
+            session.output.line("(no runs)")
         else:
             session.output.show(runs_table(page.runs))
 
