@@ -145,14 +145,7 @@ class Store:
             found = self._tenants.get(org_id)
             if found is not None:
                 return found
-            if org_id not in self.data.tenants():
-                raise NotFoundError(
-                    f"no tenant {org_id!r} in {self.path}: `graphstore tenant list` shows the "
-                    "tenants; create one with `graphstore tenant create` or "
-                    "Store.create_tenant()",
-                    kind="tenant",
-                    name=org_id,
-                )
+            self._require_registered(org_id)
             gate = (
                 None
                 if self._principal is None
@@ -164,6 +157,16 @@ class Store:
             self._tenants[org_id] = metagraph
             return metagraph
 
+    def _require_registered(self, org_id: str) -> None:
+        if org_id not in self.data.tenants():
+            raise NotFoundError(
+                f"no tenant {org_id!r} in {self.path}: `graphstore tenant list` shows the "
+                "tenants; create one with `graphstore tenant create` or "
+                "Store.create_tenant()",
+                kind="tenant",
+                name=org_id,
+            )
+
     def authorize(self, org_id: str, operation: Operation, what: str) -> None:
         """Refuse ``what`` (an operation of group ``operation`` on tenant ``org_id``) with
         :class:`~domain.errors.AccessDeniedError`, audited, unless this store's principal
@@ -173,15 +176,8 @@ class Store:
         The local operator (no principal, or the system one) may do everything, so only
         the tenant's registration is checked: its metagraph is not opened for a read."""
         if self.principal.is_system:
-            self.data.tenant_path(org_id)  # validates the org id before anything else
-            if org_id not in self._tenants and org_id not in self.data.tenants():
-                raise NotFoundError(
-                    f"no tenant {org_id!r} in {self.path}: `graphstore tenant list` shows "
-                    "the tenants; create one with `graphstore tenant create` or "
-                    "Store.create_tenant()",
-                    kind="tenant",
-                    name=org_id,
-                )
+            if org_id not in self._tenants:
+                self._require_registered(org_id)
             return
         self._open_tenant(org_id).require(operation, what)
 
