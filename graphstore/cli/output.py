@@ -72,8 +72,8 @@ class Output:
         return Console(stderr=True, highlight=False, soft_wrap=True)
 
     def line(self, text: str) -> None:
-        """One line of plain text on stdout, as it is (what rich prints for it with soft
-        wrap and no markup, without importing rich)."""
+        """One line of the command's own text on stdout, as it is: what rich prints for
+        text with no markup and no ``:emoji:`` code, without importing rich."""
         sys.stdout.write(f"{text}\n")
         sys.stdout.flush()
 
