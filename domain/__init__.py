@@ -19,43 +19,101 @@ domain outwards.
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-import domain.names  # noqa: F401 (registers the legacy event names: docs/events.md)
-from domain._identity_values import check_org_id
-from domain.application import GraphTypeRef, Metagraph
-from domain.errors import (
-    AttributesInvalidError,
-    ConcurrencyError,
-    ConflictError,
-    DomainError,
-    DuplicateError,
-    ForbiddenError,
-    GraphArchivedError,
-    NotFoundError,
-    ParallelEdgeError,
-    StatusTransitionError,
-    ValidationError,
+from domain.lazy_exports import LazyExports
+
+if TYPE_CHECKING:
+    from domain._identity_values import check_org_id
+    from domain.application import GraphTypeRef, Metagraph
+    from domain.errors import (
+        AttributesInvalidError,
+        ConcurrencyError,
+        ConflictError,
+        DomainError,
+        DuplicateError,
+        ForbiddenError,
+        GraphArchivedError,
+        NotFoundError,
+        ParallelEdgeError,
+        StatusTransitionError,
+        ValidationError,
+    )
+    from domain.graph_types import GraphType, GraphTypeCatalog
+    from domain.graphs import Graph
+    from domain.identity import Identity, IssuedKey, Principal
+    from domain.retention import Retention, RetentionPolicy
+    from domain.unit_of_work import SideWrite, UnitOfWork
+    from domain.values import (
+        STATUS_TRANSITIONS,
+        Actor,
+        Edge,
+        EdgeTypeDef,
+        GraphConfig,
+        GraphInfo,
+        GraphKind,
+        GraphStatus,
+        GraphTypeInfo,
+        Node,
+        NodeTypeDef,
+        Scope,
+        UpdateMode,
+    )
+
+# Each name is imported from its module when first used (PEP 562): reading the tenant
+# registry needs the identity classes, not the graphs' (issue 17, command line start).
+# A stored event decodes once its class's module is imported: each application imports
+# the classes it stores, and each class module registers its own legacy names
+# (domain/names.py).
+_LAZY = LazyExports(
+    __name__,
+    {
+        "domain._identity_values": ("check_org_id",),
+        "domain.application": ("GraphTypeRef", "Metagraph"),
+        "domain.errors": (
+            "AttributesInvalidError",
+            "ConcurrencyError",
+            "ConflictError",
+            "DomainError",
+            "DuplicateError",
+            "ForbiddenError",
+            "GraphArchivedError",
+            "NotFoundError",
+            "ParallelEdgeError",
+            "StatusTransitionError",
+            "ValidationError",
+        ),
+        "domain.graph_types": ("GraphType", "GraphTypeCatalog"),
+        "domain.graphs": ("Graph",),
+        "domain.identity": ("Identity", "IssuedKey", "Principal"),
+        "domain.retention": ("Retention", "RetentionPolicy"),
+        "domain.unit_of_work": ("SideWrite", "UnitOfWork"),
+        "domain.values": (
+            "STATUS_TRANSITIONS",
+            "Actor",
+            "Edge",
+            "EdgeTypeDef",
+            "GraphConfig",
+            "GraphInfo",
+            "GraphKind",
+            "GraphStatus",
+            "GraphTypeInfo",
+            "Node",
+            "NodeTypeDef",
+            "Scope",
+            "UpdateMode",
+        ),
+    },
 )
-from domain.graph_types import GraphType, GraphTypeCatalog
-from domain.graphs import Graph
-from domain.identity import Identity, IssuedKey, Principal
-from domain.retention import Retention, RetentionPolicy
-from domain.unit_of_work import SideWrite, UnitOfWork
-from domain.values import (
-    STATUS_TRANSITIONS,
-    Actor,
-    Edge,
-    EdgeTypeDef,
-    GraphConfig,
-    GraphInfo,
-    GraphKind,
-    GraphStatus,
-    GraphTypeInfo,
-    Node,
-    NodeTypeDef,
-    Scope,
-    UpdateMode,
-)
+
+
+def __getattr__(name: str) -> Any:
+    return _LAZY.attribute(name)
+
+
+def __dir__() -> list[str]:
+    return _LAZY.names()
+
 
 # Quiet unless the application configures logging (README, "Logs").
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -37,6 +37,7 @@ from domain._identity_values import (
     organization_id_for,
 )
 from domain.errors import ConflictError, DuplicateError, NotFoundError, StatusTransitionError
+from domain.names import register_module
 
 __all__ = [
     "REGISTRY_ID",
@@ -629,3 +630,6 @@ class OperatorAction(Aggregate):
     @classmethod
     def record(cls, what: str, details: dict[str, Any], *, actor: Principal) -> OperatorAction:
         return cls._create(cls.Recorded, id=uuid4(), what=what, details=details, **stamp(actor))
+
+
+register_module(__name__, globals())  # its legacy event names (domain/names.py)

@@ -50,6 +50,10 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, JSONTranscoder
 from eventsourcing.utils import EnvType
 
+# Every class a tenant file stores decodes with this application (a replay of each
+# aggregate, `graphstore verify`): their modules register their names when imported.
+import domain.calls.tree
+import domain.retention  # noqa: F401
 from domain.access import Gate, Operation
 from domain.audit import Auditor, AuditRecord
 from domain.codec import transcodings

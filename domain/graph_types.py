@@ -36,6 +36,7 @@ import msgspec
 from eventsourcing.domain import Aggregate
 
 from domain.errors import DuplicateError, ForbiddenError, NotFoundError, ValidationError
+from domain.names import register_module
 from domain.schema import AttributeSchema, check_name, compiled_schema
 from domain.values import (
     SCOPE_RANK,
@@ -392,3 +393,6 @@ class GraphType(Aggregate):
         """Delete this type: its graphs stay readable but refuse every write."""
         self._check_change(actor, "delete")
         self.trigger_event(self.Deleted)
+
+
+register_module(__name__, globals())  # its legacy event names (domain/names.py)

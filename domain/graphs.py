@@ -57,6 +57,7 @@ from domain.errors import (
     ValidationError,
 )
 from domain.graph_types import GraphType
+from domain.names import register_module
 from domain.schema import check_attributes, check_key
 from domain.values import (
     STATUS_TRANSITIONS,
@@ -775,3 +776,6 @@ def _check_endpoint_types(
         f"{target_type!r} node: sources may be {list(src) or 'any type'}, targets "
         f"{list(tgt) or 'any type'}; connect nodes of those types or use another edge type"
     )
+
+
+register_module(__name__, globals())  # its legacy event names (domain/names.py)

@@ -26,14 +26,16 @@ and carries on.
 from __future__ import annotations
 
 from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
 
-from domain.application import Metagraph
 from domain.errors import ConflictError, DuplicateError
 from domain.values import Actor, GraphConfig, GraphTypeInfo
+
+if TYPE_CHECKING:
+    from domain.application import Metagraph
 
 __all__ = ["MODULE_ACTOR", "EdgeTypeSpec", "GraphTypeSpec", "NodeTypeSpec", "ensure_graph_type"]
 

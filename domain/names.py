@@ -12,9 +12,12 @@ readers need: :func:`canonical` and :func:`names_of`.
 Why: a topic made of the module and class names changes whenever a class is moved or
 renamed, which renames every event already stored, and a projection matching the old
 name silently ignores the new one. A stable name does not depend on where the class
-lives. Importing :mod:`domain` imports this module, which registers every legacy alias
-with eventsourcing (``register_topic``), so events and snapshots recorded under an old
-name still decode to the right class; a process that only reads needs nothing else.
+lives. This module holds the legacy aliases as names (:func:`canonical` and
+:func:`names_of` need no class); each class module registers its own classes under them
+with eventsourcing (:func:`register_module` at its end, ``register_topic``), so events
+and snapshots recorded under an old name decode to the right class once that module is
+imported, as every application imports the classes it stores (issue 17: a command that
+reads the tenant registry does not import the graphs' classes).
 
 The rule: a stable name never changes and is never reused for another class. Moving or
 renaming a class keeps its ``TOPIC``. A class that has been stored under another name
@@ -30,15 +33,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 from eventsourcing.utils import register_topic
 
-from domain._identity_aggregates import Account, ApiKey, Organization, TenantRegistry, TenantWrite
-from domain.graph_types import GraphType, GraphTypeCatalog
-from domain.graphs import Graph
-
-__all__ = ["RESERVED_NAMES", "STABLE_NAMES", "canonical", "names_of", "register"]
+__all__ = [
+    "RESERVED_NAMES",
+    "STABLE_NAMES",
+    "canonical",
+    "names_of",
+    "register",
+    "register_module",
+]
 
 RESERVED_NAMES: Final = (
     "CallTree",
@@ -165,28 +171,23 @@ def register(cls: type, stable: str, *legacy: str) -> None:
     _aliases[stable] = tuple(dict.fromkeys((*_aliases.get(stable, ()), *legacy)))
 
 
-def _register_until_stable_names() -> None:
-    aggregates: tuple[type, ...] = (
-        Graph,
-        GraphTypeCatalog,
-        GraphType,
-        Account,
-        Organization,
-        TenantRegistry,
-        ApiKey,
-        TenantWrite,
-    )
-    classes = {aggregate.__name__: aggregate for aggregate in aggregates}
+def register_module(module: str, namespace: Mapping[str, Any]) -> None:
+    """Register the classes of ``module`` (its ``globals()``) stored under legacy names,
+    with those names: each class module calls it at its end, so importing a class's
+    module is all a reader needs to decode its events under any of their names."""
+    for stable in _UNTIL_STABLE_NAMES.get(module, ()):
+        aggregate, _, event = stable.partition(".")
+        found = namespace[aggregate]
+        register(getattr(found, event) if event else found, stable, f"{module}:{stable}")
+
+
+def _names_until_stable_names() -> None:
+    """The legacy names as names (no class imported): :func:`canonical` and
+    :func:`names_of` answer before a class's module is imported."""
     for module, names in _UNTIL_STABLE_NAMES.items():
         for stable in names:
-            cls = classes[stable] if "." not in stable else _nested(classes, stable)
-            register(cls, stable, f"{module}:{stable}")
+            _stable[f"{module}:{stable}"] = stable
+            _aliases[stable] = (f"{module}:{stable}",)
 
 
-def _nested(classes: Mapping[str, type], stable: str) -> type:
-    aggregate, _, event = stable.partition(".")
-    found: type = getattr(classes[aggregate], event)
-    return found
-
-
-_register_until_stable_names()
+_names_until_stable_names()

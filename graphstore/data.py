@@ -25,7 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from domain import Identity, Metagraph, check_org_id
+import domain
+from domain import Identity, check_org_id
 from streams.directory import PERSISTENCE_MODULE, Directory
 
 __all__ = ["DataDirectory"]
@@ -69,7 +70,7 @@ class DataDirectory(Directory):
         in the file is removed.
         """
         path = self.tenant_path(org_id)
-        with Metagraph(env=self.tenant_env(org_id)):
+        with domain.Metagraph(env=self.tenant_env(org_id)):
             pass
         return path
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from domain import Identity, Metagraph, Principal
+from domain import Principal
 from domain.access import Operation, TenantAccess, require_operator
 from domain.audit import tenant_audit_log
 from domain.errors import NotFoundError
@@ -40,6 +40,7 @@ from domain.identity import AuditEntry
 from graphstore.data import DataDirectory
 
 if TYPE_CHECKING:
+    from domain import Identity, Metagraph
     from projections import Flowgraph, Projection, Replay, Runner, Subscription
 
 __all__ = ["Store", "open_store"]
@@ -144,28 +145,40 @@ class Store:
             found = self._tenants.get(org_id)
             if found is not None:
                 return found
-            if org_id not in self.data.tenants():
-                raise NotFoundError(
-                    f"no tenant {org_id!r} in {self.path}: `graphstore tenant list` shows the "
-                    "tenants; create one with `graphstore tenant create` or "
-                    "Store.create_tenant()",
-                    kind="tenant",
-                    name=org_id,
-                )
+            self._require_registered(org_id)
             gate = (
                 None
                 if self._principal is None
                 else TenantAccess(self.identity, org_id, self._principal)
             )
+            from domain import Metagraph  # noqa: PLC0415 - a read command needs none of it
+
             metagraph = Metagraph(env=self.data.tenant_env(org_id), gate=gate)
             self._tenants[org_id] = metagraph
             return metagraph
+
+    def _require_registered(self, org_id: str) -> None:
+        if org_id not in self.data.tenants():
+            raise NotFoundError(
+                f"no tenant {org_id!r} in {self.path}: `graphstore tenant list` shows the "
+                "tenants; create one with `graphstore tenant create` or "
+                "Store.create_tenant()",
+                kind="tenant",
+                name=org_id,
+            )
 
     def authorize(self, org_id: str, operation: Operation, what: str) -> None:
         """Refuse ``what`` (an operation of group ``operation`` on tenant ``org_id``) with
         :class:`~domain.errors.AccessDeniedError`, audited, unless this store's principal
         may make it. For code that reaches a tenant without its metagraph (the CLI's
-        projector commands); the methods of this class authorize themselves."""
+        projector commands); the methods of this class authorize themselves.
+
+        The local operator (no principal, or the system one) may do everything, so only
+        the tenant's registration is checked: its metagraph is not opened for a read."""
+        if self.principal.is_system:
+            if org_id not in self._tenants:
+                self._require_registered(org_id)
+            return
         self._open_tenant(org_id).require(operation, what)
 
     def authorize_operator(self, what: str) -> None:

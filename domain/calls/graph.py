@@ -16,10 +16,9 @@ graph's nodes and ``triggered`` edges. ``docs/calls.md`` describes the attribute
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
-from domain.application import Metagraph
 from domain.calls.protocol import (
     CALL_STATUSES,
     EVENT_TYPES,
@@ -33,6 +32,9 @@ from domain.install import (
     ensure_graph_type,
 )
 from domain.values import GraphConfig
+
+if TYPE_CHECKING:  # a reader of the call graph's names needs no application
+    from domain.application import Metagraph
 
 __all__ = [
     "CALL",

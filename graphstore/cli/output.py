@@ -1,21 +1,30 @@
-"""How the command line shows results: rich tables for people, JSON for scripts."""
+"""How the command line shows results: tables for people, JSON for scripts.
+
+rich's consoles are made on first use: a table printed where rich would add no style
+needs none of rich (:class:`graphstore.cli.render.Grid`, issue 17).
+"""
+
+# ruff: noqa: PLC0415
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import date
 from enum import Enum
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+
+from graphstore.cli.render import Grid, is_terminal
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["Output"]
 
@@ -46,9 +55,40 @@ class Output:
     def __init__(self, *, as_json: bool) -> None:
         self.as_json = as_json
         # Piped output is not cut to 80 columns: ids must survive `| grep`.
-        width = None if sys.stdout.isatty() else 240
-        self.out = Console(highlight=False, soft_wrap=True, width=width)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.width = None if sys.stdout.isatty() else 240
+
+    @functools.cached_property
+    def out(self) -> Console:
+        """rich's console on stdout."""
+        from rich.console import Console
+
+        return Console(highlight=False, soft_wrap=True, width=self.width)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        """rich's console on stderr (messages)."""
+        from rich.console import Console
+
+        return Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def line(self, text: str) -> None:
+        """One line of the command's own text on stdout, as it is: what rich prints for
+        text with no markup and no ``:emoji:`` code, without importing rich."""
+        sys.stdout.write(f"{text}\n")
+        sys.stdout.flush()
+
+    def show(self, grid: Grid) -> None:
+        """A table on stdout: as plain lines where rich would print exactly those (not a
+        terminal, UTF-8, the table fits), else through rich."""
+        stdout = sys.stdout
+        plain = self.width is not None and not is_terminal(stdout)
+        utf = (stdout.encoding or "utf-8").lower().startswith("utf")  # else rich's ASCII box
+        lines = grid.plain_lines(self.width) if plain and utf and self.width else None
+        if lines is None:
+            self.out.print(grid)
+            return
+        stdout.write("".join(f"{line}\n" for line in lines))
+        stdout.flush()
 
     def data(self, value: Any) -> None:
         """One JSON document on stdout (``--json``)."""
@@ -69,13 +109,16 @@ class Output:
             self.data(list(rows))
             return
         if not rows:
-            self.out.print(f"(no {title or 'rows'})", markup=False)
+            self.line(f"(no {title or 'rows'})")
             return
-        table = Table(title=title or None, show_edge=False, header_style="bold")
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(_cell(row.get(column)) for column in columns))
+        grid = Grid(
+            tuple(columns), tuple(tuple(_cell(row.get(c)) for c in columns) for row in rows)
+        )
+        if not title:
+            self.show(grid)
+            return
+        table = grid.__rich__()
+        table.title = title
         self.out.print(table)
 
     def error(self, message: str) -> None:
@@ -85,10 +128,11 @@ class Output:
         self.err.print(f"warning: {message}", markup=False)
 
 
-def _cell(value: Any) -> Text:
-    """A value as a table cell, as it is: a ``[`` in a name is not rich markup."""
+def _cell(value: Any) -> tuple[str, str]:
+    """A value as a table cell (no style), as it is: a ``[`` in a name is not rich
+    markup."""
     if value is None:
-        return Text()
+        return ("", "")
     if isinstance(value, list | tuple | dict):
-        return Text(json.dumps(_plain(value)))
-    return Text(str(_plain(value)))
+        return (json.dumps(_plain(value)), "")
+    return (str(_plain(value)), "")

@@ -73,7 +73,7 @@ def projector_status(
         if session.output.as_json:
             session.output.data(statuses)
         else:
-            session.output.out.print(status_table(statuses))
+            session.output.show(status_table(statuses))
 
     run_action(ctx, action)
 
@@ -129,7 +129,7 @@ def _print_statuses(session: Session, statuses: "list[ProjectorStatus]") -> None
     if session.output.as_json:
         session.output.data(statuses)
     else:
-        session.output.out.print(status_table(statuses))
+        session.output.show(status_table(statuses))
 
 
 @projector_app.command("catch-up")

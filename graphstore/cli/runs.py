@@ -156,11 +156,11 @@ def runs_list(
         if session.output.as_json:
             session.output.data(page.runs)
         elif not page.runs and lag is not None:  # not "none": none projected yet
-            session.output.out.print(f"(no runs in the views yet: {lag.events} events to project)")
+            session.output.line(f"(no runs in the views yet: {lag.events} events to project)")
         elif not page.runs:
-            session.output.out.print("(no runs)")
+            session.output.line("(no runs)")
         else:
-            session.output.out.print(runs_table(page.runs))
+            session.output.show(runs_table(page.runs))
 
     run_action(ctx, action)
 

@@ -31,6 +31,10 @@ NOT_FOR_A_READ = {
     "domain.calls.ledger",
     "structlog",  # logs: imported with the first record (domain.logs, streams.logs)
     "pydantic",  # typer 0.29 coerces every option through it: pyproject pins 0.28
+    "rich",  # a piped table is printed plainly (graphstore/cli/render.py, Grid)
+    "domain.application",  # the local operator reads without opening a tenant's metagraph
+    "domain.graphs",  # the graphs' event classes: only the identity ones are read
+    "domain.graph_types",
 }
 
 IMPORTED = textwrap.dedent(
