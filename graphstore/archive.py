@@ -11,8 +11,18 @@ Each file is one SQLite database (rollback journal, so the file alone is the who
 archive of that tenant and month) with two tables: ``archive_format`` (what the file is:
 format name and version, tenant, period, codec, a sentence saying how to read it) and
 ``runs`` (one row per run: id, tenant, status, completion time, its SHA-256 and its
-body, the :class:`ArchivedRun` as msgspec JSON compressed with zlib). Any SQLite client
-reads it; docs/archive.md says why SQLite and not compressed JSON Lines (measured).
+body, the :class:`ArchivedRun` as msgspec JSON compressed with zlib, and its
+``encoding``). Any SQLite client reads it; docs/archive.md says why SQLite and not
+compressed JSON Lines (measured).
+
+An encrypted tenant's runs are archived encrypted: an :class:`Archive` given the
+tenant's cipher (:func:`streams.reader.cipher_of`, the one the tenant's events use)
+stores each body as that cipher's ciphertext of the zlib bytes, with the row's
+``encoding`` :data:`ENCRYPTED` (never the key). Reading such a row needs the cipher
+(:class:`ArchiveKeyError` without it or with another key); :meth:`Archive.verify` checks
+digests and SHA-256 over the stored bytes, so it needs no key. A file written before
+(no ``encoding`` column, every body :data:`PLAIN`) is read as it is and gets the column
+the first time an encrypted run is written to it.
 
 The manifest (version 2) records per file its size, its run count and its **content
 digest** (:func:`content_digest`): the sum modulo 2**256 of one SHA-256 per row of
@@ -52,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import msgspec
+from eventsourcing.persistence import PersistenceError
 from eventsourcing.utils import resolve_topic
 
 from domain import check_org_id
@@ -67,19 +78,24 @@ from graphstore.errors import GraphstoreError
 from streams.persistence import PHASE_HOOK_ENV
 
 if TYPE_CHECKING:
+    from eventsourcing.persistence import Cipher
+
     from domain import Metagraph
     from domain.calls import IngestReport
     from streams.reader import TenantReader
 
 __all__ = [
+    "ENCRYPTED",
     "FORMAT",
     "MANIFEST",
+    "PLAIN",
     "READS",
     "VERSION",
     "Archive",
     "ArchiveCorruptError",
     "ArchiveError",
     "ArchiveFile",
+    "ArchiveKeyError",
     "ArchiveProblem",
     "ArchivedRun",
     "archived_run",
@@ -97,18 +113,24 @@ READS: Final = (1, 2)
 MANIFEST: Final = "MANIFEST.json"
 CODEC: Final = "zlib(msgspec-json(ArchivedRun))"
 """How a row's ``body`` is encoded: zlib over the JSON of an :class:`ArchivedRun`."""
+PLAIN: Final = "zlib"
+"""A row's ``encoding`` when its body is :data:`CODEC` as it is."""
+ENCRYPTED: Final = "zlib+cipher"
+"""A row's ``encoding`` when its body is the tenant's cipher (eventsourcing's, AES-GCM
+with ``GRAPHSTORE_CIPHER_KEY``) over :data:`CODEC`: read only with the tenant's key."""
 _LOCK: Final = ".lock"
 _HEAD: Final = 2**62  # an offset past any stream's head: "now"
 _DESCRIPTION: Final = (
     "graphstore archive of retired workflow runs. Table runs: one row per run; body is "
     "zlib-compressed JSON of {run_id, org, status, finished_at (ms since epoch), events "
     "(call protocol events, docs/calls.md, in the order they were applied), "
-    "operation_types}; sha256 is the hex SHA-256 of body. Re-ingest the events to bring "
-    "a run back (graphstore archive restore)."
+    "operation_types}; sha256 is the hex SHA-256 of body. encoding zlib+cipher: body is "
+    "that zlib data encrypted with the tenant's cipher (AES-GCM, key GRAPHSTORE_CIPHER_KEY, "
+    "not stored here). Re-ingest the events to bring a run back (graphstore archive restore)."
 )
-_FILE_VERSION: Final = 1
-"""The version in a file's ``archive_format`` table: its tables did not change with the
-manifest's version 2."""
+_FILE_VERSION: Final = 2
+"""The version in a file's ``archive_format`` table: 2 added the ``encoding`` column of
+``runs`` (a version 1 file gets it on its first encrypted write)."""
 _CHUNK: Final = 500  # run ids per statement, far below SQLite's limit of parameters
 
 
@@ -123,11 +145,12 @@ def _phase_hook() -> Callable[[str, Path], None]:
 
 
 _PHASE: Final = _phase_hook()
+_ENCODING_COLUMN: Final = f"encoding TEXT NOT NULL DEFAULT '{PLAIN}'"
 _SCHEMA: Final = (
     "CREATE TABLE archive_format (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE runs (run_id TEXT PRIMARY KEY, org TEXT NOT NULL, status TEXT NOT NULL, "
     "finished_at INTEGER NOT NULL, events INTEGER NOT NULL, sha256 TEXT NOT NULL, "
-    "body BLOB NOT NULL)",
+    f"body BLOB NOT NULL, {_ENCODING_COLUMN})",
 )
 
 
@@ -140,6 +163,12 @@ class ArchiveError(GraphstoreError, DomainError):
 class ArchiveCorruptError(ArchiveError):
     """An archive file (or the manifest) is not what the manifest says: missing, changed,
     truncated or undecodable."""
+
+
+class ArchiveKeyError(GraphstoreError, PersistenceError):
+    """An encrypted run of the archive read without the tenant's cipher, or with another
+    key: the message names ``GRAPHSTORE_CIPHER_KEY``, never a key. A storage error (as a
+    tenant file read without its key), not a refused command."""
 
 
 class ArchivedRun(msgspec.Struct, frozen=True, kw_only=True):
@@ -229,10 +258,13 @@ def default_root(data_dir: str | os.PathLike[str]) -> Path:
 
 
 class Archive:
-    """The archive in directory ``root`` (created on the first write)."""
+    """The archive in directory ``root`` (created on the first write). ``cipher``: the
+    tenants' cipher (:func:`streams.reader.cipher_of` of a tenant's environment): runs
+    written are encrypted with it, encrypted runs read are decrypted with it."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], cipher: Cipher | None = None) -> None:
         self.root = Path(root)
+        self._cipher = cipher
 
     def __repr__(self) -> str:
         return f"Archive({str(self.root)!r})"
@@ -261,7 +293,9 @@ class Archive:
             fresh = {name: group for name, group in fresh.items() if group}
             if fresh:
                 self._change(
-                    manifest, sorted(fresh), lambda name: _insert(self.root / name, fresh[name])
+                    manifest,
+                    sorted(fresh),
+                    lambda name: _insert(self.root / name, fresh[name], self._cipher),
                 )
         return ",".join(sorted(by_file))
 
@@ -290,7 +324,7 @@ class Archive:
         for entry in _files_of(self._manifest(), org):
             row = self._row(entry, run_id, whole_file=whole_file)
             if row is not None:
-                return _decode(entry.path, run_id, org, row[0], row[1])
+                return _decode(entry.path, run_id, org, row, self._cipher)
         return None
 
     def list(self, org: str | None = None) -> builtins.list[ArchiveFile]:
@@ -356,10 +390,15 @@ class Archive:
                 if wrong:
                     return problem(f"archive_format says {wrong}, expected {wanted}")
                 count = 0
-                for run_id, sha, body in db.execute("SELECT run_id, sha256, body FROM runs"):
+                query = f"SELECT run_id, sha256, body, {_encoding(db)} FROM runs"
+                for run_id, sha, body, encoding in db.execute(query):
                     count += 1
-                    try:
-                        _decode(entry.path, run_id, entry.org, sha, body)
+                    row = _Row(sha256=sha, body=body, encoding=encoding)
+                    try:  # an encrypted body without the key: its hashes only
+                        if encoding == ENCRYPTED and self._cipher is None:
+                            _checked(entry.path, run_id, row)
+                        else:
+                            _decode(entry.path, run_id, entry.org, row, self._cipher)
                     except ArchiveCorruptError as exc:
                         found += problem(str(exc))
                 digest = content_digest(db)
@@ -374,9 +413,7 @@ class Archive:
             )
         return found
 
-    def _row(
-        self, entry: ArchiveFile, run_id: str, *, whole_file: bool
-    ) -> tuple[str, bytes] | None:
+    def _row(self, entry: ArchiveFile, run_id: str, *, whole_file: bool) -> _Row | None:
         """Run ``run_id``'s hash and body in ``entry``'s file, checked against the
         manifest; checked again against the manifest's newer record when a writer changed
         the file meanwhile (a lookup during a retention pass is no damage)."""
@@ -390,9 +427,7 @@ class Archive:
                 entry = current
         return None  # not reached
 
-    def _read_row(
-        self, entry: ArchiveFile, run_id: str, *, whole_file: bool
-    ) -> tuple[str, bytes] | None:
+    def _read_row(self, entry: ArchiveFile, run_id: str, *, whole_file: bool) -> _Row | None:
         path = self.root / entry.path
         if entry.pending and not path.is_file():
             return None  # a crash came before the write created it: no run there
@@ -404,12 +439,13 @@ class Archive:
                 whole = whole_file and not entry.pending and entry.digest
                 if whole and content_digest(db) != entry.digest:
                     raise _corrupt(entry.path, "its content digest is not the manifest's")
-                row = db.execute(
-                    "SELECT sha256, body FROM runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
+                query = f"SELECT sha256, body, {_encoding(db)} FROM runs WHERE run_id = ?"
+                row = db.execute(query, (run_id,)).fetchone()
         except sqlite3.DatabaseError as exc:
             raise _corrupt(entry.path, f"SQLite says: {exc}") from None
-        return None if row is None else (str(row[0]), bytes(row[1]))
+        return (
+            None if row is None else _Row(sha256=str(row[0]), body=bytes(row[1]), encoding=row[2])
+        )
 
     def _check_size(self, entry: ArchiveFile) -> None:
         path = self.root / entry.path
@@ -652,9 +688,49 @@ def _corrupt(name: str, what: str) -> ArchiveCorruptError:
     )
 
 
-def _decode(name: str, run_id: str, org: str, sha: str, body: bytes) -> ArchivedRun:
-    if hashlib.sha256(body).hexdigest() != sha:
+class _Row(msgspec.Struct, frozen=True, kw_only=True):
+    """A run's stored hash, body and encoding, as read from its file."""
+
+    sha256: str
+    body: bytes
+    encoding: str
+
+
+def _encoding(db: sqlite3.Connection) -> str:
+    """The SQL of a row's encoding: its column, or :data:`PLAIN` in a file without one."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    return "encoding" if "encoding" in columns else f"'{PLAIN}'"
+
+
+def _checked(name: str, run_id: str, row: _Row) -> None:
+    """The row's body matches its SHA-256 (over the stored bytes: no key needed)."""
+    if hashlib.sha256(row.body).hexdigest() != row.sha256:
         raise _corrupt(name, f"run {run_id!r} does not match its SHA-256")
+
+
+def _plain_body(name: str, run_id: str, row: _Row, cipher: Cipher | None) -> bytes:
+    """The zlib bytes of a checked row: decrypted with ``cipher`` if it is encrypted."""
+    if row.encoding == PLAIN:
+        return row.body
+    if row.encoding != ENCRYPTED:
+        raise _corrupt(name, f"run {run_id!r} has an unknown encoding {row.encoding!r}")
+    if cipher is None:
+        raise ArchiveKeyError(
+            f"run {run_id!r} is archived encrypted ({name}): read it with the tenant's key "
+            "in GRAPHSTORE_CIPHER_KEY (docs/archive.md)"
+        )
+    try:
+        return cipher.decrypt(row.body)
+    except Exception:  # the cipher's own error (another key): it never shows the key
+        raise ArchiveKeyError(
+            f"run {run_id!r} of {name} does not decrypt with the GRAPHSTORE_CIPHER_KEY given: "
+            "set the key the tenant's runs were archived with (docs/archive.md)"
+        ) from None
+
+
+def _decode(name: str, run_id: str, org: str, row: _Row, cipher: Cipher | None) -> ArchivedRun:
+    _checked(name, run_id, row)
+    body = _plain_body(name, run_id, row, cipher)
     try:
         run = decode_run(zlib.decompress(body))
     except (zlib.error, msgspec.DecodeError, CallEventError) as exc:
@@ -688,17 +764,23 @@ class _Added(msgspec.Struct, frozen=True, kw_only=True):
     created: bool
 
 
-def _insert(path: Path, runs: list[ArchivedRun]) -> _Added:
-    """Add ``runs`` to ``path`` in ONE transaction (the file created first if new)."""
+def _insert(path: Path, runs: list[ArchivedRun], cipher: Cipher | None) -> _Added:
+    """Add ``runs`` to ``path`` in ONE transaction (the file created first if new), each
+    body encrypted with ``cipher`` if one is given."""
     created = not path.is_file()
     described = _create(path, runs[0].org, runs[0].period) if created else 0
+    encoding = PLAIN if cipher is None else ENCRYPTED
     with _opened(path, create=False) as db:
         _PHASE("built", path)
         db.execute("BEGIN IMMEDIATE")
         try:
-            rows: list[tuple[str, str, str, int, int, str, bytes]] = []
+            if cipher is not None and _encoding(db) != "encoding":  # a file of version 1
+                db.execute(f"ALTER TABLE runs ADD COLUMN {_ENCODING_COLUMN}")
+            rows: list[tuple[str, str, str, int, int, str, bytes, str]] = []
             for run in runs:
                 body = zlib.compress(msgspec.json.encode(run), 6)
+                if cipher is not None:
+                    body = cipher.encrypt(body)
                 rows.append(
                     (
                         run.run_id,
@@ -708,16 +790,18 @@ def _insert(path: Path, runs: list[ArchivedRun]) -> _Added:
                         len(run.events),
                         hashlib.sha256(body).hexdigest(),
                         body,
+                        encoding,
                     )
                 )
             added = digest = 0
             for row in rows:
                 inserted = db.execute(
-                    "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", row
+                    _INSERT if cipher is not None else _INSERT_PLAIN,
+                    row[:-1] if cipher is None else row,
                 )
                 if inserted.rowcount == 1:
                     added += 1
-                    digest += _row_hash(row[:6])
+                    digest += _row_hash(_hashed(row[:6], encoding))
             _PHASE("commit", path)
             db.execute("COMMIT")
             _PHASE("committed", path)
@@ -729,6 +813,20 @@ def _insert(path: Path, runs: list[ArchivedRun]) -> _Added:
 
 
 _MODULUS: Final = 2**256
+_INSERT_PLAIN: Final = (
+    "INSERT OR IGNORE INTO runs (run_id, org, status, finished_at, events, sha256, body) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT: Final = (
+    "INSERT OR IGNORE INTO runs (run_id, org, status, finished_at, events, sha256, body, "
+    "encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _hashed(columns: Sequence[object], encoding: str) -> Sequence[object]:
+    """A row's hashed values: its columns, and its encoding unless :data:`PLAIN` (so a
+    plain row hashes as before the column existed, and a changed encoding is found)."""
+    return columns if encoding == PLAIN else [*columns, encoding]
 
 
 def _row_hash(values: Sequence[object]) -> int:
@@ -743,13 +841,13 @@ def _hex(value: int) -> str:
 def content_digest(db: sqlite3.Connection) -> str:
     """An archive file's content digest (hex): the sum modulo 2**256 of the SHA-256 of
     each row of ``archive_format`` (key, value) and of ``runs`` (run_id, org, status,
-    finished_at, events, sha256: the body counts through its own SHA-256, which
-    ``verify`` checks). A sum, so a write adds its rows' hashes without reading the file;
-    an integrity check against damage, not a seal against someone who can rewrite the
-    manifest too."""
+    finished_at, events, sha256, and its encoding unless :data:`PLAIN`: the body counts
+    through its own SHA-256, which ``verify`` checks). A sum, so a write adds its rows'
+    hashes without reading the file; an integrity check against damage, not a seal
+    against someone who can rewrite the manifest too."""
     total = sum(_row_hash(row) for row in db.execute("SELECT key, value FROM archive_format"))
-    query = "SELECT run_id, org, status, finished_at, events, sha256 FROM runs"
-    total += sum(_row_hash(row) for row in db.execute(query))
+    query = f"SELECT run_id, org, status, finished_at, events, sha256, {_encoding(db)} FROM runs"
+    total += sum(_row_hash(_hashed(row[:6], row[6])) for row in db.execute(query))
     return _hex(total % _MODULUS)
 
 

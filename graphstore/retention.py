@@ -52,6 +52,7 @@ from projections.errors import ProjectionError, ViewNotBuiltError
 from projections.rebuild import live_projection
 from streams import HonkerDatastore, positions_table, saved_position, stream_head
 from streams.access import honker_recorder
+from streams.reader import cipher_of
 from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim, yield_to_writers
 
 __all__ = [
@@ -358,7 +359,7 @@ def archive_runs(metagraph: Metagraph, org_id: str, root: str, run_ids: Sequence
     Idempotent by run id: a pass that crashed after archiving and before deleting writes
     the same runs again and deletes them then, so a run is never lost nor doubled."""
     runs = [archived_run(metagraph, run_id) for run_id in run_ids]
-    return Archive(Path(root)).write(org_id, runs)
+    return Archive(Path(root), cipher_of(metagraph.env)).write(org_id, runs)
 
 
 def forget_archived(org_id: str, root: str | None, run_id: str) -> bool:
@@ -621,7 +622,7 @@ def forget_run(
         if (
             run is None
             and archived_in is not None
-            and Archive(Path(archived_in)).find(org_id, run_id)
+            and Archive(Path(archived_in), cipher_of(metagraph.env)).find(org_id, run_id)
         ):
             # Retired before and kept only in the archive: the tombstone names the run
             # and removes no offsets; the archive's copy goes once this commits.

@@ -31,7 +31,7 @@ from eventsourcing.utils import Environment, resolve_topic
 from streams._honker import Watcher
 from streams.persistence import HonkerDatastore, HonkerFactory
 
-__all__ = ["TenantReader", "plain_state_of"]
+__all__ = ["TenantReader", "cipher_of", "plain_state_of"]
 
 _T = TypeVar("_T")
 
@@ -100,18 +100,28 @@ def plain_state_of(
     The same settings as eventsourcing's factory reads (``CIPHER_KEY``, ``CIPHER_TOPIC``,
     ``COMPRESSOR_TOPIC``, each possibly prefixed with the application's name)."""
     environment = env if isinstance(env, Environment) else Environment(name, env)
-    cipher: Cipher | None = None
-    cipher_topic = environment.get("CIPHER_TOPIC")
-    if environment.get("CIPHER_KEY") and not cipher_topic:
-        cipher_topic = "eventsourcing.cipher:AESCipher"
-    if cipher_topic:
-        cipher = resolve_topic(cipher_topic)(environment)
+    cipher = cipher_of(environment)
     compressor: Compressor | None = None
     compressor_topic = environment.get("COMPRESSOR_TOPIC")
     if compressor_topic:
         found = resolve_topic(compressor_topic)
         compressor = found() if isinstance(found, type) else found
     return _undo(cipher, compressor)
+
+
+def cipher_of(env: Mapping[str, str] | Environment, name: str = "metagraph") -> Cipher | None:
+    """The cipher a tenant's writers build from ``env`` (``CIPHER_KEY``, ``CIPHER_TOPIC``,
+    as eventsourcing's factory reads them), or None when its events are not encrypted:
+    the one place it is built for what is not a stream event (the archive's run bodies).
+    A bad key raises the cipher's own error, which never shows the key."""
+    environment = env if isinstance(env, Environment) else Environment(name, env)
+    cipher_topic = environment.get("CIPHER_TOPIC")
+    if environment.get("CIPHER_KEY") and not cipher_topic:
+        cipher_topic = "eventsourcing.cipher:AESCipher"
+    if not cipher_topic:
+        return None
+    cipher: Cipher = resolve_topic(cipher_topic)(environment)
+    return cipher
 
 
 def _plain_state(factory: HonkerFactory) -> Callable[[bytes], bytes] | None:

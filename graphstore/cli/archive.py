@@ -96,11 +96,16 @@ def archive_verify(ctx: typer.Context, archive: ArchiveOption = None) -> None:
     exit 1 naming the problems if any."""
 
     def action(session: Session) -> None:
+        import os
+
         from graphstore.archive import Archive, ArchiveCorruptError
+        from streams.directory import tenant_settings_of
+        from streams.reader import cipher_of
 
         _authorize(session, None, "verify the archive")
         root = _root(session, archive)
-        found = Archive(root)
+        cipher = cipher_of(tenant_settings_of(os.environ))  # None: encrypted runs by hash
+        found = Archive(root, cipher)
         problems = found.verify()
         if problems:
             listed = "; ".join(f"{p.path}: {p.problem}" for p in problems)
@@ -110,9 +115,10 @@ def archive_verify(ctx: typer.Context, archive: ArchiveOption = None) -> None:
             )
         files = found.list()
         runs = sum(f.runs for f in files)
+        keyless = "" if cipher else " (encrypted runs by their digests: no key given)"
         session.output.result(
             {"archive": str(root), "files": len(files), "runs": runs, "problems": []},
-            f"archive {root}: {len(files)} files, {runs} runs, all verified",
+            f"archive {root}: {len(files)} files, {runs} runs, all verified{keyless}",
         )
 
     run_action(ctx, action)
@@ -131,10 +137,12 @@ def archive_restore(
     def action(session: Session) -> None:
         from graphstore.archive import Archive, restore_run
         from graphstore.retention import archive_root
+        from streams.reader import cipher_of
 
         metagraph = session.tenant(tenant)
         root = archive if archive is not None else archive_root(metagraph, session.data_dir)
-        run, report = restore_run(Archive(root), metagraph, tenant, run_id)
+        cipher = cipher_of(metagraph.env)
+        run, report = restore_run(Archive(root, cipher), metagraph, tenant, run_id)
         session.output.result(
             {"run_id": run.run_id, "tenant": tenant, "status": run.status, "report": report},
             f"restored run {run.run_id} ({run.status}) into {tenant} from {root}: "

@@ -115,8 +115,11 @@ def _archived(session: Session, tenant: str, run_id: str) -> "ArchivedRun | None
     directory's default), if it is there."""
     from graphstore.archive import Archive
     from graphstore.retention import archive_root
+    from streams.reader import cipher_of
 
-    return Archive(archive_root(session.tenant(tenant), session.data_dir)).find(tenant, run_id)
+    metagraph = session.tenant(tenant)
+    archive = Archive(archive_root(metagraph, session.data_dir), cipher_of(metagraph.env))
+    return archive.find(tenant, run_id)
 
 
 @runs_app.command("list")
