@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from eventsourcing.persistence import MapperDeserialisationError
+
 from domain.errors import NotFoundError
 
 __all__ = [
     "EventNotProjectableError",
+    "MissingCipherError",
     "ProjectionError",
     "UnknownEventError",
     "ViewDivergedError",
@@ -35,6 +38,13 @@ class UnknownEventError(EventNotProjectableError):
     Skipping it silently would let the view drift from the aggregates, so it is an error
     (the policy decides): upgrade the projection, as a new version, to handle it.
     """
+
+
+class MissingCipherError(ProjectionError, MapperDeserialisationError):
+    """A replay met an encrypted or compressed event and was given no cipher settings.
+    Also eventsourcing's :class:`~eventsourcing.persistence.MapperDeserialisationError`
+    (what a tenant read without its key raises), so callers treat both alike: the
+    command line says so in one line naming ``GRAPHSTORE_CIPHER_KEY`` (exit 5)."""
 
 
 class ViewDivergedError(ProjectionError):

@@ -47,6 +47,7 @@ from domain.names import canonical, names_of
 from domain.values import Edge, Node
 from projections.errors import (
     EventNotProjectableError,
+    MissingCipherError,
     ProjectionError,
     UnknownEventError,
     ViewDivergedError,
@@ -884,8 +885,8 @@ def _marks(values: Sequence[object]) -> str:
     return ", ".join("?" * len(values))
 
 
-def _no_cipher(offset: int) -> ProjectionError:
-    return ProjectionError(
+def _no_cipher(offset: int) -> MissingCipherError:
+    return MissingCipherError(
         f"event {offset} is encrypted or compressed (data_b64) and this replay has no "
         "cipher: open it with the writers' CIPHER_KEY / COMPRESSOR_TOPIC settings "
         "(Replay.open(env))"
