@@ -236,11 +236,32 @@ class CallChanged(Event):
         return self.changes is not None
 
 
+class _Parent(msgspec.Struct):
+    parentRequestId: str | None = None  # noqa: N815 - the call protocol's name
+
+
+_parent_decoder = msgspec.json.Decoder(_Parent)
+
+
 class CallAdded(CallChanged):
-    """``CallTree.CallAdded`` (``attributes`` and ``links`` required)."""
+    """``CallTree.CallAdded`` (``attributes`` required). ``links`` is absent when it is
+    the default (``domain.calls.tree.default_links``): read :meth:`triggered`."""
 
     attributes: msgspec.Raw
-    links: list[tuple[str, str]]
+    links: list[tuple[str, str]] | None = None  # type: ignore[assignment]
+
+    def triggered(self) -> list[tuple[str, str]]:
+        """The ``triggered`` edges (parent, child) that exist from this event on: the
+        stored ``links``, or the edge from the call's parent when none are stored."""
+        if self.links is not None:
+            return self.links
+        try:
+            parent = _parent_decoder.decode(self.attributes).parentRequestId
+        except msgspec.MsgspecError as exc:
+            raise EventNotProjectableError(
+                f"call {self.key!r} has malformed attributes: {exc}"
+            ) from exc
+        return [] if parent is None else [(parent, self.key)]
 
 
 def attributes_after(previous: bytes | str, event: CallChanged | FoldedEvent) -> msgspec.Raw:

@@ -63,6 +63,7 @@ from projections.events import (
     NODE_UPDATED,
     TREE_TOPIC,
     AnyGraphEvent,
+    CallAdded,
     CallChanged,
     FoldedEvent,
     attributes_after,
@@ -341,6 +342,7 @@ _graph_event_decoder = msgspec.json.Decoder(AnyGraphEvent)
 
 
 _call_event_decoder = msgspec.json.Decoder(CallChanged)
+_call_added_decoder = msgspec.json.Decoder(CallAdded)
 _GRAPH_EVENTS: Final = frozenset(
     GRAPH_TOPIC + name
     for name in (
@@ -586,7 +588,9 @@ class Replay:
         for entry in entries:
             topic, state_bytes = self._state(entry.offset, entry.payload)
             try:
-                event = _call_event_decoder.decode(state_bytes)
+                event = (
+                    _call_added_decoder if topic == CALL_ADDED else _call_event_decoder
+                ).decode(state_bytes)
             except msgspec.MsgspecError as exc:
                 raise EventNotProjectableError(
                     f"malformed {topic} event at offset {entry.offset}: {exc}"
@@ -601,7 +605,8 @@ class Replay:
                     )
                 attributes = attributes_after(before[1], event)
             state.nodes[event.key] = (CALL, attributes, 1)
-            for parent, child in event.links:
+            links = event.triggered() if isinstance(event, CallAdded) else event.links
+            for parent, child in links:
                 edge_id = call_edge_id(state.graph_id, child)
                 state.edges[edge_id] = AnyGraphEvent(
                     key=f"{TRIGGERED}:{child}",
