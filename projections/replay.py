@@ -67,6 +67,7 @@ from projections.events import (
     CallChanged,
     FoldedEvent,
     attributes_after,
+    call_key,
 )
 from projections.flowgraph import (
     FlowCall,
@@ -655,6 +656,7 @@ class Replay:
         key, time = data.key, envelope.time
         if topic in CALL_EVENTS:  # a call tree's: always of the tenant's call graph
             raw = data.attributes
+            key = call_key(key, raw)  # a CallAdded stores no key when it is its requestId
             if data.is_delta:  # what changed (issue 17), applied to what was folded
                 before = store.attributes.get(key)
                 if before is None:
@@ -858,7 +860,8 @@ class Replay:
             # The runs to read: the run's own, and those the unapplied events may join
             # (the runs of the calls they name, and runs waiting for those calls).
             ctes.append(
-                "named(k) AS (SELECT payload ->> '$.data.key' FROM tail "
+                "named(k) AS (SELECT coalesce(payload ->> '$.data.key', "
+                "payload ->> '$.data.attributes.requestId') FROM tail "
                 "UNION SELECT payload ->> '$.data.attributes.parentRequestId' FROM tail "
                 "UNION SELECT ?)"
             )

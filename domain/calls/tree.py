@@ -135,6 +135,7 @@ class CallTree(Aggregate):
 
         TOPIC = "CallTree.CallAdded"
         OMITTED_IF_NONE = ("links", "refs")  # not written while None (streams.mapper)
+        DERIVED_FIELDS = (("key", "attributes", "requestId"),)  # not written: derivable
         key: str
         attributes: dict[str, Any]
         links: list[list[str]] | None = None

@@ -182,13 +182,15 @@ def stored_states(app: Metagraph, topic: str) -> list[dict[str, Any]]:
 
 
 def test_a_call_event_leaves_out_what_is_derivable(app: Metagraph) -> None:
-    """A ``CallAdded`` whose only link is from its recorded parent stores no ``links``
-    (``default_links``); a ``CallUpdated`` stores no ``"attributes": null`` (nor an
-    ``appended`` that is null); null ``refs`` are not written."""
+    """A ``CallAdded`` stores no ``key`` (its requestId) and, when its only link is from
+    its recorded parent, no ``links`` (``default_links``); a ``CallUpdated`` stores no
+    ``"attributes": null`` (nor an ``appended`` that is null); null ``refs`` are not
+    written."""
     ingest(app, [requested("r"), requested("r.1", parentRequestId="r")])
     ingest(app, [responded("r.1", {"ok": 1})])
     root, child = stored_states(app, "CallTree.CallAdded")[-2:]
     assert "links" not in root and "links" not in child
+    assert "key" not in root and child["attributes"]["requestId"] == "r.1"  # the key
     (update,) = stored_states(app, "CallTree.CallUpdated")
     assert set(update) == {"timestamp", "key", "changes", "appended"}
     with app.transaction() as unit:
@@ -202,6 +204,6 @@ def test_links_that_differ_from_the_parent_edge_are_stored(app: Metagraph) -> No
     ingest(app, [requested("c", parentRequestId="p")])
     ingest(app, [requested("p")])
     child, parent = stored_states(app, "CallTree.CallAdded")[-2:]
-    assert (child["key"], child["links"]) == ("c", [])
-    assert (parent["key"], parent["links"]) == ("p", [["p", "c"]])
+    assert (child["attributes"]["requestId"], child["links"]) == ("c", [])
+    assert (parent["attributes"]["requestId"], parent["links"]) == ("p", [["p", "c"]])
     assert triggered_edges(app) == {("p", "c")}

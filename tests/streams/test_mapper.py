@@ -29,7 +29,7 @@ from domain import Metagraph
 from domain.calls import ingest
 from domain.graphs import Graph
 from domain.identity import Identity
-from streams.mapper import TypedMapper, omitted_if_none, typed_fields
+from streams.mapper import TypedMapper, derived_fields, omitted_if_none, typed_fields
 from streams.transcoder import MsgspecTranscoder, TupleAsList, utc_micros
 from tests.domain._call_writer import run_events
 from tests.streams.test_envelope import READER
@@ -54,7 +54,8 @@ def typed_view(value: Any) -> Any:
 def compacted(mapper: TypedMapper, cls: type, state: bytes) -> bytes:
     """``state`` as eventsourcing's Mapper wrote it, with the UTC datetimes of the
     class's datetime fields as integers of microseconds, and without the fields of its
-    ``OMITTED_IF_NONE`` that are null (what TypedMapper writes)."""
+    ``OMITTED_IF_NONE`` that are null and those of its ``DERIVED_FIELDS`` that are
+    derivable (what TypedMapper writes)."""
     codec = mapper.codec_of(cls)
     try:
         decoded = msgspec.json.decode(state)
@@ -67,6 +68,10 @@ def compacted(mapper: TypedMapper, cls: type, state: bytes) -> bytes:
     for name in omitted_if_none(cls):
         if name in decoded and decoded[name] is None:
             del decoded[name]
+    for name, container, key in derived_fields(cls):
+        source = decoded.get(container)
+        if isinstance(source, dict) and name in decoded and source.get(key) == decoded[name]:
+            del decoded[name]
     return msgspec.json.encode(decoded)
 
 
@@ -76,6 +81,9 @@ def fields_of(event: Any) -> dict[str, Any]:
     state = dict(vars(event))
     for name in omitted_if_none(type(event)):
         state.setdefault(name, None)
+    for name, container, key in derived_fields(type(event)):  # eventsourcing's Mapper
+        if name not in state:  # leaves a derived field out: TypedMapper puts it back
+            state[name] = state[container][key]
     return dict(sorted(state.items()))  # a key's place is not part of the event
 
 
