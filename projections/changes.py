@@ -55,6 +55,7 @@ from projections.events import (
     RUNS_RETIRED,
     AnyEvent,
     RunsRetired,
+    call_key,
 )
 from projections.flowgraph import FlowgraphProjection
 from projections.metagraph import MetagraphProjection
@@ -469,6 +470,9 @@ class Subscription:
         if not record.encoded or self._plain_state is not None:
             with contextlib.suppress(msgspec.MsgspecError):
                 data = _data_decoder.decode(state)
+        if is_call and not data.key:  # a CallAdded keyed by its requestId (docs/events.md)
+            with contextlib.suppress(EventNotProjectableError):
+                data.key = call_key(data.key, data.attributes)
         event = record.type.rsplit(".", 1)[-1]
         is_graph = record.type.startswith(GRAPH_TOPIC)
         change = Change(

@@ -11,6 +11,7 @@ shapes of readers that look at several event types with one decoder.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Final
 from uuid import UUID
 
@@ -57,6 +58,7 @@ __all__ = [
     "Tagged",
     "UuidHex",
     "attributes_after",
+    "call_key",
 ]
 
 GRAPH_TYPE_TOPIC: Final = "GraphType."
@@ -227,17 +229,53 @@ class NodesRetired(Event):
     edge_ids: list[str]
 
 
+class _CallIds(msgspec.Struct):
+    requestId: str | None = None  # noqa: N815 - the call protocol's names
+    parentRequestId: str | None = None  # noqa: N815
+
+
+_call_ids_decoder = msgspec.json.Decoder(_CallIds)
+
+
+def _call_ids(attributes: msgspec.Raw | bytes) -> _CallIds:
+    try:
+        return _call_ids_decoder.decode(attributes)
+    except msgspec.MsgspecError as exc:
+        raise EventNotProjectableError(f"a call event has malformed attributes: {exc}") from exc
+
+
+def call_key(key: str | None, attributes: msgspec.Raw | bytes) -> str:
+    """The key of the call a call tree event is about: its ``key``, or, for a
+    ``CallAdded`` that stores none (its key is its ``requestId``, docs/events.md), the
+    ``requestId`` of its attributes."""
+    if key:
+        return key
+    found = _call_ids(attributes).requestId
+    if not found:
+        raise EventNotProjectableError("a call event has neither a key nor a requestId")
+    return found
+
+
 class CallChanged(Event):
     """``CallTree.CallAdded``, ``CallUpdated`` and ``CallImported``: a call's key and
     complete attributes; ``links`` (``CallAdded`` only) the ``triggered`` edges (parent,
     child) that exist from this event on. A ``CallUpdated`` written since issue 17 has
-    no attributes (``null``) but ``changes`` and ``appended`` (:attr:`is_delta`)."""
+    no attributes (``null``) but ``changes`` and ``appended`` (:attr:`is_delta`). A
+    ``CallAdded`` that stores no ``key`` is keyed by its ``requestId`` (:func:`call_key`,
+    applied when decoded)."""
 
-    key: str
+    key: str = ""
     attributes: msgspec.Raw = msgspec.Raw(b"null")
     links: list[tuple[str, str]] = msgspec.field(default_factory=list)
     changes: dict[str, Any] | None = None
     appended: dict[str, list[Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            try:
+                self.key = call_key(self.key, self.attributes)
+            except EventNotProjectableError as exc:
+                raise ValueError(str(exc)) from None  # msgspec: a ValidationError
 
     @property
     def is_delta(self) -> bool:
@@ -245,11 +283,20 @@ class CallChanged(Event):
         return self.changes is not None
 
 
-class CallAdded(CallChanged):
-    """``CallTree.CallAdded`` (``attributes`` and ``links`` required)."""
+class CallAdded(CallChanged, kw_only=True):
+    """``CallTree.CallAdded`` (``attributes`` required). ``links`` is absent when it is
+    the default (``domain.calls.tree.default_links``): read :meth:`triggered`."""
 
     attributes: msgspec.Raw
-    links: list[tuple[str, str]]
+    links: list[tuple[str, str]] | None = None  # type: ignore[assignment]
+
+    def triggered(self) -> list[tuple[str, str]]:
+        """The ``triggered`` edges (parent, child) that exist from this event on: the
+        stored ``links``, or the edge from the call's parent when none are stored."""
+        if self.links is not None:
+            return self.links
+        parent = _call_ids(self.attributes).parentRequestId
+        return [] if parent is None else [(parent, self.key)]
 
 
 def attributes_after(previous: bytes | str, event: CallChanged | FoldedEvent) -> msgspec.Raw:
@@ -302,6 +349,13 @@ class FoldedEvent(Event):
     graph_type_name: str = ""
     changes: dict[str, Any] | None = None
     appended: dict[str, list[Any]] | None = None
+
+    def __post_init__(self) -> None:
+        # A CallAdded that stores no key is keyed by its requestId (every node event
+        # stores its key; Graph.Created has a name and no key).
+        if not self.key and not self.name and self.attributes is not _EMPTY_OBJECT:
+            with contextlib.suppress(EventNotProjectableError):
+                self.key = call_key(self.key, self.attributes)
 
     @property
     def is_delta(self) -> bool:

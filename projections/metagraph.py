@@ -522,7 +522,7 @@ class MetagraphProjection(Projection):
             self.sql.insert_node,
             [node_id(graph, event.key), graph, event.key, _CALL, attributes, 1, at, at],
         )
-        for parent, child in event.links:
+        for parent, child in event.triggered():
             tx.execute(
                 self.sql.insert_edge,
                 [

@@ -64,9 +64,11 @@ from projections.events import (
     NODE_UPDATED,
     TREE_TOPIC,
     AnyGraphEvent,
+    CallAdded,
     CallChanged,
     FoldedEvent,
     attributes_after,
+    call_key,
 )
 from projections.flowgraph import (
     FlowCall,
@@ -342,6 +344,7 @@ _graph_event_decoder = msgspec.json.Decoder(AnyGraphEvent)
 
 
 _call_event_decoder = msgspec.json.Decoder(CallChanged)
+_call_added_decoder = msgspec.json.Decoder(CallAdded)
 _GRAPH_EVENTS: Final = frozenset(
     GRAPH_TOPIC + name
     for name in (
@@ -593,7 +596,9 @@ class Replay:
         for entry in entries:
             topic, state_bytes = self._state(entry.offset, entry.payload)
             try:
-                event = _call_event_decoder.decode(state_bytes)
+                event = (
+                    _call_added_decoder if topic == CALL_ADDED else _call_event_decoder
+                ).decode(state_bytes)
             except msgspec.MsgspecError as exc:
                 raise EventNotProjectableError(
                     f"malformed {topic} event at offset {entry.offset}: {exc}"
@@ -608,7 +613,8 @@ class Replay:
                     )
                 attributes = attributes_after(before[1], event)
             state.nodes[event.key] = (CALL, attributes, 1)
-            for parent, child in event.links:
+            links = event.triggered() if isinstance(event, CallAdded) else event.links
+            for parent, child in links:
                 edge_id = call_edge_id(state.graph_id, child)
                 state.edges[edge_id] = AnyGraphEvent(
                     key=f"{TRIGGERED}:{child}",
@@ -657,6 +663,7 @@ class Replay:
         key, time = data.key, envelope.time
         if topic in CALL_EVENTS:  # a call tree's: always of the tenant's call graph
             raw = data.attributes
+            key = call_key(key, raw)  # a CallAdded stores no key when it is its requestId
             if data.is_delta:  # what changed (issue 17), applied to what was folded
                 before = store.attributes.get(key)
                 if before is None:
@@ -860,7 +867,8 @@ class Replay:
             # The runs to read: the run's own, and those the unapplied events may join
             # (the runs of the calls they name, and runs waiting for those calls).
             ctes.append(
-                "named(k) AS (SELECT payload ->> '$.data.key' FROM tail "
+                "named(k) AS (SELECT coalesce(payload ->> '$.data.key', "
+                "payload ->> '$.data.attributes.requestId') FROM tail "
                 "UNION SELECT payload ->> '$.data.attributes.parentRequestId' FROM tail "
                 "UNION SELECT ?)"
             )

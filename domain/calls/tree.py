@@ -37,6 +37,7 @@ __all__ = [
     "CallTree",
     "apply_change",
     "change_of",
+    "default_links",
     "ref_id",
     "tree_id",
 ]
@@ -103,6 +104,14 @@ def apply_change(
     return new
 
 
+def default_links(key: str, parent: str | None) -> list[list[str]]:
+    """The ``links`` a ``CallTree.CallAdded`` that stores none stands for: the
+    ``triggered`` edge from its parent ``parent`` (its ``parentRequestId``) when it has
+    one. A call whose links differ (its parent not recorded yet, children waiting for
+    it) stores its links; one written before they were left out stores them always."""
+    return [] if parent is None else [[parent, key]]
+
+
 class CallTree(Aggregate):
     """The calls of one workflow run: attributes and children of each."""
 
@@ -121,12 +130,15 @@ class CallTree(Aggregate):
     class CallAdded(Event):
         """A new call, with its complete attributes. ``links`` are the ``triggered``
         edges (parent, child) that exist from this event on: to its recorded parent,
-        from it to the children that were waiting for it."""
+        from it to the children that were waiting for it; ``None`` (not stored) when
+        they are :func:`default_links` (see :meth:`triggered`)."""
 
         TOPIC = "CallTree.CallAdded"
+        OMITTED_IF_NONE = ("links", "refs")  # not written while None (streams.mapper)
+        DERIVED_FIELDS = (("key", "attributes", "requestId"),)  # not written: derivable
         key: str
         attributes: dict[str, Any]
-        links: list[list[str]]
+        links: list[list[str]] | None = None
         refs: list[str] | None = None
         """The calls' references this event files (their ids, :func:`ref_id`, as 32 hex
         digits): the stream indexes the event under each (docs/events.md). ``None``
@@ -138,6 +150,12 @@ class CallTree(Aggregate):
             if parent is not None:
                 aggregate.adopt(parent, self.key)
 
+        def triggered(self) -> list[list[str]]:
+            """The ``triggered`` edges (parent, child) that exist from this event on."""
+            if self.links is not None:
+                return self.links
+            return default_links(self.key, self.attributes.get("parentRequestId"))
+
     class CallUpdated(Event):
         """What changed in a call, and only that (issue 17): ``changes``, the fields
         given a new value (the status, always, and the output, error and times that
@@ -147,6 +165,7 @@ class CallTree(Aggregate):
         no changes); both still read."""
 
         TOPIC = "CallTree.CallUpdated"
+        OMITTED_IF_NONE = ("appended", "attributes")  # not written while None
         key: str
         changes: dict[str, Any] | None = None
         appended: dict[str, list[Any]] | None = None
@@ -164,6 +183,7 @@ class CallTree(Aggregate):
         by the upgrade (its node and edges already exist in the stream)."""
 
         TOPIC = "CallTree.CallImported"
+        OMITTED_IF_NONE = ("refs",)  # not written while None
         key: str
         attributes: dict[str, Any]
         refs: list[str] | None = None
@@ -208,12 +228,10 @@ class CallTree(Aggregate):
         links: list[list[str]],
         refs: list[str] | None = None,
     ) -> None:
-        if refs:
-            self.trigger_event(
-                self.CallAdded, key=key, attributes=attributes, links=links, refs=refs
-            )
-        else:
-            self.trigger_event(self.CallAdded, key=key, attributes=attributes, links=links)
+        stored = None if links == default_links(key, attributes.get("parentRequestId")) else links
+        self.trigger_event(
+            self.CallAdded, key=key, attributes=attributes, links=stored, refs=refs or None
+        )
 
     def update_call(self, key: str, attributes: dict[str, Any]) -> None:
         """Record that call ``key`` now has ``attributes``: only the difference is stored

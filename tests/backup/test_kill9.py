@@ -61,12 +61,14 @@ def test_a_backup_killed_mid_copy_leaves_no_directory_that_looks_complete(
     big: Source, tmp_path: Path
 ) -> None:
     acme_pages = (big.data / "tenant-acme.db").stat().st_size // 4096
+    steps = acme_pages // 4  # the kill points spread over the copy, whatever the file's size
+    assert steps > 40 + POINTS, steps
     for point in range(POINTS):
         dest = tmp_path / f"backup-{point}"
         process = started(
             "--data-dir", str(big.data), "backup", str(dest), "--progress", "--step-pages", "4"
         )
-        done, total = _kill_after(process, "tenant-acme.db", 20 + point * 90)
+        done, total = _kill_after(process, "tenant-acme.db", 20 + point * (steps - 40) // POINTS)
         assert 0 < done < total == acme_pages, (point, done, total)  # landed mid-copy
         assert not dest.exists()
         partial = [p for p in tmp_path.iterdir() if p.name.startswith(f".{dest.name}.partial-")]

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from domain import Metagraph
 from domain.calls import get_call, ingest
 from domain.calls.ledger import locate
-from domain.calls.tree import CallRef, apply_change, change_of, ref_id, tree_id
+from domain.calls.tree import CallRef, CallTree, apply_change, change_of, ref_id, tree_id
+from tests.domain.calls_state import triggered_edges
 from tests.domain.conftest import store_env
 
 T0 = 1_795_000_000_000
@@ -170,3 +171,39 @@ def test_with_a_compressor_a_reference_is_a_callref_event(tenant_file: Path) -> 
         ingest(zipped, [requested("z"), requested("z.1", parentRequestId="z")])
         assert stream_types(zipped).count("CallRef.Filed") == 2
         assert get_call(zipped, "z.1") is not None
+
+
+def stored_states(app: Metagraph, topic: str) -> list[dict[str, Any]]:
+    return [
+        json.loads(n.state)
+        for n in app.recorder.select_notifications(0, 100_000)
+        if n.topic == topic
+    ]
+
+
+def test_a_call_event_leaves_out_what_is_derivable(app: Metagraph) -> None:
+    """A ``CallAdded`` stores no ``key`` (its requestId) and, when its only link is from
+    its recorded parent, no ``links`` (``default_links``); a ``CallUpdated`` stores no
+    ``"attributes": null`` (nor an ``appended`` that is null); null ``refs`` are not
+    written."""
+    ingest(app, [requested("r"), requested("r.1", parentRequestId="r")])
+    ingest(app, [responded("r.1", {"ok": 1})])
+    root, child = stored_states(app, "CallTree.CallAdded")[-2:]
+    assert "links" not in root and "links" not in child
+    assert "key" not in root and child["attributes"]["requestId"] == "r.1"  # the key
+    (update,) = stored_states(app, "CallTree.CallUpdated")
+    assert set(update) == {"timestamp", "key", "changes", "appended"}
+    with app.transaction() as unit:
+        tree = unit.load(tree_id("r"), CallTree)
+        assert tree is not None and tree.children == {"r": ["r.1"]}
+
+
+def test_links_that_differ_from_the_parent_edge_are_stored(app: Metagraph) -> None:
+    """A child whose parent is not recorded yet has no edge (``links: []`` stored); the
+    parent, when it comes, stores the edges to the children that waited for it."""
+    ingest(app, [requested("c", parentRequestId="p")])
+    ingest(app, [requested("p")])
+    child, parent = stored_states(app, "CallTree.CallAdded")[-2:]
+    assert (child["attributes"]["requestId"], child["links"]) == ("c", [])
+    assert (parent["attributes"]["requestId"], parent["links"]) == ("p", [["p", "c"]])
+    assert triggered_edges(app) == {("p", "c")}
