@@ -510,10 +510,12 @@ def kill_series(
     coverage: Coverage,
     *,
     counted: str = "acked",
+    units: int = 3,
 ) -> None:
     """Each aim: start a worker, kill it there, check the files. Then one held kill at
     every phase no kill hit yet (a running kill may land at the next phase), so the
-    series covers them all; finally :meth:`Coverage.assert_covered`."""
+    series covers them all, in one of the worker's first ``units`` units; finally
+    :meth:`Coverage.assert_covered`."""
 
     def one(aim: Aim) -> None:
         began = time.monotonic()
@@ -530,5 +532,5 @@ def kill_series(
         one(aim)
     where = {aim.phase: aim.where for aim in planned}
     for phase in coverage.missing():
-        one(Aim(phase, rng.randint(0, 2), held=True, where=where.get(phase)))
+        one(Aim(phase, rng.randint(0, units - 1), held=True, where=where.get(phase)))
     coverage.assert_covered()

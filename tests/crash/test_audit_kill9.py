@@ -20,7 +20,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import pytest
 
@@ -36,6 +36,13 @@ TENANT: Final = "acme"
 SERIES: Final = 2
 KILLS: Final = 7
 RUN_KEY: Final = re.compile(r"^run(\d+)(\.|$)")
+
+
+def _call_key(envelope: dict[str, Any]) -> object:
+    """A call tree event's call key: its ``key``, or (a ``CallAdded`` that stores none,
+    docs/events.md) its attributes' ``requestId``."""
+    data = envelope["data"]
+    return data.get("key") or (data.get("attributes") or {}).get("requestId")
 
 
 def commits(path: Path) -> list[tuple[int, set[int]]]:
@@ -59,7 +66,7 @@ def commits(path: Path) -> list[tuple[int, set[int]]]:
             since, runs = 0, set()
         else:
             since += 1
-            key = envelope["data"].get("key") if envelope["type"].startswith("CallTree.") else None
+            key = _call_key(envelope) if envelope["type"].startswith("CallTree.") else None
             match = RUN_KEY.match(key) if isinstance(key, str) else None
             if match:
                 runs.add(int(match.group(1)))
