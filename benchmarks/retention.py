@@ -132,6 +132,47 @@ def build(
     return took
 
 
+def _project(data: str, which: int, stop: Event) -> None:
+    """Keep one of the tenant's views caught up until ``stop``, then to the head."""
+    projection = (MetagraphProjection, FlowgraphProjection)[which]()
+    with Projector.open(_env(Path(data)), projection) as projector:
+        while not stop.is_set():
+            if not projector.catch_up():
+                time.sleep(FOLLOW_S)
+        projector.catch_up()
+
+
+def build_following(data: Path, runs: int, *, per_batch: int = BULK_RUNS) -> float:
+    """As :func:`build` (the same tenant, event for event), with each view built by a
+    process of its own while the runs are ingested, as ``graphstore serve``'s runner
+    keeps them: the history's CPU spread over the machine's cores. Its seconds, all in."""
+    started = time.perf_counter()
+    DataDirectory(data).create_tenant_file(TENANT)
+    env = _env(data)
+    with Metagraph(env=env) as app:
+        reclaim(app.recorder.datastore)  # type: ignore[attr-defined]  # auto_vacuum, once
+        context = multiprocessing.get_context("spawn")
+        stop = context.Event()
+        views = [
+            context.Process(target=_project, args=(str(data), which, stop), daemon=True)
+            for which in (0, 1)
+        ]
+        for process in views:
+            process.start()
+        try:
+            for start in range(0, runs, per_batch):
+                ingest(
+                    app,
+                    [e for r in range(start, min(start + per_batch, runs)) for e in run_events(r)],
+                )
+        finally:
+            stop.set()
+            for process in views:
+                process.join()
+    _catch_up(env)  # nothing left, unless a view's process failed: then it is built here
+    return time.perf_counter() - started
+
+
 def retire(data: Path, runs: int) -> tuple[float, int]:
     """One pass retiring the oldest ``runs`` finished runs; (seconds, runs retired)."""
     env = _env(data)
@@ -162,16 +203,17 @@ def retire_vs_ingest(report: Report, root: Path, sizes: Sizes, config: RunConfig
 
 
 def flatness(report: Report, root: Path, sizes: Sizes, config: RunConfig) -> None:
-    """Each history is built once (runs ingested :data:`BULK_RUNS` per batch). The small
+    """Each history is built once (:func:`build_following`: runs ingested
+    :data:`BULK_RUNS` per batch while a process per view keeps it caught up). The small
     one is copied for every round (a pass retires most of it); the large one is retired
     from round after round: each round takes ``sizes.retire`` more of its oldest runs,
     so its history shrinks by under 1% a round (FULL sizes) and stays large."""
     rates: dict[str, list[float]] = {"small": [], "large": []}
     small, large = root / "flat-small", root / "flat-large"
-    started = time.perf_counter()
-    build(small, sizes.small, per_batch=BULK_RUNS)
-    build(large, sizes.large, per_batch=BULK_RUNS)
-    report.raw["flatness_build_s"] = round(time.perf_counter() - started, 1)
+    report.raw["flatness_build_s"] = [
+        round(build_following(small, sizes.small), 1),
+        round(build_following(large, sizes.large), 1),
+    ]
     for i in range(config.repeats):
         data = root / f"flat-small-{i}"
         shutil.copytree(small, data)
