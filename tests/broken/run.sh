@@ -30,6 +30,8 @@ torn_suites=(
   "tests/projections/test_crash.py::test_kill_writer_and_runner_at_random_points"
   "tests/nats/test_spoke.py::test_every_acknowledged_spoke_event_is_folded_once_through_kill_9_of_the_ingester"
   "tests/nats/test_remote.py::test_a_remote_process_killed_mid_work_resumes_with_no_gap_and_no_duplicate"
+  "tests/retention/test_retention_kill9.py"
+  "tests/retention/test_legacy_kill9.py"
 )
 relay_suites=(
   "tests/nats/test_relay_faults.py"
