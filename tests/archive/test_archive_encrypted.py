@@ -29,8 +29,9 @@ from tests.retention.test_encrypted_tenant import (
     _stream_offsets,
     gs,
     ok,
+    written_with,
 )
-from tests.retention.test_retention import MARK, _events
+from tests.retention.test_retention import MARK
 
 
 @pytest.fixture(params=["encrypted", "compressed"])
@@ -38,17 +39,7 @@ def retired(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict[
     """Tenant acme written with the settings from its first event on, its three finished
     runs (one holding MARK in its input) retired into the archive ``cold`` by a pass."""
     settings = SETTINGS[request.param]
-    data, archive = tmp_path / "data", tmp_path / "cold"
-    for command in (
-        ["init"],
-        ["account", "create", "ada@example.com", "--name", "Ada", "--level", "admin"],
-        ["tenant", "create", "acme", "--name", "Acme", "--owner", "ada@example.com"],
-    ):
-        done = gs(data, settings, *command)
-        assert done.returncode == 0, done.stderr
-    source = tmp_path / "events.jsonl"
-    source.write_text(_events())
-    ok(data, settings, "ingest", str(source), "--tenant", "acme")
+    data, archive = written_with(tmp_path, settings), tmp_path / "cold"
     ok(data, settings, "projector", "catch-up", "--tenant", "acme")
     ok(data, settings, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d",
        "--archive", str(archive))  # fmt: skip

@@ -120,9 +120,9 @@ def make_data(data: Path) -> tuple[str, str]:
     return key, outsider
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """A fresh data directory served on a free port; stopped at the end of the test."""
+def serving(tmp_path: Path) -> Iterator[Server]:
+    """A fresh data directory (``tmp_path / "data"``) served on a free port by a process
+    that inherits this one's environment; stopped when the generator closes."""
     data = tmp_path / "data"
     key, outsider = make_data(data)
     running = Server(data, free_port(), key, outsider, heartbeat=1.0, log=tmp_path / "server.log")
@@ -131,6 +131,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    """A fresh data directory served on a free port; stopped at the end of the test."""
+    yield from serving(tmp_path)
 
 
 def call(request_id: str, at: int, operation: str = "ns.op", **payload: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from eventsourcing.cipher import AESCipher
 
 from graphstore.verify import verify
 from streams.directory import CIPHER_KEY_VARIABLE
-from tests.http.conftest import Server, call, free_port, make_data, responded
+from tests.http.conftest import Server, call, responded, serving
 
 T0 = 1_700_000_000_000
 
@@ -25,14 +25,7 @@ def sealed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     """A data directory whose tenant is encrypted from its first event, served by a
     process that inherits the key from the environment."""
     monkeypatch.setenv(CIPHER_KEY_VARIABLE, AESCipher.create_key(32))
-    data = tmp_path / "data"
-    key, outsider = make_data(data)
-    running = Server(data, free_port(), key, outsider, heartbeat=1.0, log=tmp_path / "server.log")
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from serving(tmp_path)
 
 
 def _plain_payloads(data: Path) -> int:

@@ -65,6 +65,12 @@ def tenant(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict[s
     """A data directory whose tenant `acme` was written with the settings from its first
     event on, holding three finished runs and one in flight."""
     settings = SETTINGS[request.param]
+    return written_with(tmp_path, settings), settings
+
+
+def written_with(tmp_path: Path, settings: dict[str, str]) -> Path:
+    """``tmp_path / "data"`` with tenant `acme` (owner ada, an admin) written through the
+    CLI with ``settings`` from its first event on: three finished runs, one in flight."""
     data = tmp_path / "data"
     for command in (
         ["init"],
@@ -76,7 +82,7 @@ def tenant(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict[s
     source = tmp_path / "events.jsonl"
     source.write_text(_events())
     ok(data, settings, "ingest", str(source), "--tenant", "acme")
-    return data, settings
+    return data
 
 
 def _rows(data: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
