@@ -76,10 +76,11 @@ __all__ = [
 ]
 
 INTERVAL_SETTING: Final = "GRAPHSTORE_RETENTION_INTERVAL"
-_NOTHING: Final = hashlib.sha256(b"").hexdigest()
-"""The digest of no removed entries (an archived run's erasure removes none)."""
 """Seconds between the passes ``graphstore serve`` and ``graphstore projector run`` make
 over every tenant with a policy (unset or 0: no scheduled pass)."""
+_NOTHING: Final = hashlib.sha256(b"").hexdigest()
+"""The digest of no removed entries (an archived run's erasure removes none)."""
+
 if TYPE_CHECKING:
     from graphstore.store import Store
 

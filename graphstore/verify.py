@@ -397,10 +397,6 @@ def _stream_checks(
 def _replay_aggregates(
     env: dict[str, str], stream: str, where: str, file_report: FileReport, report: VerifyReport
 ) -> None:
-    # The domain's classes register their stable event names when imported: the call
-    # trees' with domain.calls.tree (domain.calls loads its modules lazily), which a
-    # reader must import before replaying them.
-    import domain.calls.tree  # noqa: F401, PLC0415
     from domain import Identity, Metagraph  # noqa: PLC0415
 
     application: Any

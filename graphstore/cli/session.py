@@ -145,6 +145,7 @@ def run_action(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
         NotFoundError,
     )
     from graphstore import logs
+    from projections.errors import ProjectionError
     from streams.errors import ConfigurationError
 
     session = session_of(ctx)
@@ -175,3 +176,6 @@ def run_action(ctx: typer.Context, action: Callable[[Session], _R]) -> _R:
     except ConfigurationError as exc:  # a setting (e.g. GRAPHSTORE_CIPHER_KEY): named, not shown
         session.output.error(str(exc))
         raise typer.Exit(ExitCode.USAGE) from None
+    except ProjectionError as exc:  # views that no longer match the stream: says what to do
+        session.output.error(str(exc))
+        raise typer.Exit(ExitCode.STORAGE) from None

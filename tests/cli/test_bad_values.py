@@ -8,8 +8,12 @@ import socket
 from pathlib import Path
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from graphstore.cli import ExitCode
+from graphstore.cli.session import Session, run_action
+from projections.errors import ViewDivergedError
 from tests.cli.test_cli import gs
 
 CASES: list[tuple[tuple[str, ...], str]] = [
@@ -143,3 +147,25 @@ def test_relay_status_of_an_unreachable_nats_is_one_line_in_bounded_time(data: P
     assert done.returncode == ExitCode.STORAGE
     assert done.stderr.startswith(f"error: cannot read JetStream at nats://127.0.0.1:{port}: ")
     assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_views_that_no_longer_match_the_stream_are_one_line_and_exit_5(tmp_path: Path) -> None:
+    """A projection error reaching a command (views edited by hand, an event applied
+    twice) is mapped like a storage error: its message, which says what to do, on one
+    line, and exit code 5; no traceback."""
+    app = typer.Typer()
+    message = "call 'c1' is added but already in the flowgraph view: rebuild the projection"
+
+    @app.command()
+    def project(ctx: typer.Context) -> None:
+        ctx.obj = Session(data_dir=tmp_path, as_json=False, api_key=None)
+
+        def action(session: Session) -> None:
+            raise ViewDivergedError(message)
+
+        run_action(ctx, action)
+
+    done = CliRunner().invoke(app, [])
+    assert done.exit_code == ExitCode.STORAGE
+    assert done.exception is None or isinstance(done.exception, SystemExit)
+    assert done.stderr == f"error: {message}\n"
