@@ -180,6 +180,7 @@ class _Tenant:
     seen: Signature | None = None
     newest: float = 0.0  # wall time of the newest entry seen (s)
     diverged: str | None = None  # the subject holds what the file does not: refused
+    refused: str | None = None  # the last refusal logged (each is logged once, not per wake)
     stream: str = "metagraph"  # the file's stream relayed (system.db: "identity")
     retiring: int | None = None  # a relayed retirement record whose deletions are not done
     status: TenantRelayStatus | None = None
@@ -622,13 +623,13 @@ class Relay:
         if last is None:
             tenant.cursor, tenant.subject_seq = saved or 0, 0
         elif not _holds(datastore, tenant.stream, last) and not self._retired(tenant, last.offset):
-            tenant.diverged = (
+            self._refuse(
+                tenant,
                 f"{tenant.subject} ends with offset {last.offset} (sequence {last.seq}), which "
                 "this tenant file does not hold as relayed (it was restored to an earlier "
                 "point, or lost its last commits): refusing to relay it, so that nothing is "
-                "duplicated or lost. See docs/backup.md, 'After a restore to a point'."
+                "duplicated or lost. See docs/backup.md, 'After a restore to a point'.",
             )
-            log.error("relay refuses a tenant", tenant=tenant.org_id, reason=tenant.diverged)
             tenant.cursor, tenant.subject_seq = saved or 0, last.seq
             tenant.synced = True
             self._report(tenant)
@@ -715,13 +716,22 @@ class Relay:
         try:
             return _retirements(entries, self._open(tenant).plain_state)
         except EncryptedRecordError as exc:
-            tenant.diverged = (
+            self._refuse(
+                tenant,
                 f"{exc}. The relay stops before it, so that JetStream never holds a "
-                "retirement record whose deletions were not done; restart it with the key"
+                "retirement record whose deletions were not done; restart it with the key",
             )
-            log.error("relay refuses a tenant", tenant=tenant.org_id, reason=tenant.diverged)
             self._report(tenant)
             return None
+
+    @staticmethod
+    def _refuse(tenant: _Tenant, reason: str) -> None:
+        """Refuse ``tenant`` for ``reason`` (its status says why). Logged once per reason:
+        every wake of a refused tenant meets the same cause again."""
+        tenant.diverged = reason
+        if tenant.refused != reason:
+            tenant.refused = reason
+            log.error("relay refuses a tenant", tenant=tenant.org_id, reason=reason)
 
     def _save(self, tenant: _Tenant) -> None:
         """Save the cursor as the position when it advances it (after the acks), but not
