@@ -15,8 +15,8 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from structlog.testing import capture_logs
 from eventsourcing.cipher import AESCipher
+from structlog.testing import capture_logs
 
 from domain import Principal
 from graphstore.data import DataDirectory
