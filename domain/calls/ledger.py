@@ -91,7 +91,7 @@ class CallLedger:
         self.app = app
         self._where: OrderedDict[str, UUID] = OrderedDict()
         self._graph_id: UUID | None = None
-        self._retention_version = 0  # the tenant's Retention aggregate, as last seen
+        self._retention_version: int | None = None  # the tenant's Retention, as last read
 
     def ingest(
         self,
@@ -119,7 +119,7 @@ class CallLedger:
         def fold(unit: UnitOfWork) -> tuple[int, int]:
             nonlocal attempt
             attempt += 1
-            retention = self._after_retirements(unit)
+            retention = self._after_retirements(unit, read=attempt > 1 or joined)
             trees = _Trees(self, unit, guess_new=attempt == 1 and not joined)
             if also is not None:
                 also(unit)
@@ -197,11 +197,18 @@ class CallLedger:
         while len(where) > _LOCATIONS:
             where.popitem(last=False)
 
-    def _after_retirements(self, unit: UnitOfWork) -> int:
-        """When another process retired runs since this one last looked (the tenant's
-        Retention aggregate moved on), drop every remembered location and cached
-        aggregate: a cached tree of a retired run must not take a late event, appended
-        after its deleted history (issue 16). One indexed read per batch."""
+    def _after_retirements(self, unit: UnitOfWork, *, read: bool) -> int:
+        """The version of the tenant's Retention aggregate a batch relies on.
+
+        When a pass retired runs since this process last read it (the aggregate moved
+        on), every remembered location and cached aggregate is dropped: a cached tree of
+        a retired run must not take a late event, appended after its deleted history
+        (issue 16). Unless ``read``, the version last read is taken without a read: a
+        batch that extends a recorded tree expects it in its commit, which fails if a
+        pass moved it since, and the retry reads (``read``). So a batch reads the
+        aggregate only the first time, on a retry, or when joined to an outer unit."""
+        if not read and self._retention_version is not None:
+            return self._retention_version
         found = unit.load(RETENTION_ID, Retention)
         version = 0 if found is None else int(found.version)
         if version == self._retention_version:
