@@ -37,7 +37,12 @@ from domain.calls.protocol import (
 )
 from domain.calls.rules import Rules
 from domain.calls.tree import INDEX_ID, CallIndex, CallRef, CallTree, ref_id
-from domain.errors import CallEventError, GraphArchivedError, ValidationError
+from domain.errors import (
+    CallEventError,
+    ConcurrencyError,
+    GraphArchivedError,
+    ValidationError,
+)
 from domain.graphs import Graph
 from domain.logs import wrap_logger
 from domain.names import names_of
@@ -119,7 +124,8 @@ class CallLedger:
         def fold(unit: UnitOfWork) -> tuple[int, int]:
             nonlocal attempt
             attempt += 1
-            retention = self._after_retirements(unit, read=attempt > 1 or joined)
+            read = attempt > 1 or joined
+            retention = self._after_retirements(unit, read=read)
             trees = _Trees(self, unit, guess_new=attempt == 1 and not joined)
             if also is not None:
                 also(unit)
@@ -133,6 +139,18 @@ class CallLedger:
                 if progress is not None:
                     progress(done, len(checked))
             trees.settle()
+            # An event found already recorded wrote nothing, so no commit checks the
+            # trees it was found in: check them as a read would (a retired run's request
+            # id sent again is then new, whichever process receives it).
+            if (
+                applied < len(checked)
+                and not read
+                and self._after_retirements(unit, read=True) != retention
+            ):
+                raise ConcurrencyError(
+                    "a retention pass retired runs since this process last looked: "
+                    "the batch runs again on fresh reads"
+                )
             if _extends_a_recorded_tree(unit):
                 # A pass that retires that tree between this unit's reads and its commit
                 # makes the commit fail and the unit run again on fresh reads, so an

@@ -377,6 +377,30 @@ def test_a_late_event_in_another_process_never_lands_on_a_retired_tree(data: Pat
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
+def test_a_retired_request_sent_again_is_new_in_a_process_that_cached_it(data: Path) -> None:
+    """This process caches run ``again``; another process retires it; the same request
+    sent again here is a new call (as in a process that never saw it), not a duplicate
+    of the cached, retired one: a batch that writes nothing still checks the trees it
+    found its events in."""
+    output = {"data": {}, "meta": {"source": "local"}}
+    requested = {"type": "call.requested", "at": T0,
+                 "payload": {"requestId": "again", "operationId": "flows.run", "input": {}}}  # fmt: skip
+    responded = {"type": "call.responded", "at": T0,
+                 "payload": {"requestId": "again", "output": output}}  # fmt: skip
+    with open_store(data) as store:
+        acme = store.tenant("acme")
+        ingest(acme, [requested, responded])
+        assert ingest(acme, [requested]).applied == 0  # a duplicate while it is recorded
+        ok(data, "projector", "catch-up", "--tenant", "acme")
+        ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+        retired = ok(data, "retention", "run", "--tenant", "acme")  # another process
+        assert "again" in {r["run_id"] for r in retired["runs"]}
+        report = ingest(acme, [requested])
+        assert (report.applied, report.attempts) == (1, 2)  # new, after one stale attempt
+    verified = gs(data, "verify", "--tenant", "acme")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
 def test_a_pass_that_commits_while_a_late_event_folds_makes_that_batch_run_again(
     data: Path,
 ) -> None:
