@@ -383,8 +383,8 @@ def test_a_retired_request_sent_again_is_new_in_a_process_that_cached_it(data: P
     of the cached, retired one: a batch that writes nothing still checks the trees it
     found its events in."""
     output = {"data": {}, "meta": {"source": "local"}}
-    requested = {"type": "call.requested", "at": T0,
-                 "payload": {"requestId": "again", "operationId": "flows.run", "input": {}}}  # fmt: skip
+    payload = {"requestId": "again", "operationId": "flows.run", "input": {}}
+    requested = {"type": "call.requested", "at": T0, "payload": payload}
     responded = {"type": "call.responded", "at": T0,
                  "payload": {"requestId": "again", "output": output}}  # fmt: skip
     with open_store(data) as store:
