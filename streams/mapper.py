@@ -156,12 +156,15 @@ def _derivable(state: dict[str, Any], derived: tuple[tuple[str, str, str], ...])
 
 
 def _restore_derived(state: dict[str, Any], derived: tuple[tuple[str, str, str], ...]) -> None:
+    # A field may be derivable from several containers (the first present one counts).
     for name, container, key in derived:
         if state.get(name) is None:
             source = state.get(container)
-            if not isinstance(source, dict) or key not in source:
-                raise ValueError(f"{name!r} is absent and {container}[{key!r}] too")
-            state[name] = source[key]
+            if isinstance(source, dict) and key in source:
+                state[name] = source[key]
+    for name, container, key in derived:
+        if state.get(name) is None:
+            raise ValueError(f"{name!r} is absent and {container}[{key!r}] too")
 
 
 class _EventCodec:

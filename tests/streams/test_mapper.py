@@ -82,8 +82,9 @@ def fields_of(event: Any) -> dict[str, Any]:
     for name in omitted_if_none(type(event)):
         state.setdefault(name, None)
     for name, container, key in derived_fields(type(event)):  # eventsourcing's Mapper
-        if name not in state:  # leaves a derived field out: TypedMapper puts it back
-            state[name] = state[container][key]
+        source = state.get(container)  # the first container present counts
+        if name not in state and isinstance(source, dict):  # TypedMapper puts it back
+            state[name] = source[key]
     return dict(sorted(state.items()))  # a key's place is not part of the event
 
 
