@@ -40,9 +40,11 @@ __all__ = [
     "change_of",
     "default_links",
     "derived_times",
+    "entry_type",
     "ref_id",
     "request_of",
     "stored_change",
+    "stored_entries",
     "tree_id",
 ]
 
@@ -116,12 +118,42 @@ def derived_times(
     if not entries or not isinstance(entries[-1], dict) or "at" not in entries[-1]:
         return {}
     entry, stored = entries[-1], changes or {}
+    kind = entry.get("type") or entry_type(changes, appended)
     times: dict[str, Any] = {}
-    if not started and "startedAt" not in stored and entry.get("type") == "call.responded":
+    if not started and "startedAt" not in stored and kind == "call.responded":
         times["startedAt"] = entry["at"]
     if not completed and "completedAt" not in stored and stored.get("status") in _ENDED:
         times["completedAt"] = entry["at"]
     return times
+
+
+def entry_type(
+    changes: Mapping[str, Any] | None, appended: Mapping[str, Sequence[Any]] | None
+) -> str:
+    """The ``type`` of the ``events`` entry a ``CallTree.CallUpdated`` appends and
+    stores without one (since 1efdefa), from what it changed: an ``error`` is a
+    ``call.error``, the status ``aborted`` a ``call.aborted``, an ``output`` (set or
+    appended) a ``call.responded``, anything else a ``call.completed``."""
+    stored, grown = changes or {}, appended or {}
+    if "error" in stored:
+        return "call.error"
+    if stored.get("status") == "aborted":
+        return "call.aborted"
+    if "output" in stored or "output" in grown:
+        return "call.responded"
+    return "call.completed"
+
+
+def _typed_entries(
+    changes: Mapping[str, Any] | None, appended: Mapping[str, Sequence[Any]] | None
+) -> Mapping[str, Sequence[Any]] | None:
+    """``appended`` with the ``type`` of its last ``events`` entry put back if absent."""
+    entries = (appended or {}).get("events")
+    if not entries or not isinstance(entries[-1], dict) or "type" in entries[-1]:
+        return appended
+    last = dict(entries[-1])
+    typed = {"id": last.pop("id", None), "type": entry_type(changes, appended), **last}
+    return {**(appended or {}), "events": [*entries[:-1], typed]}
 
 
 def apply_change(
@@ -132,6 +164,7 @@ def apply_change(
     """A call's attributes after a ``CallTree.CallUpdated`` that stored ``changes`` and
     ``appended`` (:func:`change_of`), with the times it leaves out
     (:func:`derived_times`); ``old`` is not modified."""
+    appended = _typed_entries(changes, appended)
     times = derived_times(
         changes, appended, started="startedAt" in old, completed="completedAt" in old
     )
@@ -156,6 +189,21 @@ def stored_change(
             raise ValueError(f"a call update would derive {name} it does not set: {changes}")
     kept = {k: changes[k] for k in _TIMES if k in changes and times.get(k, _ABSENT) != changes[k]}
     return {**rest, **kept}
+
+
+def stored_entries(
+    changes: Mapping[str, Any], appended: dict[str, list[Any]]
+) -> dict[str, list[Any]]:
+    """``appended`` (:func:`change_of`) with its last ``events`` entry stored without
+    the ``type`` that :func:`entry_type` gives back."""
+    entries = appended.get("events")
+    if not entries or not isinstance(entries[-1], dict):
+        return appended
+    last = entries[-1]
+    if last.get("type") != entry_type(changes, appended) or "id" not in last:
+        return appended
+    untyped = {k: v for k, v in last.items() if k != "type"}
+    return {**appended, "events": [*entries[:-1], untyped]}
 
 
 def default_links(key: str, parent: str | None) -> list[list[str]]:
@@ -222,7 +270,9 @@ class CallTree(Aggregate):
     TOPIC = "CallTree"
 
     class Event(Aggregate.Event):
-        pass
+        TIMESTAMP_FROM_RECORD = True
+        """Its ``timestamp`` is not written: read back, it is the envelope's ``time``
+        (when it was recorded, to the millisecond; streams.mapper, docs/events.md)."""
 
     class Started(Event, Aggregate.Created):
         TOPIC = "CallTree.Started"
@@ -364,6 +414,7 @@ class CallTree(Aggregate):
         old = self.calls[key]
         changes, appended = change_of(old, attributes)
         changes = stored_change(old, changes, appended)
+        appended = stored_entries(changes, appended)
         if appended:
             self.trigger_event(self.CallUpdated, key=key, changes=changes, appended=appended)
         else:

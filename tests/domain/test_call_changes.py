@@ -53,10 +53,11 @@ def test_an_update_stores_the_response_and_the_status_not_the_request(app: Metag
         "output": {"data": {"ok": 1}, "meta": {"source": "local"}},
     }
     (entry,) = update["appended"]["events"]
-    assert (entry["type"], entry["at"]) == ("call.responded", T0 + 5)
+    assert set(entry) == {"id", "at"} and entry["at"] == T0 + 5  # its type: derived
     assert "x" * 500 not in json.dumps(update)  # the input is not carried again
     call = get_call(app, "r")
     assert call is not None and (call["startedAt"], call["completedAt"]) == (T0 + 5, T0 + 5)
+    assert call["events"][-1] == {"id": entry["id"], "type": "call.responded", "at": T0 + 5}
 
 
 def test_a_subscription_output_costs_the_same_however_many_came_before(app: Metagraph) -> None:
@@ -214,6 +215,13 @@ def stored_states(app: Metagraph, topic: str) -> list[dict[str, Any]]:
     ]
 
 
+def stored_envelope(app: Metagraph, offset: int) -> str:
+    rows = app.recorder.datastore.query(
+        'SELECT payload FROM _honker_stream WHERE "offset" = ?', [offset]
+    )
+    return str(rows[0]["payload"])
+
+
 def test_a_call_event_leaves_out_what_is_derivable(app: Metagraph) -> None:
     """A ``CallAdded`` stores no ``key`` (its requestId) and, when its only link is from
     its recorded parent, no ``links`` (``default_links``); a ``CallUpdated`` stores no
@@ -229,7 +237,11 @@ def test_a_call_event_leaves_out_what_is_derivable(app: Metagraph) -> None:
     fields = {"requestId", "operationId", "input", "parentRequestId", "id", "at"}
     assert set(child["request"]) == fields
     (update,) = stored_states(app, "CallTree.CallUpdated")
-    assert set(update) == {"timestamp", "key", "changes", "appended"}
+    assert set(update) == {"key", "changes", "appended"}  # no timestamp: the envelope's
+    (last,) = app.recorder.select_notifications(0, 1, topics=["CallTree.CallUpdated"])
+    recorded_ms = int(json.loads(stored_envelope(app, last.id))["time"])
+    # A call tree event's timestamp reads back as when it was recorded (ms).
+    assert app.mapper.to_domain_event(last).timestamp.timestamp() * 1000 == recorded_ms
     with app.transaction() as unit:
         tree = unit.load(tree_id("r"), CallTree)
         assert tree is not None and tree.children == {"r": ["r.1"]}
