@@ -57,6 +57,7 @@ __all__ = [
     "StatusChanged",
     "Tagged",
     "UuidHex",
+    "added_raw",
     "attributes_after",
     "call_key",
 ]
@@ -79,6 +80,9 @@ key and its complete attributes, except ``CallUpdated`` since issue 17: what cha
 (``changes``, ``appended``; see :func:`attributes_after`)."""
 
 _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
+_NO_REQUEST: Final = msgspec.Raw(b"null")
+"""The ``request`` of an event that stores none (any but a ``CallAdded`` written since
+1efdefa): compared by identity."""
 
 
 class Event(VersionedEvent, kw_only=True):
@@ -256,6 +260,20 @@ def call_key(key: str | None, attributes: msgspec.Raw | bytes) -> str:
     return found
 
 
+def added_raw(request: msgspec.Raw | bytes) -> msgspec.Raw:
+    """A call's attributes (JSON) from the ``request`` a ``CallAdded`` stores
+    (``domain.calls.tree.added_attributes``, the one derivation)."""
+    from domain.calls.tree import added_attributes  # noqa: PLC0415 - domain.calls is lazy
+
+    try:
+        fields = msgspec.json.decode(request)
+        if not isinstance(fields, dict):
+            raise TypeError(f"request is a {type(fields).__name__}, not an object")
+        return msgspec.Raw(msgspec.json.encode(added_attributes(fields)))
+    except (msgspec.MsgspecError, KeyError, TypeError) as exc:
+        raise EventNotProjectableError(f"a CallAdded has a malformed request: {exc}") from exc
+
+
 class CallChanged(Event):
     """``CallTree.CallAdded``, ``CallUpdated`` and ``CallImported``: a call's key and
     complete attributes; ``links`` (``CallAdded`` only) the ``triggered`` edges (parent,
@@ -269,8 +287,14 @@ class CallChanged(Event):
     links: list[tuple[str, str]] = msgspec.field(default_factory=list)
     changes: dict[str, Any] | None = None
     appended: dict[str, list[Any]] | None = None
+    request: msgspec.Raw = _NO_REQUEST
 
     def __post_init__(self) -> None:
+        if self.request is not _NO_REQUEST:  # a CallAdded that stores the request as given
+            try:
+                self.attributes = added_raw(self.request)
+            except EventNotProjectableError as exc:
+                raise ValueError(str(exc)) from None  # msgspec: a ValidationError
         if not self.key:
             try:
                 self.key = call_key(self.key, self.attributes)
@@ -284,10 +308,10 @@ class CallChanged(Event):
 
 
 class CallAdded(CallChanged, kw_only=True):
-    """``CallTree.CallAdded`` (``attributes`` required). ``links`` is absent when it is
-    the default (``domain.calls.tree.default_links``): read :meth:`triggered`."""
+    """``CallTree.CallAdded`` (``attributes``, or the ``request`` they derive from).
+    ``links`` is absent when it is the default (``domain.calls.tree.default_links``):
+    read :meth:`triggered`."""
 
-    attributes: msgspec.Raw
     links: list[tuple[str, str]] | None = None  # type: ignore[assignment]
 
     def triggered(self) -> list[tuple[str, str]]:
@@ -349,8 +373,14 @@ class FoldedEvent(Event):
     graph_type_name: str = ""
     changes: dict[str, Any] | None = None
     appended: dict[str, list[Any]] | None = None
+    request: msgspec.Raw = _NO_REQUEST
 
     def __post_init__(self) -> None:
+        if self.request is not _NO_REQUEST:  # a CallAdded that stores the request as given
+            try:
+                self.attributes = added_raw(self.request)
+            except EventNotProjectableError as exc:
+                raise ValueError(str(exc)) from None
         # A CallAdded that stores no key is keyed by its requestId (every node event
         # stores its key; Graph.Created has a name and no key).
         if not self.key and not self.name and self.attributes is not _EMPTY_OBJECT:
@@ -371,3 +401,11 @@ class AnyEvent(msgspec.Struct):
     node_type: str | None = None
     attributes: msgspec.Raw = msgspec.Raw(b"null")
     changes: dict[str, Any] | None = None
+    request: msgspec.Raw = _NO_REQUEST
+
+    def __post_init__(self) -> None:
+        if self.request is not _NO_REQUEST:  # a CallAdded that stores the request as given
+            try:
+                self.attributes = added_raw(self.request)
+            except EventNotProjectableError as exc:
+                raise ValueError(str(exc)) from None

@@ -345,7 +345,7 @@ class FlowgraphProjection(Projection):
     def _call_updated(self, tx: Transaction, event: CallChanged, record: Record) -> None:
         fold = Fold(_SqlStore(tx, self.sql))
         if event.changes is not None:  # what changed (issue 17)
-            fold.changed(event.key, event.changes, record.offset, record.time)
+            fold.changed(event.key, event.changes, record.offset, record.time, event.appended)
             return
         attributes = decode_attributes(event.attributes, event.key)
         fold.updated(event.key, attributes, record.offset, record.time)

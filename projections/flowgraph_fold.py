@@ -84,11 +84,23 @@ def decode_attributes(raw: msgspec.Raw | bytes, key: str) -> CallAttributes:
     return attributes
 
 
-def attributes_changed(old: CallRow, changes: Mapping[str, Any]) -> CallAttributes:
+def attributes_changed(
+    old: CallRow,
+    changes: Mapping[str, Any],
+    appended: Mapping[str, Sequence[Any]] | None = None,
+) -> CallAttributes:
     """The attributes the views read of a call whose row is ``old``, after a
     ``CallUpdated`` that carries what changed (issue 17): a change never touches the
     request (operation, parent, times requested, metadata), only the status, the times
-    started and completed, the error and the output."""
+    started and completed (stored, or derived from the ``events`` entry it
+    ``appended``: ``domain.calls.tree.derived_times``), the error and the output."""
+    from domain.calls.tree import derived_times  # noqa: PLC0415 - domain.calls is lazy
+
+    had_start, had_end = old.started_at is not None, old.completed_at is not None
+    changes = {
+        **changes,
+        **derived_times(changes, appended, started=had_start, completed=had_end),
+    }
     try:
         error = (
             msgspec.convert(changes["error"], CallError)
@@ -370,9 +382,17 @@ class Fold:
         else:
             self._save(run, seconds)
 
-    def changed(self, key: str, changes: Mapping[str, Any], offset: int, time_ms: int) -> None:
+    def changed(
+        self,
+        key: str,
+        changes: Mapping[str, Any],
+        offset: int,
+        time_ms: int,
+        appended: Mapping[str, Sequence[Any]] | None = None,
+    ) -> None:
         """A ``CallUpdated`` that carries what changed (:func:`attributes_changed`)."""
-        self.updated(key, attributes_changed(self._call(key), changes), offset, time_ms)
+        new = attributes_changed(self._call(key), changes, appended)
+        self.updated(key, new, offset, time_ms)
 
     def deleted(self, key: str, offset: int, time_ms: int) -> None:
         store = self.store

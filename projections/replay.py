@@ -868,8 +868,10 @@ class Replay:
             # (the runs of the calls they name, and runs waiting for those calls).
             ctes.append(
                 "named(k) AS (SELECT coalesce(payload ->> '$.data.key', "
-                "payload ->> '$.data.attributes.requestId') FROM tail "
-                "UNION SELECT payload ->> '$.data.attributes.parentRequestId' FROM tail "
+                "payload ->> '$.data.attributes.requestId', "
+                "payload ->> '$.data.request.requestId') FROM tail "
+                "UNION SELECT coalesce(payload ->> '$.data.attributes.parentRequestId', "
+                "payload ->> '$.data.request.parentRequestId') FROM tail "
                 "UNION SELECT ?)"
             )
             ctes.append(

@@ -61,6 +61,7 @@ from eventsourcing.persistence import (
     Compressor,
     Mapper,
     MapperDeserialisationError,
+    Notification,
     StoredEvent,
     Transcoder,
     find_id_convertor,
@@ -72,6 +73,8 @@ from streams.transcoder import MsgspecTranscoder, from_utc_micros
 
 __all__ = [
     "TYPED_PACKAGES",
+    "RecordedEvent",
+    "RecordedNotification",
     "TypedMapper",
     "derived_fields",
     "omitted_if_none",
@@ -156,22 +159,61 @@ def _derivable(state: dict[str, Any], derived: tuple[tuple[str, str, str], ...])
 
 
 def _restore_derived(state: dict[str, Any], derived: tuple[tuple[str, str, str], ...]) -> None:
+    # A field may be derivable from several containers (the first present one counts).
     for name, container, key in derived:
         if state.get(name) is None:
             source = state.get(container)
-            if not isinstance(source, dict) or key not in source:
-                raise ValueError(f"{name!r} is absent and {container}[{key!r}] too")
-            state[name] = source[key]
+            if isinstance(source, dict) and key in source:
+                state[name] = source[key]
+    for name, container, key in derived:
+        if state.get(name) is None:
+            raise ValueError(f"{name!r} is absent and {container}[{key!r}] too")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedEvent(StoredEvent):
+    """A stored event read with its record's time (ms since the epoch, UTC): the
+    timestamp of an event class that does not write its own (``TIMESTAMP_FROM_RECORD``)."""
+
+    time_ms: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordedNotification(Notification):
+    """A notification read with its record's time (as :class:`RecordedEvent`)."""
+
+    time_ms: int | None = None
+
+
+def _record_time(stored: StoredEvent) -> datetime:
+    time_ms = getattr(stored, "time_ms", None)
+    if not isinstance(time_ms, int):
+        raise ValueError(
+            "its timestamp is its record's time, and this stored event carries none "
+            "(read it through streams.persistence's recorders)"
+        )
+    return from_utc_micros(time_ms * 1000)
 
 
 class _EventCodec:
     """Decodes one event class's stored state through its derived Struct."""
 
-    def __init__(self, cls: type, fields: list[tuple[str, Any]], transcoder: MsgspecTranscoder):
+    def __init__(
+        self,
+        cls: type,
+        fields: list[tuple[str, Any]],
+        transcoder: MsgspecTranscoder,
+        *,
+        record_times: bool = False,
+    ):
         struct_fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
         tagged: list[tuple[str, str, Callable[[Any], Any]]] = []
         micros: list[str] = []
         omitted = omitted_if_none(cls)
+        # The timestamp of a class that takes it from its record is not written.
+        record_time = record_times and bool(getattr(cls, "TIMESTAMP_FROM_RECORD", False))
+        if record_time:
+            omitted |= {"timestamp"}
         derived = derived_fields(cls)
         optional = omitted | {name for name, _, _ in derived}
         for name, annotation in fields:
@@ -200,6 +242,7 @@ class _EventCodec:
         self.micros = frozenset(micros)
         self.omitted = omitted
         self.derived = derived
+        self.record_time = record_time
 
     def skipped(self, state: dict[str, Any]) -> frozenset[str]:
         """The keys of ``state`` not written: the originator's, the fields of
@@ -208,6 +251,8 @@ class _EventCodec:
         if not self.omitted and not self.derived:
             return _ORIGINATOR_KEYS
         skip = {name for name in self.omitted if state.get(name) is None}
+        if self.record_time:
+            skip.add("timestamp")
         return _ORIGINATOR_KEYS | skip | _derivable(state, self.derived)
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -263,6 +308,10 @@ class TypedMapper(Mapper[Any]):
         super().__init__(transcoder, compressor=compressor, cipher=cipher)
         self._codecs: dict[type, _EventCodec | None] = {}
         self._fast = transcoder if type(transcoder) is MsgspecTranscoder else None
+        self.record_times = False
+        """Whether event classes with ``TIMESTAMP_FROM_RECORD`` are written without their
+        ``timestamp`` and read with their record's time (:class:`RecordedEvent`): set by
+        a persistence module whose recorders give every stored event its time."""
 
     def codec_of(self, cls: type) -> _EventCodec | None:
         """The typed codec of event class ``cls``, or ``None`` when it takes the generic
@@ -280,7 +329,7 @@ class TypedMapper(Mapper[Any]):
             fields = typed_fields(cls)
             if fields is not None:
                 try:
-                    codec = _EventCodec(cls, fields, self._fast)
+                    codec = _EventCodec(cls, fields, self._fast, record_times=self.record_times)
                 except (TypeError, ValueError):  # a type msgspec cannot describe
                     codec = None
         self._codecs[cls] = codec
@@ -323,6 +372,8 @@ class TypedMapper(Mapper[Any]):
                 event_state = self.transcoder.decode(stored_state)
                 codec.restore_micros(event_state)
             codec.restore(event_state)
+            if codec.record_time and event_state.get("timestamp") is None:
+                event_state["timestamp"] = _record_time(stored_event)
         except Exception as e:
             msg = (
                 f"Failed to deserialise state of stored event with "

@@ -78,7 +78,7 @@ from streams._honker import Synchronous, TenantFile, Watcher, open_file, release
 from streams.errors import ConfigurationError
 from streams.index import REF_VERSION, id_key, index_table, ref_keys, refs_of, table_prefix
 from streams.logs import wrap_logger
-from streams.mapper import TypedMapper
+from streams.mapper import RecordedEvent, RecordedNotification, TypedMapper
 from streams.positions import save_position, saved_position
 from streams.side_writes import SideWrite, apply_side_writes, check_side_writes
 from streams.transaction import Transaction
@@ -525,7 +525,9 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
             ):
                 continue  # a reference's row: another aggregate's event (streams.index)
             events.append(
-                StoredEvent(originator_id, env.version, env.type, envelopes.state_of(env))
+                RecordedEvent(
+                    originator_id, env.version, env.type, envelopes.state_of(env), env.time
+                )
             )
         return events
 
@@ -556,12 +558,13 @@ class HonkerApplicationRecorder(HonkerRecorder, ApplicationRecorder):
         for row in self.datastore.query(" ".join(sql), params):
             env = decode(row["payload"])
             notifications.append(
-                Notification(
+                RecordedNotification(
                     id=row["offset"],
                     originator_id=env.subject,
                     originator_version=env.version,
                     topic=env.type,
                     state=envelopes.state_of(env),
+                    time_ms=env.time,
                 )
             )
         return notifications
@@ -867,7 +870,10 @@ class HonkerFactory(InfrastructureFactory[HonkerTrackingRecorder]):
         stored bytes as eventsourcing's ``Mapper``; the store's own events decoded typed)."""
         if mapper_class is None and not self.env.get(self.MAPPER_TOPIC):
             mapper_class = TypedMapper
-        return super().mapper(transcoder=transcoder, mapper_class=mapper_class)
+        mapper = super().mapper(transcoder=transcoder, mapper_class=mapper_class)
+        if isinstance(mapper, TypedMapper):  # every event read here carries its time
+            mapper.record_times = True
+        return mapper
 
     def _created(self, recorder: _R) -> _R:
         if self.env_create_table():

@@ -37,8 +37,15 @@ FIXTURE_V4 = Path(__file__).parent / "fixtures" / "trees-v4"
 ``CallAdded`` with its ``key`` and ``links``, every ``CallUpdated`` with
 ``"attributes": null`` (before those were left out when derivable, docs/events.md)."""
 
+FIXTURE_V5 = Path(__file__).parent / "fixtures" / "trees-v5"
+"""The same calls written by main at 1efdefa: ``CallAdded`` (class_version 1) with the
+call's whole attributes when requested (before it stored the request as given)."""
 
-@pytest.fixture(params=[FIXTURE, FIXTURE_V3, FIXTURE_V4], ids=["trees-v2", "trees-v3", "trees-v4"])
+
+@pytest.fixture(
+    params=[FIXTURE, FIXTURE_V3, FIXTURE_V4, FIXTURE_V5],
+    ids=["trees-v2", "trees-v3", "trees-v4", "trees-v5"],
+)
 def trees(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     data = tmp_path / request.param.name  # trees-v<N>: the version that wrote it
     shutil.copytree(request.param, data)

@@ -35,10 +35,16 @@ __all__ = [
     "CallIndex",
     "CallRef",
     "CallTree",
+    "added_attributes",
     "apply_change",
     "change_of",
     "default_links",
+    "derived_times",
+    "entry_type",
     "ref_id",
+    "request_of",
+    "stored_change",
+    "stored_entries",
     "tree_id",
 ]
 
@@ -91,17 +97,113 @@ def change_of(
     return changes, appended
 
 
+_ENDED: Final = frozenset({"completed", "failed", "aborted"})
+_TIMES: Final[tuple[str, ...]] = ("startedAt", "completedAt")
+
+
+def derived_times(
+    changes: Mapping[str, Any] | None,
+    appended: Mapping[str, Sequence[Any]] | None,
+    *,
+    started: bool,
+    completed: bool,
+) -> dict[str, Any]:
+    """The ``startedAt`` and ``completedAt`` a ``CallTree.CallUpdated`` stores none of
+    (since 1efdefa: docs/events.md), derived from its ``events`` entry (the last one
+    it appends) for a call that had none (``started``, ``completed``: whether it had
+    them): ``startedAt`` is the ``at`` of a ``call.responded`` (the first output), and
+    ``completedAt`` the ``at`` of the event that gave the call an ended status. What
+    the update stores wins; an update that appends no event derives nothing."""
+    entries = (appended or {}).get("events")
+    if not entries or not isinstance(entries[-1], dict) or "at" not in entries[-1]:
+        return {}
+    entry, stored = entries[-1], changes or {}
+    kind = entry.get("type") or entry_type(changes, appended)
+    times: dict[str, Any] = {}
+    if not started and "startedAt" not in stored and kind == "call.responded":
+        times["startedAt"] = entry["at"]
+    if not completed and "completedAt" not in stored and stored.get("status") in _ENDED:
+        times["completedAt"] = entry["at"]
+    return times
+
+
+def entry_type(
+    changes: Mapping[str, Any] | None, appended: Mapping[str, Sequence[Any]] | None
+) -> str:
+    """The ``type`` of the ``events`` entry a ``CallTree.CallUpdated`` appends and
+    stores without one (since 1efdefa), from what it changed: an ``error`` is a
+    ``call.error``, the status ``aborted`` a ``call.aborted``, an ``output`` (set or
+    appended) a ``call.responded``, anything else a ``call.completed``."""
+    stored, grown = changes or {}, appended or {}
+    if "error" in stored:
+        return "call.error"
+    if stored.get("status") == "aborted":
+        return "call.aborted"
+    if "output" in stored or "output" in grown:
+        return "call.responded"
+    return "call.completed"
+
+
+def _typed_entries(
+    changes: Mapping[str, Any] | None, appended: Mapping[str, Sequence[Any]] | None
+) -> Mapping[str, Sequence[Any]] | None:
+    """``appended`` with the ``type`` of its last ``events`` entry put back if absent."""
+    entries = (appended or {}).get("events")
+    if not entries or not isinstance(entries[-1], dict) or "type" in entries[-1]:
+        return appended
+    last = dict(entries[-1])
+    typed = {"id": last.pop("id", None), "type": entry_type(changes, appended), **last}
+    return {**(appended or {}), "events": [*entries[:-1], typed]}
+
+
 def apply_change(
     old: Mapping[str, Any],
     changes: Mapping[str, Any] | None,
     appended: Mapping[str, Sequence[Any]] | None,
 ) -> dict[str, Any]:
     """A call's attributes after a ``CallTree.CallUpdated`` that stored ``changes`` and
-    ``appended`` (:func:`change_of`); ``old`` is not modified."""
-    new = {**old, **(changes or {})}
+    ``appended`` (:func:`change_of`), with the times it leaves out
+    (:func:`derived_times`); ``old`` is not modified."""
+    appended = _typed_entries(changes, appended)
+    times = derived_times(
+        changes, appended, started="startedAt" in old, completed="completedAt" in old
+    )
+    new = {**old, **(changes or {}), **times}
     for name, items in (appended or {}).items():
         new[name] = [*new.get(name, ()), *items]
     return new
+
+
+def stored_change(
+    old: Mapping[str, Any], changes: dict[str, Any], appended: Mapping[str, Sequence[Any]]
+) -> dict[str, Any]:
+    """``changes`` (:func:`change_of`) without the times :func:`derived_times` gives
+    back. Raises ``ValueError`` if it would derive a time the call does not have (the
+    rules of docs/calls.md always set them)."""
+    rest = {k: v for k, v in changes.items() if k not in _TIMES}
+    times = derived_times(
+        rest, appended, started="startedAt" in old, completed="completedAt" in old
+    )
+    for name in times:
+        if name not in changes:
+            raise ValueError(f"a call update would derive {name} it does not set: {changes}")
+    kept = {k: changes[k] for k in _TIMES if k in changes and times.get(k, _ABSENT) != changes[k]}
+    return {**rest, **kept}
+
+
+def stored_entries(
+    changes: Mapping[str, Any], appended: dict[str, list[Any]]
+) -> dict[str, list[Any]]:
+    """``appended`` (:func:`change_of`) with its last ``events`` entry stored without
+    the ``type`` that :func:`entry_type` gives back."""
+    entries = appended.get("events")
+    if not entries or not isinstance(entries[-1], dict):
+        return appended
+    last = entries[-1]
+    if last.get("type") != entry_type(changes, appended) or "id" not in last:
+        return appended
+    untyped = {k: v for k, v in last.items() if k != "type"}
+    return {**appended, "events": [*entries[:-1], untyped]}
 
 
 def default_links(key: str, parent: str | None) -> list[list[str]]:
@@ -112,13 +214,65 @@ def default_links(key: str, parent: str | None) -> list[list[str]]:
     return [] if parent is None else [[parent, key]]
 
 
+_DERIVED_ON_REQUEST: Final = ("operationType", "status", "requestedAt", "events")
+
+
+def request_of(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What ``CallTree.CallAdded`` stores of a new call's ``attributes`` (its
+    ``request``): the ``call.requested`` payload as given, with the event's ``id`` and
+    ``at``, and ``operationType`` only when it is not ``query``; what the rules add on a
+    request (``status`` ``pending``, ``requestedAt``, the first ``events`` entry) is left
+    out and derived again by :func:`added_attributes`. ``None`` when the attributes are
+    not exactly those (a call recorded aborted under an aborted ancestor): the event
+    then stores them whole."""
+    events = attributes.get("events")
+    if (
+        attributes.get("status") != "pending"
+        or "at" in attributes
+        or "id" in attributes
+        or not isinstance(events, list)
+        or len(events) != 1
+    ):
+        return None
+    first = events[0]
+    if not isinstance(first, dict) or first.get("type") != "call.requested" or len(first) != 3:
+        return None
+    request = {k: v for k, v in attributes.items() if k not in _DERIVED_ON_REQUEST}
+    if attributes.get("operationType") != "query":
+        request["operationType"] = attributes.get("operationType")
+    request["id"] = first.get("id")
+    request["at"] = first.get("at")
+    return request if added_attributes(request) == attributes else None
+
+
+def added_attributes(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's attributes from the ``request`` its ``CallTree.CallAdded`` stores
+    (:func:`request_of`), as the rules made them when the call was requested: the one
+    derivation the aggregate, the projections, replay and the change subscriptions use.
+    Raises ``KeyError`` when ``request`` lacks ``requestId``, ``operationId``, ``id``
+    or ``at``."""
+    fields = dict(request)
+    at, event_id = fields.pop("at"), fields.pop("id")
+    return {
+        "requestId": fields["requestId"],
+        "operationId": fields["operationId"],
+        "operationType": fields.pop("operationType", "query"),
+        "status": "pending",
+        **fields,
+        "requestedAt": at,
+        "events": [{"id": event_id, "type": "call.requested", "at": at}],
+    }
+
+
 class CallTree(Aggregate):
     """The calls of one workflow run: attributes and children of each."""
 
     TOPIC = "CallTree"
 
     class Event(Aggregate.Event):
-        pass
+        TIMESTAMP_FROM_RECORD = True
+        """Its ``timestamp`` is not written: read back, it is the envelope's ``time``
+        (when it was recorded, to the millisecond; streams.mapper, docs/events.md)."""
 
     class Started(Event, Aggregate.Created):
         TOPIC = "CallTree.Started"
@@ -128,25 +282,39 @@ class CallTree(Aggregate):
     Created = Started  # eventsourcing's name for the created event (docs/events.md)
 
     class CallAdded(Event):
-        """A new call, with its complete attributes. ``links`` are the ``triggered``
-        edges (parent, child) that exist from this event on: to its recorded parent,
-        from it to the children that were waiting for it; ``None`` (not stored) when
-        they are :func:`default_links` (see :meth:`triggered`)."""
+        """A new call: its ``request`` as given (:func:`request_of`; the call's
+        attributes are :func:`added_attributes` of it), or, when they are not derivable
+        from it, and in events written before (until 1efdefa), its complete
+        ``attributes``. ``links`` are the ``triggered`` edges (parent, child) that exist
+        from this event on: to its recorded parent, from it to the children that were
+        waiting for it; ``None`` (not stored) when they are :func:`default_links` (see
+        :meth:`triggered`)."""
 
         TOPIC = "CallTree.CallAdded"
-        OMITTED_IF_NONE = ("links", "refs")  # not written while None (streams.mapper)
-        DERIVED_FIELDS = (("key", "attributes", "requestId"),)  # not written: derivable
+        OMITTED_IF_NONE = ("attributes", "links", "refs", "request")  # not written while None
+        DERIVED_FIELDS = (  # not written: derivable (streams.mapper)
+            ("key", "attributes", "requestId"),
+            ("key", "request", "requestId"),
+        )
         key: str
-        attributes: dict[str, Any]
+        attributes: dict[str, Any] | None = None
         links: list[list[str]] | None = None
         refs: list[str] | None = None
         """The calls' references this event files (their ids, :func:`ref_id`, as 32 hex
         digits): the stream indexes the event under each (docs/events.md). ``None``
         before references were index rows, or when a ``CallRef.Filed`` was stored."""
+        request: dict[str, Any] | None = None
+
+        def call_attributes(self) -> dict[str, Any]:
+            """The call's attributes when it was added."""
+            if self.attributes is not None:
+                return self.attributes
+            return added_attributes(self.request or {})
 
         def apply(self, aggregate: CallTree) -> None:
-            aggregate.calls[self.key] = self.attributes
-            parent = self.attributes.get("parentRequestId")
+            attributes = self.call_attributes()
+            aggregate.calls[self.key] = attributes
+            parent = attributes.get("parentRequestId")
             if parent is not None:
                 aggregate.adopt(parent, self.key)
 
@@ -154,7 +322,8 @@ class CallTree(Aggregate):
             """The ``triggered`` edges (parent, child) that exist from this event on."""
             if self.links is not None:
                 return self.links
-            return default_links(self.key, self.attributes.get("parentRequestId"))
+            parent = (self.attributes or self.request or {}).get("parentRequestId")
+            return default_links(self.key, parent)
 
     class CallUpdated(Event):
         """What changed in a call, and only that (issue 17): ``changes``, the fields
@@ -229,14 +398,23 @@ class CallTree(Aggregate):
         refs: list[str] | None = None,
     ) -> None:
         stored = None if links == default_links(key, attributes.get("parentRequestId")) else links
+        request = request_of(attributes)
         self.trigger_event(
-            self.CallAdded, key=key, attributes=attributes, links=stored, refs=refs or None
+            self.CallAdded,
+            key=key,
+            attributes=None if request is not None else attributes,
+            links=stored,
+            refs=refs or None,
+            request=request,
         )
 
     def update_call(self, key: str, attributes: dict[str, Any]) -> None:
         """Record that call ``key`` now has ``attributes``: only the difference is stored
         (see :func:`change_of`)."""
-        changes, appended = change_of(self.calls[key], attributes)
+        old = self.calls[key]
+        changes, appended = change_of(old, attributes)
+        changes = stored_change(old, changes, appended)
+        appended = stored_entries(changes, appended)
         if appended:
             self.trigger_event(self.CallUpdated, key=key, changes=changes, appended=appended)
         else:

@@ -48,15 +48,16 @@ def test_an_update_stores_the_response_and_the_status_not_the_request(app: Metag
     ingest(app, [responded("r", {"ok": 1})])
     (update,) = call_updates(app)
     assert update["key"] == "r"
-    assert update["changes"] == {
+    assert update["changes"] == {  # startedAt, completedAt: the event's at (derived)
         "status": "completed",
         "output": {"data": {"ok": 1}, "meta": {"source": "local"}},
-        "startedAt": T0 + 5,
-        "completedAt": T0 + 5,
     }
     (entry,) = update["appended"]["events"]
-    assert entry["type"] == "call.responded"
+    assert set(entry) == {"id", "at"} and entry["at"] == T0 + 5  # its type: derived
     assert "x" * 500 not in json.dumps(update)  # the input is not carried again
+    call = get_call(app, "r")
+    assert call is not None and (call["startedAt"], call["completedAt"]) == (T0 + 5, T0 + 5)
+    assert call["events"][-1] == {"id": entry["id"], "type": "call.responded", "at": T0 + 5}
 
 
 def test_a_subscription_output_costs_the_same_however_many_came_before(app: Metagraph) -> None:
@@ -70,15 +71,48 @@ def test_a_subscription_output_costs_the_same_however_many_came_before(app: Meta
     assert updates[-1]["appended"]["output"] == [{"data": {"tick": 9}, "meta": {"source": "local"}}]
     ingest(app, [{"type": "call.completed", "at": T0 + 99, "payload": {"requestId": "s"}}])
     last = call_updates(app)[-1]
-    assert last["changes"] == {"status": "completed", "completedAt": T0 + 99}
+    assert last["changes"] == {"status": "completed"}  # completedAt: the event's at
+    call = get_call(app, "s")
+    assert call is not None and (call["startedAt"], call["completedAt"]) == (T0 + 10, T0 + 99)
 
 
 def test_an_abort_cascade_stores_a_status_change_per_descendant(app: Metagraph) -> None:
     ingest(app, [requested("root"), requested("kid", parentRequestId="root")])
     ingest(app, [{"type": "call.aborted", "at": T0 + 9, "payload": {"requestId": "root"}}])
     updates = {u["key"]: u for u in call_updates(app)}
-    assert updates["kid"]["changes"] == {"status": "aborted", "completedAt": T0 + 9}
+    assert updates["kid"]["changes"] == {"status": "aborted"}  # completedAt: derived
     assert updates["kid"]["appended"]["events"][0]["cause"] == "root"
+
+
+def test_a_time_other_than_the_events_is_stored_and_reads_back(app: Metagraph) -> None:
+    """An abort timed before a descendant's own request completes it at its request
+    (docs/calls.md): not the abort's ``at``, so the update stores that completedAt."""
+    late = {**requested("kid", parentRequestId="root"), "at": T0 + 50}
+    ingest(app, [requested("root"), late])
+    ingest(app, [{"type": "call.aborted", "at": T0 + 30, "payload": {"requestId": "root"}}])
+    updates = {u["key"]: u for u in call_updates(app)}
+    assert updates["root"]["changes"] == {"status": "aborted"}
+    assert updates["kid"]["changes"] == {"status": "aborted", "completedAt": T0 + 50}
+    kid = get_call(app, "kid")
+    assert kid is not None and kid["completedAt"] == T0 + 50
+    assert kid["events"][-1]["at"] == T0 + 30
+
+
+def test_a_call_recorded_aborted_stores_its_attributes_whole(app: Metagraph) -> None:
+    """A call requested under an aborted ancestor is recorded aborted: not what its
+    request alone derives, so its ``CallAdded`` stores the attributes whole."""
+    ingest(app, [requested("root")])
+    ingest(app, [{"type": "call.aborted", "at": T0 + 9, "payload": {"requestId": "root"}}])
+    ingest(app, [requested("kid", parentRequestId="root")])
+    added = [
+        json.loads(n.state)
+        for n in app.recorder.select_notifications(0, 100_000)
+        if n.topic == "CallTree.CallAdded"
+    ]
+    assert "request" in added[0] and "attributes" not in added[0]
+    assert added[-1]["attributes"]["status"] == "aborted" and "request" not in added[-1]
+    kid = get_call(app, "kid")
+    assert kid is not None and kid["status"] == "aborted"
 
 
 _value = st.integers() | st.text(max_size=3) | st.lists(st.integers(), max_size=3)
@@ -181,6 +215,13 @@ def stored_states(app: Metagraph, topic: str) -> list[dict[str, Any]]:
     ]
 
 
+def stored_envelope(app: Metagraph, offset: int) -> str:
+    rows = app.recorder.datastore.query(
+        'SELECT payload FROM _honker_stream WHERE "offset" = ?', [offset]
+    )
+    return str(rows[0]["payload"])
+
+
 def test_a_call_event_leaves_out_what_is_derivable(app: Metagraph) -> None:
     """A ``CallAdded`` stores no ``key`` (its requestId) and, when its only link is from
     its recorded parent, no ``links`` (``default_links``); a ``CallUpdated`` stores no
@@ -190,9 +231,17 @@ def test_a_call_event_leaves_out_what_is_derivable(app: Metagraph) -> None:
     ingest(app, [responded("r.1", {"ok": 1})])
     root, child = stored_states(app, "CallTree.CallAdded")[-2:]
     assert "links" not in root and "links" not in child
-    assert "key" not in root and child["attributes"]["requestId"] == "r.1"  # the key
+    assert "key" not in root and child["request"]["requestId"] == "r.1"  # the key
+    # The request as given: what the rules add on a request is derived when folded.
+    assert "attributes" not in child
+    fields = {"requestId", "operationId", "input", "parentRequestId", "id", "at"}
+    assert set(child["request"]) == fields
     (update,) = stored_states(app, "CallTree.CallUpdated")
-    assert set(update) == {"timestamp", "key", "changes", "appended"}
+    assert set(update) == {"key", "changes", "appended"}  # no timestamp: the envelope's
+    (last,) = app.recorder.select_notifications(0, 1, topics=["CallTree.CallUpdated"])
+    recorded_ms = int(json.loads(stored_envelope(app, last.id))["time"])
+    # A call tree event's timestamp reads back as when it was recorded (ms).
+    assert app.mapper.to_domain_event(last).timestamp.timestamp() * 1000 == recorded_ms
     with app.transaction() as unit:
         tree = unit.load(tree_id("r"), CallTree)
         assert tree is not None and tree.children == {"r": ["r.1"]}
@@ -204,6 +253,6 @@ def test_links_that_differ_from_the_parent_edge_are_stored(app: Metagraph) -> No
     ingest(app, [requested("c", parentRequestId="p")])
     ingest(app, [requested("p")])
     child, parent = stored_states(app, "CallTree.CallAdded")[-2:]
-    assert (child["attributes"]["requestId"], child["links"]) == ("c", [])
-    assert (parent["attributes"]["requestId"], parent["links"]) == ("p", [["p", "c"]])
+    assert (child["request"]["requestId"], child["links"]) == ("c", [])
+    assert (parent["request"]["requestId"], parent["links"]) == ("p", [["p", "c"]])
     assert triggered_edges(app) == {("p", "c")}
