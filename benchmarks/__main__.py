@@ -75,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         default="",
         help="comma-separated cases to run, for a suite that has them (domain: write_latency, "
-        "snapshot_cost, cold, ingest, call_history, call_storage); default all",
+        "snapshot_cost, cold, ingest, call_history, call_storage; retention: retire_vs_ingest, "
+        "flatness, writer, archive_write); default all",
     )
     return parser
 

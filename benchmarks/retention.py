@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
@@ -315,11 +316,20 @@ def writer_latency(report: Report, root: Path, sizes: Sizes, config: RunConfig) 
 def run(config: RunConfig) -> Report:
     report = Report("retention", config)
     sizes = QUICK_SIZES if config.quick else FULL_SIZES
-    with scratch(config, "retention") as root:
-        retire_vs_ingest(report, root, sizes, config)
-        flatness(report, root, sizes, config)
-        writer_latency(report, root, sizes, config)
+
+    def archive(report: Report, root: Path, _sizes: Sizes, config: RunConfig) -> None:
         archive_write(report, root, config)
+
+    cases: dict[str, Callable[[Report, Path, Sizes, RunConfig], None]] = {
+        "retire_vs_ingest": retire_vs_ingest,
+        "flatness": flatness,
+        "writer": writer_latency,
+        "archive_write": archive,
+    }
+    with scratch(config, "retention") as root:
+        for case, measure in cases.items():
+            if config.runs(case):  # --only (e.g. `--only flatness`)
+                measure(report, root, sizes, config)
     report.notes.append(
         f"runs of {CALLS_PER_RUN} calls; {sizes.runs} runs for retire_vs_ingest and the "
         f"file size (90% retired); flatness: {sizes.retire} runs retired at "

@@ -176,8 +176,12 @@ class MetagraphSql:
             f'CREATE INDEX IF NOT EXISTS "{ix}graphs_project_id" ON {g}(project_id)',
             f'CREATE INDEX IF NOT EXISTS "{ix}graphs_owner_project" ON {g}(owner_id, project_id)',
             f'CREATE INDEX IF NOT EXISTS "{ix}graphs_graph_type_id" ON {g}(graph_type_id)',
+            # A node's id is uuid5(graph, key) (node_id): unique because (graph_id, key)
+            # is, and read by no query, so it has no index of its own. An index on it would
+            # hold one entry per node at a random place: a retention pass retiring a run
+            # would dirty one of its pages per call (docs/benchmarks.md, retention).
             f"CREATE TABLE IF NOT EXISTS {n} ("
-            f"id TEXT PRIMARY KEY, graph_id TEXT NOT NULL REFERENCES {g}(id) "
+            f"id TEXT NOT NULL, graph_id TEXT NOT NULL REFERENCES {g}(id) "
             "ON DELETE CASCADE, key TEXT NOT NULL, node_type TEXT NOT NULL, "
             "attributes TEXT NOT NULL DEFAULT '{}', "
             "schema_version INTEGER NOT NULL DEFAULT 1, "

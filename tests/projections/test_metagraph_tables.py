@@ -73,7 +73,11 @@ def test_the_tables_have_the_data_models_columns_keys_foreign_keys_and_indexes(
     for name, spec in schema.items():
         columns = spec["columns"]
         assert set(columns) >= COMMON, name
-        assert columns["id"][0] == "TEXT" and columns["id"][3] == 1, name  # primary key
+        if name == "nodes":  # uuid5(graph, key): unique as (graph_id, key) is; no index
+            assert columns["id"][:2] == ("TEXT", 1) and columns["id"][3] == 0, columns["id"]
+            assert ("id",) not in spec["ix"], spec["ix"]
+        else:
+            assert columns["id"][0] == "TEXT" and columns["id"][3] == 1, name  # primary key
         assert columns["metadata"][2] == "'{}'", name
         assert columns["created_at"][0] == columns["updated_at"][0] == "INTEGER", name
     graph_types = schema["graph_types"]
