@@ -40,9 +40,11 @@ RUN_KEY: Final = re.compile(r"^run(\d+)(\.|$)")
 
 def _call_key(envelope: dict[str, Any]) -> object:
     """A call tree event's call key: its ``key``, or (a ``CallAdded`` that stores none,
-    docs/events.md) its attributes' ``requestId``."""
+    docs/events.md) the ``requestId`` of its request (or of its attributes, as written
+    until 1efdefa and for a call not derivable from its request)."""
     data = envelope["data"]
-    return data.get("key") or (data.get("attributes") or {}).get("requestId")
+    added = data.get("request") or data.get("attributes") or {}
+    return data.get("key") or added.get("requestId")
 
 
 def commits(path: Path) -> list[tuple[int, set[int]]]:
