@@ -23,6 +23,14 @@ from tests.cli.test_cli import gs
 MARK = "PERSONAL-DATA-7f3c1e-DO-NOT-KEEP"
 T0 = 1_700_000_000_000  # long finished: any policy lets these runs go
 
+OUTPUT: dict[str, Any] = {"data": {}, "meta": {"source": "local"}}
+"""A call's output, as the protocol shapes it."""
+
+
+def call(kind: str, key: str, **payload: Any) -> dict[str, Any]:
+    """A call-protocol event of request ``key`` at :data:`T0`."""
+    return {"type": kind, "at": T0, "payload": {"requestId": key, **payload}}
+
 
 def _event(n: int, kind: str, request: str, at: int, **payload: Any) -> str:
     return json.dumps(
@@ -52,14 +60,14 @@ def _events() -> str:
                 "call.responded",
                 f"{run}.0",
                 at + 2,
-                output={"data": {}, "meta": {"source": "local"}},
+                output=OUTPUT,
             ),
             _event(
                 len(lines) + 3,
                 "call.responded",
                 run,
                 at + 3,
-                output={"data": {}, "meta": {"source": "local"}},
+                output=OUTPUT,
             ),
         ]
     lines.append(
@@ -299,14 +307,13 @@ def _ingest_marked_run(data: Path, store: Any, mark: str) -> None:
     """Record one finished run carrying ``mark`` through this process's writer, and
     catch the views up: its pages are now frames of the open WAL."""
     metagraph = store.tenant("acme")
-    output = {"data": {}, "meta": {"source": "local"}}
     ingest(
         metagraph,
         [
             {"type": "call.requested", "at": T0, "payload": {"requestId": "wal-run",
              "operationId": "flows.run", "input": {"note": mark}}},
             {"type": "call.responded", "at": T0 + 1, "payload": {"requestId": "wal-run",
-             "output": output}},
+             "output": OUTPUT}},
         ],
     )  # fmt: skip
     for projection in (MetagraphProjection(), FlowgraphProjection()):
@@ -349,11 +356,6 @@ def test_a_late_event_in_another_process_never_lands_on_a_retired_tree(data: Pat
     """This process caches run ``late``'s tree; another process (the CLI) retires the
     run; a late event for it here must not be appended after the deleted history (which
     `verify` would find not replaying): the cache is dropped when the retirement is seen."""
-    output = {"data": {}, "meta": {"source": "local"}}
-
-    def call(kind: str, key: str, **payload: Any) -> dict[str, Any]:
-        return {"type": kind, "at": T0, "payload": {"requestId": key, **payload}}
-
     with open_store(data) as store:
         acme = store.tenant("acme")
         ingest(
@@ -363,8 +365,8 @@ def test_a_late_event_in_another_process_never_lands_on_a_retired_tree(data: Pat
                 call(
                     "call.requested", "late.0", operationId="op", input={}, parentRequestId="late"
                 ),
-                call("call.responded", "late.0", output=output),
-                call("call.responded", "late", output=output),
+                call("call.responded", "late.0", output=OUTPUT),
+                call("call.responded", "late", output=OUTPUT),
             ],
         )
         ok(data, "projector", "catch-up", "--tenant", "acme")
@@ -382,11 +384,8 @@ def test_a_retired_request_sent_again_is_new_in_a_process_that_cached_it(data: P
     sent again here is a new call (as in a process that never saw it), not a duplicate
     of the cached, retired one: a batch that writes nothing still checks the trees it
     found its events in."""
-    output = {"data": {}, "meta": {"source": "local"}}
-    payload = {"requestId": "again", "operationId": "flows.run", "input": {}}
-    requested = {"type": "call.requested", "at": T0, "payload": payload}
-    responded = {"type": "call.responded", "at": T0,
-                 "payload": {"requestId": "again", "output": output}}  # fmt: skip
+    requested = call("call.requested", "again", operationId="flows.run", input={})
+    responded = call("call.responded", "again", output=OUTPUT)
     with open_store(data) as store:
         acme = store.tenant("acme")
         ingest(acme, [requested, responded])
@@ -409,11 +408,6 @@ def test_a_pass_that_commits_while_a_late_event_folds_makes_that_batch_run_again
     the run, then the batch commits. Its commit expects the Retention it read, so it
     fails and the batch runs again on fresh reads: the late event never lands after the
     deleted history."""
-    output = {"data": {}, "meta": {"source": "local"}}
-
-    def call(kind: str, key: str, **payload: Any) -> dict[str, Any]:
-        return {"type": kind, "at": T0, "payload": {"requestId": key, **payload}}
-
     attempts: list[int] = []
 
     def retire_meanwhile(_done: int, _total: int) -> None:  # the late event is folded
@@ -428,7 +422,7 @@ def test_a_pass_that_commits_while_a_late_event_folds_makes_that_batch_run_again
             acme,
             [
                 call("call.requested", "race", operationId="flows.run", input={}),
-                call("call.responded", "race", output=output),
+                call("call.responded", "race", output=OUTPUT),
             ],
         )
         ok(data, "projector", "catch-up", "--tenant", "acme")
@@ -443,11 +437,6 @@ def test_a_pass_that_commits_while_a_late_event_folds_makes_that_batch_run_again
 def test_a_batch_that_only_starts_runs_does_not_wait_on_a_pass(data: Path) -> None:
     """A pass committing while a batch of new runs folds does not make that batch run
     again (a writer beside a running pass would otherwise lose its batches)."""
-    output = {"data": {}, "meta": {"source": "local"}}
-
-    def call(kind: str, key: str, **payload: Any) -> dict[str, Any]:
-        return {"type": kind, "at": T0, "payload": {"requestId": key, **payload}}
-
     attempts: list[int] = []
 
     def retire_meanwhile(_done: int, _total: int) -> None:
@@ -460,7 +449,7 @@ def test_a_batch_that_only_starts_runs_does_not_wait_on_a_pass(data: Path) -> No
     with open_store(data) as store:
         acme = store.tenant("acme")
         ingest(acme, [call("call.requested", "old", operationId="flows.run", input={}),
-                      call("call.responded", "old", output=output)])  # fmt: skip
+                      call("call.responded", "old", output=OUTPUT)])  # fmt: skip
         ok(data, "projector", "catch-up", "--tenant", "acme")
         ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
         new = call("call.requested", "new", operationId="flows.run", input={})
