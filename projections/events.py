@@ -274,6 +274,19 @@ def added_raw(request: msgspec.Raw | bytes) -> msgspec.Raw:
         raise EventNotProjectableError(f"a CallAdded has a malformed request: {exc}") from exc
 
 
+def _decoded_attributes(request: msgspec.Raw, attributes: msgspec.Raw) -> msgspec.Raw:
+    """A decoded shape's attributes: derived from ``request`` when the event stores the
+    request as given (a ``CallAdded`` since issue 17), else ``attributes`` as stored.
+    Raised as ``ValueError`` inside ``__post_init__``, which msgspec reports as a
+    ``ValidationError``."""
+    if request is _NO_REQUEST:
+        return attributes
+    try:
+        return added_raw(request)
+    except EventNotProjectableError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class CallChanged(Event):
     """``CallTree.CallAdded``, ``CallUpdated`` and ``CallImported``: a call's key and
     complete attributes; ``links`` (``CallAdded`` only) the ``triggered`` edges (parent,
@@ -290,11 +303,7 @@ class CallChanged(Event):
     request: msgspec.Raw = _NO_REQUEST
 
     def __post_init__(self) -> None:
-        if self.request is not _NO_REQUEST:  # a CallAdded that stores the request as given
-            try:
-                self.attributes = added_raw(self.request)
-            except EventNotProjectableError as exc:
-                raise ValueError(str(exc)) from None  # msgspec: a ValidationError
+        self.attributes = _decoded_attributes(self.request, self.attributes)
         if not self.key:
             try:
                 self.key = call_key(self.key, self.attributes)
@@ -376,11 +385,7 @@ class FoldedEvent(Event):
     request: msgspec.Raw = _NO_REQUEST
 
     def __post_init__(self) -> None:
-        if self.request is not _NO_REQUEST:  # a CallAdded that stores the request as given
-            try:
-                self.attributes = added_raw(self.request)
-            except EventNotProjectableError as exc:
-                raise ValueError(str(exc)) from None
+        self.attributes = _decoded_attributes(self.request, self.attributes)
         # A CallAdded that stores no key is keyed by its requestId (every node event
         # stores its key; Graph.Created has a name and no key).
         if not self.key and not self.name and self.attributes is not _EMPTY_OBJECT:
@@ -404,8 +409,4 @@ class AnyEvent(msgspec.Struct):
     request: msgspec.Raw = _NO_REQUEST
 
     def __post_init__(self) -> None:
-        if self.request is not _NO_REQUEST:  # a CallAdded that stores the request as given
-            try:
-                self.attributes = added_raw(self.request)
-            except EventNotProjectableError as exc:
-                raise ValueError(str(exc)) from None
+        self.attributes = _decoded_attributes(self.request, self.attributes)
