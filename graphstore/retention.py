@@ -52,8 +52,9 @@ from projections.errors import ProjectionError, ViewNotBuiltError
 from projections.rebuild import live_projection
 from streams import HonkerDatastore, positions_table, saved_position, stream_head
 from streams.access import honker_recorder
+from streams.pauses import Pauses
 from streams.reader import cipher_of
-from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim, yield_to_writers
+from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim
 
 __all__ = [
     "BATCH_RUNS",
@@ -490,41 +491,53 @@ def run_pass(
     in_flight: list[str] = []
     references: list[str] = []
     transactions = 0
-    for start in range(0, len(candidates), batch):
-        chunk = candidates[start : start + batch]
+    # One job's pauses: the WAL it writes is copied into the file while it goes on.
+    with Pauses(datastore.file) as pauses:
+        for start in range(0, len(candidates), batch):
+            chunk = candidates[start : start + batch]
 
-        def work(unit: UnitOfWork, chunk: list[str] = chunk) -> list[tuple[_Run, RunRetirement]]:
-            going, waiting_now, flying = _choose(
-                unit, chunk, flowgraph, positions, datastore=datastore, stream=stream, legacy=legacy
-            )
-            waiting.extend(waiting_now)
-            in_flight.extend(flying)
-            if going and not dry_run:
-                archive = (
-                    None
-                    if policy.archive is None
-                    else archive_runs(
-                        metagraph, org_id, policy.archive, [r.run_id for r, _ in going]
-                    )
+            def work(
+                unit: UnitOfWork, chunk: list[str] = chunk
+            ) -> list[tuple[_Run, RunRetirement]]:
+                going, waiting_now, flying = _choose(
+                    unit,
+                    chunk,
+                    flowgraph,
+                    positions,
+                    datastore=datastore,
+                    stream=stream,
+                    legacy=legacy,
                 )
-                if archive is not None:
-                    references.append(archive)
-                _retire(unit, metagraph, [r for r, _ in going], reason="policy", archive=archive)
-            return going
+                waiting.extend(waiting_now)
+                in_flight.extend(flying)
+                if going and not dry_run:
+                    archive = (
+                        None
+                        if policy.archive is None
+                        else archive_runs(
+                            metagraph, org_id, policy.archive, [r.run_id for r, _ in going]
+                        )
+                    )
+                    if archive is not None:
+                        references.append(archive)
+                    _retire(
+                        unit, metagraph, [r for r, _ in going], reason="policy", archive=archive
+                    )
+                return going
 
-        started = time.monotonic()
-        going = metagraph.atomic(work)
-        yield_to_writers(started)
-        if going and not dry_run:
-            transactions += 1
-            _forget_cached(metagraph, [r for r, _ in going])
-            for run, _ in going:
-                if legacy is not None and run.legacy is not None:
-                    legacy.forget(run.legacy)
-        retired.extend(info for _, info in going)
-    reclaimed: Reclaimed | None = None
-    if retired and not dry_run and reclaim_space:
-        reclaimed = reclaim_file(metagraph)
+            started = time.monotonic()
+            going = metagraph.atomic(work)
+            pauses.after(started)
+            if going and not dry_run:
+                transactions += 1
+                _forget_cached(metagraph, [r for r, _ in going])
+                for run, _ in going:
+                    if legacy is not None and run.legacy is not None:
+                        legacy.forget(run.legacy)
+            retired.extend(info for _, info in going)
+        reclaimed: Reclaimed | None = None
+        if retired and not dry_run and reclaim_space:
+            reclaimed = reclaim_file(metagraph, pauses=pauses)
     return PassReport(
         tenant=org_id,
         dry_run=dry_run,
@@ -540,15 +553,22 @@ def run_pass(
     )
 
 
-def reclaim_file(metagraph: Metagraph, *, truncate_wal: bool = False) -> Reclaimed:
+def reclaim_file(
+    metagraph: Metagraph, *, truncate_wal: bool = False, pauses: Pauses | None = None
+) -> Reclaimed:
     """Catch the tenant's local projections up (they drop the retired runs' rows), then
     give the file's free pages back (:func:`streams.retirement.reclaim`); ``truncate_wal``
-    (an erasure) also empties the WAL at once: nothing of the runs stays in it."""
-    _catch_up_projections(metagraph)
-    return reclaim(_datastore(metagraph), truncate_wal=truncate_wal)
+    (an erasure) also empties the WAL at once: nothing of the runs stays in it.
+    ``pauses``: the calling job's (by default, its own)."""
+    datastore = _datastore(metagraph)
+    if pauses is None:
+        with Pauses(datastore.file) as own:
+            return reclaim_file(metagraph, truncate_wal=truncate_wal, pauses=own)
+    _catch_up_projections(metagraph, pauses)
+    return reclaim(datastore, truncate_wal=truncate_wal, pauses=pauses)
 
 
-def _catch_up_projections(metagraph: Metagraph) -> None:
+def _catch_up_projections(metagraph: Metagraph, pauses: Pauses) -> None:
     """Apply the retirement records to the projections this file keeps (those that ever
     ran: a projection never built is not built here). A projection that cannot catch up
     now (parked, stopped) keeps the rows until its projector passes the record."""
@@ -565,9 +585,10 @@ def _catch_up_projections(metagraph: Metagraph) -> None:
             while True:
                 started = time.monotonic()
                 projector.step()
+                # After the last step too: the next view's catch-up, or the reclaim, writes.
+                pauses.after(started)
                 if not projector.has_more or not projector.active:
                     break
-                yield_to_writers(started)
         except ProjectionError:
             continue  # said by `graphstore projector status`; the rows go when it passes
         finally:

@@ -35,16 +35,16 @@ from uuid import UUID
 import msgspec
 from eventsourcing.persistence import IntegrityError
 
+from streams._honker import TenantFile
 from streams.envelope import Envelope, state_of
 from streams.envelope import decode as decode_envelope
 from streams.errors import ConfigurationError
 from streams.index import id_key, index_table, table_prefix
+from streams.pauses import Pauses
 from streams.transaction import Source, Transaction
 
 __all__ = [
-    "PAUSE_SHARE",
     "RECLAIM_PAGES",
-    "RECLAIM_PAUSE_S",
     "RETIREMENT_TYPE",
     "EncryptedRecordError",
     "PlainState",
@@ -62,7 +62,6 @@ __all__ = [
     "retired_ranges",
     "retirement_of",
     "retirement_offsets",
-    "yield_to_writers",
 ]
 
 RETIREMENT_TYPE = "Retention.RunsRetired"
@@ -309,7 +308,10 @@ def _size(tx: Transaction) -> int:
 
 
 class Writable(Protocol):
-    """What :func:`reclaim` needs: a datastore's write transactions."""
+    """What :func:`reclaim` needs: a datastore's write transactions and its file."""
+
+    @property
+    def file(self) -> TenantFile: ...
 
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
@@ -317,36 +319,18 @@ class Writable(Protocol):
 RECLAIM_PAGES: Final = 64
 """Free pages given back per transaction: a writer never waits long for the file."""
 
-RECLAIM_PAUSE_S: Final = 0.002
-"""The least pause between two reclaim steps, so a writer waiting for the write lock
-gets it (SQLite's busy handler retries after 1, 3, 8... ms: back-to-back steps would
-hold every writer off until the last one)."""
 
-
-PAUSE_SHARE: Final = 0.5
-"""A background pass pauses this share of each write transaction's time after it: the
-writers' turn (benchmarks/retention.py: ``writer_p99_during_retention_ratio``) against
-the pass's own speed (``retire_vs_ingest``)."""
-
-
-def yield_to_writers(started: float) -> None:
-    """Pause after a background write transaction begun at ``started`` (monotonic) for
-    :data:`PAUSE_SHARE` of the time it took (at least :data:`RECLAIM_PAUSE_S`): a writer
-    of the tenant that waited for it gets the file before the next one (SQLite's lock is
-    not fair: without a pause, back-to-back transactions hold every other writer off
-    until the last)."""
-    time.sleep(max(RECLAIM_PAUSE_S, (time.monotonic() - started) * PAUSE_SHARE))
-
-
-def reclaim(datastore: Writable, *, truncate_wal: bool = False) -> Reclaimed:
+def reclaim(
+    datastore: Writable, *, truncate_wal: bool = False, pauses: Pauses | None = None
+) -> Reclaimed:
     """Give the file's free pages back, without holding writers off.
 
     Deleted content is zeroed when it is deleted (every writer connection runs with
     ``secure_delete``, :mod:`streams._honker`); the free pages are then cut off the file
     with ``incremental_vacuum``, :data:`RECLAIM_PAGES` per short transaction, each
-    followed by a pause at least as long as the step so a waiting writer goes first.
-    A PASSIVE checkpoint then copies the WAL's (zeroed) pages into the file without
-    holding writers off.
+    followed by a pause so a waiting writer goes first (``pauses``: the job's, whose
+    copies of the WAL are waited for here; by default, its own). A PASSIVE checkpoint
+    then copies the WAL's (zeroed) pages into the file without holding writers off.
 
     The WAL may still hold earlier frames with the deleted content until it restarts
     (the first commit after a complete checkpoint); every writer runs with
@@ -356,6 +340,9 @@ def reclaim(datastore: Writable, *, truncate_wal: bool = False) -> Reclaimed:
     while it copies. A file made before retention existed is converted to
     ``auto_vacuum=INCREMENTAL`` once, by one ``VACUUM`` (a rewrite of the file).
     """
+    if pauses is None:
+        with Pauses(datastore.file) as own:
+            return reclaim(datastore, truncate_wal=truncate_wal, pauses=own)
     with datastore.transaction() as tx:
         before = _size(tx)
         if _pragma(tx, "auto_vacuum") != 2:
@@ -366,7 +353,8 @@ def reclaim(datastore: Writable, *, truncate_wal: bool = False) -> Reclaimed:
             if _pragma(tx, "freelist_count") == 0:
                 break
             tx.query(f"PRAGMA incremental_vacuum({RECLAIM_PAGES})")
-        yield_to_writers(started)
+        pauses.after(started)
+    pauses.settle()  # the last copy of the WAL is this one
     with datastore.transaction() as tx:
         # With no wait at all (busy_timeout 0) a checkpoint either does its work now or
         # says it could not (busy): it never queues behind a reader.

@@ -18,6 +18,8 @@ from graphstore.cli import ExitCode
 from graphstore.retention import forget_run, run_pass, set_policy
 from graphstore.store import open_store
 from projections import FlowgraphProjection, MetagraphProjection, Projector
+from streams import pauses as pauses_module
+from streams.checkpointer import Checkpointer
 from tests.cli.test_cli import gs
 
 MARK = "PERSONAL-DATA-7f3c1e-DO-NOT-KEEP"
@@ -342,6 +344,31 @@ def test_a_pass_scrubs_the_file_at_once_and_the_wal_at_its_next_restart(data: Pa
         one_commit = RetentionPolicy(finished_older_than_s=86_400)
         set_policy(store.tenant("acme"), one_commit)
         assert mark.encode() not in file_bytes(data)
+
+
+def test_a_pass_has_its_wal_copied_by_a_helper_that_ends_with_it(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass's pauses ask a helper process to copy the WAL into the file
+    (streams/pauses.py); the helper is a real process and none outlives the pass."""
+    helpers: list[int] = []
+
+    class Recorded(Checkpointer):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            assert self.pid is not None
+            helpers.append(self.pid)
+
+    monkeypatch.setattr(pauses_module, "Checkpointer", Recorded)
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    with open_store(data) as store:
+        _ingest_marked_run(data, store, "HELPER-RUN-2b8d")
+        report = run_pass(store.tenant("acme"), store.views("acme"), "acme")
+        assert {"done-1", "done-2", "secret", "wal-run"} <= {r.run_id for r in report.runs}
+        assert helpers  # the pauses used one
+        for pid in helpers:  # and it ended with the pass (reaped: no zombie either)
+            assert not Path(f"/proc/{pid}").exists()
+        assert b"HELPER-RUN-2b8d" not in (data / "tenant-acme.db").read_bytes()
 
 
 def test_an_erasure_empties_the_wal_at_once(data: Path) -> None:
