@@ -186,7 +186,10 @@ def stored_change(
     )
     for name in times:
         if name not in changes:
-            raise ValueError(f"a call update would derive {name} it does not set: {changes}")
+            # Keys only: the values may hold a call's input or output (personal data).
+            raise ValueError(
+                f"a call update would derive {name} it does not set (it sets {sorted(changes)})"
+            )
     kept = {k: changes[k] for k in _TIMES if k in changes and times.get(k, _ABSENT) != changes[k]}
     return {**rest, **kept}
 

@@ -20,6 +20,7 @@ from typing import Annotated, Final
 import typer
 
 from graphstore.cli.options import a_directory, one_of
+from graphstore.cli.running import sigterm_interrupts
 from graphstore.cli.session import ExitCode, Session
 
 __all__ = ["GROUPS", "build_app", "command_named", "full_app", "main", "root"]
@@ -123,7 +124,9 @@ def _no_broken_pipe() -> Iterator[None]:
 
 def main() -> None:
     """The console script's entry point: a wrong command line is one line on stderr
-    (what was wrong and what was expected) and exit 2, never a usage box or a traceback."""
+    (what was wrong and what was expected) and exit 2, never a usage box or a traceback.
+    SIGTERM stops a command as Ctrl-C does (:mod:`graphstore.cli.running`)."""
+    sigterm_interrupts()
     with _no_broken_pipe():
         try:
             chosen = build_app(command_named(sys.argv[1:]))

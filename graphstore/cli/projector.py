@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from graphstore.cli.options import TenantOption, a_projector, known_projections, one_of
+from graphstore.cli.running import until_stopped
 from graphstore.cli.session import Session, run_action
 
 if TYPE_CHECKING:
@@ -107,16 +108,12 @@ def projector_run(
             session.closers.append(schedule.stop)
             schedule.start()
         with Runner(session.data) as runner:
-            try:  # the line says it runs: Ctrl-C from then on stops it cleanly
-                session.output.err.print(
-                    f"projecting every tenant of {session.data_dir}; Ctrl-C stops", markup=False
-                )
-                while True:
-                    time.sleep(status_every if status_every > 0 else 3600)
-                    if status_every > 0:
-                        _print_statuses(session, runner.status())
-            except KeyboardInterrupt:
-                pass
+            until_stopped(
+                session,
+                f"projecting every tenant of {session.data_dir}",
+                lambda: _print_statuses(session, runner.status()),
+                status_every,
+            )
             statuses = runner.status()
         _print_statuses(session, statuses)
 

@@ -8,13 +8,13 @@ each command loads what it needs when it runs.
 # ruff: noqa: PLC0415
 
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from graphstore.cli.options import NATS_HELP, MetricsPortOption, nats_urls
+from graphstore.cli.running import until_stopped
 from graphstore.cli.session import ExitCode, Session, run_action
 
 if TYPE_CHECKING:
@@ -90,17 +90,13 @@ def relay_run(
             raise typer.Exit(ExitCode.USAGE) from None
         stop_metrics = _serve_metrics(relay, metrics_port)
         with relay:
-            session.output.err.print(
-                f"relaying every tenant of {session.data_dir} to {nats_url}; Ctrl-C stops",
-                markup=False,
-            )
             try:
-                while True:
-                    time.sleep(status_every if status_every > 0 else 3600)
-                    if status_every > 0:
-                        _print_running(session, relay)
-            except KeyboardInterrupt:
-                pass
+                until_stopped(
+                    session,
+                    f"relaying every tenant of {session.data_dir} to {nats_url}",
+                    lambda: _print_running(session, relay),
+                    status_every,
+                )
             finally:
                 stop_metrics()
         _print_running(session, relay)

@@ -8,8 +8,6 @@ nats-py: each command loads what it needs when it runs.
 # ruff: noqa: PLC0415
 
 import contextlib
-import signal
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,33 +15,21 @@ from typing import Annotated, Any
 import typer
 
 from graphstore.cli.options import MetricsPortOption, StatusEveryOption, nats_urls
+from graphstore.cli.running import until_stopped
 from graphstore.cli.session import Session, run_action
 
 __all__ = ["ingest_nats", "project_remote", "register"]
 
 
-def _until_interrupted(
-    session: Session, what: str, status: Callable[[], list[Any]], every: float
-) -> None:
-    """Block until SIGINT or SIGTERM, printing ``status()`` every ``every`` seconds."""
+def _json_lines(session: Session, status: Callable[[], list[Any]]) -> Callable[[], None]:
+    """A report printing each of ``status()`` as one JSON line on stderr."""
     import msgspec
 
-    stopped = threading.Event()
+    def report() -> None:
+        for line in status():
+            session.output.err.print(msgspec.json.encode(line).decode(), markup=False)
 
-    def stop(*_: object) -> None:
-        stopped.set()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    session.output.err.print(f"{what}; Ctrl-C stops", markup=False)
-    try:
-        while not stopped.wait(every if every > 0 else 3600):
-            if every > 0:
-                for line in status():
-                    session.output.err.print(msgspec.json.encode(line).decode(), markup=False)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return report
 
 
 @contextlib.contextmanager
@@ -105,10 +91,12 @@ def project_remote(
         directory = data_dir or session.data_dir
         remote = RemoteProjector(nats_url, directory, tenants=tenant or None, batch_size=batch_size)
         with remote, _metrics(metrics_port, "remote", remote):
-            _until_interrupted(
+            until_stopped(
                 session,
                 f"projecting relayed tenants from {nats_url} into {directory}",
-                lambda: _or_unreachable(remote.connection_error, remote.status()),
+                _json_lines(
+                    session, lambda: _or_unreachable(remote.connection_error, remote.status())
+                ),
                 status_every,
             )
 
@@ -137,10 +125,12 @@ def ingest_nats(
             Ingester(nats_url, session.store, tenants=tenant or None) as ingester,
             _metrics(metrics_port, "ingester", ingester),
         ):
-            _until_interrupted(
+            until_stopped(
                 session,
                 f"ingesting call events from {nats_url} into {session.data_dir}",
-                lambda: _or_unreachable(ingester.connection_error, ingester.status()),
+                _json_lines(
+                    session, lambda: _or_unreachable(ingester.connection_error, ingester.status())
+                ),
                 status_every,
             )
 

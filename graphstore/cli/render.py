@@ -98,7 +98,7 @@ class Grid:
 
         table = Table(show_edge=False, header_style="bold")
         for column in self.columns:
-            table.add_column(column)
+            table.add_column(Text(column))  # text, not markup: "[a]" is printed as is
         for row in self.rows:
             table.add_row(*(Text(text, style=style) for text, style in row))
         return table

@@ -6,6 +6,7 @@ when it runs.
 
 # ruff: noqa: PLC0415
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -52,14 +53,16 @@ def serve(
         session.output.err.print(
             f"serving {session.data_dir} on http://{host}:{port}/ ; Ctrl-C stops", markup=False
         )
-        run_server(
-            session.data_dir,
-            host=host,
-            port=port,
-            heartbeat=heartbeat,
-            max_body=max_body,
-            projectors=projectors,
-        )
+        # Ctrl-C or SIGTERM: uvicorn shuts down gracefully, then raises it again here.
+        with contextlib.suppress(KeyboardInterrupt):
+            run_server(
+                session.data_dir,
+                host=host,
+                port=port,
+                heartbeat=heartbeat,
+                max_body=max_body,
+                projectors=projectors,
+            )
 
     run_action(ctx, action)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
@@ -38,6 +38,7 @@ def grids(draw: st.DrawFn) -> Grid:
 
 @settings(max_examples=300, deadline=None)
 @given(grids())
+@example(Grid(("[a]",), ((("[b]", ""),),)))  # brackets are text, never rich markup
 def test_plain_lines_are_the_lines_rich_prints(grid: Grid) -> None:
     lines = grid.plain_lines(240)
     if lines is None:  # only a table wider than the console is left to rich

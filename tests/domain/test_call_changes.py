@@ -16,7 +16,15 @@ from hypothesis import strategies as st
 from domain import Metagraph
 from domain.calls import get_call, ingest
 from domain.calls.ledger import locate
-from domain.calls.tree import CallRef, CallTree, apply_change, change_of, ref_id, tree_id
+from domain.calls.tree import (
+    CallRef,
+    CallTree,
+    apply_change,
+    change_of,
+    ref_id,
+    stored_change,
+    tree_id,
+)
 from tests.domain.calls_state import triggered_edges
 from tests.domain.conftest import store_env
 
@@ -256,3 +264,16 @@ def test_links_that_differ_from_the_parent_edge_are_stored(app: Metagraph) -> No
     assert (child["request"]["requestId"], child["links"]) == ("c", [])
     assert (parent["request"]["requestId"], parent["links"]) == ("p", [["p", "c"]])
     assert triggered_edges(app) == {("p", "c")}
+
+
+def test_a_change_that_cannot_be_stored_is_refused_naming_its_keys_not_its_values() -> None:
+    """The message of the refusal may reach a log: a call's output must not be in it."""
+    output = {"data": {"email": "PII-3c9a@example.com"}, "meta": {"source": "local"}}
+    with pytest.raises(ValueError, match="startedAt") as info:
+        stored_change(
+            {},
+            {"output": output, "status": "running"},
+            {"events": [{"type": "call.responded", "at": 5}]},
+        )
+    assert "PII-3c9a" not in str(info.value)
+    assert "'output', 'status'" in str(info.value)
