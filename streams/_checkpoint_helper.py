@@ -9,14 +9,17 @@ SQLite library never shares a file's POSIX locks with Honker's (streams/_honker.
 
 import sqlite3
 import sys
+from urllib.parse import quote
 
 
 def main(path: str, synchronous: str) -> int:
     if synchronous not in ("NORMAL", "FULL"):
         sys.stderr.write(f"synchronous must be NORMAL or FULL, got {synchronous!r}\n")
         return 2
-    # mode=rw: a file that is not there is an error, never a new empty database.
-    connection = sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None)
+    # mode=rw: a file that is not there is an error, never a new empty database. The path
+    # is quoted: "?", "#" and "%" are legal in a directory's name and special in a URI.
+    uri = f"file:{quote(path)}?mode=rw"
+    connection = sqlite3.connect(uri, uri=True, isolation_level=None)
     try:
         connection.execute(f"PRAGMA synchronous = {synchronous}")  # the syncs a copy makes
         connection.execute("PRAGMA busy_timeout = 0")  # PASSIVE never waits; nor does opening

@@ -62,6 +62,23 @@ def test_a_requested_copy_reaches_the_database_file(datastore: HonkerDatastore) 
     assert datastore.query("SELECT count(*) AS n FROM t")[0]["n"] == ROWS
 
 
+def test_a_file_whose_path_is_special_in_a_uri_is_copied(tmp_path: Path) -> None:
+    directory = tmp_path / "data #1?x=%41 y"
+    directory.mkdir()
+    datastore = HonkerDatastore(directory / "tenant-acme.db")
+    try:
+        _fill(datastore)
+        before = _file_bytes(datastore.path)
+        with Checkpointer(datastore.path, "NORMAL") as checkpointer:
+            checkpointer.request()
+            checkpointer.wait()
+            assert checkpointer.alive  # it opened that file, not another, and copied it
+        assert _file_bytes(datastore.path) > before + ROWS * 200
+        assert sorted(p.name for p in directory.parent.iterdir()) == [directory.name]
+    finally:
+        datastore.close()
+
+
 def test_requests_while_a_copy_runs_are_one_copy_and_close_ends_the_helper(
     datastore: HonkerDatastore,
 ) -> None:
