@@ -2,7 +2,7 @@
 
 A checkpoint is I/O: each page the WAL holds is written in place and the file synced.
 A background job on a large file (a retention pass) dirties pages spread over all of it,
-so its checkpoints cost about as much as its own work. Honker keeps the interpreter lock
+and its checkpoints become a large part of its cost. Honker keeps the interpreter lock
 while SQLite runs, so a thread would not overlap them with the job; a helper process
 does: the job asks for a copy (:meth:`Checkpointer.request`, never waits) and goes on, and
 waits only for the last one (:meth:`Checkpointer.wait`) before it checkpoints for the last

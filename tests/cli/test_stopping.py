@@ -27,32 +27,49 @@ STOPS = [pytest.param(signal.SIGINT, id="ctrl-c"), pytest.param(signal.SIGTERM, 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tenant ``acme`` and its owner, as ``graphstore`` makes them."""
     path = tmp_path_factory.mktemp("stopping") / "data"
-    assert gs(path, "init").returncode == 0
-    assert gs(path, "account", "create", "op@example.com", "--name", "Op").returncode == 0
-    done = gs(path, "tenant", "create", "acme", "--name", "Acme", "--owner", "op@example.com")
-    assert done.returncode == 0, done.stderr
+    for command in (
+        ["init"],
+        ["account", "create", "op@example.com", "--name", "Op"],
+        ["tenant", "create", "acme", "--name", "Acme", "--owner", "op@example.com"],
+    ):
+        done = gs(path, *command)
+        assert done.returncode == 0, done.stderr
     return path
 
 
+Ready = Callable[["subprocess.Popen[str]"], None]
+"""Returns once the command runs (the signal must land on running work)."""
+
+
+def said(text: str) -> Ready:
+    """Ready once the command printed a line on stderr containing ``text``."""
+
+    def ready(process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if text in line:
+                return
+        pytest.fail(f"it exited ({process.wait()}) before printing {text!r}")
+
+    return ready
+
+
 def run_until(
-    data: Path, ready: str, sig: int, *args: str, then: Callable[[], None] = lambda: None
+    data: Path, ready: Ready, sig: int, *args: str, then: Callable[[], None] = lambda: None
 ) -> tuple[int, str, str]:
-    """Start ``graphstore ARGS``, wait for the stderr line containing ``ready`` (and for
-    ``then`` to return), send ``sig``; (exit code, stdout, stderr after the ready line)."""
+    """Start ``graphstore ARGS`` (its standard input a pipe left open), wait for
+    ``ready`` and ``then``, send ``sig``; (exit code, stdout, the rest of stderr)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "graphstore", "--data-dir", str(data), *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if ready in line:
-                break
-        else:
-            pytest.fail(f"{args} exited before saying it runs: {process.wait()}")
+        ready(process)
         then()
         assert process.poll() is None  # the signal lands on a running command
         process.send_signal(sig)
@@ -66,7 +83,7 @@ def run_until(
 
 @pytest.mark.parametrize("sig", STOPS)
 def test_projector_run_stops_with_its_last_status(data: Path, sig: int) -> None:
-    code, out, err = run_until(data, "Ctrl-C stops", sig, "--json", "projector", "run")
+    code, out, err = run_until(data, said("Ctrl-C stops"), sig, "--json", "projector", "run")
     assert code == 0, err
     assert "Traceback" not in err and "aborted" not in err
     final = json.loads(out)
@@ -87,20 +104,23 @@ def test_serve_stops_after_its_graceful_shutdown(data: Path, sig: int) -> None:
         pytest.fail("the server did not answer within 30 s")
 
     code, _out, err = run_until(
-        data, "Ctrl-C stops", sig, "serve", "--host", "127.0.0.1", "--port", str(port),
+        data, said("Ctrl-C stops"), sig, "serve", "--host", "127.0.0.1", "--port", str(port),
         then=answering,
     )  # fmt: skip
     assert code == 0, err
     assert "Traceback" not in err and "aborted" not in err
 
 
-def _reading_stdin(pid: int) -> bool:
-    """Whether process ``pid`` is blocked in read(2) on its standard input (Linux)."""
-    try:
-        syscall = Path(f"/proc/{pid}/syscall").read_text().split()
-    except (FileNotFoundError, PermissionError):
-        return False
-    return syscall[:2] == ["0", "0x0"]  # read(2) is system call 0 on x86-64
+def reading_stdin(process: subprocess.Popen[str]) -> None:
+    """Ready once ``process`` is blocked in read(2) on its standard input (Linux x86-64,
+    where read is system call 0)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            if Path(f"/proc/{process.pid}/syscall").read_text().split()[:2] == ["0", "0x0"]:
+                return
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
 
 
 @pytest.mark.skipif(
@@ -110,24 +130,7 @@ def _reading_stdin(pid: int) -> bool:
 @pytest.mark.parametrize("sig", STOPS)
 def test_any_other_command_stopped_exits_130_and_writes_nothing(data: Path, sig: int) -> None:
     head = json.loads(gs(data, "--json", "projector", "status").stdout)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "graphstore", "--data-dir", str(data), *INGEST_STDIN],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not _reading_stdin(process.pid):  # waiting for the events it ingests
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
-        process.send_signal(sig)
-        _out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 130, err
+    code, _out, err = run_until(data, reading_stdin, sig, *INGEST_STDIN)  # awaits events
+    assert code == 130, err
     assert "Traceback" not in err
     assert json.loads(gs(data, "--json", "projector", "status").stdout) == head

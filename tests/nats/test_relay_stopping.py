@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from graphstore.data import DataDirectory
-from tests.cli.test_stopping import STOPS, run_until
+from tests.cli.test_stopping import STOPS, run_until, said
 from tests.nats._relay_worker import register, write
 from tests.nats.conftest import NatsServer
 
@@ -21,7 +21,7 @@ def test_the_relay_stops_with_its_last_status(
     register(data, "acme")
     write(data, "acme", 20)
     code, out, err = run_until(
-        data.path, "Ctrl-C stops", sig, "--json", "relay", "--nats", nats_server.url
+        data.path, said("Ctrl-C stops"), sig, "--json", "relay", "--nats", nats_server.url
     )
     assert code == 0, err
     assert "Traceback" not in err and "aborted" not in err

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from streams import HonkerDatastore
+from streams._honker import Synchronous
 from streams.checkpointer import Checkpointer
 from streams.pauses import Pauses
 
@@ -29,6 +30,14 @@ def _fill(datastore: HonkerDatastore) -> None:
         tx.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, body TEXT)")
         for i in range(ROWS):
             tx.execute("INSERT INTO t (body) VALUES (?)", [f"row {i} " + "x" * 200])
+
+
+def _started(datastore: HonkerDatastore, synchronous: Synchronous) -> tuple[Checkpointer, int]:
+    """A helper for ``datastore``'s file, which holds rows only in its WAL; its pid."""
+    _fill(datastore)
+    checkpointer = Checkpointer(datastore.path, synchronous)
+    assert checkpointer.pid is not None
+    return checkpointer, checkpointer.pid
 
 
 def _file_bytes(path: Path) -> int:
@@ -82,10 +91,7 @@ def test_a_file_whose_path_is_special_in_a_uri_is_copied(tmp_path: Path) -> None
 def test_requests_while_a_copy_runs_are_one_copy_and_close_ends_the_helper(
     datastore: HonkerDatastore,
 ) -> None:
-    _fill(datastore)
-    checkpointer = Checkpointer(datastore.path, "FULL")
-    pid = checkpointer.pid
-    assert pid is not None
+    checkpointer, pid = _started(datastore, "FULL")
     for _ in range(50):
         checkpointer.request()  # never waits: at most one copy is asked for at a time
     checkpointer.close()
@@ -112,10 +118,7 @@ def test_a_helper_that_cannot_start_leaves_pauses_working(
 def test_a_helper_killed_mid_job_is_dropped_and_the_job_goes_on(
     datastore: HonkerDatastore,
 ) -> None:
-    _fill(datastore)
-    checkpointer = Checkpointer(datastore.path, "NORMAL")
-    pid = checkpointer.pid
-    assert pid is not None
+    checkpointer, pid = _started(datastore, "NORMAL")
     os.kill(pid, signal.SIGKILL)
     assert _gone(pid)
     checkpointer.request()  # writing to a dead helper: dropped, no error
