@@ -483,6 +483,33 @@ def run_pass(
         return msgspec.structs.replace(empty, note=str(exc))
     if not dry_run:
         _import_legacy_calls(metagraph)
+    # One job's pauses: the WAL it writes is copied into the file while it goes on.
+    with Pauses(_datastore(metagraph).file) as pauses:
+        report = _retire_units(
+            metagraph, flowgraph, candidates, empty, dry_run=dry_run, batch=batch, pauses=pauses
+        )
+        if report.runs and not dry_run and reclaim_space:
+            reclaimed = reclaim_file(metagraph, pauses=pauses)
+            report = msgspec.structs.replace(
+                report, file_before=reclaimed.before, file_after=reclaimed.after
+            )
+    return report
+
+
+def _retire_units(
+    metagraph: Metagraph,
+    flowgraph: Flowgraph,
+    candidates: list[str],
+    empty: PassReport,
+    *,
+    dry_run: bool,
+    batch: int,
+    pauses: Pauses,
+) -> PassReport:
+    """The write transactions of a pass: ``candidates``, ``batch`` per transaction, each
+    followed by a pause; ``empty`` with what they retired (or would), waited for, skipped."""
+    policy, org_id = empty.policy, empty.tenant
+    assert policy is not None
     datastore, stream = _datastore(metagraph), _stream(metagraph)
     positions = _positions(datastore, stream)
     legacy = _legacy_graph(metagraph) if candidates else None  # O(the legacy graph)
@@ -491,64 +518,45 @@ def run_pass(
     in_flight: list[str] = []
     references: list[str] = []
     transactions = 0
-    # One job's pauses: the WAL it writes is copied into the file while it goes on.
-    with Pauses(datastore.file) as pauses:
-        for start in range(0, len(candidates), batch):
-            chunk = candidates[start : start + batch]
+    for start in range(0, len(candidates), batch):
+        chunk = candidates[start : start + batch]
 
-            def work(
-                unit: UnitOfWork, chunk: list[str] = chunk
-            ) -> list[tuple[_Run, RunRetirement]]:
-                going, waiting_now, flying = _choose(
-                    unit,
-                    chunk,
-                    flowgraph,
-                    positions,
-                    datastore=datastore,
-                    stream=stream,
-                    legacy=legacy,
-                )
-                waiting.extend(waiting_now)
-                in_flight.extend(flying)
-                if going and not dry_run:
-                    archive = (
-                        None
-                        if policy.archive is None
-                        else archive_runs(
-                            metagraph, org_id, policy.archive, [r.run_id for r, _ in going]
-                        )
-                    )
-                    if archive is not None:
-                        references.append(archive)
-                    _retire(
-                        unit, metagraph, [r for r, _ in going], reason="policy", archive=archive
-                    )
-                return going
-
-            started = time.monotonic()
-            going = metagraph.atomic(work)
-            pauses.after(started)
+        def work(unit: UnitOfWork, chunk: list[str] = chunk) -> list[tuple[_Run, RunRetirement]]:
+            going, waiting_now, flying = _choose(
+                unit, chunk, flowgraph, positions, datastore=datastore, stream=stream, legacy=legacy
+            )
+            waiting.extend(waiting_now)
+            in_flight.extend(flying)
             if going and not dry_run:
-                transactions += 1
-                _forget_cached(metagraph, [r for r, _ in going])
-                for run, _ in going:
-                    if legacy is not None and run.legacy is not None:
-                        legacy.forget(run.legacy)
-            retired.extend(info for _, info in going)
-        reclaimed: Reclaimed | None = None
-        if retired and not dry_run and reclaim_space:
-            reclaimed = reclaim_file(metagraph, pauses=pauses)
-    return PassReport(
-        tenant=org_id,
-        dry_run=dry_run,
-        policy=policy,
+                archive = (
+                    None
+                    if policy.archive is None
+                    else archive_runs(
+                        metagraph, org_id, policy.archive, [r.run_id for r, _ in going]
+                    )
+                )
+                if archive is not None:
+                    references.append(archive)
+                _retire(unit, metagraph, [r for r, _ in going], reason="policy", archive=archive)
+            return going
+
+        started = time.monotonic()
+        going = metagraph.atomic(work)
+        pauses.after(started)
+        if going and not dry_run:
+            transactions += 1
+            _forget_cached(metagraph, [r for r, _ in going])
+            for run, _ in going:
+                if legacy is not None and run.legacy is not None:
+                    legacy.forget(run.legacy)
+        retired.extend(info for _, info in going)
+    return msgspec.structs.replace(
+        empty,
         runs=retired,
         waiting=waiting,
         skipped_in_flight=in_flight,
         transactions=transactions,
         bytes=sum(r.bytes for r in retired),
-        file_before=None if reclaimed is None else reclaimed.before,
-        file_after=None if reclaimed is None else reclaimed.after,
         archive=references,
     )
 
