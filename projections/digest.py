@@ -18,7 +18,7 @@ import msgspec
 
 from projections.flowgraph import FlowgraphProjection
 from projections.metagraph import MetagraphProjection
-from projections.projector import Projection, Projector
+from projections.projector import Projection, Projector, upgrade_layout
 from projections.rebuild import live_projection, table_names_of
 from streams import HonkerDatastore, saved_position
 
@@ -103,6 +103,9 @@ def check_projections(
             datastore = opener.datastore
             live = live_projection(datastore, base)
             position = saved_position(datastore, live.consumer, opener.stream) or 0
+            # The live tables as their projector would have them once it opens (an older
+            # file's rows rewritten to the projection's layout), as the rebuild has them.
+            upgrade_layout(datastore, live)
         checks.append(_check_one(scratch_env, base, live, position))
     return checks
 

@@ -75,6 +75,7 @@ _IGNORED_TREE: Final = frozenset({_TREE + "Started", _TREE + "ChildLinked"})
 _CALL: Final = "call"
 _TRIGGERED: Final = "triggered"
 _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
+_UPGRADE_PAGE: Final = 5000
 
 
 @functools.lru_cache(maxsize=4096)
@@ -102,9 +103,28 @@ def edge_type_id(graph_type_id: str, name: str) -> str:
     return _uuid5(graph_type_id, "edge-type:" + name)
 
 
-def call_edge_id(graph_id: str, child: str) -> str:
-    """The row id of the ``triggered`` edge into call ``child`` of the call graph: its
-    key is ``triggered:<child>`` (a call has one parent), so the id is derived from it."""
+def call_edge_id(graph_id: str, parent: str, child: str) -> str:
+    """The row id of the ``triggered`` edge from call ``parent`` into call ``child``.
+
+    A UUID (version 8) whose first half is derived from the graph and the parent, its
+    second from the graph and the child. A call has one parent, so the child alone
+    makes the id unique (its key is ``triggered:<child>``); the parent's half makes a
+    call's edges to the calls it started sort together in the ``edges`` primary key,
+    so a run's edges share its pages instead of each taking a page at a random place
+    (retiring a run rewrites them: docs/projections.md, "Row ids")."""
+    namespace = _namespace(graph_id)
+    head = hashlib.sha1(namespace + b"edge:triggered-from:" + parent.encode()).digest()
+    tail = hashlib.sha1(namespace + b"edge:triggered:" + child.encode()).digest()
+    digest = bytearray(head[:8] + tail[:8])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _layout1_call_edge_id(graph_id: str, child: str) -> str:
+    """The id :func:`call_edge_id` was up to layout 1: ``uuid5(graph, "edge:triggered:"
+    + child)`` (:meth:`MetagraphProjection.upgrade` rewrites it)."""
     return _uuid5(graph_id, "edge:triggered:" + child)
 
 
@@ -275,6 +295,8 @@ class MetagraphProjection(Projection):
     name: ClassVar[str] = "metagraph"
     version: ClassVar[int] = 1
     upstream: ClassVar[str] = "metagraph"
+    layout: ClassVar[int] = 2
+    """2: call edges' ids lead with their parent's half (:func:`call_edge_id`)."""
 
     def __init__(self, *, table_prefix: str = "") -> None:
         self.sql = MetagraphSql(table_prefix)
@@ -314,6 +336,34 @@ class MetagraphProjection(Projection):
 
     def table_names(self) -> list[str]:
         return list(self.tables.values())
+
+    def upgrade(self, tx: Transaction, layout: int) -> None:
+        """Layout 1 -> 2: the call graph's ``triggered`` edges that the call trees made
+        take their :func:`call_edge_id` (edges of a graph's own events keep theirs)."""
+        if layout >= 2:
+            return
+        rows = tx.query(self.sql.call_graph)
+        if not rows:
+            return
+        graph, e = str(rows[0]["id"]), f'"{self.tables["edges"]}"'
+        after = -1
+        while True:
+            page = tx.query(
+                f"SELECT rowid AS r, id, source_node_key AS s, target_node_key AS t FROM {e} "
+                "WHERE rowid > ? AND graph_id = ? AND edge_type = 'triggered' "
+                f"ORDER BY rowid LIMIT {_UPGRADE_PAGE}",
+                [after, graph],
+            )
+            if not page:
+                return
+            after = int(page[-1]["r"])
+            for row in page:
+                source, target = str(row["s"]), str(row["t"])
+                if row["id"] == _layout1_call_edge_id(graph, target):
+                    tx.execute(
+                        f"UPDATE {e} SET id = ? WHERE rowid = ?",
+                        [call_edge_id(graph, source, target), row["r"]],
+                    )
 
     def handler(self, topic: str) -> Handler[Any] | None:
         found = self._handlers.get(topic)
@@ -530,7 +580,7 @@ class MetagraphProjection(Projection):
             tx.execute(
                 self.sql.insert_edge,
                 [
-                    call_edge_id(graph, child),
+                    call_edge_id(graph, parent, child),
                     graph,
                     f"{_TRIGGERED}:{child}",
                     _TRIGGERED,

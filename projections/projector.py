@@ -62,6 +62,7 @@ from streams import (
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "LAYOUTS_TABLE",
     "PARKED_TABLE",
     "ErrorPolicy",
     "Handler",
@@ -73,6 +74,7 @@ __all__ = [
     "Record",
     "ReplayResult",
     "Transaction",
+    "upgrade_layout",
 ]
 
 log = wrap_logger(logging.getLogger("projections"))
@@ -82,6 +84,8 @@ ProjectorState = Literal["running", "catching-up", "stopped", "failed"]
 POLICIES: Final = ("stop", "skip-and-park")
 DEFAULT_BATCH_SIZE: Final = 500
 PARKED_TABLE: Final = "projection_parked"
+LAYOUTS_TABLE: Final = "projection_layouts"
+"""Which :attr:`Projection.layout` each consumer's tables have (no row: layout 1)."""
 TRANSIENT_ERRORS: Final = (OperationalError, InterfaceError)
 """Errors of the file, not of an event: raised to the caller, never parked."""
 
@@ -106,6 +110,10 @@ class Projection(ABC):
     that starts from offset 0."""
     upstream: ClassVar[str]
     """The application whose stream is followed (its name is the default stream name)."""
+    layout: ClassVar[int] = 1
+    """The layout of the rows: bump it when the same events come to give other rows that
+    :meth:`upgrade` can rewrite in place (an id derived another way), so that a file's
+    tables keep equalling a clean rebuild without a new version and its full replay."""
 
     @property
     def consumer(self) -> str:
@@ -120,6 +128,11 @@ class Projection(ABC):
         """Tables that :meth:`create_tables` creates in one transaction: when they all
         exist, opening a projector takes no write lock. Empty: always create."""
         return ()
+
+    def upgrade(self, tx: Transaction, layout: int) -> None:
+        """Rewrite this projection's rows from ``layout`` (older than :attr:`layout`) to
+        the current one, in ``tx``. The default has nothing to rewrite."""
+        return None
 
     @abstractmethod
     def handler(self, topic: str) -> Handler[Any] | None:
@@ -257,6 +270,7 @@ class Projector:
             with datastore.transaction() as tx:
                 projection.create_tables(tx)
                 _create_parked_table(tx)
+        upgrade_layout(datastore, projection)
         self._position = saved_position(datastore, self.consumer, self.stream) or 0
         self._position_time = time_at(datastore, self.stream, self._position)
         self._head, self._head_time = stream_head(datastore, self.stream)
@@ -669,6 +683,47 @@ def _type_of(row: Entry) -> str:
         return decode_record(row).type
     except EventNotProjectableError:
         return ""  # a malformed envelope: its type is unknown
+
+
+def upgrade_layout(datastore: HonkerDatastore, projection: Projection) -> None:
+    """Bring ``projection``'s tables in ``datastore`` to its :attr:`~Projection.layout`
+    (:meth:`Projection.upgrade`, in one write transaction), once: a projector does it
+    when it opens. Tables already there cost one read and take no write lock."""
+    if projection.layout <= 1 or _layout_of(datastore, projection) >= projection.layout:
+        return
+    with datastore.transaction() as tx:
+        tx.execute(
+            f"CREATE TABLE IF NOT EXISTS {LAYOUTS_TABLE} ("
+            "consumer TEXT PRIMARY KEY, layout INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        rows = tx.query(
+            f"SELECT layout FROM {LAYOUTS_TABLE} WHERE consumer = ?", [projection.consumer]
+        )
+        layout = int(rows[0]["layout"]) if rows else 1  # another process's upgrade won
+        if layout >= projection.layout:
+            return
+        projection.upgrade(tx, layout)
+        tx.execute(
+            f"INSERT INTO {LAYOUTS_TABLE} (consumer, layout) VALUES (?, ?) "
+            "ON CONFLICT (consumer) DO UPDATE SET layout = excluded.layout",
+            [projection.consumer, projection.layout],
+        )
+    log.info(
+        "projection layout upgraded",
+        consumer=projection.consumer,
+        layout_from=layout,
+        layout=projection.layout,
+    )
+
+
+def _layout_of(datastore: HonkerDatastore, projection: Projection) -> int:
+    exists = "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?"
+    if not datastore.query(exists, [LAYOUTS_TABLE]):
+        return 1
+    rows = datastore.query(
+        f"SELECT layout FROM {LAYOUTS_TABLE} WHERE consumer = ?", [projection.consumer]
+    )
+    return int(rows[0]["layout"]) if rows else 1
 
 
 def _create_parked_table(tx: Transaction) -> None:

@@ -615,7 +615,7 @@ class Replay:
             state.nodes[event.key] = (CALL, attributes, 1)
             links = event.triggered() if isinstance(event, CallAdded) else event.links
             for parent, child in links:
-                edge_id = call_edge_id(state.graph_id, child)
+                edge_id = call_edge_id(state.graph_id, parent, child)
                 state.edges[edge_id] = AnyGraphEvent(
                     key=f"{TRIGGERED}:{child}",
                     edge_id=edge_id,

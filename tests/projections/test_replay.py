@@ -326,7 +326,7 @@ def call_graph_now(app: Metagraph, graph: Any) -> tuple[list[Any], list[Any]]:
     edges = sorted(
         (
             Edge(
-                id=call_edge_id(str(graph), child),
+                id=call_edge_id(str(graph), parent, child),
                 key=f"triggered:{child}",
                 edge_type="triggered",
                 source=parent,
