@@ -76,6 +76,8 @@ _CALL: Final = "call"
 _TRIGGERED: Final = "triggered"
 _EMPTY_OBJECT: Final = msgspec.Raw(b"{}")
 _UPGRADE_PAGE: Final = 5000
+"""Call edges rewritten per transaction by the upgrade to layout 2."""
+_UPDATE_ROWS: Final = 500
 
 
 @functools.lru_cache(maxsize=4096)
@@ -337,33 +339,42 @@ class MetagraphProjection(Projection):
     def table_names(self) -> list[str]:
         return list(self.tables.values())
 
-    def upgrade(self, tx: Transaction, layout: int) -> None:
+    def upgrade(self, tx: Transaction, layout: int, after: int) -> int | None:
         """Layout 1 -> 2: the call graph's ``triggered`` edges that the call trees made
-        take their :func:`call_edge_id` (edges of a graph's own events keep theirs)."""
+        take their :func:`call_edge_id` (an edge of a graph's own events keeps its id),
+        :data:`_UPGRADE_PAGE` of them per step, in ``rowid`` order after ``after``."""
         if layout >= 2:
-            return
+            return None
         rows = tx.query(self.sql.call_graph)
         if not rows:
-            return
+            return None
         graph, e = str(rows[0]["id"]), f'"{self.tables["edges"]}"'
-        after = -1
-        while True:
-            page = tx.query(
-                f"SELECT rowid AS r, id, source_node_key AS s, target_node_key AS t FROM {e} "
-                "WHERE rowid > ? AND graph_id = ? AND edge_type = 'triggered' "
-                f"ORDER BY rowid LIMIT {_UPGRADE_PAGE}",
-                [after, graph],
+        # Version 5 ids only (substr 15: the version digit): the trees' were uuid5, an
+        # edge event's are uuid4 and layout 2's version 8.
+        page = tx.query(
+            # NOT INDEXED: a walk of the table from ``after``, never a scan of the graph's
+            # edges through an index on graph_id, sorted, at every step.
+            f"SELECT rowid AS r, id, source_node_key AS s, target_node_key AS t FROM {e} "
+            "NOT INDEXED WHERE rowid > ? AND graph_id = ? AND edge_type = 'triggered' "
+            f"AND substr(id, 15, 1) = '5' ORDER BY rowid LIMIT {_UPGRADE_PAGE}",
+            [after, graph],
+        )
+        if not page:
+            return None
+        pairs: list[Any] = []
+        for row in page:
+            source, target = str(row["s"]), str(row["t"])
+            if row["id"] == _layout1_call_edge_id(graph, target):
+                pairs += [row["r"], call_edge_id(graph, source, target)]
+        for start in range(0, len(pairs), 2 * _UPDATE_ROWS):
+            chunk = pairs[start : start + 2 * _UPDATE_ROWS]
+            values = ", ".join(["(?, ?)"] * (len(chunk) // 2))
+            tx.execute(
+                f"WITH m(r, id) AS (VALUES {values}) "
+                f"UPDATE {e} SET id = m.id FROM m WHERE {e}.rowid = m.r",
+                chunk,
             )
-            if not page:
-                return
-            after = int(page[-1]["r"])
-            for row in page:
-                source, target = str(row["s"]), str(row["t"])
-                if row["id"] == _layout1_call_edge_id(graph, target):
-                    tx.execute(
-                        f"UPDATE {e} SET id = ? WHERE rowid = ?",
-                        [call_edge_id(graph, source, target), row["r"]],
-                    )
+        return int(page[-1]["r"])
 
     def handler(self, topic: str) -> Handler[Any] | None:
         found = self._handlers.get(topic)

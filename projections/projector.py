@@ -37,7 +37,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from time import time
+from time import monotonic, time
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar
 
 import msgspec
@@ -59,6 +59,7 @@ from streams import (
     stream_head,
     time_at,
 )
+from streams.pauses import Pauses
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -129,9 +130,11 @@ class Projection(ABC):
         exist, opening a projector takes no write lock. Empty: always create."""
         return ()
 
-    def upgrade(self, tx: Transaction, layout: int) -> None:
-        """Rewrite this projection's rows from ``layout`` (older than :attr:`layout`) to
-        the current one, in ``tx``. The default has nothing to rewrite."""
+    def upgrade(self, tx: Transaction, layout: int, after: int) -> int | None:
+        """One bounded step of rewriting this projection's rows from ``layout`` (older
+        than :attr:`layout`) to the current one, in ``tx``: from ``after`` on (0, then
+        what the step before returned); None when nothing is left. The default has
+        nothing to rewrite."""
         return None
 
     @abstractmethod
@@ -686,28 +689,40 @@ def _type_of(row: Entry) -> str:
 
 
 def upgrade_layout(datastore: HonkerDatastore, projection: Projection) -> None:
-    """Bring ``projection``'s tables in ``datastore`` to its :attr:`~Projection.layout`
-    (:meth:`Projection.upgrade`, in one write transaction), once: a projector does it
-    when it opens. Tables already there cost one read and take no write lock."""
+    """Bring ``projection``'s tables in ``datastore`` to its :attr:`~Projection.layout`,
+    once: a projector does it when it opens. Tables already there cost one read and
+    take no write lock. The rewrite goes in bounded steps (:meth:`Projection.upgrade`),
+    one write transaction each, with the writers' turn between them (as a retention
+    pass's: :class:`streams.pauses.Pauses`); a crash between two steps leaves rows
+    of both layouts, which the next projector to open the file goes on rewriting."""
     if projection.layout <= 1 or _layout_of(datastore, projection) >= projection.layout:
         return
-    with datastore.transaction() as tx:
-        tx.execute(
-            f"CREATE TABLE IF NOT EXISTS {LAYOUTS_TABLE} ("
-            "consumer TEXT PRIMARY KEY, layout INTEGER NOT NULL) WITHOUT ROWID"
-        )
-        rows = tx.query(
-            f"SELECT layout FROM {LAYOUTS_TABLE} WHERE consumer = ?", [projection.consumer]
-        )
-        layout = int(rows[0]["layout"]) if rows else 1  # another process's upgrade won
-        if layout >= projection.layout:
-            return
-        projection.upgrade(tx, layout)
-        tx.execute(
-            f"INSERT INTO {LAYOUTS_TABLE} (consumer, layout) VALUES (?, ?) "
-            "ON CONFLICT (consumer) DO UPDATE SET layout = excluded.layout",
-            [projection.consumer, projection.layout],
-        )
+    layout, after = 1, 0
+    with Pauses(datastore.file) as pauses:
+        while True:
+            started = monotonic()
+            with datastore.transaction() as tx:
+                tx.execute(
+                    f"CREATE TABLE IF NOT EXISTS {LAYOUTS_TABLE} ("
+                    "consumer TEXT PRIMARY KEY, layout INTEGER NOT NULL) WITHOUT ROWID"
+                )
+                rows = tx.query(
+                    f"SELECT layout FROM {LAYOUTS_TABLE} WHERE consumer = ?",
+                    [projection.consumer],
+                )
+                layout = int(rows[0]["layout"]) if rows else 1
+                if layout >= projection.layout:
+                    return  # another process's upgrade finished first
+                going_on = projection.upgrade(tx, layout, after)
+                if going_on is None:
+                    tx.execute(
+                        f"INSERT INTO {LAYOUTS_TABLE} (consumer, layout) VALUES (?, ?) "
+                        "ON CONFLICT (consumer) DO UPDATE SET layout = excluded.layout",
+                        [projection.consumer, projection.layout],
+                    )
+                    break
+            after = going_on
+            pauses.after(started)
     log.info(
         "projection layout upgraded",
         consumer=projection.consumer,

@@ -4,8 +4,8 @@ A call edge's id (:func:`projections.metagraph.call_edge_id`) leads with a half 
 from its parent, so the edges from one call sort together in the ``edges`` primary key;
 before, a uuid5 of the child put each at a random place, and retiring a run dirtied a
 page of that index per edge (docs/benchmarks.md, "retention"). A file written before
-has its rows rewritten in place the first time a projector opens it (one transaction,
-recorded in ``projection_layouts``), so its tables keep equalling a clean rebuild."""
+has its rows rewritten in place the first time a projector opens it (in bounded steps,
+then recorded in ``projection_layouts``), so its tables keep equalling a clean rebuild."""
 
 from __future__ import annotations
 
@@ -108,6 +108,41 @@ def test_an_upgrade_that_fails_half_way_changes_nothing(
     assert made  # one row was rewritten inside the transaction before it failed
     assert edges(path) == before
     assert layout_of(path) == []
+
+
+def test_an_upgrade_stopped_between_steps_is_finished_by_the_next_projector(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two edges a step: the first step commits, the second fails; the file then holds
+    edges of both layouts and no layout row, and the next projector finishes the job."""
+    path = old_file(tmp_path)
+    done = old_file(tmp_path / "whole")
+    with Projector.open(store_env(done), MetagraphProjection()):
+        pass  # the same file upgraded in one go: what the end must equal
+    monkeypatch.setattr(metagraph_module, "_UPGRADE_PAGE", 2)
+    steps: list[int] = []
+    upgrade = MetagraphProjection.upgrade
+
+    def stopping(self: MetagraphProjection, tx: Any, layout: int, after: int) -> int | None:
+        steps.append(after)
+        if len(steps) == 2:
+            raise ValueError("killed between steps")
+        return upgrade(self, tx, layout, after)
+
+    monkeypatch.setattr(MetagraphProjection, "upgrade", stopping)
+    with pytest.raises(ValueError, match="killed between steps"):
+        Projector.open(store_env(path), MetagraphProjection())
+    half = edges(path)
+    versions = sorted(UUID(r["id"]).version for r in half.values() if r["edge_type"] == "triggered")
+    assert versions == [5, 5, 5, 8, 8]  # the first step's two edges only
+    assert layout_of(path) == []
+
+    monkeypatch.setattr(MetagraphProjection, "upgrade", upgrade)
+    with Projector.open(store_env(path), MetagraphProjection()):
+        pass
+    assert edges(path) == edges(done)
+    assert layout_of(path) == [{"consumer": "metagraph@v1", "layout": 2}]
+    assert len(steps) == 2
 
 
 def run(app: Metagraph, root: str, children: int) -> None:
