@@ -222,18 +222,22 @@ def _run_in(unit: UnitOfWork, run_id: str, legacy: LegacyGraph | None = None) ->
     """The aggregates holding run ``run_id`` (its trees and every call's reference), its
     calls and those not finished, and what of them the ``legacy`` call graph holds; None
     if no call ``run_id`` is recorded."""
-    if locate(unit, run_id) is None:
+    root = locate(unit, run_id)
+    if root is None:
         return None
     aggregates: dict[UUID, None] = {}
     calls: dict[str, None] = {}
     in_flight: list[str] = []
     trees: dict[UUID, CallTree] = {}
+    # Where each call of a tree read so far is: in that tree (a call is added to one
+    # tree only), so only the links out of the trees read are looked up.
+    located: dict[str, UUID] = {run_id: root}
     stack = [run_id]
     while stack:
         key = stack.pop()
         if key in calls:
             continue
-        where = locate(unit, key)
+        where = located.get(key) or locate(unit, key)
         if where is None:
             continue
         calls[key] = None
@@ -244,6 +248,7 @@ def _run_in(unit: UnitOfWork, run_id: str, legacy: LegacyGraph | None = None) ->
         if tree.id not in trees:
             trees[tree.id] = tree
             aggregates[tree.id] = None
+            located.update(dict.fromkeys(tree.calls, tree.id))
             stack.extend(tree.calls)  # a tree holds one run's calls: all of them go
             for kids in tree.children.values():
                 stack.extend(kids)

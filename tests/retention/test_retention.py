@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from domain.calls import ingest
+from domain.calls import get_call, ingest
+from domain.calls.ledger import locate
 from domain.retention import RetentionPolicy
 from graphstore.cli import ExitCode
 from graphstore.retention import forget_run, run_pass, set_policy
@@ -482,3 +483,35 @@ def test_a_batch_that_only_starts_runs_does_not_wait_on_a_pass(data: Path) -> No
         new = call("call.requested", "new", operationId="flows.run", input={})
         report = ingest(acme, [new], progress=retire_meanwhile)
     assert report.attempts == 1 and len(attempts) == 1
+
+
+def test_a_run_whose_calls_came_before_their_parents_is_retired_whole(data: Path) -> None:
+    """Calls sent before their parents start trees of their own, linked once the parent
+    comes: a pass finds the run's calls through every tree and reference, and leaves
+    nothing of it (verify accepts the file: no reference without its entry)."""
+    keys = ["split", "split.0", "split.0.0", "split.1", "split.1.0"]
+    parent = {k: k.rsplit(".", 1)[0] for k in keys if "." in k}
+
+    def requested(key: str) -> dict[str, Any]:
+        extra = {"parentRequestId": parent[key]} if key in parent else {}
+        return call("call.requested", key, operationId="op", input={"k": key}, **extra)
+
+    with open_store(data) as store:
+        acme = store.tenant("acme")
+        for batch in (["split.0.0"], ["split.1.0"], ["split.0", "split.1"], ["split"]):
+            ingest(acme, [requested(k) for k in batch])  # grandchildren first
+        ingest(acme, [call("call.responded", k, output=OUTPUT) for k in reversed(keys)])
+        with acme.transaction() as unit:
+            trees = {locate(unit, k) for k in keys}
+        assert len(trees) >= 2, trees  # the run spans several trees
+    ok(data, "projector", "catch-up", "--tenant", "acme")
+    ok(data, "retention", "set", "--tenant", "acme", "--finished-older-than", "1d")
+    retired = ok(data, "retention", "run", "--tenant", "acme")
+    going = {r["run_id"]: r for r in retired["runs"]}
+    assert going["split"]["calls"] == len(keys)
+    assert "split" not in runs_of(data)
+    with open_store(data) as store:
+        acme = store.tenant("acme")
+        assert [get_call(acme, k) for k in keys] == [None] * len(keys)
+    verified = gs(data, "verify", "--tenant", "acme")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
