@@ -3,8 +3,10 @@
 Each ``results/SUITE.json`` records the commit it was measured on (``commit.sha``;
 files written before that was recorded fall back to the commit that last changed the
 results file, labelled so). A result is stale when a later commit changed one of the
-paths its suite measures (:data:`MEASURED`): ``git log <measured>..HEAD -- <paths>`` is
-not empty. Then the documents: README.md's figures table against what
+paths its suite measures is not empty (``git log <measured>..HEAD -- <paths>``): the
+packages :data:`MEASURED` names, the suite's module and the benchmark modules it imports,
+directly or through another (:func:`measured_paths`; not ``_report``, which only
+formats and writes results). Then the documents: README.md's figures table against what
 ``python -m benchmarks table`` prints from the results, and the commit each
 ``docs/benchmarks.md`` figures heading names against its result file
 (``benchmarks/_table.py``). A report, not a check: it always exits 0 (the documents'
@@ -13,6 +15,7 @@ agreement is also a test: ``tests/test_benchmark_figures.py``).
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 from dataclasses import dataclass
@@ -22,9 +25,11 @@ from typing import Final
 from benchmarks._report import REPOSITORY
 from benchmarks._table import figure_problems
 
-__all__ = ["MEASURED", "Staleness", "main", "staleness"]
+__all__ = ["MEASURED", "Staleness", "main", "measured_paths", "staleness"]
 
-RESULTS: Final = Path(__file__).with_name("results")
+BENCHMARKS: Final = Path(__file__).parent
+RESULTS: Final = BENCHMARKS / "results"
+_NOT_MEASURED: Final = frozenset({"_report", "_table", "_stale", "__main__"})
 
 MEASURED: Final[dict[str, tuple[str, ...]]] = {
     "streams": ("streams",),
@@ -38,7 +43,32 @@ MEASURED: Final[dict[str, tuple[str, ...]]] = {
     "restore": ("graphstore", "projections", "domain", "streams"),
     "retention": ("graphstore", "projections", "domain", "streams"),
 }
-"""The packages each suite measures (besides its own module, ``benchmarks/SUITE.py``)."""
+"""The packages each suite measures (besides its own modules: :func:`measured_paths`)."""
+
+
+def _imported(module: str) -> set[str]:
+    """The modules of this package that ``benchmarks/<module>.py`` imports."""
+    tree = ast.parse((BENCHMARKS / f"{module}.py").read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module is not None:
+            if node.module == "benchmarks":
+                found.update(alias.name for alias in node.names)
+            elif node.module.startswith("benchmarks."):
+                found.add(node.module.removeprefix("benchmarks."))
+    return {name for name in found if (BENCHMARKS / f"{name}.py").exists()}
+
+
+def measured_paths(suite: str) -> list[str]:
+    """The paths whose change makes ``suite``'s results stale: the packages it measures
+    (:data:`MEASURED`), ``benchmarks/<suite>.py`` and every benchmark module it reaches
+    by imports."""
+    modules, todo = {suite}, [suite]
+    while todo:
+        for name in _imported(todo.pop()) - modules - _NOT_MEASURED:
+            modules.add(name)
+            todo.append(name)
+    return [*MEASURED.get(suite, ()), *(f"benchmarks/{name}.py" for name in sorted(modules))]
 
 
 @dataclass(frozen=True)
@@ -74,7 +104,7 @@ def staleness(result: Path) -> Staleness:
     if measured is None:
         measured = _git("log", "-1", "--format=%H", "--", str(result.relative_to(REPOSITORY)))
         measured = measured or None
-    paths = [*MEASURED.get(suite, ()), f"benchmarks/{suite}.py"]
+    paths = measured_paths(suite)
     changes: list[str] = []
     if measured is not None:
         log = _git("log", "--format=%h %cs %s", f"{measured}..HEAD", "--", *paths)
@@ -88,7 +118,7 @@ def main() -> int:
         found = staleness(result)
         source = "recorded" if found.recorded else "from the commit that wrote the file"
         at = "unknown" if found.measured is None else f"{found.measured[:12]} ({source})"
-        paths = ", ".join([*MEASURED.get(found.suite, ()), f"benchmarks/{found.suite}.py"])
+        paths = ", ".join(measured_paths(found.suite))
         if not found.stale:
             print(f"fresh  {result.name}: measured at {at}; no change since to {paths}")
             continue

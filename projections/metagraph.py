@@ -88,10 +88,16 @@ def _namespace(uuid: str) -> bytes:
 def _uuid5(namespace: str, name: str) -> str:
     """``str(uuid.uuid5(UUID(namespace), name))``, without building UUID objects (it runs
     once per node added)."""
-    digest = bytearray(hashlib.sha1(_namespace(namespace) + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
+    return _uuid_text(hashlib.sha1(_namespace(namespace) + name.encode()).digest(), 5)
+
+
+def _uuid_text(digest: bytes, version: int) -> str:
+    """The UUID text of the first 16 bytes of ``digest``, stamped with ``version`` and
+    the RFC 9562 variant (as ``uuid.UUID`` prints it)."""
+    raw = bytearray(digest[:16])
+    raw[6] = (raw[6] & 0x0F) | (version << 4)
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
@@ -117,11 +123,7 @@ def call_edge_id(graph_id: str, parent: str, child: str) -> str:
     namespace = _namespace(graph_id)
     head = hashlib.sha1(namespace + b"edge:triggered-from:" + parent.encode()).digest()
     tail = hashlib.sha1(namespace + b"edge:triggered:" + child.encode()).digest()
-    digest = bytearray(head[:8] + tail[:8])
-    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 9562 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return _uuid_text(head[:8] + tail[:8], 8)
 
 
 def _layout1_call_edge_id(graph_id: str, child: str) -> str:

@@ -81,7 +81,7 @@ class Checkpointer:
         try:
             self._pipe(self._process.stdin).write("checkpoint\n")
             self._running = True
-        except OSError:  # the helper is gone: the caller checkpoints itself
+        except OSError:  # the helper is gone: SQLite copies the WAL in a commit again
             self._end()
 
     def wait(self) -> None:

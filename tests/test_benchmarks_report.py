@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks._report import Report, RunConfig, Side, git_commit, print_table, write_json
-from benchmarks._stale import MEASURED, RESULTS, staleness
+from benchmarks._stale import MEASURED, RESULTS, measured_paths, staleness
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = Side(what="a -> b", durability="NORMAL", batch="500 events", indexes="primary key")
@@ -73,3 +73,16 @@ def test_a_result_older_than_a_change_to_its_packages_is_stale(tmp_path: Path) -
     # Not under RESULTS: staleness reads the recorded commit, not the file's history.
     ancient = staleness(fake)
     assert ancient.recorded and ancient.stale and ancient.changes
+
+
+def test_a_suite_measures_the_benchmark_modules_it_imports() -> None:
+    """A helper module a suite times through (directly or through another suite) stales
+    its results as the suite's own module does; the report's formatting does not."""
+    retention = measured_paths("retention")
+    assert "benchmarks/retention.py" in retention
+    assert "benchmarks/archive_write.py" in retention  # imported by retention.py
+    restore = measured_paths("restore")
+    # restore.py imports relay.py, which imports projections.py, which imports cli.py
+    assert {"benchmarks/relay.py", "benchmarks/projections.py", "benchmarks/cli.py"} <= set(restore)
+    assert all("_report" not in path for suite in MEASURED for path in measured_paths(suite))
+    assert measured_paths("streams") == ["streams", "benchmarks/streams.py"]
