@@ -54,7 +54,14 @@ from streams import HonkerDatastore, positions_table, saved_position, stream_hea
 from streams.access import honker_recorder
 from streams.pauses import Pauses
 from streams.reader import cipher_of
-from streams.retirement import Reclaimed, entries_of, merged_ranges, reclaim
+from streams.retirement import (
+    Reclaimed,
+    RemovedEntries,
+    combined,
+    entries_of,
+    merged_ranges,
+    reclaim,
+)
 
 __all__ = [
     "BATCH_RUNS",
@@ -216,6 +223,8 @@ class _Run(msgspec.Struct, kw_only=True):
     in_flight: list[str]
     legacy: LegacyCalls | None = None
     """Its calls' events in the call graph of a version before call trees (they go too)."""
+    removed: RemovedEntries | None = None
+    """Its stream entries, once read (:func:`_entries`)."""
 
 
 def _run_in(unit: UnitOfWork, run_id: str, legacy: LegacyGraph | None = None) -> _Run | None:
@@ -280,8 +289,14 @@ def _legacy_graph(metagraph: Metagraph) -> LegacyGraph | None:
         return LegacyGraph.read(metagraph, unit, _datastore(metagraph), _stream(metagraph))
 
 
-def _legacy_offsets(run: _Run) -> list[int]:
-    return [] if run.legacy is None else run.legacy.offsets
+def _entries(datastore: HonkerDatastore, stream: str, run: _Run) -> RemovedEntries:
+    """The stream entries retiring ``run`` removes: its aggregates' events and its calls'
+    events in a legacy call graph. Read once: a pass reads them to choose the run, and
+    its retirement record names the same ones (the delete checks they did not change)."""
+    if run.removed is None:
+        also = [] if run.legacy is None else run.legacy.offsets
+        run.removed = entries_of(datastore, stream, run.aggregates, also=also)
+    return run.removed
 
 
 def _datastore(metagraph: Metagraph) -> HonkerDatastore:
@@ -331,8 +346,7 @@ def _retire(
     datastore, stream = _datastore(metagraph), _stream(metagraph)
     aggregates = [a for run in runs for a in run.aggregates]
     legacy = [run.legacy for run in runs if run.legacy is not None]
-    also = [offset for calls in legacy for offset in calls.offsets]
-    removed = entries_of(datastore, stream, aggregates, also=also)
+    removed = combined(_entries(datastore, stream, run) for run in runs)
     unit.describe(
         "retire runs" if reason == "policy" else "forget a run",
         {"runs": [run.run_id for run in runs], "reason": reason, "events": len(removed.offsets)},
@@ -432,7 +446,7 @@ def _choose(
         if run.in_flight:
             flying.append(run_id)
             continue
-        removed = entries_of(datastore, stream, run.aggregates, also=_legacy_offsets(run))
+        removed = _entries(datastore, stream, run)
         if not removed.offsets:
             continue
         wait = _waits_for(run_id, removed.offsets[-1], positions)

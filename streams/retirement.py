@@ -52,6 +52,7 @@ __all__ = [
     "RemovedEntries",
     "Retirement",
     "Writable",
+    "combined",
     "digest_of",
     "entries_of",
     "is_retirement",
@@ -167,11 +168,14 @@ def _key(aggregate: UUID | str) -> bytes | str:
 
 class RemovedEntries(msgspec.Struct, frozen=True, kw_only=True):
     """What removing some aggregates would take out of a stream: their offsets (sorted),
-    the payloads' total bytes (``size``) and digest (:func:`digest_of`)."""
+    the payloads' total bytes (``size``) and digest (:func:`digest_of`), and the
+    payloads by offset (``payloads``), so that the entries of several reads are
+    :func:`combined` without reading them again."""
 
     offsets: list[int]
     size: int
     digest: str
+    payloads: dict[int, bytes] = {}
 
 
 def entries_of(
@@ -180,8 +184,45 @@ def entries_of(
     """The stream entries of ``aggregates`` (every event recorded for them), and those at
     offsets ``also`` (some events of an aggregate that stays), as a retirement would
     remove them."""
+    offsets = sorted({*_offsets_of(source, stream, aggregates), *also})
+    payloads: dict[int, bytes] = {}
+    for start in range(0, len(offsets), 500):
+        chunk_offsets = offsets[start : start + 500]
+        rows = source.query(
+            'SELECT "offset", payload FROM _honker_stream WHERE topic = ? AND "offset" IN '
+            f"({','.join('?' * len(chunk_offsets))})",
+            [stream, *chunk_offsets],
+        )
+        payloads.update((int(row["offset"]), _bytes(row["payload"])) for row in rows)
+    return _entries(offsets, payloads)
+
+
+def combined(parts: Iterable[RemovedEntries]) -> RemovedEntries:
+    """The entries of several :func:`entries_of` reads as one (offsets sorted, the
+    digest over every payload in offset order), without reading them again."""
+    offsets: set[int] = set()
+    payloads: dict[int, bytes] = {}
+    for part in parts:
+        offsets.update(part.offsets)
+        payloads.update(part.payloads)
+    return _entries(sorted(offsets), payloads)
+
+
+def _entries(offsets: list[int], payloads: dict[int, bytes]) -> RemovedEntries:
+    ordered = [payloads[offset] for offset in offsets if offset in payloads]
+    return RemovedEntries(
+        offsets=offsets,
+        size=sum(len(p) for p in ordered),
+        digest=digest_of(ordered),
+        payloads=payloads,
+    )
+
+
+def _offsets_of(source: Source, stream: str, aggregates: Iterable[UUID | str]) -> list[int]:
+    """The offsets of every event recorded for ``aggregates`` (unsorted; a reference's
+    index row shares its event's offset, so one may come twice)."""
     keys = [_key(a) for a in aggregates]
-    offsets: list[int] = list(also)
+    offsets: list[int] = []
     for start in range(0, len(keys), 500):
         chunk = keys[start : start + 500]
         rows = source.query(
@@ -190,19 +231,7 @@ def entries_of(
             list(chunk),
         )
         offsets += [int(row["offset"]) for row in rows]
-    offsets = sorted(set(offsets))  # a reference's row shares its event's offset
-    payloads: list[bytes] = []
-    for start in range(0, len(offsets), 500):
-        chunk_offsets = offsets[start : start + 500]
-        rows = source.query(
-            'SELECT payload FROM _honker_stream WHERE topic = ? AND "offset" IN '
-            f'({",".join("?" * len(chunk_offsets))}) ORDER BY "offset"',
-            [stream, *chunk_offsets],
-        )
-        payloads += [_bytes(row["payload"]) for row in rows]
-    return RemovedEntries(
-        offsets=offsets, size=sum(len(p) for p in payloads), digest=digest_of(payloads)
-    )
+    return offsets
 
 
 def _bytes(payload: str | bytes) -> bytes:
@@ -222,9 +251,10 @@ def remove_entries(
     ``offsets`` any more (another writer added an event since they were read, or an
     offset left is not a ``partial`` aggregate's) it raises ``IntegrityError`` and the
     caller's transaction rolls back."""
-    found = entries_of(tx, stream, aggregates)
-    rest = sorted(set(offsets) - set(found.offsets))
-    if not set(found.offsets) <= set(offsets) or _count_of(tx, stream, partial, rest) != len(rest):
+    # Offsets only: what the events hold was read (and digested) before the transaction.
+    found = sorted(set(_offsets_of(tx, stream, aggregates)))
+    rest = sorted(set(offsets) - set(found))
+    if not set(found) <= set(offsets) or _count_of(tx, stream, partial, rest) != len(rest):
         raise IntegrityError(
             "the runs to retire changed since they were read (an event was added to one "
             "of them); nothing was written: read them again"
@@ -243,8 +273,8 @@ def remove_entries(
         )
         if has_snapshots:
             tx.execute(f'DELETE FROM "{snapshots}" WHERE originator_id IN ({marks})', list(chunk))
-    for start in range(0, len(found.offsets), 500):
-        chunk_offsets = found.offsets[start : start + 500]
+    for start in range(0, len(found), 500):
+        chunk_offsets = found[start : start + 500]
         tx.execute(
             'DELETE FROM _honker_stream WHERE topic = ? AND "offset" IN '
             f"({','.join('?' * len(chunk_offsets))})",
