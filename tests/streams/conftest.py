@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from streams import HonkerDatastore
+from streams.persistence import HonkerApplicationRecorder
 
 
 @pytest.fixture
@@ -16,3 +17,10 @@ def datastore(tenant_file: Path) -> Iterator[HonkerDatastore]:
     datastore = HonkerDatastore(tenant_file)
     yield datastore
     datastore.close()
+
+
+def application_recorder(datastore: HonkerDatastore, stream: str) -> HonkerApplicationRecorder:
+    """An application recorder of ``stream`` in ``datastore``, its tables created."""
+    recorder = HonkerApplicationRecorder(datastore, stream=stream)
+    recorder.create_table()
+    return recorder

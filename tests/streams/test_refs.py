@@ -20,15 +20,14 @@ from streams.check import aggregate_ids, index_problems
 from streams.index import index_table, refs_of
 from streams.persistence import HonkerApplicationRecorder
 from streams.replication import append_entries
+from tests.streams.conftest import application_recorder
 
 STREAM = "refs"
 
 
 @pytest.fixture
 def recorder(datastore: HonkerDatastore) -> HonkerApplicationRecorder:
-    recorder = HonkerApplicationRecorder(datastore, stream=STREAM)
-    recorder.create_table()
-    return recorder
+    return application_recorder(datastore, STREAM)
 
 
 def filing(tree: UUID, version: int, *refs: UUID) -> StoredEvent:

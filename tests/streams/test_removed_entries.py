@@ -16,15 +16,14 @@ from eventsourcing.persistence import IntegrityError, StoredEvent
 from streams import HonkerDatastore, read_after
 from streams.persistence import HonkerApplicationRecorder
 from streams.retirement import combined, digest_of, entries_of, remove_entries
+from tests.streams.conftest import application_recorder
 
 STREAM = "removed"
 
 
 @pytest.fixture
 def recorder(datastore: HonkerDatastore) -> HonkerApplicationRecorder:
-    recorder = HonkerApplicationRecorder(datastore, stream=STREAM)
-    recorder.create_table()
-    return recorder
+    return application_recorder(datastore, STREAM)
 
 
 def record(recorder: HonkerApplicationRecorder, aggregate: UUID, version: int) -> int:
