@@ -13,10 +13,13 @@ Honker 0.5.0 is alpha software, so everything this package relies on is here:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
+import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +47,7 @@ __all__ = [
     "open_file",
     "raise_translated",
     "release",
+    "release_when_collected",
     "translate_errors",
 ]
 
@@ -434,3 +438,78 @@ def release(tenant_file: TenantFile) -> None:
     with contextlib.suppress(RuntimeError):
         tenant_file.database.close()
     log.debug("closed", path=str(tenant_file.path))
+
+
+# ------------------------------------------------------------------ orphaned files
+#
+# Some owners never close what they open (eventsourcing's ProjectionRunner drops its
+# view's factory), so a datastore also releases its file when it is collected. Collection
+# runs on whichever thread allocated last: possibly while that thread holds _files_lock or
+# a watcher's lock (releasing there deadlocks: the fresh-clone CI once hung on it), or on
+# the watcher thread itself (which cannot join itself). So the collection callback only
+# queues the file, and a reaper thread releases it. At interpreter exit, atexit runs the
+# callbacks on the main thread outside any lock, and they release at once.
+
+
+class _Reaper:
+    """Releases the files of collected owners on its own thread (see above)."""
+
+    _EXIT_WAIT_S: Final = 30.0
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[TenantFile | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # never taken by a collection callback
+        self._exiting = False
+        self._exit_hooked = False
+
+    def watch(self, owner: object, tenant_file: TenantFile) -> Callable[[], None]:
+        finalizer = weakref.finalize(owner, self._collected, tenant_file)
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():  # not yet, or forked
+                self._thread = threading.Thread(target=self._run, name="honker-reaper", daemon=True)
+                self._thread.start()
+            if not self._exit_hooked:
+                # Registered after weakref's own exit hook (made by the first finalizer),
+                # so it runs before it: atexit calls the last registered first.
+                atexit.register(self._exit)
+                self._exit_hooked = True
+
+        def release_now() -> None:
+            if finalizer.detach() is not None:  # still armed: this call disarmed it
+                release(tenant_file)
+
+        return release_now
+
+    def _collected(self, tenant_file: TenantFile) -> None:
+        if self._exiting:
+            release(tenant_file)
+        else:
+            self._queue.put(tenant_file)  # SimpleQueue.put is reentrant: safe here
+
+    def _run(self) -> None:
+        while (tenant_file := self._queue.get()) is not None:
+            try:
+                release(tenant_file)
+            except Exception:  # the reaper must outlive one bad file
+                log.warning("release_failed", path=str(tenant_file.path), exc_info=True)
+
+    def _exit(self) -> None:
+        """Let the reaper release what is queued, then stop it."""
+        self._exiting = True
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(self._EXIT_WAIT_S)
+
+
+_reaper = _Reaper()
+
+
+def release_when_collected(owner: object, tenant_file: TenantFile) -> Callable[[], None]:
+    """Release ``tenant_file`` once ``owner`` is garbage-collected, or at exit.
+
+    Returns the owner's own release: calling it releases at once, on the calling thread,
+    and disarms the collection callback, so the file is released once either way.
+    """
+    return _reaper.watch(owner, tenant_file)

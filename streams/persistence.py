@@ -45,7 +45,6 @@ import logging
 import os
 import re
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -74,7 +73,7 @@ from eventsourcing.persistence import (
 from eventsourcing.utils import Environment, EnvType, resolve_topic, strtobool
 
 import streams.envelope as envelopes
-from streams._honker import Synchronous, TenantFile, Watcher, open_file, release
+from streams._honker import Synchronous, TenantFile, Watcher, open_file, release_when_collected
 from streams.errors import ConfigurationError
 from streams.index import REF_VERSION, id_key, index_table, ref_keys, refs_of, table_prefix
 from streams.logs import wrap_logger
@@ -182,7 +181,7 @@ class HonkerDatastore:
         self._closed = False
         # Some owners never close what they construct (eventsourcing's ProjectionRunner
         # drops the view's factory): release the shared file when this is collected.
-        self._release = weakref.finalize(self, release, self.file)
+        self._release = release_when_collected(self, self.file)
 
     @property
     def watcher(self) -> Watcher:
