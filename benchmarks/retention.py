@@ -26,6 +26,7 @@ README.md and docs/retention.md say what each metric means.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import shutil
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from eventsourcing.persistence import OperationalError
 
@@ -66,6 +67,13 @@ FOLLOW_S: Final = 0.05
 """The projection follower's pause between catch-ups (writer_latency)."""
 BULK_RUNS: Final = 500
 """Runs per ingest batch when building a history only to retire from it."""
+BUSY_TRIES: Final = 20
+"""Tries of a step that finds the file busy (each after the busy timeout) before the
+benchmark stops with the last error: a file held for good ends the run, not spins it."""
+VIEW_EXIT_S: Final = 600.0
+"""How long the build waits for a view's process to finish before it stops it."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -155,15 +163,22 @@ def _project(data: str, which: int, stop: Event) -> None:
     with Projector.open(_env(Path(data)), projection) as projector:
         while True:
             stopping = stop.is_set()
-            try:
-                applied = projector.catch_up()
-            except OperationalError:  # nothing was committed: try again after a pause
-                time.sleep(FOLLOW_S)
-                continue
+            applied = _busy_retried(projector.catch_up)
             if stopping and not applied:
                 return
             if not applied:
                 time.sleep(FOLLOW_S)
+
+
+def _busy_retried(step: Callable[[], T]) -> T:
+    """``step()``, tried again while it finds the file busy (nothing was committed),
+    at most :data:`BUSY_TRIES` times in all."""
+    for _ in range(BUSY_TRIES - 1):
+        try:
+            return step()
+        except OperationalError:  # another process's step held the file past the timeout
+            time.sleep(FOLLOW_S)
+    return step()
 
 
 def build_following(data: Path, runs: int, *, per_batch: int = BULK_RUNS) -> float:
@@ -190,16 +205,14 @@ def build_following(data: Path, runs: int, *, per_batch: int = BULK_RUNS) -> flo
                 batch = [
                     e for r in range(start, min(start + per_batch, runs)) for e in run_events(r)
                 ]
-                while True:
-                    try:
-                        ingest(app, batch)
-                        break
-                    except OperationalError:  # a view's step held the file: nothing written
-                        time.sleep(FOLLOW_S)
+                _busy_retried(functools.partial(ingest, app, batch))
         finally:
             stop.set()
             for process in views:
-                process.join()
+                process.join(VIEW_EXIT_S)
+                if process.is_alive():
+                    process.kill()
+                    process.join()
     _catch_up(env)  # nothing left, unless a view's process failed: then it is built here
     return time.perf_counter() - started
 
